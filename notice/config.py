@@ -1,0 +1,80 @@
+"""Every ``NOTICE_*`` config key with its default.
+
+``Notices.init_app`` applies these with ``app.config.setdefault`` and validates them
+once at startup; a wrong value fails fast with :class:`notice.errors.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from .errors import ConfigurationError
+
+DEFAULTS: dict[str, Any] = {
+    # --- core: publishing and delivery -------------------------------------------
+    #: senders for every notice: built-in names ("log", "memory", "webpush", "email",
+    #: "webhook") or dotted paths "package.module:Class"
+    "NOTICE_SENDERS": ["log"],
+    #: when deliveries run after commit: "sync" (caller's thread), "thread" (pool),
+    #: "celery" (a task per delivery) or "none" (leave them to the sweeper)
+    "NOTICE_DISPATCH": "sync",
+    #: worker threads of the "thread" dispatcher
+    "NOTICE_THREADS": 4,
+    #: deliveries the thread pool queues before leaving the rest to the sweeper
+    "NOTICE_QUEUE_SIZE": 10_000,
+    #: seconds a claimed delivery stays reserved; after that another worker may take it
+    "NOTICE_CLAIM_TIMEOUT": 300,
+    #: seconds the sweeper leaves a new delivery to the after-commit dispatcher
+    "NOTICE_SWEEP_GRACE": 30,
+    #: attempts per delivery, the first included, before it is final (Dead)
+    "NOTICE_MAX_ATTEMPTS": 10,
+    #: retry backoff: first delay and cap in seconds, and relative jitter
+    "NOTICE_RETRY_BASE": 30.0,
+    "NOTICE_RETRY_CAP": 3600.0,
+    "NOTICE_RETRY_JITTER": 0.1,
+    #: deliveries one claim takes (sweeper and dispatcher batches)
+    "NOTICE_BATCH_SIZE": 200,
+    # --- retry sweeper and CLI (sweeper issue) ------------------------------------
+    # --- web: inbox, JSON API, live stream (inbox issue) --------------------------
+    # --- web push and topics (push issue) -----------------------------------------
+    # --- email, webhook, preferences, digest (email issue) ------------------------
+    # --- celery (scaling issue) ----------------------------------------------------
+}
+
+_DISPATCH_MODES = ("sync", "thread", "celery", "none")
+
+
+def apply_defaults(app: Flask) -> None:
+    """Fill in every key the app did not set."""
+    for key, value in DEFAULTS.items():
+        app.config.setdefault(key, list(value) if isinstance(value, list) else value)
+
+
+def _positive(app: Flask, key: str, kind: type = int) -> None:
+    value = app.config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(f"{key} must be a positive number, got {value!r}")
+    if kind is int and not isinstance(value, int):
+        raise ConfigurationError(f"{key} must be a whole number, got {value!r}")
+
+
+def validate(app: Flask) -> None:
+    """Check the core keys; raise ConfigurationError naming the key and the fix."""
+    mode = app.config["NOTICE_DISPATCH"]
+    if mode not in _DISPATCH_MODES:
+        raise ConfigurationError(
+            f"NOTICE_DISPATCH must be one of {', '.join(_DISPATCH_MODES)}; got {mode!r}"
+        )
+    senders = app.config["NOTICE_SENDERS"]
+    if isinstance(senders, str) or not all(isinstance(s, str) for s in senders):
+        raise ConfigurationError(
+            f"NOTICE_SENDERS must be a list of sender names or dotted paths, got {senders!r}"
+        )
+    for key in ("NOTICE_THREADS", "NOTICE_QUEUE_SIZE", "NOTICE_MAX_ATTEMPTS", "NOTICE_BATCH_SIZE"):
+        _positive(app, key)
+    for key in ("NOTICE_CLAIM_TIMEOUT", "NOTICE_RETRY_BASE", "NOTICE_RETRY_CAP"):
+        _positive(app, key, float)
+    if app.config["NOTICE_SWEEP_GRACE"] < 0:
+        raise ConfigurationError("NOTICE_SWEEP_GRACE must be >= 0")

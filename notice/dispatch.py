@@ -1,0 +1,154 @@
+"""The after-commit hand-off, and the executors that run deliveries.
+
+Rows are written inside the caller's transaction; their delivery ids wait in
+``session.info`` and are handed to the app's dispatcher only after that transaction
+commits (a rollback drops them: no row, no send). The model is Flask-SQLAlchemy's
+``track_modifications``, which hooks the same session events.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .delivery import deliver
+
+if TYPE_CHECKING:
+    from .state import NoticeState
+
+logger = logging.getLogger("notice")
+
+_PENDING_KEY = "notice.pending"
+
+
+def defer_until_commit(session: Any, state: NoticeState, delivery_ids: Sequence[int]) -> None:
+    """Dispatch ``delivery_ids`` once ``session``'s transaction commits."""
+    if delivery_ids:
+        session.info.setdefault(_PENDING_KEY, []).append((state, list(delivery_ids)))
+
+
+def _after_commit(session: Session) -> None:
+    for state, ids in session.info.pop(_PENDING_KEY, ()):
+        try:
+            state.dispatcher.submit(ids)
+        except Exception:  # noqa: BLE001 - the caller's commit succeeded; the sweeper retries
+            logger.exception("dispatching %d deliveries failed; the sweeper will retry", len(ids))
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+_hooked = False
+
+
+def install_session_hooks() -> None:
+    """Listen on every SQLAlchemy Session once; sessions without our key are untouched."""
+    global _hooked
+    if not _hooked:
+        sa.event.listen(Session, "after_commit", _after_commit)
+        sa.event.listen(Session, "after_rollback", _after_rollback)
+        _hooked = True
+
+
+class Dispatcher:
+    """Runs deliveries after commit. Subclasses implement :meth:`submit`."""
+
+    def __init__(self, state: NoticeState) -> None:
+        self._state = state
+
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking work; what is not claimed yet stays Wait for the sweeper."""
+
+
+class SyncDispatcher(Dispatcher):
+    """Delivers in the caller's thread, right after its commit."""
+
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        report = deliver(self._state, ids=delivery_ids)
+        logger.debug("delivered after commit: %s", report.as_dict())
+
+
+class NoDispatcher(Dispatcher):
+    """Leaves every delivery to the sweeper (``NOTICE_DISPATCH = "none"``)."""
+
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        return None
+
+
+class ThreadDispatcher(Dispatcher):
+    """A bounded pool of daemon threads fed by a bounded queue.
+
+    When the queue is full, or at interpreter exit, work that was not claimed yet is
+    dropped from memory only: those rows stay Wait and the sweeper sends them. Threads
+    are daemons so a stuck sender cannot hang the process at exit.
+    """
+
+    def __init__(self, state: NoticeState, *, threads: int, queue_size: int) -> None:
+        super().__init__(state)
+        self._app = state.app
+        self._queue: queue.Queue[list[int] | None] = queue.Queue(maxsize=queue_size)
+        self._stopping = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"notice-dispatch-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+        atexit.register(self.shutdown)
+
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            self._queue.put_nowait(list(delivery_ids))
+        except queue.Full:
+            logger.warning(
+                "dispatch queue full; %d deliveries left to the sweeper", len(delivery_ids)
+            )
+
+    def _run(self) -> None:
+        while True:
+            ids = self._queue.get()
+            if ids is None or self._stopping.is_set():
+                return
+            try:
+                with self._app.app_context():
+                    deliver(self._state, ids=ids)
+            except Exception:  # noqa: BLE001 - rows stay claimable; the sweeper retries
+                logger.exception("delivering %d deliveries failed", len(ids))
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        dropped = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += len(item) if item else 0
+        if dropped:
+            logger.info("dispatcher stopping: %d deliveries left Wait for the sweeper", dropped)
+        for _ in self._threads:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                break
+        if wait:
+            for thread in self._threads:
+                # a batch in flight gets a moment to record its results; its lease
+                # protects it from double sends if we are killed meanwhile
+                thread.join(timeout=5)
+        atexit.unregister(self.shutdown)

@@ -1,0 +1,53 @@
+"""Exceptions raised by ``notice``.
+
+The tree::
+
+    NoticeError
+    ├── ConfigurationError      bad NOTICE_* config or wiring, raised at startup
+    ├── NoRecipientError        notice_event() without user_id and nobody logged in
+    └── DeliveryError           raised by a sender's ``send()`` to steer the delivery
+        ├── TransientError      try again later (honours ``retry_after`` seconds)
+        ├── PermanentError      never try again; the delivery is final (Dead)
+        └── SkipDelivery        nothing to send (no address, expired); final (Skipped)
+
+Any other exception a sender raises counts as a :class:`TransientError`.
+Senders map third-party errors onto this tree with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class NoticeError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigurationError(NoticeError, RuntimeError):
+    """The app's ``NOTICE_*`` configuration or the extension's wiring is wrong."""
+
+
+class NoRecipientError(NoticeError, ValueError):
+    """No ``user_id`` was given and no user is logged in."""
+
+
+class DeliveryError(NoticeError):
+    """Raised by a sender to say how its delivery should continue."""
+
+
+class TransientError(DeliveryError):
+    """The send failed but may work later.
+
+    :param retry_after: seconds the remote side asked us to wait (for example from
+        an HTTP ``Retry-After`` header); the retry policy honours it.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(DeliveryError):
+    """The send failed and retrying cannot help; the delivery becomes Dead."""
+
+
+class SkipDelivery(DeliveryError):
+    """There is nothing to send for this delivery; it becomes Skipped with a reason."""

@@ -1,0 +1,194 @@
+"""The Flask extension object, :class:`Notices`."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from . import store
+from .config import apply_defaults, validate
+from .delivery import Report, deliver
+from .dispatch import install_session_hooks
+from .errors import ConfigurationError
+from .filters import Filter
+from .models import Models, build_models
+from .publish import PublishResult, write
+from .senders.base import Sender
+from .signals import notice_read, notification
+from .state import NoticeState, Route
+
+
+class Notices:
+    """Notifications for a Flask app: models, publishing, delivery and reading.
+
+    ::
+
+        db = SQLAlchemy()
+        notices = Notices(db=db)
+        notices.init_app(app)          # after db.init_app(app)
+
+    :param app: initialise for this app right away.
+    :param db: the app's :class:`flask_sqlalchemy.SQLAlchemy`; the models live on it.
+    :param user_table: ``"table.column"`` of the app's users, e.g. ``"user.id"``; makes
+        ``notice.user_id`` a foreign key that deletes a user's notices with the user.
+    :param user_id_type: SQLAlchemy type of user ids (default ``Integer``).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: Any,
+        user_table: str | None = None,
+        user_id_type: Any = sa.Integer,
+    ) -> None:
+        if db is None:
+            raise TypeError("Notices needs the app's Flask-SQLAlchemy object: Notices(db=db)")
+        self.db = db
+        self.models: Models = build_models(db, user_table=user_table, user_id_type=user_id_type)
+        #: the Notice model class
+        self.Notice = self.models.Notice
+        #: the delivery model class (one row per notice and channel/target)
+        self.Delivery = self.models.Delivery
+        self._routes: list[Route] = []
+        self._states: weakref.WeakKeyDictionary[Flask, NoticeState] = weakref.WeakKeyDictionary()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read and check config, build senders and the dispatcher, connect handlers."""
+        if "notice" in app.extensions:
+            raise RuntimeError(
+                "notice is already initialised on this app; call init_app once per app, "
+                "or create a single Notices() and reuse it"
+            )
+        if "sqlalchemy" not in app.extensions or app.extensions["sqlalchemy"] is not self.db:
+            raise ConfigurationError(
+                "call db.init_app(app) with the same SQLAlchemy object given to "
+                "Notices(db=...) before notices.init_app(app)"
+            )
+        apply_defaults(app)
+        validate(app)
+        state = NoticeState(self, app)
+        for r in self._routes:
+            state.add_route(Route(r.sender, r.when))
+        self._states[app] = state
+        app.extensions["notice"] = self
+        install_session_hooks()
+        _tune_sqlite(self.db, app)
+        notification.connect(self._handle_notification, sender=app)
+
+    # --- per-app state ---------------------------------------------------------------
+
+    def state(self, app: Flask | None = None) -> NoticeState:
+        """The state for ``app`` (default: the current app)."""
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            return self._states[app]
+        except KeyError:
+            raise RuntimeError(
+                "notice is not initialised on this app: call notices.init_app(app)"
+            ) from None
+
+    def _handle_notification(self, app: Flask, *, event: Any, **_: Any) -> PublishResult:
+        return write(self._states[app], event)
+
+    # --- senders ---------------------------------------------------------------------
+
+    def register_sender(self, sender: Sender, *, when: Filter | None = None) -> Sender:
+        """Add a sender for every app this extension serves (those already initialised
+        and those to come). ``when`` is a filter choosing the notices it gets."""
+        if not isinstance(sender, Sender):
+            raise TypeError(f"{sender!r} is not a notice.Sender")
+        route = Route(sender, when)
+        for state in self._states.values():
+            state.add_route(Route(sender, when))
+        self._routes.append(route)
+        return sender
+
+    def sender(self, name: str) -> Sender:
+        """The current app's sender called ``name`` (e.g. ``notices.sender("memory")``)."""
+        return self.state().sender(name)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def unread_count(self, user_id: Any) -> int:
+        """How many unread, unexpired notices ``user_id`` has."""
+        return store.unread_count(self.db.session, self.Notice, user_id)
+
+    def list_notices(
+        self, user_id: Any, query: store.NoticeQuery | None = None, **filters: Any
+    ) -> list[Any]:
+        """``user_id``'s notices, newest first; ``filters`` as in
+        :class:`notice.store.NoticeQuery` (read, types, text, before, after, before_id,
+        limit)."""
+        if query is None:
+            if "types" in filters and filters["types"] is not None:
+                filters["types"] = tuple(str(t) for t in filters["types"])
+            query = store.NoticeQuery(**filters)
+        return store.list_notices(self.db.session, self.Notice, user_id, query)
+
+    def get(self, user_id: Any, notice_id: int) -> Any:
+        """``user_id``'s notice ``notice_id``, or None (also when it is someone else's)."""
+        return self.db.session.execute(
+            sa.select(self.Notice).where(
+                self.Notice.id == notice_id, self.Notice.user_id == user_id
+            )
+        ).scalar_one_or_none()
+
+    def mark_read(
+        self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
+    ) -> int:
+        """Mark ``user_id``'s notices read (``ids``, or all); return how many changed."""
+        return self._set_read(user_id, ids, read=True, commit=commit)
+
+    def mark_unread(
+        self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
+    ) -> int:
+        """Mark ``user_id``'s notices unread (``ids``, or all); return how many changed."""
+        return self._set_read(user_id, ids, read=False, commit=commit)
+
+    def _set_read(
+        self, user_id: Any, ids: Iterable[int] | None, *, read: bool, commit: bool
+    ) -> int:
+        id_list = None if ids is None else list(ids)
+        changed = store.set_read(self.db.session, self.Notice, user_id, id_list, read=read)
+        if commit:
+            self.db.session.commit()
+        if changed:
+            notice_read.send(
+                self.state().app, user_id=user_id, ids=id_list, read=read, count=changed
+            )
+        return changed
+
+    # --- delivery --------------------------------------------------------------------
+
+    def deliver_due(self, *, limit: int | None = None) -> Report:
+        """Claim and send what is due now (one batch); the sweeper's building block."""
+        return deliver(self.state(), limit=limit)
+
+
+def _tune_sqlite(db: Any, app: Flask) -> None:
+    """SQLite: enforce foreign keys (cascades), WAL so readers don't block the writer,
+    and a busy timeout so concurrent claimers wait instead of failing."""
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        if engine.dialect.name != "sqlite" or getattr(engine, "_notice_tuned", False):
+            continue
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        engine.pool.dispose()  # connections opened before now lack the pragmas
+        engine._notice_tuned = True

@@ -1,0 +1,192 @@
+"""The tables: ``notice`` (one row per user and event) and ``notice_delivery`` (one row
+per notice, channel and target, carrying its own send state).
+
+Models are built on the app's Flask-SQLAlchemy ``db`` when ``Notices(db=db)`` is
+created, so ``db.create_all()`` creates them with the app's own tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from .types import DeliveryStatus, ReadStatus, SendStatus
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite has no time zones: we store naive UTC there and attach UTC on the way out.
+    Naive datetimes are refused on the way in, so local times never sneak in.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+@dataclass
+class Models:
+    """The model classes built for one ``db``."""
+
+    Notice: Any
+    Delivery: Any
+
+
+def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Models:
+    """Declare the library's models on ``db.Model``.
+
+    :param user_table: ``"table.column"`` of the app's users; when set, ``user_id`` is a
+        foreign key that deletes a user's notices with the user.
+    :param user_id_type: the SQLAlchemy type of user ids (``sa.Integer`` by default).
+    """
+    user_fk: tuple[Any, ...] = (
+        (sa.ForeignKey(user_table, ondelete="CASCADE"),) if user_table else ()
+    )
+
+    class Notice(db.Model):
+        """One notice for one user."""
+
+        __tablename__ = "notice"
+        __table_args__ = (
+            # per-user unread count: an index-only scan on (user_id, read_status)
+            sa.Index("ix_notice_user_read", "user_id", "read_status", "expires_at"),
+            # newest-first listing and cursor pagination walk this index backwards
+            sa.Index("ix_notice_user_id", "user_id", "id"),
+            sa.UniqueConstraint("user_id", "dedupe_key", name="uq_notice_user_dedupe"),
+        )
+
+        id: Mapped[int] = mapped_column(BigId, primary_key=True)
+        user_id: Mapped[Any] = mapped_column(user_id_type, *user_fk, nullable=False)
+        sender_id: Mapped[Any] = mapped_column(user_id_type, nullable=True)
+        subject: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+        content: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+        notice_type: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+        read_status: Mapped[str] = mapped_column(
+            sa.String(8), nullable=False, default=ReadStatus.UNREAD.value
+        )
+        send_status: Mapped[str] = mapped_column(
+            sa.String(8), nullable=False, default=SendStatus.WAIT.value
+        )
+        url: Mapped[str | None] = mapped_column(sa.String(2048), nullable=True)
+        data: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+        dedupe_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+        expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        #: when the notice went out in an email digest (None: not yet)
+        emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        create_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+        update_at: Mapped[datetime] = mapped_column(
+            UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
+        )
+
+        deliveries: Mapped[list[Any]] = db.relationship(
+            "Delivery",
+            back_populates="notice",
+            cascade="all, delete-orphan",
+            passive_deletes=True,
+            lazy="select",
+        )
+
+        @property
+        def is_read(self) -> bool:
+            return bool(self.read_status == ReadStatus.READ.value)
+
+        def is_expired(self, now: datetime | None = None) -> bool:
+            return self.expires_at is not None and self.expires_at <= (now or utcnow())
+
+        def to_dict(self) -> dict[str, Any]:
+            """A JSON-ready view of the notice (what the API and the stream send)."""
+            return {
+                "id": self.id,
+                "user_id": self.user_id,
+                "sender_id": self.sender_id,
+                "notice_type": self.notice_type,
+                "subject": self.subject,
+                "content": self.content,
+                "url": self.url,
+                "data": self.data,
+                "read_status": self.read_status,
+                "send_status": self.send_status,
+                "create_at": _iso(self.create_at),
+                "update_at": _iso(self.update_at),
+                "read_at": _iso(self.read_at),
+                "expires_at": _iso(self.expires_at),
+            }
+
+        def __repr__(self) -> str:
+            return f"<Notice {self.id} user={self.user_id} {self.notice_type} {self.subject!r}>"
+
+    class Delivery(db.Model):
+        """One notice going out through one channel to one target (device, address)."""
+
+        __tablename__ = "notice_delivery"
+        __table_args__ = (
+            sa.UniqueConstraint("notice_id", "channel", "target", name="uq_delivery_channel"),
+            # the sweeper's scan: pending rows in due order
+            sa.Index("ix_delivery_due", "status", "next_attempt_at"),
+        )
+
+        id: Mapped[int] = mapped_column(BigId, primary_key=True)
+        notice_id: Mapped[int] = mapped_column(
+            BigId, sa.ForeignKey("notice.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+        channel: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+        #: sender-specific address within the channel, e.g. a push subscription id
+        target: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
+        status: Mapped[str] = mapped_column(
+            sa.String(8), nullable=False, default=DeliveryStatus.WAIT.value
+        )
+        attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+        next_attempt_at: Mapped[datetime] = mapped_column(
+            UTCDateTime, nullable=False, default=utcnow
+        )
+        claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        #: who holds the lease; a worker finishes a row only while it still owns it
+        claim_token: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+        last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+        sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        create_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+        update_at: Mapped[datetime] = mapped_column(
+            UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
+        )
+
+        notice: Mapped[Any] = db.relationship("Notice", back_populates="deliveries")
+
+        def __repr__(self) -> str:
+            return f"<Delivery {self.id} notice={self.notice_id} {self.channel} {self.status}>"
+
+    return Models(Notice=Notice, Delivery=Delivery)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,352 @@
+"""The publisher: :func:`notice_event` sends the ``notification`` signal, and the
+library's receiver turns the event into Notice and delivery rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import store
+from .dispatch import defer_until_commit
+from .errors import NoRecipientError
+from .models import utcnow
+from .signals import notice_created, notification
+from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus
+
+if TYPE_CHECKING:
+    from .state import NoticeState
+
+MAX_SUBJECT = 255
+MAX_URL = 2048
+MAX_DEDUPE_KEY = 255
+
+
+@dataclass(frozen=True)
+class NoticeEvent:
+    """One call of :func:`notice_event`, validated; what the ``notification`` signal
+    carries to its receivers."""
+
+    user_ids: tuple[Any, ...]
+    #: True when one user id (not an iterable) was given
+    single: bool
+    notice_type: NoticeType
+    subject: str
+    content: str
+    url: str | None
+    sender_id: Any
+    data: Any
+    expires_at: datetime | None
+    dedupe_key: str | None
+    channels: frozenset[str] | None
+    commit: bool
+
+
+@dataclass
+class PublishResult:
+    """What the library's receiver wrote for one event."""
+
+    notice_ids: list[int]
+    #: ids of notices that already existed under the event's dedupe_key
+    existing_ids: list[int]
+
+
+class _Draft:
+    """A notice before it is written; what filters see at routing time."""
+
+    __slots__ = (
+        "user_id",
+        "notice_type",
+        "subject",
+        "content",
+        "url",
+        "sender_id",
+        "data",
+        "expires_at",
+        "dedupe_key",
+    )
+
+    def __init__(self, event: NoticeEvent, user_id: Any) -> None:
+        self.user_id = user_id
+        self.notice_type = event.notice_type
+        self.subject = event.subject
+        self.content = event.content
+        self.url = event.url
+        self.sender_id = event.sender_id
+        self.data = event.data
+        self.expires_at = event.expires_at
+        self.dedupe_key = event.dedupe_key
+
+
+def notice_event(
+    user_id: Any = None,
+    notice_type: NoticeType | str = NoticeType.SYSTEM,
+    *,
+    subject: str,
+    content: str,
+    url: str | None = None,
+    sender_id: Any = None,
+    data: Any = None,
+    expires_at: datetime | timedelta | None = None,
+    dedupe_key: str | None = None,
+    channels: Iterable[str] | None = None,
+    commit: bool = True,
+) -> Any:
+    """Publish a notice to one user or many. Needs an app context.
+
+    :param user_id: a user id, an iterable of ids (one bulk insert for all), or None for
+        flask-login's ``current_user``.
+    :param notice_type: a :class:`NoticeType` or its stored value.
+    :param expires_at: an aware datetime, or a timedelta from now; expired notices are
+        never sent and drop out of counts and lists.
+    :param dedupe_key: unique per user: publishing the same key again returns the
+        existing notice and sends nothing.
+    :param channels: sender names to use for this call (default: every sender whose
+        filter matches).
+    :param commit: commit ``db.session`` before returning (default). With False the rows
+        join the caller's transaction and are delivered only after the caller commits;
+        a rollback means no row and no send.
+    :return: for one user, the Notice (the existing one on a dedupe hit); for an
+        iterable, the list of new notice ids.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = _state(app)
+    event = build_event(
+        state,
+        user_id,
+        notice_type,
+        subject=subject,
+        content=content,
+        url=url,
+        sender_id=sender_id,
+        data=data,
+        expires_at=expires_at,
+        dedupe_key=dedupe_key,
+        channels=channels,
+        commit=commit,
+    )
+    result: PublishResult | None = None
+    for _receiver, value in notification.send(app, event=event):
+        if isinstance(value, PublishResult):
+            result = value
+    if result is None:
+        raise RuntimeError("the notice handler did not run; was notices.init_app(app) called?")
+    if not event.single:
+        return result.notice_ids
+    ids = result.notice_ids or result.existing_ids
+    return state.ext.db.session.get(state.models.Notice, ids[0]) if ids else None
+
+
+def _state(app: Any) -> NoticeState:
+    ext = app.extensions.get("notice")
+    if ext is None:
+        raise RuntimeError(
+            "notice is not set up on this app: call notices.init_app(app) (or "
+            "Notices(app, db=db)) before publishing"
+        )
+    state: NoticeState = ext.state(app)
+    return state
+
+
+def _current_user_id() -> Any:
+    from flask_login import current_user
+
+    user: Any = current_user
+    if user is not None and getattr(user, "is_authenticated", False):
+        return user.get_id()
+    raise NoRecipientError(
+        "notice_event() needs user_id when no user is logged in (flask-login's current_user)"
+    )
+
+
+def _coerce_user_id(state: NoticeState, value: Any) -> Any:
+    # flask-login ids are strings; store them as the column's type (int by default)
+    try:
+        python_type = state.models.Notice.__table__.c.user_id.type.python_type
+    except NotImplementedError:
+        return value
+    try:
+        return python_type(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def build_event(
+    state: NoticeState,
+    user_id: Any,
+    notice_type: NoticeType | str,
+    *,
+    subject: str,
+    content: str,
+    url: str | None,
+    sender_id: Any,
+    data: Any,
+    expires_at: datetime | timedelta | None,
+    dedupe_key: str | None,
+    channels: Iterable[str] | None,
+    commit: bool,
+) -> NoticeEvent:
+    """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
+    that is wrong."""
+    if user_id is None:
+        user_ids: tuple[Any, ...] = (_coerce_user_id(state, _current_user_id()),)
+        single = True
+    elif isinstance(user_id, (str, bytes, int)) or not isinstance(user_id, Iterable):
+        user_ids, single = (user_id,), True
+    else:
+        user_ids, single = tuple(user_id), False
+        if any(u is None for u in user_ids):
+            raise ValueError("user_id contains None")
+    if not isinstance(subject, str) or not subject.strip():
+        raise ValueError("subject must be a non-empty string")
+    if len(subject) > MAX_SUBJECT:
+        raise ValueError(f"subject is {len(subject)} characters; the limit is {MAX_SUBJECT}")
+    if not isinstance(content, str):
+        raise TypeError(f"content must be a string, got {type(content).__name__}")
+    if url is not None and (not isinstance(url, str) or len(url) > MAX_URL):
+        raise ValueError(f"url must be a string of at most {MAX_URL} characters")
+    if dedupe_key is not None and (
+        not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= MAX_DEDUPE_KEY
+    ):
+        raise ValueError(f"dedupe_key must be a string of 1-{MAX_DEDUPE_KEY} characters")
+    if data is not None:
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"data must be JSON-serialisable: {exc}") from exc
+    if isinstance(expires_at, timedelta):
+        expires_at = utcnow() + expires_at
+    elif expires_at is not None and (
+        not isinstance(expires_at, datetime) or expires_at.tzinfo is None
+    ):
+        raise ValueError("expires_at must be a timezone-aware datetime or a timedelta")
+    wanted: frozenset[str] | None = None
+    if channels is not None:
+        wanted = frozenset([channels] if isinstance(channels, str) else channels)
+        unknown = wanted - set(state.senders_by_name)
+        if unknown:
+            raise ValueError(
+                f"unknown channel(s) {', '.join(sorted(unknown))}; this app has: "
+                f"{', '.join(sorted(state.senders_by_name)) or 'no senders'}"
+            )
+    return NoticeEvent(
+        user_ids=user_ids,
+        single=single,
+        notice_type=NoticeType(notice_type),
+        subject=subject,
+        content=content,
+        url=url,
+        sender_id=sender_id,
+        data=data,
+        expires_at=expires_at,
+        dedupe_key=dedupe_key,
+        channels=wanted,
+        commit=commit,
+    )
+
+
+def route(
+    state: NoticeState, event: NoticeEvent, user_ids: tuple[Any, ...]
+) -> dict[Any, list[tuple[str, str]]]:
+    """Decide, per user, which ``(channel, target)`` deliveries the event needs."""
+    routes: dict[Any, list[tuple[str, str]]] = {_key(u): [] for u in user_ids}
+    for r in state.routes:
+        channel = r.sender.name
+        if event.channels is not None and channel not in event.channels:
+            continue
+        users = [u for u in user_ids if r.when is None or r.when(_Draft(event, u))]
+        for gate in state.gates:
+            if not users:
+                break
+            allowed = gate(channel, event.notice_type, users)
+            users = [u for u in users if u in allowed]
+        if not users:
+            continue
+        targets = r.sender.targets(users)
+        for u in users:
+            for target in ("",) if targets is None else targets.get(u, ()):
+                routes[_key(u)].append((channel, str(target)))
+    return routes
+
+
+def _key(user_id: Any) -> str:
+    # the database may hand back ids in another type than the caller used ("7" vs 7)
+    return str(user_id)
+
+
+def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
+    """Write the event's rows in ``db.session``; deliveries go out after commit."""
+    db = state.ext.db
+    session = db.session
+    Notice, Delivery = state.models.Notice, state.models.Delivery
+    dedupe = event.dedupe_key is not None
+    # one notice per user and key: a repeated id in a deduplicated fan-out is one notice
+    user_ids = tuple(dict.fromkeys(event.user_ids)) if dedupe else event.user_ids
+    routes = route(state, event, tuple(dict.fromkeys(user_ids)))
+    now = utcnow()
+    base = {
+        "sender_id": event.sender_id,
+        "subject": event.subject,
+        "content": event.content,
+        "notice_type": str(event.notice_type),
+        "read_status": ReadStatus.UNREAD.value,
+        "url": event.url,
+        "data": event.data,
+        "dedupe_key": event.dedupe_key,
+        "expires_at": event.expires_at,
+        "read_at": None,
+        "emailed_at": None,
+        "create_at": now,
+        "update_at": now,
+    }
+    rows = [
+        {
+            **base,
+            "user_id": u,
+            "send_status": (SendStatus.WAIT if routes[_key(u)] else SendStatus.SENT).value,
+        }
+        for u in user_ids
+    ]
+    written = store.insert_notices(session, Notice.__table__, rows, dedupe=dedupe)
+    existing: list[int] = []
+    if dedupe and len(written) < len(rows):
+        new_users = {_key(u) for _, u in written}
+        missing = [u for u in user_ids if _key(u) not in new_users]
+        for part in store.chunks(missing):
+            existing.extend(
+                session.execute(
+                    sa.select(Notice.id).where(
+                        Notice.user_id.in_(part), Notice.dedupe_key == event.dedupe_key
+                    )
+                ).scalars()
+            )
+    # a new delivery is the dispatcher's for a grace period before the sweeper may take it
+    first_try = now if state.dispatch_mode == "none" else now + state.sweep_grace
+    delivery_rows = [
+        {
+            "notice_id": notice_id,
+            "channel": channel,
+            "target": target,
+            "status": DeliveryStatus.WAIT.value,
+            "attempts": 0,
+            "next_attempt_at": first_try,
+            "create_at": now,
+            "update_at": now,
+        }
+        for notice_id, u in written
+        for channel, target in routes[_key(u)]
+    ]
+    delivery_ids = store.insert_deliveries(session, Delivery.__table__, delivery_rows)
+    defer_until_commit(session, state, delivery_ids)
+    notice_ids = [notice_id for notice_id, _ in written]
+    if notice_ids and notice_created.receivers:
+        notice_created.send(state.app, notice_ids=notice_ids, event=event)
+    if event.commit:
+        session.commit()
+    return PublishResult(notice_ids=notice_ids, existing_ids=existing)

@@ -1,0 +1,91 @@
+"""The sender interface and the lookup of senders by name or dotted path.
+
+A sender is a plain class: ``name`` identifies its channel (stored on each delivery
+row), :meth:`Sender.send` does the work, every other hook is optional. To steer a
+failed send, raise :class:`~notice.errors.TransientError` (retry later, optionally
+with ``retry_after``), :class:`~notice.errors.PermanentError` (give up) or
+:class:`~notice.errors.SkipDelivery` (nothing to send). Any other exception is
+treated as transient. The library calls senders outside any database transaction.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+#: short names accepted in ``NOTICE_SENDERS``
+BUILTIN_SENDERS: dict[str, str] = {
+    "log": "notice.senders.log:LogSender",
+    "memory": "notice.senders.memory:MemorySender",
+    "webpush": "notice.senders.webpush:WebPushSender",
+    "email": "notice.senders.email:EmailSender",
+    "webhook": "notice.senders.webhook:WebhookSender",
+}
+
+
+class Sender:
+    """Base class of every sender. Subclasses set ``name`` and implement :meth:`send`."""
+
+    #: the channel name stored on delivery rows; unique among an app's senders
+    name: ClassVar[str] = ""
+
+    def init_app(self, app: Flask) -> None:
+        """Read and validate this sender's config; raise ConfigurationError if wrong."""
+
+    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]] | None:
+        """Where each user receives this channel, for senders with several per user.
+
+        Return None (the default) for one delivery per notice; or a mapping of user id
+        to target strings (e.g. push subscription ids): one delivery each, and a user
+        missing from the mapping gets none. Called inside the publishing transaction.
+        """
+        return None
+
+    def open(self) -> None:
+        """Called before a batch of sends (e.g. open one SMTP connection)."""
+
+    def close(self) -> None:
+        """Called after a batch of sends, also when one failed."""
+
+    def send(self, notice: Any) -> None:
+        """Deliver ``notice`` (a detached Notice). Raise to report failure."""
+        raise NotImplementedError(f"{type(self).__name__} must implement send(notice)")
+
+    def send_to(self, notice: Any, target: str) -> None:
+        """Deliver ``notice`` to one target; the default ignores ``target``."""
+        self.send(notice)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def load_sender(spec: str) -> Sender:
+    """Build a sender from a built-in name or ``"package.module:Class"`` path."""
+    path = BUILTIN_SENDERS.get(spec, spec)
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigurationError(
+            f"unknown sender {spec!r} in NOTICE_SENDERS: use one of "
+            f"{', '.join(sorted(BUILTIN_SENDERS))} or a dotted path 'package.module:Class'"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"cannot load sender {spec!r} from NOTICE_SENDERS ({exc}); built-in names are "
+            f"{', '.join(sorted(BUILTIN_SENDERS))}; an extra may be missing, "
+            "e.g. pip install 'notice[webpush]'"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Sender)):
+        raise ConfigurationError(f"{path} is not a notice.Sender subclass")
+    if not cls.name:
+        raise ConfigurationError(f"{path} must set the class attribute 'name'")
+    return cls()

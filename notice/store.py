@@ -1,0 +1,358 @@
+"""Every query the library runs: bulk inserts, counts, listings and delivery claims.
+
+Views, the CLI, the sweeper and the dispatcher share these, so each query is written
+once and tuned once (see the indexes in :mod:`notice.models`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from .models import utcnow
+from .types import PENDING_STATES, DeliveryStatus, ReadStatus, SendStatus
+
+#: ids per ``IN (...)`` list; keeps statements well under every driver's parameter limit
+CHUNK = 500
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- writing notices -----------------------------------------------------------------
+
+
+def insert_notices(
+    session: Session, notice_table: sa.Table, rows: list[dict[str, Any]], *, dedupe: bool
+) -> list[tuple[int, Any]]:
+    """Insert ``rows`` in bulk and return ``(id, user_id)`` of the rows written.
+
+    Without ``dedupe`` the result is in the order of ``rows``. With ``dedupe`` a row whose
+    ``(user_id, dedupe_key)`` exists is skipped (``ON CONFLICT DO NOTHING``), so racing
+    callers never fail and never write twice; only new rows are returned.
+    """
+    if not rows:
+        return []
+    cols = (notice_table.c.id, notice_table.c.user_id)
+    if dedupe:
+        dialect = session.get_bind().dialect.name
+        conflict = ["user_id", "dedupe_key"]
+        stmt: Any
+        if dialect == "postgresql":
+            stmt = postgresql.insert(notice_table).on_conflict_do_nothing(index_elements=conflict)
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(notice_table).on_conflict_do_nothing(index_elements=conflict)
+        else:
+            raise NotImplementedError(f"dedupe_key needs PostgreSQL or SQLite, not {dialect}")
+        result = session.execute(stmt.returning(*cols), rows)
+    else:
+        result = session.execute(
+            sa.insert(notice_table).returning(*cols, sort_by_parameter_order=True), rows
+        )
+    return [(row[0], row[1]) for row in result]
+
+
+def insert_deliveries(
+    session: Session, delivery_table: sa.Table, rows: list[dict[str, Any]]
+) -> list[int]:
+    """Insert delivery rows in bulk; return their ids."""
+    if not rows:
+        return []
+    stmt = sa.insert(delivery_table).returning(delivery_table.c.id)
+    return [row[0] for row in session.execute(stmt, rows)]
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(notice.expires_at.is_(None), notice.expires_at > now)
+
+
+def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
+    """Unread, unexpired notices of one user (index-only on ``ix_notice_user_read``)."""
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(notice.__table__)
+        .where(
+            notice.user_id == user_id,
+            notice.read_status == ReadStatus.UNREAD.value,
+            _visible(notice, now or utcnow()),
+        )
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+@dataclass(frozen=True)
+class NoticeQuery:
+    """Filters for :func:`list_notices`; every field is optional.
+
+    :param read: True for read only, False for unread only, None for both.
+    :param types: notice type values to keep.
+    :param text: case-insensitive substring of subject or content.
+    :param before / after: ``create_at`` bounds (exclusive).
+    :param before_id: cursor: only notices with a smaller id (the next page).
+    :param limit: page size.
+    """
+
+    read: bool | None = None
+    types: tuple[str, ...] = ()
+    text: str | None = None
+    before: datetime | None = None
+    after: datetime | None = None
+    before_id: int | None = None
+    limit: int = 50
+    include_expired: bool = False
+
+
+def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery) -> list[Any]:
+    """One user's notices, newest first (by id, walking ``ix_notice_user_id``)."""
+    stmt = sa.select(notice).where(notice.user_id == user_id)
+    if query.read is not None:
+        status = ReadStatus.READ if query.read else ReadStatus.UNREAD
+        stmt = stmt.where(notice.read_status == status.value)
+    if query.types:
+        stmt = stmt.where(notice.notice_type.in_(query.types))
+    if query.text:
+        pattern = "%" + _escape_like(query.text.lower()) + "%"
+        stmt = stmt.where(
+            sa.or_(
+                sa.func.lower(notice.subject).like(pattern, escape="\\"),
+                sa.func.lower(notice.content).like(pattern, escape="\\"),
+            )
+        )
+    if query.before is not None:
+        stmt = stmt.where(notice.create_at < query.before)
+    if query.after is not None:
+        stmt = stmt.where(notice.create_at > query.after)
+    if query.before_id is not None:
+        stmt = stmt.where(notice.id < query.before_id)
+    if not query.include_expired:
+        stmt = stmt.where(_visible(notice, utcnow()))
+    stmt = stmt.order_by(notice.id.desc()).limit(query.limit)
+    return list(session.execute(stmt).scalars())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def set_read(
+    session: Session, notice: Any, user_id: Any, ids: Iterable[int] | None, *, read: bool
+) -> int:
+    """Mark the user's notices (``ids``, or all when None) read or unread; rows changed.
+
+    Only the user's own rows are touched, whatever ids are passed.
+    """
+    now = utcnow()
+    target, source = (
+        (ReadStatus.READ, ReadStatus.UNREAD) if read else (ReadStatus.UNREAD, ReadStatus.READ)
+    )
+    values = {"read_status": target.value, "read_at": now if read else None, "update_at": now}
+    base = sa.update(notice.__table__).where(
+        notice.__table__.c.user_id == user_id,
+        notice.__table__.c.read_status == source.value,
+    )
+    if ids is None:
+        return int(session.execute(base.values(**values)).rowcount)  # type: ignore[attr-defined]
+    changed = 0
+    for part in chunks(sorted(set(ids))):
+        stmt = base.where(notice.__table__.c.id.in_(part)).values(**values)
+        changed += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    return changed
+
+
+# --- claiming deliveries -------------------------------------------------------------
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def _begin_claim(conn: Connection) -> None:
+    # SQLite: take the write lock up front so two claimers queue on the busy timeout
+    # instead of both reading and then failing to upgrade ("database is locked").
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def due_condition(delivery: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
+    """Pending, due, and not held by a live lease."""
+    c = delivery.c
+    return sa.and_(
+        c.status.in_(PENDING_STATES),
+        c.next_attempt_at <= now,
+        sa.or_(c.claimed_until.is_(None), c.claimed_until <= now),
+    )
+
+
+def _unleased(delivery: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
+    c = delivery.c
+    return sa.and_(
+        c.status.in_(PENDING_STATES),
+        sa.or_(c.claimed_until.is_(None), c.claimed_until <= now),
+    )
+
+
+def claim(
+    engine: Engine,
+    delivery: sa.Table,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    ids: Sequence[int] | None = None,
+    where: sa.ColumnElement[bool] | None = None,
+) -> tuple[str, list[int]]:
+    """Atomically reserve up to ``limit`` deliveries; return ``(token, ids)``.
+
+    With ``ids`` (the after-commit dispatcher) those rows are taken if nobody holds them,
+    whatever their due time; without, the due rows oldest first (the sweeper). Claiming
+    bumps ``attempts`` and sets a lease; on PostgreSQL rows locked by another claimer are
+    skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
+    ``BEGIN IMMEDIATE`` so claimers take turns.
+    """
+    token = new_token()
+    c = delivery.c
+    cond = _unleased(delivery, now) if ids is not None else due_condition(delivery, now)
+    if ids is not None:
+        cond = sa.and_(cond, c.id.in_(ids))
+    if where is not None:
+        cond = sa.and_(cond, where)
+    pick = (
+        sa.select(c.id)
+        .where(cond)
+        .order_by(c.next_attempt_at, c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        sa.update(delivery)
+        .where(c.id.in_(pick.scalar_subquery()))
+        .values(
+            claimed_until=now + lease,
+            claim_token=token,
+            attempts=c.attempts + 1,
+            update_at=now,
+        )
+        .returning(c.id)
+    )
+    with engine.connect() as conn:
+        _begin_claim(conn)
+        claimed = [row[0] for row in conn.execute(stmt)]
+        conn.commit()
+    return token, claimed
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed delivery."""
+
+    delivery_id: int
+    notice_id: int
+    status: DeliveryStatus
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    #: a skipped delivery because its notice expired (counted apart in reports)
+    expired: bool = False
+
+
+def finish(
+    engine: Engine,
+    delivery: sa.Table,
+    notice: sa.Table,
+    token: str,
+    outcomes: Sequence[Outcome],
+    *,
+    now: datetime,
+) -> list[Outcome]:
+    """Record outcomes for rows this claim still owns; return the ones recorded.
+
+    A row whose lease was taken over (its ``claim_token`` changed) is left alone, so a
+    slow worker never overwrites the new owner's result. The notices' ``send_status``
+    roll-up is recomputed in the same transaction.
+    """
+    if not outcomes:
+        return []
+    c = delivery.c
+    by_id = {o.delivery_id: o for o in outcomes}
+    with engine.connect() as conn:
+        _begin_claim(conn)
+        owned: set[int] = set()
+        for part in chunks(list(by_id)):
+            rows = conn.execute(
+                sa.select(c.id).where(c.id.in_(part), c.claim_token == token).with_for_update()
+            )
+            owned.update(row[0] for row in rows)
+        recorded = [by_id[i] for i in by_id if i in owned]
+        if recorded:
+            stmt = (
+                sa.update(delivery)
+                .where(c.id == sa.bindparam("b_id"))
+                .values(
+                    status=sa.bindparam("b_status"),
+                    last_error=sa.bindparam("b_error"),
+                    next_attempt_at=sa.case(
+                        (
+                            sa.bindparam("b_next", type_=c.next_attempt_at.type).is_(None),
+                            c.next_attempt_at,
+                        ),
+                        else_=sa.bindparam("b_next", type_=c.next_attempt_at.type),
+                    ),
+                    sent_at=sa.bindparam("b_sent", type_=c.sent_at.type),
+                    claimed_until=None,
+                    claim_token=None,
+                    update_at=now,
+                )
+            )
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "b_id": o.delivery_id,
+                        "b_status": o.status.value,
+                        "b_error": o.error,
+                        "b_next": o.next_attempt_at,
+                        "b_sent": now if o.status is DeliveryStatus.SENT else None,
+                    }
+                    for o in recorded
+                ],
+            )
+            roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
+        conn.commit()
+    return recorded
+
+
+def roll_up(
+    conn: Connection,
+    delivery: sa.Table,
+    notice: sa.Table,
+    notice_ids: Sequence[int],
+    *,
+    now: datetime,
+) -> None:
+    """Recompute ``send_status`` of ``notice_ids`` from their deliveries."""
+    d = delivery.alias("d")
+
+    def any_in(states: tuple[str, ...]) -> sa.Exists:
+        return sa.exists().where(d.c.notice_id == notice.c.id, d.c.status.in_(states))
+
+    status = sa.case(
+        (any_in((DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)), SendStatus.ERROR.value),
+        (any_in((DeliveryStatus.WAIT.value,)), SendStatus.WAIT.value),
+        else_=SendStatus.SENT.value,
+    )
+    for part in chunks(notice_ids):
+        conn.execute(
+            sa.update(notice).where(notice.c.id.in_(part)).values(send_status=status, update_at=now)
+        )

@@ -1,0 +1,131 @@
+"""Notice types and the status enums stored on rows.
+
+Types are stored as stable strings (``"Comment"``), never as Python symbol names, so
+renaming a constant never breaks stored rows. Apps add their own types with
+:meth:`NoticeType.register` instead of forking an enum.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class NoticeType(str):
+    """A registered kind of notice; a ``str`` holding its stored value.
+
+    ``NoticeType("Comment")`` returns the registered type and raises ``ValueError``
+    (listing the known values) for an unknown one.
+    """
+
+    _registry: ClassVar[dict[str, NoticeType]] = {}
+
+    POST: ClassVar[NoticeType]
+    COMMENT: ClassVar[NoticeType]
+    REPLY: ClassVar[NoticeType]
+    FOLLOW: ClassVar[NoticeType]
+    LIKE: ClassVar[NoticeType]
+    SAVE: ClassVar[NoticeType]
+    SYSTEM: ClassVar[NoticeType]
+
+    def __new__(cls, value: str) -> NoticeType:
+        try:
+            return cls._registry[str(value)]
+        except KeyError:
+            known = ", ".join(sorted(cls._registry))
+            raise ValueError(
+                f"unknown notice type {value!r}; known types: {known}"
+                " (add one with NoticeType.register(NAME, value))"
+            ) from None
+
+    @classmethod
+    def register(cls, name: str, value: str | None = None) -> NoticeType:
+        """Add a type and return it; it is also reachable as ``NoticeType.<name>``.
+
+        :param name: the attribute name, e.g. ``"OWNER"``.
+        :param value: the stored string, at most 32 characters; defaults to
+            ``name.title()`` (``"Owner"``). Registering the same pair twice is a no-op.
+        """
+        if not name.isidentifier() or not name.isupper():
+            raise ValueError(f"notice type name must be an UPPER_CASE identifier, got {name!r}")
+        value = name.title() if value is None else value
+        if not value or len(value) > 32:
+            raise ValueError(f"notice type value must be 1-32 characters, got {value!r}")
+        existing = getattr(cls, name, None)
+        if isinstance(existing, NoticeType):
+            if existing != value:
+                raise ValueError(f"NoticeType.{name} is already registered as {existing!r}")
+            return existing
+        if value in cls._registry:
+            raise ValueError(f"notice type value {value!r} is already registered")
+        member = str.__new__(cls, value)
+        member._name = name
+        cls._registry[value] = member
+        setattr(cls, name, member)
+        return member
+
+    _name: str
+
+    @property
+    def name(self) -> str:
+        """The Python name, e.g. ``"COMMENT"``."""
+        return self._name
+
+    @classmethod
+    def known(cls) -> list[NoticeType]:
+        """All registered types, sorted by value."""
+        return [cls._registry[key] for key in sorted(cls._registry)]
+
+    def __repr__(self) -> str:
+        return f"NoticeType.{self._name}"
+
+
+for _name in ("POST", "COMMENT", "REPLY", "FOLLOW", "LIKE", "SAVE", "SYSTEM"):
+    NoticeType.register(_name)
+
+
+class ReadStatus(str, enum.Enum):
+    """Whether the user has seen a notice (stored as ``"Read"`` / ``"Unread"``)."""
+
+    READ = "Read"
+    UNREAD = "Unread"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SendStatus(str, enum.Enum):
+    """Roll-up of a notice's deliveries.
+
+    Wait while any delivery is pending, Error when one failed (retrying or dead),
+    Sent when all succeeded or were skipped, or when none was needed.
+    """
+
+    WAIT = "Wait"
+    SENT = "Sent"
+    ERROR = "Error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeliveryStatus(str, enum.Enum):
+    """State of one (notice, channel, target) delivery."""
+
+    #: not sent yet; picked by the dispatcher after commit, or by the sweeper
+    WAIT = "Wait"
+    #: delivered
+    SENT = "Sent"
+    #: failed, will be retried at ``next_attempt_at``
+    ERROR = "Error"
+    #: failed for good (permanent error or attempts used up); only an operator retries it
+    DEAD = "Dead"
+    #: nothing to send (expired notice, no address); final, reason in ``last_error``
+    SKIPPED = "Skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: delivery states the sweeper may pick up
+PENDING_STATES = (DeliveryStatus.WAIT.value, DeliveryStatus.ERROR.value)

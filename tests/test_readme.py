@@ -1,0 +1,39 @@
+"""The README's commands and the code must not drift apart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import notice
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _console_commands() -> list[str]:
+    blocks = re.findall(r"```console\n(.*?)```", README, flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_ci_runs_the_readme_test_command():
+    test_command = next(c for c in _console_commands() if "pytest" in c)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"({test_command})" in ci
+
+
+def test_quickstart_starts_the_example_app():
+    assert "python -m example_app" in _console_commands()[0]
+
+
+def test_public_names_are_sorted_and_exported():
+    assert notice.__all__ == sorted(notice.__all__)
+    for name in notice.__all__:
+        assert hasattr(notice, name), name
+
+
+def test_every_config_key_is_documented():
+    from notice.config import DEFAULTS
+
+    for key in DEFAULTS:
+        assert f"`{key}`" in README or key in README, f"{key} missing from README"
