@@ -38,6 +38,12 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_BATCH_SIZE": 200,
     # --- retry sweeper and CLI (sweeper issue) ------------------------------------
     # --- web: inbox, JSON API, live stream (inbox issue) --------------------------
+    #: register the blueprints (inbox pages, JSON API, stream, service API); False: none
+    "NOTICE_WEB": True,
+    #: URL prefix of the logged-in user's pages, JSON API and stream
+    "NOTICE_URL_PREFIX": "/notices",
+    #: URL prefix of the token-authenticated service API (topics, publishing)
+    "NOTICE_API_PREFIX": "/api/v1",
     # --- web push and topics (push issue) -----------------------------------------
     # --- email, webhook, preferences, digest (email issue) ------------------------
     # --- celery (scaling issue) ----------------------------------------------------

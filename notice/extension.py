@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
 
 from . import store
+from .cli import load_commands
 from .config import apply_defaults, validate
 from .delivery import Report, deliver
 from .dispatch import install_session_hooks
@@ -20,6 +21,8 @@ from .publish import PublishResult, write
 from .senders.base import Sender
 from .signals import notice_read, notification
 from .state import NoticeState, Route
+from .web import register_web
+from .web.auth import csrf_token
 
 
 class Notices:
@@ -55,6 +58,7 @@ class Notices:
         #: the delivery model class (one row per notice and channel/target)
         self.Delivery = self.models.Delivery
         self._routes: list[Route] = []
+        self._user_loader: Callable[[], Any] | None = None
         self._states: weakref.WeakKeyDictionary[Flask, NoticeState] = weakref.WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -76,11 +80,15 @@ class Notices:
         state = NoticeState(self, app)
         for r in self._routes:
             state.add_route(Route(r.sender, r.when))
+        state.user_loader = self._user_loader
         self._states[app] = state
         app.extensions["notice"] = self
         install_session_hooks()
         _tune_sqlite(self.db, app)
         notification.connect(self._handle_notification, sender=app)
+        app.cli.add_command(load_commands())
+        register_web(app)
+        app.jinja_env.globals.setdefault("notice_csrf_token", csrf_token)
 
     # --- per-app state ---------------------------------------------------------------
 
@@ -96,6 +104,14 @@ class Notices:
 
     def _handle_notification(self, app: Flask, *, event: Any, **_: Any) -> PublishResult:
         return write(self._states[app], event)
+
+    def user_loader(self, loader: Callable[[], Any]) -> Callable[[], Any]:
+        """Decorator: register how the web layer finds the current user's id (return
+        None when nobody is logged in). Default: flask-login's ``current_user``."""
+        self._user_loader = loader
+        for state in self._states.values():
+            state.user_loader = loader
+        return loader
 
     # --- senders ---------------------------------------------------------------------
 

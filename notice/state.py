@@ -54,6 +54,8 @@ class NoticeState:
         self.routes: list[Route] = []
         self.senders_by_name: dict[str, Sender] = {}
         self.gates: list[Gate] = []
+        #: the web layer's current-user hook (``Notices.user_loader``); None: flask-login
+        self.user_loader: Callable[[], Any] | None = None
         for spec in cfg["NOTICE_SENDERS"]:
             self.add_route(Route(load_sender(spec)))
         self.dispatcher = self._make_dispatcher()
