@@ -206,5 +206,8 @@ def _tune_sqlite(db: Any, app: Flask) -> None:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.close()
 
-        engine.pool.dispose()  # connections opened before now lack the pragmas
+        if engine.url.database not in (None, "", ":memory:"):
+            # connections opened before now lack the pragmas; an in-memory database
+            # lives in its one connection, so that one is kept
+            engine.pool.dispose()
         engine._notice_tuned = True
