@@ -55,6 +55,12 @@ def insert_notices(
         else:
             raise NotImplementedError(f"dedupe_key needs PostgreSQL or SQLite, not {dialect}")
         result = session.execute(stmt.returning(*cols), rows)
+    elif session.get_bind().dialect.name == "sqlite":
+        # SQLite has no sentinel for RETURNING in parameter order, so SQLAlchemy would
+        # fall back to one INSERT per row. Under SQLite's single write lock new rowids
+        # grow in insertion order, so sorting by id restores the order of ``rows``.
+        result = session.execute(sa.insert(notice_table).returning(*cols), rows)
+        return sorted((row[0], row[1]) for row in result)
     else:
         result = session.execute(
             sa.insert(notice_table).returning(*cols, sort_by_parameter_order=True), rows

@@ -1,0 +1,275 @@
+"""How fast ``notice_event`` writes and sends, against raw ``executemany`` inserts.
+
+Run from the repository root::
+
+    python bench/emit.py                 # SQLite (file) and PostgreSQL
+    python bench/emit.py --only sqlite   # one backend
+
+For each database it prints, measured in this run on this machine:
+
+* single ``notice_event`` calls/s (sync dispatch, memory sender: write, commit, claim,
+  send, record);
+* fan-out rows/s: one ``notice_event`` to 10,000 recipients, deliveries included;
+* the reference: the DBAPI driver's own ``executemany`` (sqlite3 / psycopg) inserting
+  10,000 equivalent rows into a plain table with the notice table's columns;
+
+and the ratios fan-out / raw and single / raw. Target: fan-out >= 30 % of raw.
+PostgreSQL runs in a private database created in the ``test`` cluster on 127.0.0.1 and
+dropped afterwards (``--pg-admin-url`` to change). Each measurement is the best of a few
+repetitions; the whole run takes well under two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from notice import Notices, NoticeType, notice_event  # noqa: E402
+
+FAN_OUT = 10_000
+REPEAT = 3
+SINGLE_SECONDS = 2.0
+
+RAW_COLUMNS = (
+    "user_id, sender_id, subject, content, notice_type, read_status, send_status, url, "
+    "data, dedupe_key, expires_at, read_at, emailed_at, create_at, update_at"
+)
+
+
+def raw_row(user_id: int, now: Any) -> tuple[Any, ...]:
+    """The values ``notice_event`` writes for one recipient (JSON data as text)."""
+    return (
+        user_id,
+        2,
+        "Ana commented on your post",
+        "Nice work!",
+        "Comment",
+        "Unread",
+        "Wait",
+        "/posts/3#c9",
+        json.dumps({"post": 3}),
+        None,
+        None,
+        None,
+        None,
+        now,
+        now,
+    )
+
+
+def best(run: Callable[[], float], times: int = REPEAT) -> float:
+    """The shortest of ``times`` runs of ``run`` (which returns seconds)."""
+    return min(run() for _ in range(times))
+
+
+# --- the reference: the driver's executemany --------------------------------------
+
+
+def raw_sqlite(path: str) -> float:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE raw_notice (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, "
+        "sender_id INTEGER, subject VARCHAR(255) NOT NULL, content TEXT NOT NULL, "
+        "notice_type VARCHAR(32) NOT NULL, read_status VARCHAR(8) NOT NULL, "
+        "send_status VARCHAR(8) NOT NULL, url VARCHAR(2048), data JSON, "
+        "dedupe_key VARCHAR(255), expires_at DATETIME, read_at DATETIME, "
+        "emailed_at DATETIME, create_at DATETIME NOT NULL, update_at DATETIME NOT NULL)"
+    )
+    conn.commit()
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(" ")
+    sql = f"INSERT INTO raw_notice ({RAW_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+
+    def once() -> float:
+        rows = [raw_row(u, now) for u in range(FAN_OUT)]
+        start = time.perf_counter()
+        conn.executemany(sql, rows)
+        conn.commit()
+        return time.perf_counter() - start
+
+    try:
+        return best(once)
+    finally:
+        conn.close()
+
+
+def raw_postgres(url: str) -> float:
+    import psycopg
+
+    dsn = sa.make_url(url).set(drivername="postgresql")
+    with psycopg.connect(dsn.render_as_string(hide_password=False)) as conn:
+        conn.execute(
+            "CREATE TABLE raw_notice (id BIGSERIAL PRIMARY KEY, user_id INTEGER NOT NULL, "
+            "sender_id INTEGER, subject VARCHAR(255) NOT NULL, content TEXT NOT NULL, "
+            "notice_type VARCHAR(32) NOT NULL, read_status VARCHAR(8) NOT NULL, "
+            "send_status VARCHAR(8) NOT NULL, url VARCHAR(2048), data JSON, "
+            "dedupe_key VARCHAR(255), expires_at TIMESTAMPTZ, read_at TIMESTAMPTZ, "
+            "emailed_at TIMESTAMPTZ, create_at TIMESTAMPTZ NOT NULL, "
+            "update_at TIMESTAMPTZ NOT NULL)"
+        )
+        conn.commit()
+        now = datetime.now(timezone.utc)
+        sql = f"INSERT INTO raw_notice ({RAW_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})"
+
+        def once() -> float:
+            rows = [raw_row(u, now) for u in range(FAN_OUT)]
+            start = time.perf_counter()
+            with conn.cursor() as cur:
+                cur.executemany(sql, rows)
+            conn.commit()
+            return time.perf_counter() - start
+
+        return best(once)
+
+
+# --- notice -------------------------------------------------------------------------
+
+
+def make_app(url: str) -> Flask:
+    app = Flask("bench_emit")
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=url, NOTICE_SENDERS=["memory"], NOTICE_DISPATCH="sync"
+    )
+    db = SQLAlchemy()
+    notices = Notices(db=db)
+    db.init_app(app)
+    notices.init_app(app)
+    app.extensions["bench"] = (db, notices)
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def publish(user_id: Any) -> Any:
+    return notice_event(
+        user_id,
+        NoticeType.COMMENT,
+        subject="Ana commented on your post",
+        content="Nice work!",
+        url="/posts/3#c9",
+        sender_id=2,
+        data={"post": 3},
+    )
+
+
+def single_calls_per_second(app: Flask) -> float:
+    with app.app_context():
+        memory = app.extensions["bench"][1].sender("memory")
+        for u in range(20):  # warm up connections and statement caches
+            publish(u)
+        calls = 0
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < SINGLE_SECONDS:
+            publish(calls % 1000)
+            calls += 1
+        memory.reset()
+        return calls / elapsed
+
+
+def fan_out_seconds(app: Flask) -> float:
+    with app.app_context():
+        memory = app.extensions["bench"][1].sender("memory")
+
+        def once() -> float:
+            memory.reset()
+            start = time.perf_counter()
+            ids = publish(range(FAN_OUT))
+            elapsed = time.perf_counter() - start
+            if len(ids) != FAN_OUT or len(memory.outbox) != FAN_OUT:
+                raise SystemExit("fan-out did not write and send every notice")
+            return elapsed
+
+        once()  # warm up
+        return best(once)
+
+
+def run_notice(url: str) -> tuple[float, float]:
+    app = make_app(url)
+    try:
+        return single_calls_per_second(app), FAN_OUT / fan_out_seconds(app)
+    finally:
+        app.extensions["notice"].state(app).dispatcher.shutdown()
+        with app.app_context():
+            app.extensions["bench"][0].engine.dispose()
+
+
+# --- databases ----------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_urls() -> Iterator[tuple[str, str]]:
+    with tempfile.TemporaryDirectory(prefix="notice-bench-") as tmp:
+        yield f"sqlite:///{tmp}/notice.db", f"{tmp}/raw.db"
+
+
+@contextmanager
+def postgres_urls(admin_url: str) -> Iterator[tuple[str, str]]:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    names = [f"notice_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}_{i}" for i in (0, 1)]
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    base = sa.make_url(admin_url)
+    try:
+        yield tuple(  # type: ignore[misc]
+            base.set(database=n).render_as_string(hide_password=False) for n in names
+        )
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def report(label: str, raw_rate: float, single: float, fan_rate: float) -> None:
+    print(f"{label}:")
+    print(f"  raw executemany insert    {raw_rate:10,.0f} rows/s   (reference)")
+    print(
+        f"  fan-out, {FAN_OUT:,} recipients  {fan_rate:10,.0f} rows/s   "
+        f"{fan_rate / raw_rate:6.1%} of raw  (target >= 30%: "
+        f"{'met' if fan_rate >= 0.3 * raw_rate else 'MISSED'})"
+    )
+    print(
+        f"  single notice_event       {single:10,.0f} calls/s  {single / raw_rate:6.1%} of raw"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument(
+        "--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    args = parser.parse_args()
+    print(f"fan-out of {FAN_OUT:,}; best of {REPEAT}; single calls for {SINGLE_SECONDS:.0f} s")
+    if args.only in (None, "sqlite"):
+        with sqlite_urls() as (url, raw_path):
+            raw_rate = FAN_OUT / raw_sqlite(raw_path)
+            single, fan_rate = run_notice(url)
+            report("SQLite (file, WAL)", raw_rate, single, fan_rate)
+    if args.only in (None, "postgresql"):
+        with postgres_urls(args.pg_admin_url) as (url, raw_url):
+            raw_rate = FAN_OUT / raw_postgres(raw_url)
+            single, fan_rate = run_notice(url)
+            report("PostgreSQL (127.0.0.1, psycopg 3)", raw_rate, single, fan_rate)
+
+
+if __name__ == "__main__":
+    main()
