@@ -47,6 +47,13 @@ DEFAULTS: dict[str, Any] = {
     # --- web push and topics (push issue) -----------------------------------------
     # --- email, webhook, preferences, digest (email issue) ------------------------
     # --- celery (scaling issue) ----------------------------------------------------
+    #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
+    #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
+    "NOTICE_CELERY_APP": None,
+    #: queue of the delivery tasks; None: the Celery app's default queue
+    "NOTICE_CELERY_QUEUE": None,
+    #: extra apply_async options of every delivery task (priority, expires, retry_policy)
+    "NOTICE_CELERY_TASK_OPTIONS": {},
 }
 
 _DISPATCH_MODES = ("sync", "thread", "celery", "none")

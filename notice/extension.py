@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
 from . import store
 from .cli import load_commands
@@ -182,6 +182,23 @@ class Notices:
         return changed
 
     # --- delivery --------------------------------------------------------------------
+
+    def init_celery(self, celery_app: Any, *, app: Flask | None = None) -> None:
+        """Publish ``app``'s deliveries (default: the current app) as tasks of
+        ``celery_app``; for ``NOTICE_DISPATCH = "celery"`` (see :mod:`notice.celery`)."""
+        from .celery import CeleryDispatcher
+
+        if app is None and not has_app_context():
+            apps = list(self._states)
+            if len(apps) != 1:
+                raise RuntimeError("init_celery(celery_app, app=app): which app?")
+            app = apps[0]
+        state = self.state(app)
+        if not isinstance(state.dispatcher, CeleryDispatcher):
+            raise ConfigurationError(
+                f"init_celery() needs NOTICE_DISPATCH = 'celery', not {state.dispatch_mode!r}"
+            )
+        state.dispatcher.init_celery(celery_app)
 
     def deliver_due(self, *, limit: int | None = None) -> Report:
         """Claim and send what is due now (one batch); the sweeper's building block."""

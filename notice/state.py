@@ -70,6 +70,10 @@ class NoticeState:
                 threads=self.app.config["NOTICE_THREADS"],
                 queue_size=self.app.config["NOTICE_QUEUE_SIZE"],
             )
+        if mode == "celery":
+            from .celery import CeleryDispatcher  # imports Celery only for this mode
+
+            return CeleryDispatcher(self)
         if mode == "none":
             return NoDispatcher(self)
         raise ConfigurationError(

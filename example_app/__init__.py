@@ -1,0 +1,97 @@
+"""A small social app that shows every part of ``notice``: sign up, post, comment,
+reply, like, follow, save, groups and watched posts, each turning into notices; the
+bell, the pop-up, the inbox and the preferences page; an operations page for admins.
+
+``python -m example_app`` runs it on SQLite with no other setup; see the README's
+walkthrough. ``create_app(config)`` is the app factory (the tests pass their own
+database URL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_login import LoginManager
+
+from notice import Notices
+
+from .models import User, db
+
+notices = Notices(db=db, user_table="user.id")
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the example app.
+
+    Settings, weakest first: the defaults below (SQLite in the instance folder,
+    in-process broker, thread-pool dispatch, the log sender), environment variables
+    (``DATABASE_URL``, ``SECRET_KEY`` and any ``NOTICE_*`` key, JSON-decoded when it
+    parses, e.g. ``NOTICE_BROKER_URL=redis://127.0.0.1:6379/0``), then ``config``.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(NOTICE_DISPATCH="thread", NOTICE_SENDERS=["log"])
+    app.config.update(_from_env())
+    app.config.update(config or {})
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        database = Path(app.instance_path) / "example.db"
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{database}"
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app)
+    senders = list(app.config["NOTICE_SENDERS"])
+    if push_configured(app) and "webpush" not in senders:
+        app.config["NOTICE_SENDERS"] = [*senders, "webpush"]
+
+    db.init_app(app)
+    notices.init_app(app)
+    login_manager.init_app(app)
+
+    from . import auth, ops, views
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(ops.bp)
+    views.install_template_helpers(app)
+    return app
+
+
+def push_configured(app: Flask) -> bool:
+    """Web Push is on when a VAPID private key is configured."""
+    return bool(app.config.get("NOTICE_VAPID_PRIVATE_KEY"))
+
+
+def _from_env() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if os.environ.get("DATABASE_URL"):
+        found["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if os.environ.get("SECRET_KEY"):
+        found["SECRET_KEY"] = os.environ["SECRET_KEY"]
+    for key, raw in os.environ.items():
+        if key.startswith("NOTICE_"):
+            try:
+                found[key] = json.loads(raw)
+            except ValueError:
+                found[key] = raw  # plain strings need no JSON quotes
+    return found
+
+
+def _instance_secret(app: Flask) -> str:
+    # kept in the instance folder so logins survive a restart of the dev server
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,187 @@
+"""``NOTICE_DISPATCH = "celery"``: one small Celery task per delivery.
+
+After the caller's commit, :class:`CeleryDispatcher` publishes one ``notice.deliver``
+task per delivery, carrying only its id. The task claims the row exactly as the sweeper
+does (:func:`notice.delivery.deliver`), so a task the broker hands out twice (Celery
+runs ``acks_late`` tasks at least once) finds the row leased or finished and sends
+nothing. When the broker is unreachable at publish time the rows simply stay Wait and
+the sweeper sends them once ``NOTICE_SWEEP_GRACE`` has passed: nothing is lost and the
+caller never sees the broker's error.
+
+The Celery app is, in this order: the one given to ``notices.init_celery(celery_app)``,
+``NOTICE_CELERY_APP`` (an instance or ``"package.module:attr"``), or
+``app.extensions["celery"]``, where Flask's Celery pattern keeps it. Retries of failed
+sends are the sweeper's job, so run at least one ``flask notice worker`` beside the
+Celery workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app, has_app_context
+
+from .delivery import deliver
+from .dispatch import Dispatcher
+from .errors import ConfigurationError
+
+try:
+    from celery import shared_task
+    from celery.utils.imports import symbol_by_name
+    from kombu.exceptions import KombuError
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ConfigurationError(
+        "NOTICE_DISPATCH = 'celery' needs Celery: pip install 'notice[celery]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from .state import NoticeState
+
+logger = logging.getLogger("notice")
+
+#: the registered name of the delivery task (route it with Celery's ``task_routes``)
+TASK_NAME = "notice.deliver"
+
+#: ``apply_async`` options of every publish; ``NOTICE_CELERY_TASK_OPTIONS`` overrides
+#: them. One quick retry and no long sleeps: with the broker down the rows stay Wait
+#: for the sweeper, so there is nothing to gain by holding up the caller.
+PUBLISH_DEFAULTS: dict[str, Any] = {
+    "retry": True,
+    "retry_policy": {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    },
+}
+
+# Apps dispatching through Celery, so a worker task without an app context (no
+# FlaskTask) finds the Flask app built when the worker imported the app's module.
+_states: weakref.WeakSet[NoticeState] = weakref.WeakSet()
+
+
+@shared_task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
+    bind=True, name=TASK_NAME, acks_late=True, ignore_result=True
+)
+def deliver_task(task: Any, delivery_id: int) -> dict[str, int]:
+    """Claim and send one delivery; a no-op when someone else holds or finished it."""
+    if has_app_context():
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        return _run(app, delivery_id)
+    app = _flask_app_for(task.app)
+    with app.app_context():
+        return _run(app, delivery_id)
+
+
+def _run(app: Flask, delivery_id: int) -> dict[str, int]:
+    report = deliver(app.extensions["notice"].state(app), ids=[delivery_id])
+    return report.as_dict()
+
+
+def _flask_app_for(celery_app: Any) -> Flask:
+    states = list(_states)
+    mine = [s for s in states if _celery_of(s) is celery_app]
+    if len(mine) == 1 or (not mine and len(states) == 1):
+        return (mine or states)[0].app
+    raise RuntimeError(
+        f"cannot tell which Flask app runs {TASK_NAME}: {len(states)} apps use Celery "
+        "dispatch in this worker; push an app context in your tasks (Flask's "
+        "celery_init_app pattern with a FlaskTask class) or call notices.init_celery()"
+    )
+
+
+def _celery_of(state: NoticeState) -> Any:
+    dispatcher = state.dispatcher
+    if not isinstance(dispatcher, CeleryDispatcher):
+        return None
+    try:
+        return dispatcher.celery_app(required=False)
+    except ConfigurationError:
+        return None
+
+
+class CeleryDispatcher(Dispatcher):
+    """Publishes a ``notice.deliver`` task per delivery id after commit."""
+
+    def __init__(self, state: NoticeState) -> None:
+        super().__init__(state)
+        cfg = state.app.config
+        queue = cfg["NOTICE_CELERY_QUEUE"]
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ConfigurationError(
+                f"NOTICE_CELERY_QUEUE must be a queue name or None, got {queue!r}"
+            )
+        extra = cfg["NOTICE_CELERY_TASK_OPTIONS"]
+        if not isinstance(extra, Mapping):
+            raise ConfigurationError(
+                f"NOTICE_CELERY_TASK_OPTIONS must be a dict of apply_async options, "
+                f"got {extra!r}"
+            )
+        self.options: dict[str, Any] = {**PUBLISH_DEFAULTS, **extra}
+        if queue:
+            self.options["queue"] = queue
+        source = cfg["NOTICE_CELERY_APP"]
+        if source is not None and not isinstance(source, str):
+            _check_celery_app(source, "NOTICE_CELERY_APP")
+        self._source: Any = source
+        self._celery: Any = None
+        _states.add(state)
+
+    def init_celery(self, celery_app: Any) -> None:
+        """Publish through ``celery_app`` from now on."""
+        _check_celery_app(celery_app, "init_celery()")
+        self._celery = celery_app
+
+    def celery_app(self, *, required: bool = True) -> Any:
+        """The Celery app tasks go to; resolved on first use, because Flask's pattern
+        builds it after ``init_app``. ``required=False``: None when there is none."""
+        if self._celery is None:
+            source = self._source
+            if isinstance(source, str):
+                try:
+                    source = symbol_by_name(source)
+                except (ImportError, AttributeError, ValueError) as exc:
+                    raise ConfigurationError(
+                        f"NOTICE_CELERY_APP = {self._source!r} cannot be imported: {exc}"
+                    ) from exc
+            if source is None:
+                source = self._state.app.extensions.get("celery")
+            if source is None:
+                if not required:
+                    return None
+                raise ConfigurationError(
+                    "NOTICE_DISPATCH = 'celery' but no Celery app: set NOTICE_CELERY_APP, "
+                    "call notices.init_celery(celery_app), or store it in "
+                    "app.extensions['celery']"
+                )
+            _check_celery_app(source, "NOTICE_CELERY_APP")
+            self._celery = source
+        return self._celery
+
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        celery_app = self.celery_app()
+        task = celery_app.tasks[TASK_NAME]
+        published = 0
+        try:
+            # one pooled broker connection for the whole batch
+            with celery_app.producer_or_acquire() as producer:
+                for delivery_id in delivery_ids:
+                    task.apply_async((delivery_id,), producer=producer, **self.options)
+                    published += 1
+        except (KombuError, OSError) as exc:
+            logger.warning(
+                "Celery broker unreachable (%s: %s); %d of %d deliveries left Wait for the "
+                "sweeper",
+                type(exc).__name__,
+                exc,
+                len(delivery_ids) - published,
+                len(delivery_ids),
+            )
+
+
+def _check_celery_app(obj: Any, where: str) -> None:
+    if not (hasattr(obj, "tasks") and hasattr(obj, "producer_or_acquire")):
+        raise ConfigurationError(f"{where} needs a celery.Celery instance, got {obj!r}")

@@ -1,0 +1,205 @@
+"""``NOTICE_DISPATCH = "celery"`` with a real ``celery worker`` on the loopback Redis.
+
+Each test builds the app of ``tests/support/celery_app.py`` in this process (the
+publisher) and, where needed, starts a worker subprocess on the same database (SQLite
+file or PostgreSQL) and a queue of its own, so parallel runs never take each other's
+tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from notice import ConfigurationError, DeliveryStatus, notice_event
+from notice.celery import TASK_NAME
+from tests.support.celery_app import SEND_LOG, build
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: seconds a worker gets to start and drain its queue (CI machines are slow)
+WORKER_WAIT = 60
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"notice-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def worker(
+    db_url: str, redis_url: str, queue: str, tmp_path: Path
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """``worker()`` starts a Celery worker (2 threads) for ``queue``; killed at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            NOTICE_TEST_DB_URL=db_url,
+            NOTICE_TEST_BROKER_URL=redis_url,
+            NOTICE_TEST_QUEUE=queue,
+        )
+        log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115 - closed below
+        cmd = [
+            sys.executable, "-m", "celery",
+            "-A", "tests.support.celery_worker:celery_app",
+            "worker", "--pool=threads", "-c", "2", "-Q", queue,
+            "-n", f"{queue}-{len(procs)}@%h", "--loglevel=INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture
+def publisher(db_url: str, redis_url: str, queue: str) -> Iterator[Callable[..., Flask]]:
+    """``publisher(**config)``: the test app in this process, disposed at teardown."""
+    made: list[Flask] = []
+
+    def make(broker_url: str | None = None, **config: Any) -> Flask:
+        app = build(db_url, broker_url or redis_url, queue, **config)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            app.db.session.remove()  # type: ignore[attr-defined]
+            app.db.engine.dispose()  # type: ignore[attr-defined]
+
+
+def _deliveries(app: Flask) -> list[Any]:
+    Delivery = app.notices.Delivery  # type: ignore[attr-defined]
+    with app.app_context():
+        return list(app.db.session.scalars(sa.select(Delivery).order_by(Delivery.id)))  # type: ignore[attr-defined]
+
+
+def _sends(app: Flask) -> list[Any]:
+    with app.app_context():
+        with app.db.engine.connect() as conn:  # type: ignore[attr-defined]
+            return list(conn.execute(sa.select(SEND_LOG).order_by(SEND_LOG.c.id)))
+
+
+def _all_sent(app: Flask) -> bool:
+    return all(d.status == DeliveryStatus.SENT.value for d in _deliveries(app))
+
+
+@pytest.mark.redis
+def test_deliveries_run_on_the_celery_worker(publisher, worker):
+    app = publisher()
+    proc = worker()
+    with app.app_context():
+        notice_event(1, subject="single", content="")
+        notice_event([2, 3, 4], subject="fan-out", content="")
+    assert wait_for(lambda: len(_deliveries(app)) == 4 and _all_sent(app), WORKER_WAIT)
+    sends = _sends(app)
+    assert sorted(s.notice_id for s in sends) == sorted(d.notice_id for d in _deliveries(app))
+    # sent by the worker, not by this (publishing) process
+    assert {s.pid for s in sends} == {proc.pid}
+    with app.app_context():
+        Notice = app.notices.Notice  # type: ignore[attr-defined]
+        statuses = app.db.session.scalars(sa.select(Notice.send_status))  # type: ignore[attr-defined]
+        assert set(statuses) == {"Sent"}
+
+
+@pytest.mark.redis
+def test_the_same_task_delivered_twice_sends_once(publisher, worker, queue):
+    # dispatch "none": the only tasks are the two published here, as a broker would
+    # hand out one task twice; the worker's two threads run them concurrently
+    app = publisher(NOTICE_DISPATCH="none")
+    with app.app_context():
+        notice_event(1, subject="once", content="")
+    (delivery,) = _deliveries(app)
+    task = app.celery_app.tasks[TASK_NAME]  # type: ignore[attr-defined]
+    results = [
+        task.apply_async((delivery.id,), queue=queue, ignore_result=False) for _ in range(2)
+    ]
+    worker()
+    reports = [r.get(timeout=WORKER_WAIT) for r in results]
+    assert sorted(r["sent"] for r in reports) == [0, 1]
+    assert sorted(r["claimed"] for r in reports) == [0, 1]
+    assert len(_sends(app)) == 1
+    (delivery,) = _deliveries(app)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT.value, 1)
+
+
+def test_broker_down_at_publish_leaves_the_delivery_to_the_sweeper(publisher, caplog):
+    # a bound but never listening socket: connections to it are refused
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        app = publisher(
+            broker_url=f"redis://127.0.0.1:{port}/0",
+            NOTICE_SWEEP_GRACE=0,
+        )
+        with app.app_context(), caplog.at_level(logging.WARNING, logger="notice"):
+            notice = notice_event(1, subject="later", content="")
+        assert notice.id is not None
+        assert "left Wait for the sweeper" in caplog.text
+        (delivery,) = _deliveries(app)
+        assert delivery.status == DeliveryStatus.WAIT.value
+        assert delivery.attempts == 0
+        with app.app_context():
+            ext = app.notices  # type: ignore[attr-defined]
+            report = ext.sweep() if hasattr(ext, "sweep") else ext.deliver_due()
+        assert report.sent == 1
+    assert _all_sent(app)
+    assert [(s.notice_id, s.pid) for s in _sends(app)] == [(notice.id, os.getpid())]
+
+
+def test_without_a_celery_app_the_delivery_waits(app_factory, caplog):
+    app = app_factory(NOTICE_DISPATCH="celery")
+    with app.app_context(), caplog.at_level(logging.ERROR, logger="notice"):
+        notice_event(1, subject="no celery", content="")
+        Delivery = app.notices.Delivery  # type: ignore[attr-defined]
+        statuses = app.db.session.scalars(sa.select(Delivery.status)).all()  # type: ignore[attr-defined]
+    assert statuses == [DeliveryStatus.WAIT.value]
+    assert "no Celery app" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"NOTICE_CELERY_QUEUE": ""}, "NOTICE_CELERY_QUEUE"),
+        ({"NOTICE_CELERY_TASK_OPTIONS": ["retry"]}, "NOTICE_CELERY_TASK_OPTIONS"),
+        ({"NOTICE_CELERY_APP": object()}, "celery.Celery instance"),
+    ],
+)
+def test_bad_celery_config_fails_at_startup(app_factory, config, message):
+    with pytest.raises(ConfigurationError, match=message):
+        app_factory(NOTICE_DISPATCH="celery", **config)
+
+
+def test_init_celery_needs_celery_dispatch(app_factory):
+    from celery import Celery
+
+    app = app_factory(NOTICE_DISPATCH="sync")
+    with pytest.raises(ConfigurationError, match="NOTICE_DISPATCH = 'celery'"):
+        app.notices.init_celery(Celery(set_as_current=False), app=app)  # type: ignore[attr-defined]

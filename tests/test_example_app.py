@@ -1,0 +1,275 @@
+"""The example app through Flask's test client: every action makes the notices the
+README promises, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from example_app import create_app, notices
+from example_app.models import Post, User, db
+from example_app.seed import DEMO_USERS, seed
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+@pytest.fixture
+def make_app(db_url: str) -> Iterator[Any]:
+    made: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        settings = {
+            "SQLALCHEMY_DATABASE_URI": db_url,
+            "SECRET_KEY": "test-secret",
+            "TESTING": True,
+            "NOTICE_DISPATCH": "sync",
+            "NOTICE_SENDERS": ["memory"],
+            **config,
+        }
+        app = create_app(settings)
+        seed(app)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        notices.state(app).dispatcher.shutdown()
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    app: Flask = make_app()
+    return app
+
+
+def csrf(client: FlaskClient) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    match = CSRF_META.search(page)
+    assert match, "every page carries the CSRF meta tag"
+    return match.group(1)
+
+
+def post_form(client: FlaskClient, url: str, **data: Any) -> Any:
+    return client.post(url, data={"csrf_token": csrf(client), **data})
+
+
+def login(app: Flask, email: str) -> FlaskClient:
+    client = app.test_client()
+    password = next(p for e, p, *_ in DEMO_USERS if e == email)
+    response = post_form(client, "/login", email=email, password=password)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def user_id(app: Flask, email: str) -> int:
+    with app.app_context():
+        return int(db.session.scalar(sa.select(User.id).where(User.email == email)))
+
+
+def post_id(app: Flask, title: str) -> int:
+    with app.app_context():
+        return int(db.session.scalar(sa.select(Post.id).where(Post.title == title)))
+
+
+def inbox(app: Flask, email: str) -> list[Any]:
+    with app.app_context():
+        return notices.list_notices(user_id(app, email), limit=100)
+
+
+def new_notices(app: Flask, email: str, before: list[Any]) -> list[tuple[str, str]]:
+    seen = {n.id for n in before}
+    return [(n.notice_type, n.subject) for n in inbox(app, email) if n.id not in seen]
+
+
+ANA, BEN = DEMO_USERS[0][0], DEMO_USERS[1][0]
+
+
+def test_signup_hashes_the_password_logs_in_and_welcomes(app):
+    client = app.test_client()
+    response = post_form(
+        client, "/signup", name="Cleo", email="Cleo@Example.org", password="long-enough-pw"
+    )
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200  # logged in
+    with app.app_context():
+        cleo = db.session.scalar(sa.select(User).where(User.email == "cleo@example.org"))
+        assert cleo.password_hash != "long-enough-pw" and cleo.check_password("long-enough-pw")
+    assert [(n.notice_type, n.subject) for n in inbox(app, "cleo@example.org")] == [
+        ("System", "Welcome, Cleo!")
+    ]
+    again = post_form(
+        app.test_client(), "/signup", name="C2", email="cleo@example.org", password="x" * 8
+    )
+    assert "already has an account" in again.get_data(as_text=True)
+
+
+def test_login_refuses_a_wrong_password_and_an_offsite_next(app):
+    client = app.test_client()
+    bad = post_form(client, "/login", email=ANA, password="nope")
+    assert bad.status_code == 200 and "Wrong email or password" in bad.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # still anonymous: to the login page
+    token = csrf(client)
+    ok = client.post(
+        "/login?next=//evil.example/x",
+        data={"csrf_token": token, "email": ANA, "password": DEMO_USERS[0][1]},
+    )
+    assert ok.headers["Location"] == "/"
+
+
+def test_post_without_csrf_token_is_refused(app):
+    client = login(app, ANA)
+    before = inbox(app, BEN)
+    pid = post_id(app, "Weekend photos")
+    assert client.post(f"/posts/{pid}/comments", data={"body": "hi"}).status_code == 400
+    bad = client.post(f"/posts/{pid}/comments", data={"body": "hi", "csrf_token": "forged"})
+    assert bad.status_code == 400
+    assert new_notices(app, BEN, before) == []
+
+
+def test_ana_comments_on_bens_post(app):
+    ana = login(app, ANA)
+    pid = post_id(app, "Weekend photos")
+    before_ben, before_ana = inbox(app, BEN), inbox(app, ANA)
+    response = post_form(ana, f"/posts/{pid}/comments", body="Looks <b>great</b>!")
+    assert response.status_code == 302
+    got = inbox(app, BEN)[0]
+    assert (got.notice_type, got.subject, got.content) == (
+        "Comment",
+        "Ana commented on “Weekend photos”",
+        "Looks <b>great</b>!",
+    )
+    assert got.sender_id == user_id(app, ANA)
+    assert re.fullmatch(rf"/posts/{pid}#c\d+", got.url)
+    assert new_notices(app, ANA, before_ana) == []  # the actor hears nothing
+    assert len(new_notices(app, BEN, before_ben)) == 1
+    with app.app_context():
+        sent = [n.id for n in notices.state(app).sender("memory").outbox]
+    assert got.id in sent and got.send_status == "Sent"
+    # the comment shows on the post page, escaped
+    page = ana.get(f"/posts/{pid}").get_data(as_text=True)
+    assert "Looks &lt;b&gt;great&lt;/b&gt;!" in page
+
+
+def test_reply_and_watchers_each_hear_once(app):
+    ana, ben = login(app, ANA), login(app, BEN)
+    cleo = app.test_client()
+    post_form(cleo, "/signup", name="Cleo", email="cleo@example.org", password="cleo-pw-123")
+    pid = post_id(app, "Weekend photos")  # Ben's post
+    post_form(cleo, f"/posts/{pid}/watch")
+    post_form(ana, f"/posts/{pid}/comments", body="first")
+    with app.app_context():
+        first = db.session.get(Post, pid).comments[-1].id
+    before = {e: inbox(app, e) for e in (ANA, BEN, "cleo@example.org")}
+    post_form(ben, f"/posts/{pid}/comments", body="thanks!", parent_id=first)
+    assert new_notices(app, ANA, before[ANA]) == [("Reply", "Ben replied to your comment")]
+    assert new_notices(app, BEN, before[BEN]) == []  # the post's author is the actor
+    assert new_notices(app, "cleo@example.org", before["cleo@example.org"]) == [
+        ("Watching", "Ben commented on “Weekend photos”, which you watch")
+    ]
+    # a reply to another post's comment is refused
+    other = post_id(app, "Release notes for 0.2")
+    refused = post_form(ben, f"/posts/{other}/comments", body="x", parent_id=first)
+    assert refused.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("action", "notice_type", "subject"),
+    [
+        ("like", "Like", "Ana liked “Weekend photos”"),
+        ("save", "Save", "Ana saved “Weekend photos”"),
+    ],
+)
+def test_like_and_save_notify_the_author_once(app, action, notice_type, subject):
+    ana = login(app, ANA)
+    pid = post_id(app, "Weekend photos")
+    before = inbox(app, BEN)
+    post_form(ana, f"/posts/{pid}/{action}")
+    post_form(ana, f"/posts/{pid}/{action}")  # undo: no notice
+    assert new_notices(app, BEN, before) == [(notice_type, subject)]
+
+
+def test_follow_then_posts_reach_followers(app):
+    ana = login(app, ANA)
+    ben_id = user_id(app, BEN)
+    before_ben = inbox(app, BEN)
+    post_form(ana, f"/users/{ben_id}/follow")
+    assert new_notices(app, BEN, before_ben) == [("Follow", "Ana follows you")]
+    ben = login(app, BEN)
+    before_ana, before_ben = inbox(app, ANA), inbox(app, BEN)
+    post_form(ben, "/posts", title="New trail", body="north ridge")
+    assert new_notices(app, ANA, before_ana) == [("Post", "Ben posted “New trail”")]
+    assert new_notices(app, BEN, before_ben) == [("Owner", "You published “New trail”")]
+    assert post_form(ben, f"/users/{ben_id}/follow").status_code == 400  # not yourself
+
+
+def test_groups_notify_members_but_not_the_actor(app):
+    ana, ben = login(app, ANA), login(app, BEN)
+    before_ana = inbox(app, ANA)
+    created = post_form(ana, "/groups", name="Climbers")
+    gid = int(created.headers["Location"].rsplit("/", 1)[1])
+    assert new_notices(app, ANA, before_ana) == [("Owner", "You created the group Climbers")]
+    before_ana = inbox(app, ANA)
+    post_form(ben, f"/groups/{gid}/join")
+    assert new_notices(app, ANA, before_ana) == [("Group", "Ben joined Climbers")]
+    before_ana, before_ben = inbox(app, ANA), inbox(app, BEN)
+    post_form(ben, "/posts", title="Gear list", body="ropes", group_id=gid)
+    assert ("Group", "Ben posted in Climbers: “Gear list”") in new_notices(app, ANA, before_ana)
+    assert [t for t, _ in new_notices(app, BEN, before_ben)] == ["Owner"]
+    cleo = app.test_client()
+    post_form(cleo, "/signup", name="Cleo", email="cleo@example.org", password="cleo-pw-123")
+    assert post_form(cleo, "/posts", title="x", group_id=gid).status_code == 403
+
+
+def test_seeding_twice_adds_nothing(app):
+    assert seed(app) is False
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 2
+
+
+def test_pages_render_with_the_bell_and_escape_user_text(app):
+    ana = login(app, ANA)
+    post_form(ana, "/posts", title="<script>alert(1)</script>", body="")
+    page = ana.get("/").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    with app.app_context():
+        unread = notices.unread_count(user_id(app, ANA))
+    assert re.search(rf"data-notice-badge[^>]*>\s*{unread}\s*<", page), "bell shows the count"
+    for url in ("/", "/groups", f"/users/{user_id(app, BEN)}", "/posts/1"):
+        assert ana.get(url).status_code == 200, url
+
+
+def test_ops_page_is_for_admins_and_retries_failed_deliveries(make_app):
+    app = make_app(NOTICE_SENDERS=["memory", "example_app.senders:FlakySender"])
+    ana, ben = login(app, ANA), login(app, BEN)
+    assert ben.get("/ops/").status_code == 404
+    assert post_form(ben, "/ops/retry", delivery_id="1").status_code == 404
+    post_form(ben, f"/posts/{post_id(app, 'Release notes for 0.2')}/comments", body="nice")
+    page = ana.get("/ops/").get_data(as_text=True)
+    assert "demo provider timed out" in page
+    with app.app_context():
+        Delivery = notices.Delivery
+        failed = db.session.scalars(
+            sa.select(Delivery).where(Delivery.channel == "flaky", Delivery.status == "Error")
+        ).all()
+    assert failed, "the flaky sender's first attempts failed"
+    ids = [d.id for d in failed]
+    assert ana.post("/ops/retry", data={"delivery_id": ids[0]}).status_code == 400  # no CSRF
+    response = ana.post(
+        "/ops/retry",
+        data={"csrf_token": csrf(ana), "delivery_id": [str(i) for i in ids]},
+        follow_redirects=True,
+    )
+    assert f"Retried {len(ids)}: {len(ids)} sent" in response.get_data(as_text=True)
+    with app.app_context():
+        statuses = db.session.scalars(sa.select(Delivery.status).where(Delivery.id.in_(ids)))
+        assert set(statuses) == {"Sent"}
