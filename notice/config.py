@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError
+from .push_config import validate_push
 
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
@@ -45,6 +46,36 @@ DEFAULTS: dict[str, Any] = {
     #: URL prefix of the token-authenticated service API (topics, publishing)
     "NOTICE_API_PREFIX": "/api/v1",
     # --- web push and topics (push issue) -----------------------------------------
+    #: VAPID private key: a PEM file path, PEM text, or base64url raw/DER
+    #: (`flask notice vapid-keys` makes one); needed by the "webpush" sender
+    "NOTICE_VAPID_PRIVATE_KEY": None,
+    #: VAPID public key (base64url); optional, derived from the private key
+    "NOTICE_VAPID_PUBLIC_KEY": None,
+    #: VAPID "sub" claim: a "mailto:" or "https:" contact for push services
+    "NOTICE_VAPID_SUBJECT": None,
+    #: push service hosts endpoints may point at: "host", "*.suffix" (https, port
+    #: 443) or an exact origin "scheme://host:port" (tests add the loopback service)
+    "NOTICE_PUSH_ALLOWED_HOSTS": [
+        "fcm.googleapis.com",
+        "android.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "*.notify.windows.com",
+        "web.push.apple.com",
+    ],
+    #: seconds one push request may take (connect and read)
+    "NOTICE_PUSH_TIMEOUT": 10.0,
+    #: default TTL header: seconds the push service keeps a message for an offline device
+    "NOTICE_PUSH_TTL": 86_400,
+    #: default Urgency header: "very-low", "low", "normal" or "high"
+    "NOTICE_PUSH_URGENCY": "normal",
+    #: icon URL shown with push notifications (per notice: data["webpush"]["icon"])
+    "NOTICE_PUSH_ICON": None,
+    #: push subscriptions kept per user; subscribing another device drops the oldest
+    "NOTICE_PUSH_MAX_SUBSCRIPTIONS": 20,
+    #: bearer tokens accepted by the service API (topics, publishing)
+    "NOTICE_API_TOKENS": [],
+    #: optional hook ``f(token) -> bool`` accepting further service API tokens
+    "NOTICE_API_AUTH": None,
     # --- email, webhook, preferences, digest (email issue) ------------------------
     # --- celery (scaling issue) ----------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
@@ -91,3 +122,4 @@ def validate(app: Flask) -> None:
         _positive(app, key, float)
     if app.config["NOTICE_SWEEP_GRACE"] < 0:
         raise ConfigurationError("NOTICE_SWEEP_GRACE must be >= 0")
+    validate_push(app)

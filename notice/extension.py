@@ -18,9 +18,11 @@ from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
 from .publish import PublishResult, write
+from .push_models import PushModels, build_push_models
 from .senders.base import Sender
 from .signals import notice_read, notification
 from .state import NoticeState, Route
+from .topics import Published, Topics
 from .web import register_web
 from .web.auth import csrf_token
 
@@ -57,6 +59,12 @@ class Notices:
         self.Notice = self.models.Notice
         #: the delivery model class (one row per notice and channel/target)
         self.Delivery = self.models.Delivery
+        #: push subscription and topic models (notice/push_models.py)
+        self.push_models: PushModels = build_push_models(
+            db, user_table=user_table, user_id_type=user_id_type
+        )
+        #: topic management and fan-out publishing (notice/topics.py)
+        self.topics = Topics(self)
         self._routes: list[Route] = []
         self._user_loader: Callable[[], Any] | None = None
         self._states: weakref.WeakKeyDictionary[Flask, NoticeState] = weakref.WeakKeyDictionary()
@@ -199,6 +207,11 @@ class Notices:
                 f"init_celery() needs NOTICE_DISPATCH = 'celery', not {state.dispatch_mode!r}"
             )
         state.dispatcher.init_celery(celery_app)
+
+    def publish(self, topic: str, notice_type: Any = "System", **options: Any) -> Published:
+        """Send a notice to every subscriber of ``topic``; see :meth:`Topics.publish`
+        (``subject``, ``content``, ``exclude``, ``url``, ``data``, ...)."""
+        return self.topics.publish(topic, notice_type, **options)
 
     def deliver_due(self, *, limit: int | None = None) -> Report:
         """Claim and send what is due now (one batch); the sweeper's building block."""

@@ -1,0 +1,143 @@
+"""Checking the Web Push and service API config, and the push endpoint allow-list.
+
+Push endpoints come from browsers, so they are user input: without the allow-list
+a user could make the server POST to any address, internal ones included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+from flask import Flask
+
+from .errors import ConfigurationError
+from .vapid import check_public_key, load_private_key
+
+URGENCIES = ("very-low", "low", "normal", "high")
+_HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+class EndpointRefused(ValueError):
+    """A push endpoint that is not an allowed push service URL."""
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Which push endpoints the server may POST to.
+
+    Entries: ``"fcm.googleapis.com"`` (exactly that host), ``"*.notify.windows.com"``
+    (any subdomain), both over ``https`` on port 443 only; or an exact origin such as
+    ``"http://127.0.0.1:8765"`` (scheme, host and port must all match).
+    """
+
+    hosts: frozenset[str]
+    suffixes: tuple[str, ...]
+    origins: frozenset[tuple[str, str, int]]
+
+    @classmethod
+    def parse(cls, entries: Iterable[str], *, key: str = "NOTICE_PUSH_ALLOWED_HOSTS") -> AllowList:
+        hosts: set[str] = set()
+        suffixes: list[str] = []
+        origins: set[tuple[str, str, int]] = set()
+        for entry in entries:
+            if not isinstance(entry, str) or not entry.strip():
+                raise ConfigurationError(f"{key} entries must be non-empty strings, got {entry!r}")
+            text = entry.strip().lower()
+            if "://" in text:
+                parts = urlsplit(text)
+                if (
+                    parts.scheme not in ("http", "https")
+                    or not parts.hostname
+                    or parts.path not in ("", "/")
+                    or parts.username
+                    or parts.query
+                ):
+                    raise ConfigurationError(
+                        f"{key}: {entry!r} must be an origin like 'https://host:port'"
+                    )
+                origins.add((parts.scheme, parts.hostname, _port(parts)))
+            elif _HOST_RE.match(text):
+                if text.startswith("*."):
+                    suffixes.append(text[1:])
+                else:
+                    hosts.add(text)
+            else:
+                raise ConfigurationError(
+                    f"{key}: {entry!r} is neither a host name, '*.suffix' nor an origin"
+                )
+        return cls(frozenset(hosts), tuple(suffixes), frozenset(origins))
+
+    def check(self, endpoint: object) -> str:
+        """Return ``endpoint`` if the server may POST to it; raise EndpointRefused."""
+        if not isinstance(endpoint, str) or not endpoint or len(endpoint) > 1024:
+            raise EndpointRefused("endpoint must be a URL of at most 1024 characters")
+        try:
+            parts = urlsplit(endpoint)
+            port = _port(parts)
+        except ValueError:
+            raise EndpointRefused("endpoint is not a valid URL") from None
+        host = (parts.hostname or "").lower()
+        if not host or parts.username is not None or parts.password is not None:
+            raise EndpointRefused("endpoint must be a plain URL with a host")
+        if (parts.scheme, host, port) in self.origins:
+            return endpoint
+        if parts.scheme != "https" or port != 443:
+            raise EndpointRefused("endpoint must be an https:// URL of a push service")
+        if host in self.hosts or any(host.endswith(s) for s in self.suffixes):
+            return endpoint
+        raise EndpointRefused(f"{host} is not an allowed push service (NOTICE_PUSH_ALLOWED_HOSTS)")
+
+
+def _port(parts: SplitResult) -> int:
+    port = parts.port  # raises ValueError when out of range
+    if port is not None:
+        return port
+    return 443 if parts.scheme == "https" else 80
+
+
+def origin(endpoint: str) -> str:
+    """``scheme://host[:port]`` of an endpoint: the VAPID ``aud`` claim."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def validate_push(app: Flask) -> None:
+    """Fail fast on wrong push and service API config (called by ``init_app``)."""
+    cfg = app.config
+    allowed = cfg["NOTICE_PUSH_ALLOWED_HOSTS"]
+    if isinstance(allowed, str):
+        raise ConfigurationError("NOTICE_PUSH_ALLOWED_HOSTS must be a list of hosts, not a string")
+    AllowList.parse(allowed)
+    timeout = cfg["NOTICE_PUSH_TIMEOUT"]
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigurationError(f"NOTICE_PUSH_TIMEOUT must be a positive number, got {timeout!r}")
+    ttl = cfg["NOTICE_PUSH_TTL"]
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+        raise ConfigurationError(f"NOTICE_PUSH_TTL must be a whole number >= 0, got {ttl!r}")
+    if cfg["NOTICE_PUSH_URGENCY"] not in URGENCIES:
+        raise ConfigurationError(f"NOTICE_PUSH_URGENCY must be one of {', '.join(URGENCIES)}")
+    limit = cfg["NOTICE_PUSH_MAX_SUBSCRIPTIONS"]
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError("NOTICE_PUSH_MAX_SUBSCRIPTIONS must be a whole number >= 1")
+    subject = cfg["NOTICE_VAPID_SUBJECT"]
+    if subject is not None and (
+        not isinstance(subject, str) or not subject.startswith(("mailto:", "https:"))
+    ):
+        raise ConfigurationError(
+            "NOTICE_VAPID_SUBJECT must be a 'mailto:' or 'https:' URI push services can "
+            "contact you at"
+        )
+    if cfg["NOTICE_VAPID_PRIVATE_KEY"] not in (None, ""):
+        keys = load_private_key(cfg["NOTICE_VAPID_PRIVATE_KEY"])
+        check_public_key(cfg["NOTICE_VAPID_PUBLIC_KEY"], keys)
+    tokens = cfg["NOTICE_API_TOKENS"]
+    if isinstance(tokens, str) or not all(isinstance(t, str) and len(t) >= 16 for t in tokens):
+        raise ConfigurationError(
+            "NOTICE_API_TOKENS must be a list of secret strings of at least 16 characters"
+        )
+    hook = cfg["NOTICE_API_AUTH"]
+    if hook is not None and not callable(hook):
+        raise ConfigurationError("NOTICE_API_AUTH must be a callable f(token) -> bool, or None")

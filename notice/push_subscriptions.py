@@ -1,0 +1,189 @@
+"""Storing browsers' push subscriptions: validate, save, remove, re-subscribe.
+
+Shared by the logged-in user's views and the service API. Every function works in
+``db.session`` and leaves committing to the caller.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+
+from .push_config import AllowList, EndpointRefused
+from .push_models import PushModels
+from .vapid import b64url_decode, load_private_key
+
+
+class SubscriptionError(ValueError):
+    """A push subscription the server refuses (bad shape, keys or endpoint)."""
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    """A validated ``PushSubscription.toJSON()``."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+
+def parse_subscription(value: Any, allow: AllowList) -> SubscriptionInfo:
+    """Validate ``{"endpoint", "keys": {"p256dh", "auth"}}`` from a browser.
+
+    :raise SubscriptionError: saying what is wrong.
+    """
+    if not isinstance(value, Mapping):
+        raise SubscriptionError("subscription must be an object with endpoint and keys")
+    try:
+        endpoint = allow.check(value.get("endpoint"))
+    except EndpointRefused as exc:
+        raise SubscriptionError(str(exc)) from None
+    keys = value.get("keys")
+    if not isinstance(keys, Mapping):
+        raise SubscriptionError("subscription keys must be an object with p256dh and auth")
+    p256dh, auth = keys.get("p256dh"), keys.get("auth")
+    if not isinstance(p256dh, str) or not isinstance(auth, str) or len(p256dh) > 128:
+        raise SubscriptionError("subscription keys p256dh and auth must be base64url strings")
+    try:
+        point = b64url_decode(p256dh)
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        if len(point) != 65:
+            raise ValueError("compressed point")
+    except ValueError:
+        raise SubscriptionError("p256dh is not an uncompressed P-256 public key") from None
+    try:
+        secret = b64url_decode(auth)
+    except ValueError:
+        secret = b""
+    if len(secret) != 16:
+        raise SubscriptionError("auth must be a 16-byte secret, base64url")
+    return SubscriptionInfo(endpoint, p256dh.rstrip("="), auth.rstrip("="))
+
+
+def allow_list(app: Flask) -> AllowList:
+    return AllowList.parse(app.config["NOTICE_PUSH_ALLOWED_HOSTS"])
+
+
+def public_key(app: Flask) -> str | None:
+    """The VAPID public key browsers subscribe with, or None when push is not set up."""
+    ext = app.extensions["notice"]
+    sender = ext.state(app).senders_by_name.get("webpush")
+    keys = getattr(sender, "keys", None)
+    if keys is not None:
+        return str(keys.public_key)
+    if app.config["NOTICE_VAPID_PRIVATE_KEY"]:
+        return load_private_key(app.config["NOTICE_VAPID_PRIVATE_KEY"]).public_key
+    configured = app.config["NOTICE_VAPID_PUBLIC_KEY"]
+    return str(configured) if configured else None
+
+
+def find(session: Any, models: PushModels, endpoint: str) -> Any:
+    PushSubscription = models.PushSubscription
+    return session.execute(
+        sa.select(PushSubscription).where(PushSubscription.endpoint == endpoint)
+    ).scalar_one_or_none()
+
+
+def save(
+    session: Any,
+    models: PushModels,
+    user_id: Any,
+    info: SubscriptionInfo,
+    *,
+    user_agent: str | None = None,
+    max_per_user: int = 20,
+) -> tuple[Any, bool]:
+    """Store ``info`` for ``user_id``; return ``(subscription, created)``.
+
+    Subscribing the same browser again is idempotent. A known endpoint moves to another
+    user only with the same keys: whoever holds the browser's auth secret *is* that
+    browser, while knowing an endpoint URL alone must not let anyone take it over.
+    Beyond ``max_per_user`` devices the least recently used ones are dropped.
+
+    :raise SubscriptionError: the endpoint is registered with other keys.
+    """
+    PushSubscription = models.PushSubscription
+    existing = find(session, models, info.endpoint)
+    if existing is not None:
+        if existing.auth != info.auth or existing.p256dh != info.p256dh:
+            raise SubscriptionError("this endpoint is registered with other keys")
+        existing.user_id = user_id
+        return existing, False
+    sub = PushSubscription(
+        user_id=user_id,
+        endpoint=info.endpoint,
+        p256dh=info.p256dh,
+        auth=info.auth,
+        user_agent=(user_agent or "")[:255] or None,
+        failure_count=0,
+    )
+    session.add(sub)
+    session.flush()
+    ids = session.execute(
+        sa.select(PushSubscription.id)
+        .where(PushSubscription.user_id == user_id)
+        .order_by(
+            sa.func.coalesce(PushSubscription.last_success_at, PushSubscription.created_at).desc(),
+            PushSubscription.id.desc(),
+        )
+    ).scalars()
+    stale = list(ids)[max_per_user:]
+    if stale:
+        session.execute(sa.delete(PushSubscription).where(PushSubscription.id.in_(stale)))
+    return sub, True
+
+
+def remove(session: Any, models: PushModels, user_id: Any, endpoint: str) -> bool:
+    """Delete ``user_id``'s subscription at ``endpoint``; False if it is not theirs."""
+    PushSubscription = models.PushSubscription
+    result = session.execute(
+        sa.delete(PushSubscription).where(
+            PushSubscription.endpoint == endpoint, PushSubscription.user_id == user_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+def resubscribe(
+    session: Any, models: PushModels, old_endpoint: str, old_auth: str, info: SubscriptionInfo
+) -> Any:
+    """Move a subscription to the browser's new endpoint and keys
+    (``pushsubscriptionchange``), keeping its owner and topics.
+
+    The service worker proves it is the old subscription's browser with the old auth
+    secret, so this needs no session cookie. Returns the subscription, or None when
+    ``old_endpoint`` is unknown or the secret does not match.
+    """
+    old = find(session, models, old_endpoint)
+    if old is None or not hmac.compare_digest(old.auth, old_auth.rstrip("=")):
+        return None
+    if info.endpoint != old.endpoint:
+        clash = find(session, models, info.endpoint)
+        if clash is not None:
+            # the page re-subscribed first: fold the old row's topics into it
+            _move_topics(session, models, old.id, clash.id)
+            session.delete(old)
+            clash.p256dh, clash.auth = info.p256dh, info.auth
+            return clash
+    old.endpoint, old.p256dh, old.auth = info.endpoint, info.p256dh, info.auth
+    old.failure_count = 0
+    return old
+
+
+def _move_topics(session: Any, models: PushModels, from_id: int, to_id: int) -> None:
+    TS = models.TopicSubscription
+    have = set(
+        session.execute(sa.select(TS.topic_id).where(TS.push_subscription_id == to_id)).scalars()
+    )
+    for row in session.execute(sa.select(TS).where(TS.push_subscription_id == from_id)).scalars():
+        if row.topic_id in have:
+            session.delete(row)
+        else:
+            row.push_subscription_id = to_id
+    session.flush()

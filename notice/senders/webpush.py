@@ -1,0 +1,350 @@
+"""Web Push (RFC 8030/8291/8292): one delivery per browser subscription.
+
+Each send encrypts the payload for the browser (aes128gcm, via ``pywebpush``), signs a
+VAPID JWT with a *fresh* claims dict (``aud`` is the endpoint's origin, ``exp`` a few
+minutes ahead) and POSTs it through one reused ``requests.Session`` with an explicit
+timeout and without following redirects. Push service answers map onto the delivery
+errors:
+
+==========================  ==================================================
+201 / 200 / 202             sent; the subscription's ``last_success_at`` is set
+404 / 410                   the browser unsubscribed: subscription deleted, final
+429                         ``TransientError(retry_after=Retry-After)``
+5xx, timeout, connection    ``TransientError`` (retried with backoff)
+other 4xx, 3xx              ``PermanentError``
+==========================  ==================================================
+
+Payload limit: push services accept 4096 encrypted bytes, 3993 bytes of JSON. A
+payload over that has its ``body`` trimmed (ending in "…"); if it still does not fit
+with an empty body the send fails with ``PermanentError`` before any request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import requests
+import sqlalchemy as sa
+from flask import current_app
+from py_vapid import Vapid02
+from pywebpush import WebPusher, WebPushException
+
+from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..models import utcnow
+from ..push_config import AllowList, EndpointRefused, origin
+from ..store import chunks
+from ..vapid import VapidKeys, check_public_key, load_private_key
+from .base import Sender
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ..push_models import PushModels
+
+logger = logging.getLogger("notice")
+
+#: encrypted bodies over this are refused by push services (413)
+MAX_ENCRYPTED = 4096
+#: aes128gcm overhead of one record: 86-byte header, 1 padding delimiter, 16-byte tag
+MAX_PAYLOAD = MAX_ENCRYPTED - 86 - 1 - 16
+#: lifetime of each VAPID JWT; push services refuse more than 24 h
+VAPID_EXP_SECONDS = 10 * 60
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_URGENCIES = ("very-low", "low", "normal", "high")
+
+# which devices a publish may reach, for device-only topic subscriptions and
+# /notifications/push (see WebPushSender.only_devices)
+_only: ContextVar[Mapping[str, Sequence[str]] | None] = ContextVar(
+    "notice_webpush_only", default=None
+)
+
+
+class WebPushSender(Sender):
+    """Sends notices to every push subscription of their user."""
+
+    name = "webpush"
+
+    def __init__(self) -> None:
+        self.keys: VapidKeys | None = None
+        self._vapid: Vapid02 | None = None
+        self._local = threading.local()
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    # --- setup ------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        cfg = app.config
+        self.keys = load_private_key(cfg["NOTICE_VAPID_PRIVATE_KEY"])
+        check_public_key(cfg["NOTICE_VAPID_PUBLIC_KEY"], self.keys)
+        self._vapid = Vapid02(self.keys.private_key)
+        subject = cfg["NOTICE_VAPID_SUBJECT"]
+        if not subject:
+            raise ConfigurationError(
+                "NOTICE_VAPID_SUBJECT is required by the webpush sender: a 'mailto:' or "
+                "'https:' URI push services can contact you at"
+            )
+        self.subject: str = subject
+        self.allow = AllowList.parse(cfg["NOTICE_PUSH_ALLOWED_HOSTS"])
+        self.timeout = float(cfg["NOTICE_PUSH_TIMEOUT"])
+        self.ttl = int(cfg["NOTICE_PUSH_TTL"])
+        self.urgency: str = cfg["NOTICE_PUSH_URGENCY"]
+        self.icon: str | None = cfg["NOTICE_PUSH_ICON"]
+        self._db = app.extensions["sqlalchemy"]
+
+    def _models(self) -> PushModels:
+        models: PushModels = current_app.extensions["notice"].push_models
+        return models
+
+    # --- routing ----------------------------------------------------------------------
+
+    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]]:
+        """Each user's subscription ids (one delivery per device), or only the devices
+        chosen with :meth:`only_devices`. Runs in the publishing transaction."""
+        only = _only.get()
+        if only is not None:
+            return {u: only.get(str(u), ()) for u in user_ids}
+        table = self._models().PushSubscription.__table__
+        by_user: dict[str, list[str]] = {}
+        session = self._db.session
+        for part in chunks(list(dict.fromkeys(user_ids))):
+            rows = session.execute(
+                sa.select(table.c.user_id, table.c.id)
+                .where(table.c.user_id.in_(part))
+                .order_by(table.c.id)
+            )
+            for user_id, sub_id in rows:
+                by_user.setdefault(str(user_id), []).append(str(sub_id))
+        return {u: by_user[str(u)] for u in user_ids if str(u) in by_user}
+
+    @staticmethod
+    @contextlib.contextmanager
+    def only_devices(devices: Mapping[Any, Sequence[Any]]) -> Iterator[None]:
+        """Within the block, publishing reaches only ``devices``
+        (``{user_id: [subscription ids]}``) instead of every device of each user."""
+        token = _only.set({str(u): [str(i) for i in ids] for u, ids in devices.items()})
+        try:
+            yield
+        finally:
+            _only.reset(token)
+
+    # --- batches: subscription bookkeeping is written once per batch ------------------
+
+    def open(self) -> None:
+        self._local.ok = set()
+        self._local.failed = []
+
+    def close(self) -> None:
+        ok: set[int] = getattr(self._local, "ok", set())
+        failed: list[int] = getattr(self._local, "failed", [])
+        self._local.ok, self._local.failed = None, None
+        self._record(ok, failed)
+
+    def _record(self, ok: set[int], failed: list[int]) -> None:
+        if not ok and not failed:
+            return
+        table = self._models().PushSubscription.__table__
+        with self._db.engine.begin() as conn:
+            for part in chunks(sorted(ok)):
+                conn.execute(
+                    sa.update(table)
+                    .where(table.c.id.in_(part))
+                    .values(last_success_at=utcnow(), failure_count=0)
+                )
+            for sub_id in failed:
+                conn.execute(
+                    sa.update(table)
+                    .where(table.c.id == sub_id)
+                    .values(failure_count=table.c.failure_count + 1)
+                )
+
+    def _note(self, sub_id: int, success: bool) -> None:
+        ok = getattr(self._local, "ok", None)
+        if ok is None:  # called outside open()/close(): record right away
+            self._record({sub_id} if success else set(), [] if success else [sub_id])
+        elif success:
+            ok.add(sub_id)
+        else:
+            self._local.failed.append(sub_id)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def send(self, notice: Any) -> None:
+        raise PermanentError("webpush deliveries need a target (a push subscription id)")
+
+    def send_to(self, notice: Any, target: str) -> None:
+        sub = self._load(target)
+        try:
+            self.allow.check(sub["endpoint"])
+        except EndpointRefused as exc:
+            raise PermanentError(f"refused to push: {exc}") from None
+        options = _options(notice)
+        body = self.payload(notice, icon=options.get("icon") or self.icon)
+        headers = self.headers(options)
+        self.post(sub, body, headers, ttl=int(options.get("ttl", self.ttl)))
+
+    def payload(self, notice: Any, *, icon: str | None = None) -> bytes:
+        """The JSON the service worker receives; body trimmed to fit (see module doc)."""
+        message: dict[str, Any] = {
+            "title": notice.subject,
+            "body": notice.content or "",
+            "url": notice.url,
+            "icon": icon,
+            "id": notice.id,
+            "type": str(notice.notice_type),
+        }
+        return fit_payload(message)
+
+    def headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+        urgency = options.get("urgency", self.urgency)
+        if urgency not in _URGENCIES:
+            raise PermanentError(f"push urgency must be one of {', '.join(_URGENCIES)}")
+        headers = {"Urgency": urgency}
+        topic = options.get("topic")
+        if topic is not None:
+            if not isinstance(topic, str) or not _TOPIC_RE.match(topic):
+                raise PermanentError("push topic must be 1-32 characters of [A-Za-z0-9_-]")
+            headers["Topic"] = topic
+        return headers
+
+    def post(
+        self, sub: Mapping[str, Any], body: bytes, headers: dict[str, str], *, ttl: int
+    ) -> None:
+        """Encrypt ``body`` for ``sub``, sign, POST and map the answer (see module doc)."""
+        assert self._vapid is not None, "WebPushSender.init_app was not called"
+        endpoint = sub["endpoint"]
+        info = {"endpoint": endpoint, "keys": {"p256dh": sub["p256dh"], "auth": sub["auth"]}}
+        try:
+            encrypted = WebPusher(info).encode(body, "aes128gcm")["body"]
+        except (WebPushException, ValueError) as exc:
+            raise PermanentError(f"cannot encrypt for this subscription: {exc}") from exc
+        # pywebpush and py_vapid write into the claims they get: a fresh dict each time
+        claims = {
+            "sub": self.subject,
+            "aud": origin(endpoint),
+            "exp": int(time.time()) + VAPID_EXP_SECONDS,
+        }
+        request_headers = {
+            **headers,
+            **self._vapid.sign(claims),
+            "TTL": str(max(0, ttl)),
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+        }
+        try:
+            resp = self.session.post(
+                endpoint,
+                data=encrypted,
+                headers=request_headers,
+                timeout=self.timeout,
+                allow_redirects=False,  # a redirect could lead past the allow-list
+            )
+        except requests.Timeout as exc:
+            self._note(sub["id"], False)
+            raise TransientError(f"push service timed out after {self.timeout:g} s") from exc
+        except requests.RequestException as exc:
+            self._note(sub["id"], False)
+            raise TransientError(f"cannot reach the push service: {type(exc).__name__}") from exc
+        self._answer(sub, resp)
+
+    def _answer(self, sub: Mapping[str, Any], resp: requests.Response) -> None:
+        status = resp.status_code
+        if status in (200, 201, 202):
+            self._note(sub["id"], True)
+            return
+        detail = f"push service answered {status}: {resp.text[:200]}".rstrip(": ")
+        if status in (404, 410):
+            self._delete(sub["id"])
+            raise PermanentError(f"{detail}; subscription removed")
+        self._note(sub["id"], False)
+        if status == 429 or status >= 500:
+            raise TransientError(detail, retry_after=retry_after(resp.headers.get("Retry-After")))
+        if status in (401, 403):
+            logger.warning("push service refused our VAPID authorization (%s)", status)
+        raise PermanentError(detail)
+
+    def _load(self, target: str) -> dict[str, Any]:
+        table = self._models().PushSubscription.__table__
+        try:
+            sub_id = int(target)
+        except ValueError:
+            raise PermanentError(f"webpush target {target!r} is not a subscription id") from None
+        with self._db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(table.c.id, table.c.endpoint, table.c.p256dh, table.c.auth).where(
+                    table.c.id == sub_id
+                )
+            ).first()
+        if row is None:
+            raise SkipDelivery(f"push subscription {sub_id} no longer exists")
+        return dict(row._mapping)
+
+    def _delete(self, sub_id: int) -> None:
+        table = self._models().PushSubscription.__table__
+        with self._db.engine.begin() as conn:
+            conn.execute(sa.delete(table).where(table.c.id == sub_id))
+
+
+def _options(notice: Any) -> dict[str, Any]:
+    """Per-notice push options: ``data={"webpush": {"ttl", "urgency", "topic", "icon"}}``."""
+    data = notice.data
+    options = data.get("webpush") if isinstance(data, Mapping) else None
+    return dict(options) if isinstance(options, Mapping) else {}
+
+
+def fit_payload(message: dict[str, Any], limit: int = MAX_PAYLOAD) -> bytes:
+    """Encode ``message`` as compact JSON of at most ``limit`` bytes, trimming ``body``.
+
+    :raise PermanentError: it does not fit even with an empty body.
+    """
+
+    def encode(msg: dict[str, Any]) -> bytes:
+        return json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    raw = encode(message)
+    if len(raw) <= limit:
+        return raw
+    body: str = message.get("body") or ""
+    lo, hi = 0, len(body)  # the longest prefix that fits, by bisection
+    best: bytes | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        candidate = encode({**message, "body": body[:mid] + "…" if mid else ""})
+        if len(candidate) <= limit:
+            best, lo = candidate, mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        raise PermanentError(
+            f"push payload is {len(raw)} bytes and still over the {limit}-byte limit with "
+            "an empty body; shorten the title, url or icon"
+        )
+    return best
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

@@ -1,0 +1,345 @@
+"""Topics: named groups of subscribers, and :meth:`Topics.publish` to all of them.
+
+A topic is followed by users (their inbox and every device they registered) or by
+single push subscriptions (that browser only; its owner's inbox gets the notice too,
+as the delivery hangs on a notice row). Publishing fans out with ``notice_event``'s
+bulk inserts: one multi-row insert for every notice, one for every delivery.
+
+GraphSpace's kinds map onto this (the types are registered here)::
+
+    OWNER     notices.notice_event(creator, NoticeType.OWNER, ...)       # no topic
+    GROUP     notices.publish(f"group:{gid}", NoticeType.GROUP, ..., exclude=actor)
+    WATCHING  notices.topics.subscribe(f"graph:{id}", user_id=u)  # opt-in, then publish
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .publish import notice_event
+from .push_models import MAX_TOPIC, PushModels
+from .types import NoticeType
+
+if TYPE_CHECKING:
+    from .extension import Notices
+
+#: you created the resource (graph, layout, group)
+NoticeType.register("OWNER")
+#: a member of your group shared something, or you joined a group
+NoticeType.register("GROUP")
+#: something happened to a resource you chose to watch
+NoticeType.register("WATCHING")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
+
+
+class UnknownTopic(LookupError):
+    """No topic has this name."""
+
+
+def check_name(name: object) -> str:
+    """Return a valid topic name or raise ValueError: 1-128 characters of
+    ``[A-Za-z0-9_.:@-]``, starting with a letter or digit (URL-safe, no ``/``)."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TOPIC or not _NAME_RE.match(name):
+        raise ValueError(
+            f"topic name must be 1-{MAX_TOPIC} characters of letters, digits and _.:@- "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class Published:
+    """What :meth:`Topics.publish` wrote."""
+
+    #: the topic history row (``/notifications/list``)
+    message_id: int
+    #: new notice ids, subscribed users first, then owners of subscribed devices
+    notice_ids: list[int] = field(default_factory=list)
+
+
+class Topics:
+    """Topic management and fan-out publishing; ``notices.topics``.
+
+    Every method works in ``db.session``; methods that change rows commit unless given
+    ``commit=False``. Needs an app context.
+    """
+
+    def __init__(self, ext: Notices) -> None:
+        self._ext = ext
+
+    @property
+    def _m(self) -> PushModels:
+        return self._ext.push_models
+
+    @property
+    def _session(self) -> Any:
+        return self._ext.db.session
+
+    # --- topics -------------------------------------------------------------------------
+
+    def create(self, name: str, description: str = "", *, commit: bool = True) -> Any:
+        """Create a topic; raise ValueError if the name is invalid or taken."""
+        check_name(name)
+        if not isinstance(description, str) or len(description) > 2000:
+            raise ValueError("description must be a string of at most 2000 characters")
+        if self.get(name) is not None:
+            raise ValueError(f"topic {name!r} already exists")
+        topic = self._m.Topic(name=name, description=description)
+        self._session.add(topic)
+        self._session.flush()
+        if commit:
+            self._session.commit()
+        return topic
+
+    def get(self, name: str) -> Any:
+        """The topic called ``name``, or None."""
+        Topic = self._m.Topic
+        return self._session.execute(
+            sa.select(Topic).where(Topic.name == name)
+        ).scalar_one_or_none()
+
+    def _require(self, name: str) -> Any:
+        topic = self.get(name)
+        if topic is None:
+            raise UnknownTopic(f"no topic named {name!r}")
+        return topic
+
+    def delete(self, name: str, *, commit: bool = True) -> bool:
+        """Delete a topic with its subscriptions and history; False if there is none."""
+        topic = self.get(name)
+        if topic is None:
+            return False
+        m = self._m
+        # explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON
+        for model in (m.TopicSubscription, m.TopicMessage):
+            self._session.execute(sa.delete(model).where(model.topic_id == topic.id))
+        self._session.delete(topic)
+        if commit:
+            self._session.commit()
+        return True
+
+    def all(self) -> list[Any]:
+        """Every topic, by name."""
+        Topic = self._m.Topic
+        return list(self._session.execute(sa.select(Topic).order_by(Topic.name)).scalars())
+
+    # --- subscribers --------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        name: str,
+        *,
+        user_id: Any = None,
+        push_subscription_id: int | None = None,
+        commit: bool = True,
+    ) -> bool:
+        """Subscribe a user or one device; True if new, False if it already was.
+
+        :raise UnknownTopic: no such topic.
+        """
+        values = self._subscriber(user_id, push_subscription_id)
+        topic = self._require(name)
+        table = self._m.TopicSubscription.__table__
+        dialect = self._session.get_bind().dialect.name
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(table).values(topic_id=topic.id, **values).on_conflict_do_nothing()
+        created = bool(self._session.execute(stmt).rowcount)
+        if commit:
+            self._session.commit()
+        return created
+
+    def unsubscribe(
+        self,
+        name: str,
+        *,
+        user_id: Any = None,
+        push_subscription_id: int | None = None,
+        commit: bool = True,
+    ) -> bool:
+        """Remove a user's or a device's subscription; False if there was none."""
+        values = self._subscriber(user_id, push_subscription_id)
+        topic = self._require(name)
+        TS = self._m.TopicSubscription
+        ((column, value),) = values.items()
+        result = self._session.execute(
+            sa.delete(TS).where(TS.topic_id == topic.id, getattr(TS, column) == value)
+        )
+        if commit:
+            self._session.commit()
+        return bool(result.rowcount)
+
+    @staticmethod
+    def _subscriber(user_id: Any, push_subscription_id: int | None) -> dict[str, Any]:
+        if (user_id is None) == (push_subscription_id is None):
+            raise TypeError("give exactly one of user_id or push_subscription_id")
+        if user_id is not None:
+            return {"user_id": user_id}
+        return {"push_subscription_id": push_subscription_id}
+
+    def subscribers(self, name: str) -> tuple[list[Any], dict[Any, list[int]]]:
+        """``(user_ids, {owner_id: [device ids]})`` following topic ``name``."""
+        topic = self._require(name)
+        m = self._m
+        TS, PS = m.TopicSubscription, m.PushSubscription
+        users = list(
+            self._session.execute(
+                sa.select(TS.user_id)
+                .where(TS.topic_id == topic.id, TS.user_id.is_not(None))
+                .order_by(TS.id)
+            ).scalars()
+        )
+        devices: dict[Any, list[int]] = {}
+        rows = self._session.execute(
+            sa.select(PS.user_id, PS.id)
+            .join(TS, TS.push_subscription_id == PS.id)
+            .where(TS.topic_id == topic.id)
+            .order_by(TS.id)
+        )
+        for owner, device in rows:
+            devices.setdefault(owner, []).append(device)
+        return users, devices
+
+    def is_subscribed(self, name: str, user_id: Any) -> bool:
+        """Whether ``user_id`` follows the topic, themselves or with one of their devices."""
+        try:
+            users, devices = self.subscribers(name)
+        except UnknownTopic:
+            return False
+        key = str(user_id)
+        return any(str(u) == key for u in users) or any(str(u) == key for u in devices)
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def publish(
+        self,
+        name: str,
+        notice_type: NoticeType | str = NoticeType.SYSTEM,
+        *,
+        subject: str,
+        content: str = "",
+        exclude: Any = None,
+        url: str | None = None,
+        data: Any = None,
+        sender_id: Any = None,
+        expires_at: datetime | timedelta | None = None,
+        commit: bool = True,
+    ) -> Published:
+        """Send a notice to every subscriber of topic ``name``.
+
+        Subscribed users get a notice through every channel (all their devices);
+        owners of subscribed devices that do not follow the topic themselves get one
+        whose push goes to those devices only. ``exclude`` (e.g. the acting user) gets
+        nothing and is the default ``sender_id``. ``data`` is stored with
+        ``"topic": name`` added when it is a dict (or None).
+
+        :raise UnknownTopic: no such topic.
+        """
+        topic = self._require(name)
+        users, devices = self.subscribers(name)
+        if exclude is not None:
+            if sender_id is None:
+                sender_id = exclude
+            users = [u for u in users if str(u) != str(exclude)]
+            devices = {u: d for u, d in devices.items() if str(u) != str(exclude)}
+        followed = {str(u) for u in users}
+        device_only = {u: d for u, d in devices.items() if str(u) not in followed}
+        if data is None or isinstance(data, dict):
+            data = {**(data or {}), "topic": name}
+        common: dict[str, Any] = {
+            "subject": subject,
+            "content": content,
+            "url": url,
+            "data": data,
+            "sender_id": sender_id,
+            "expires_at": expires_at,
+            "commit": False,
+        }
+        ids: list[int] = []
+        if users:
+            ids.extend(notice_event(users, notice_type, **common))
+        if device_only:
+            ids.extend(self._push_only(device_only, notice_type, common))
+        message = self._m.TopicMessage(
+            topic_id=topic.id,
+            notice_type=str(NoticeType(notice_type)),
+            subject=subject,
+            content=content,
+            url=url,
+            data=data,
+            sender_id=sender_id,
+            recipients=len(ids),
+        )
+        self._session.add(message)
+        self._session.flush()
+        published = Published(message_id=message.id, notice_ids=ids)
+        if commit:
+            self._session.commit()
+        return published
+
+    def push(
+        self,
+        push_subscription_id: int,
+        notice_type: NoticeType | str = NoticeType.SYSTEM,
+        *,
+        subject: str,
+        content: str = "",
+        url: str | None = None,
+        data: Any = None,
+        commit: bool = True,
+    ) -> int | None:
+        """Push a notice to one device (and its owner's inbox); the new notice id, or
+        None when the webpush sender is not configured.
+
+        :raise LookupError: no such push subscription.
+        """
+        PS = self._m.PushSubscription
+        owner = self._session.execute(
+            sa.select(PS.user_id).where(PS.id == push_subscription_id)
+        ).scalar_one_or_none()
+        if owner is None:
+            raise LookupError(f"no push subscription {push_subscription_id}")
+        common = {"subject": subject, "content": content, "url": url, "data": data}
+        ids = self._push_only(
+            {owner: [push_subscription_id]}, notice_type, {**common, "commit": False}
+        )
+        if commit:
+            self._session.commit()
+        return int(ids[0]) if ids else None
+
+    def _push_only(
+        self, devices: dict[Any, list[int]], notice_type: NoticeType | str, common: dict[str, Any]
+    ) -> list[int]:
+        from .senders.webpush import WebPushSender
+
+        sender = self._ext.state().senders_by_name.get(WebPushSender.name)
+        if not isinstance(sender, WebPushSender):
+            return []
+        with sender.only_devices(devices):
+            ids: list[int] = notice_event(
+                list(devices), notice_type, channels=[WebPushSender.name], **common
+            )
+        return ids
+
+    # --- history ------------------------------------------------------------------------
+
+    def messages(self, name: str, *, start: int = 0, end: int = 10) -> list[Any]:
+        """What was published to ``name``, newest first, items ``start`` to ``end - 1``."""
+        topic = self._require(name)
+        if start < 0 or end < start:
+            raise ValueError("need 0 <= start <= end")
+        TM = self._m.TopicMessage
+        stmt = (
+            sa.select(TM)
+            .where(TM.topic_id == topic.id)
+            .order_by(TM.id.desc())
+            .offset(start)
+            .limit(end - start)
+        )
+        return list(self._session.execute(stmt).scalars())
