@@ -292,16 +292,37 @@ def finish(
         return []
     c = delivery.c
     by_id = {o.delivery_id: o for o in outcomes}
+    # successes share every value, so they take one UPDATE per chunk, guarded by the
+    # token; the rest differ row by row (error, next attempt) and go through executemany
+    sent_ids = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.SENT]
+    rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
     with engine.connect() as conn:
         _begin_claim(conn)
         owned: set[int] = set()
-        for part in chunks(list(by_id)):
+        for part in chunks(sent_ids):
+            rows = conn.execute(
+                sa.update(delivery)
+                .where(c.id.in_(part), c.claim_token == token)
+                .values(
+                    status=DeliveryStatus.SENT.value,
+                    last_error=None,
+                    sent_at=now,
+                    claimed_until=None,
+                    claim_token=None,
+                    update_at=now,
+                )
+                .returning(c.id)
+            )
+            owned.update(row[0] for row in rows)
+        sent_owned = set(owned)
+        for part in chunks(rest):
             rows = conn.execute(
                 sa.select(c.id).where(c.id.in_(part), c.claim_token == token).with_for_update()
             )
             owned.update(row[0] for row in rows)
         recorded = [by_id[i] for i in by_id if i in owned]
-        if recorded:
+        others = [o for o in recorded if o.delivery_id not in sent_owned]
+        if others:
             stmt = (
                 sa.update(delivery)
                 .where(c.id == sa.bindparam("b_id"))
@@ -331,9 +352,10 @@ def finish(
                         "b_next": o.next_attempt_at,
                         "b_sent": now if o.status is DeliveryStatus.SENT else None,
                     }
-                    for o in recorded
+                    for o in others
                 ],
             )
+        if recorded:
             roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
         conn.commit()
     return recorded
