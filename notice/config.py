@@ -45,6 +45,27 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_URL_PREFIX": "/notices",
     #: URL prefix of the token-authenticated service API (topics, publishing)
     "NOTICE_API_PREFIX": "/api/v1",
+    #: the live stream (``<prefix>/stream``) and its "stream" sender; False: neither
+    "NOTICE_STREAM": True,
+    #: how stream events cross processes: None (in-process), "redis://...",
+    #: "postgresql://..." (LISTEN/NOTIFY) or "package.module:Class"
+    "NOTICE_BROKER_URL": None,
+    #: Redis channel prefix / PostgreSQL NOTIFY channel of stream events
+    "NOTICE_BROKER_CHANNEL": "notice",
+    #: seconds between heartbeat comments on an idle stream (also how soon a gone
+    #: client is noticed)
+    "NOTICE_SSE_HEARTBEAT": 15.0,
+    #: milliseconds a browser waits before reconnecting a dropped stream
+    "NOTICE_SSE_RETRY": 3000,
+    #: missed notices a reconnecting stream replays from the database at most
+    "NOTICE_SSE_REPLAY": 100,
+    #: events a slow stream may fall behind before it reloads from the database
+    "NOTICE_SSE_QUEUE": 100,
+    #: notices per page in the inbox and the JSON API (``limit`` default / maximum)
+    "NOTICE_PAGE_SIZE": 20,
+    "NOTICE_PAGE_MAX": 100,
+    #: template the inbox page extends (must define ``{% block notice_content %}``)
+    "NOTICE_BASE_TEMPLATE": "notice/base.html",
     # --- web push and topics (push issue) -----------------------------------------
     #: VAPID private key: a PEM file path, PEM text, or base64url raw/DER
     #: (`flask notice vapid-keys` makes one); needed by the "webpush" sender
@@ -122,4 +143,26 @@ def validate(app: Flask) -> None:
         _positive(app, key, float)
     if app.config["NOTICE_SWEEP_GRACE"] < 0:
         raise ConfigurationError("NOTICE_SWEEP_GRACE must be >= 0")
+    _validate_inbox(app)
     validate_push(app)
+
+
+def _validate_inbox(app: Flask) -> None:
+    """Check the inbox, JSON API and live stream keys."""
+    cfg = app.config
+    for key in ("NOTICE_SSE_RETRY", "NOTICE_SSE_REPLAY", "NOTICE_SSE_QUEUE"):
+        _positive(app, key)
+    _positive(app, "NOTICE_SSE_HEARTBEAT", float)
+    _positive(app, "NOTICE_PAGE_SIZE")
+    _positive(app, "NOTICE_PAGE_MAX")
+    if cfg["NOTICE_PAGE_SIZE"] > cfg["NOTICE_PAGE_MAX"]:
+        raise ConfigurationError("NOTICE_PAGE_SIZE must not exceed NOTICE_PAGE_MAX")
+    url = cfg["NOTICE_BROKER_URL"]
+    if url is not None and (not isinstance(url, str) or not url):
+        raise ConfigurationError(
+            f"NOTICE_BROKER_URL must be None or a URL such as redis://127.0.0.1:6379/0, "
+            f"got {type(url).__name__}"
+        )
+    channel = cfg["NOTICE_BROKER_CHANNEL"]
+    if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
+        raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")

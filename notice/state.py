@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from sqlalchemy.engine import Engine
 
+from .brokers.base import Broker
 from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
@@ -56,6 +57,8 @@ class NoticeState:
         self.gates: list[Gate] = []
         #: the web layer's current-user hook (``Notices.user_loader``); None: flask-login
         self.user_loader: Callable[[], Any] | None = None
+        #: the live stream's broker (:mod:`notice.brokers`), set up by the web layer
+        self.broker: Broker | None = None
         for spec in cfg["NOTICE_SENDERS"]:
             self.add_route(Route(load_sender(spec)))
         self.dispatcher = self._make_dispatcher()

@@ -1,0 +1,220 @@
+"""The broker interface: how a notice written by one process reaches the live streams.
+
+A broker carries small JSON messages to every stream open for one user::
+
+    broker.publish(user_id, {"event": "notice", "id": 7, "data": {...}})
+    sub = broker.subscribe(user_id)        # before reading the database: nothing falls
+    message = sub.get(timeout=15.0)        # in the gap; None when the timeout passes
+    sub.close()
+
+Subclasses implement :meth:`Broker.publish` (send to every process) and feed what they
+receive into the process-local :class:`Hub`, which fans messages out to the
+subscriptions of this process. A subscription whose queue overflows, or whose broker
+lost its connection for a while, receives one ``{"event": "resync"}`` message: the
+stream then reloads what it missed from the database, so a slow client or a broker
+hiccup never loses a notice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from ..errors import ConfigurationError, TransientError
+
+#: a message telling a stream it may have missed messages and must reload from the DB
+RESYNC: dict[str, Any] = {"event": "resync"}
+
+#: URL schemes of ``NOTICE_BROKER_URL`` and the class serving each
+BUILTIN_BROKERS: dict[str, str] = {
+    "memory": "notice.brokers.inprocess:InProcessBroker",
+    "redis": "notice.brokers.redispubsub:RedisBroker",
+    "rediss": "notice.brokers.redispubsub:RedisBroker",
+    "postgresql": "notice.brokers.pgnotify:PostgresBroker",
+    "postgres": "notice.brokers.pgnotify:PostgresBroker",
+}
+
+
+class BrokerError(TransientError):
+    """Publishing failed (the broker is unreachable); the stream sender retries later."""
+
+
+def user_key(user_id: Any) -> str:
+    """Channel key of a user: ids of any type (int, str, UUID) compare as text."""
+    return str(user_id)
+
+
+def encode(user_id: Any, message: dict[str, Any]) -> str:
+    return json.dumps({"u": user_key(user_id), "m": message}, separators=(",", ":"))
+
+
+def decode(raw: str | bytes) -> tuple[str, dict[str, Any]]:
+    body = json.loads(raw)
+    return str(body["u"]), dict(body["m"])
+
+
+class Subscription:
+    """One stream's queue of messages for one user; close it when the stream ends."""
+
+    def __init__(self, hub: Hub, key: str, maxsize: int) -> None:
+        self.key = key
+        self._hub = hub
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize)
+        self._lost = False
+        self.closed = False
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` without blocking the publisher; a full queue drops it and
+        owes the reader a resync."""
+        try:
+            self._queue.put_nowait(message)
+        except queue.Full:
+            self._lost = True
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, :data:`RESYNC` after a loss, or None after ``timeout``."""
+        if self._lost:
+            self._lost = False
+            self._drain()
+            return RESYNC
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _drain(self) -> None:
+        # everything queued is older than the reload the resync triggers
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Messages until closed (blocking); for simple consumers and tests."""
+        while not self.closed:
+            message = self.get(timeout=1.0)
+            if message is not None:
+                yield message
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub.remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Hub:
+    """This process's subscriptions by user key; thread-safe (and greenlet-safe)."""
+
+    def __init__(self, maxsize: int = 100) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[str, set[Subscription]] = {}
+        self.maxsize = maxsize
+
+    def add(self, key: str) -> Subscription:
+        sub = Subscription(self, key, self.maxsize)
+        with self._lock:
+            self._subs.setdefault(key, set()).add(sub)
+        return sub
+
+    def remove(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.key]
+
+    def dispatch(self, key: str, message: dict[str, Any]) -> int:
+        """Hand ``message`` to every subscription of ``key``; return how many."""
+        with self._lock:
+            subs = list(self._subs.get(key, ()))
+        for sub in subs:
+            sub.put(message)
+        return len(subs)
+
+    def lost_all(self) -> None:
+        """The broker was cut off: every stream must reload from the database."""
+        with self._lock:
+            subs = [s for group in self._subs.values() for s in group]
+        for sub in subs:
+            sub._lost = True
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(group) for group in self._subs.values())
+
+
+class Broker:
+    """Base class of brokers. Subclasses set ``name`` and implement :meth:`publish`.
+
+    :param url: the ``NOTICE_BROKER_URL`` (None for the in-process broker).
+    :param channel: prefix of channel names (``NOTICE_BROKER_CHANNEL``).
+    :param queue_size: messages a slow stream may fall behind before it resyncs.
+    """
+
+    #: identifies the broker in logs and ``repr``
+    name: ClassVar[str] = ""
+
+    def __init__(self, url: str | None = None, *, channel: str = "notice", queue_size: int = 100):
+        self.url = url
+        self.channel = channel
+        self.hub = Hub(queue_size)
+
+    def publish(self, user_id: Any, message: dict[str, Any]) -> None:
+        """Send ``message`` (JSON-serialisable) to every stream of ``user_id`` in every
+        process. Raise on failure; callers decide whether to retry."""
+        raise NotImplementedError(f"{type(self).__name__} must implement publish()")
+
+    def subscribe(self, user_id: Any) -> Subscription:
+        """Start receiving ``user_id``'s messages; ready when this returns."""
+        self.start()
+        return self.hub.add(user_key(user_id))
+
+    def start(self) -> None:
+        """Connect the process's listener if the broker has one (called lazily, so a
+        forking server starts it in each worker, never in the master)."""
+
+    def close(self) -> None:
+        """Stop listening and release connections."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def load_broker(url: str | None, *, channel: str = "notice", queue_size: int = 100) -> Broker:
+    """The broker for ``NOTICE_BROKER_URL``: None or ``memory://`` for in-process,
+    ``redis://``, ``postgresql://``, or ``"package.module:Class"`` for your own."""
+    if not url or url.startswith("memory://"):
+        path, url = BUILTIN_BROKERS["memory"], None
+    elif "://" in url:
+        path = BUILTIN_BROKERS.get(url.split("://", 1)[0].split("+", 1)[0].lower(), "")
+    else:
+        path = url
+    if ":" not in path:
+        raise ConfigurationError(
+            "NOTICE_BROKER_URL has an unknown scheme; use memory://, redis://, "
+            "postgresql:// or a dotted path 'package.module:Class'"
+        )
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"cannot load the broker for NOTICE_BROKER_URL ({exc}); an extra may be "
+            "missing, e.g. pip install 'notice[redis]' or 'notice[postgres]'"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Broker)):
+        raise ConfigurationError(f"{path} is not a notice.brokers.Broker subclass")
+    broker: Broker = cls(url, channel=channel, queue_size=queue_size)
+    return broker

@@ -1,0 +1,71 @@
+"""What the inbox needs on each app, done when the blueprint is registered: the live
+stream's broker and signal receivers, and the Jinja globals of the templates
+(``notice_unread_count()``, ``notice_safe_url``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, g
+from flask.sansio.blueprints import BlueprintSetupState
+
+from ..brokers.base import load_broker
+from ..signals import notice_created, notice_read
+from .auth import current_user_id
+from .blueprints import inbox_bp
+from .stream_publish import install_session_hooks, on_notice_created, publish_count
+
+logger = logging.getLogger("notice")
+
+
+@inbox_bp.record_once
+def _setup(setup_state: BlueprintSetupState) -> None:
+    app = setup_state.app
+    state = app.extensions["notice"].state(app)
+    cfg = app.config
+    app.jinja_env.globals.update(
+        notice_unread_count=notice_unread_count,
+        notice_safe_url=safe_url,
+    )
+    if not cfg["NOTICE_STREAM"]:
+        return
+    state.broker = load_broker(
+        cfg["NOTICE_BROKER_URL"],
+        channel=cfg["NOTICE_BROKER_CHANNEL"],
+        queue_size=cfg["NOTICE_SSE_QUEUE"],
+    )
+    install_session_hooks()
+    notice_created.connect(on_notice_created, sender=app)
+    notice_read.connect(_publish_count, sender=app)
+
+
+def _publish_count(app: Flask, *, user_id: Any, ids: Any, read: bool, **_: Any) -> None:
+    """After mark read/unread: every open stream of the user gets the new count."""
+    publish_count(app, user_id, ids=ids, read=read)
+
+
+def notice_unread_count() -> int:
+    """The current user's unread count for templates (0 when nobody is logged in);
+    counted once per request."""
+    if "_notice_unread" not in g:
+        from flask import current_app
+
+        user_id = current_user_id()
+        ext = current_app.extensions["notice"]
+        g._notice_unread = 0 if user_id is None else ext.unread_count(user_id)
+    return int(g._notice_unread)
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` if a browser may follow it from a notice (http, https or a path on this
+    site), else None: a ``javascript:`` or ``data:`` link never reaches a page."""
+    if not url or "\\" in url or any(ord(c) < 33 for c in url.strip()):
+        return None  # "/\\host" is "//host" to browsers
+    parts = urlsplit(url.strip())
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return url.strip()
+    if not parts.scheme and not parts.netloc and url.strip().startswith("/"):
+        return url.strip()
+    return None

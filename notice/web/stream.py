@@ -1,0 +1,154 @@
+"""The live stream: ``GET <prefix>/stream``, Server-Sent Events for the logged-in user.
+
+Events::
+
+    event: count          data: {"unread": 3, ...}        on connect and on every change
+    id: 42
+    event: notice         data: <Notice.to_dict()>        each new notice
+
+The ``id:`` is the newest notice id sent, so a reconnecting ``EventSource`` sends it
+back as ``Last-Event-ID`` and the notices it missed are replayed from the database
+(``?last_event_id=`` does the same for a fresh page). Comments (``: ping``) every
+``NOTICE_SSE_HEARTBEAT`` seconds keep proxies from closing an idle stream and make a
+write fail soon after the client has gone, which ends the generator and its
+subscription.
+
+The response generator holds no app context and no database connection while it
+waits: the database is read in short app contexts only when a replay is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from sqlalchemy.orm import Session
+
+from ..brokers.base import Subscription
+from ..store import NoticeQuery
+from .auth import require_user
+from .blueprints import inbox_bp
+from .inbox_params import parse_int
+
+
+def sse(event: str | None, data: Any, event_id: int | None = None) -> str:
+    """One Server-Sent Event; JSON data on a single line (no raw newlines to split)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    kind = f"event: {event}\n" if event else ""
+    return f"{head}{kind}data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _last_event_id() -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id", "")
+    if not raw.strip():
+        return None
+    return parse_int("Last-Event-ID", raw.strip(), low=0)
+
+
+def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
+    """Notices newer than ``after_id`` (oldest first, at most NOTICE_SSE_REPLAY) and the
+    unread count, read in a short app context that gives its connection back."""
+    with app.app_context():
+        ext = app.extensions["notice"]
+        notice = ext.Notice
+        limit = app.config["NOTICE_SSE_REPLAY"]
+        with Session(ext.state(app).engine) as session:
+            newest = ext.list_notices(user_id, NoticeQuery(limit=limit))
+            rows = [n.to_dict() for n in reversed(newest) if n.id > after_id]
+            from ..store import unread_count
+
+            unread = unread_count(session, notice, user_id)
+        ext.db.session.remove()
+    return rows, unread
+
+
+def _load_one(app: Flask, user_id: Any, notice_id: int) -> dict[str, Any] | None:
+    with app.app_context():
+        ext = app.extensions["notice"]
+        try:
+            notice = ext.get(user_id, notice_id)
+            return None if notice is None else dict(notice.to_dict())
+        finally:
+            ext.db.session.remove()
+
+
+@inbox_bp.get("/stream")
+def stream() -> Response:
+    user_id = require_user()
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    ext = app.extensions["notice"]
+    broker = ext.state(app).broker
+    if broker is None:
+        return Response("the live stream is off (NOTICE_STREAM)\n", 404, mimetype="text/plain")
+    last_id = _last_event_id()
+    # subscribe before reading the database, so a notice written in between is not lost
+    sub = broker.subscribe(user_id)
+    try:
+        if last_id is not None:
+            replay, unread = _missed(app, user_id, last_id)
+        else:
+            replay, unread = [], ext.unread_count(user_id)
+        ext.db.session.remove()
+    except BaseException:
+        sub.close()
+        raise
+    response = Response(
+        _events(app, sub, user_id, replay, unread, last_id),
+        mimetype="text/event-stream",
+    )
+    response.headers["Cache-Control"] = "no-cache"
+    # nginx would buffer the stream otherwise
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _events(
+    app: Flask,
+    sub: Subscription,
+    user_id: Any,
+    replay: list[dict[str, Any]],
+    unread: int,
+    last_id: int | None,
+) -> Iterator[str]:
+    heartbeat = float(app.config["NOTICE_SSE_HEARTBEAT"])
+    newest = last_id or 0
+    sent: set[int] = set()
+
+    def notices(rows: list[dict[str, Any]]) -> Iterator[str]:
+        nonlocal newest
+        for row in rows:
+            if row["id"] in sent:
+                continue
+            sent.add(row["id"])
+            # the id only grows, so Last-Event-ID is always the newest notice seen
+            newest = max(newest, row["id"])
+            yield sse("notice", row, newest)
+
+    try:
+        yield f"retry: {int(app.config['NOTICE_SSE_RETRY'])}\n\n"
+        yield from notices(replay)
+        yield sse("count", {"unread": unread})
+        while True:
+            message = sub.get(timeout=heartbeat)
+            if message is None:
+                yield ": ping\n\n"
+                continue
+            event = message.get("event")
+            if event == "notice":
+                data = message.get("data")
+                if data is None:  # sent by reference (too large for the broker)
+                    data = _load_one(app, user_id, int(message["id"]))
+                if data is not None:
+                    yield from notices([data])
+            elif event == "count":
+                yield sse("count", message.get("data", {}))
+            elif event == "resync":
+                rows, count = _missed(app, user_id, newest)
+                yield from notices(rows)
+                yield sse("count", {"unread": count})
+            if len(sent) > 10_000:
+                sent.clear()
+    finally:
+        sub.close()
