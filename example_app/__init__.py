@@ -41,7 +41,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     parses, e.g. ``NOTICE_BROKER_URL=redis://127.0.0.1:6379/0``), then ``config``.
     """
     app = Flask(__name__, instance_relative_config=True)
-    app.config.update(NOTICE_DISPATCH="thread", NOTICE_SENDERS=["log"])
+    app.config.update(
+        NOTICE_DISPATCH="thread",
+        NOTICE_SENDERS=["log"],
+        # notice's inbox and preferences pages render inside the example's layout
+        NOTICE_BASE_TEMPLATE="example/base.html",
+    )
     app.config.update(_from_env())
     app.config.update(config or {})
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):

@@ -3,6 +3,9 @@
 Each function adds the notices to the caller's transaction (``commit=False``), so the
 comment and the notices about it are committed together by the view, and nothing is
 sent if the view rolls back. Deliveries go out after that commit.
+
+Groups and watched posts are topics (``group:<id>``, ``post:<id>``): joining a group
+or watching a post subscribes you, and one publish reaches every subscriber.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ from flask import url_for
 
 from notice import NoticeType, notice_event
 
-from .models import Comment, Follow, Group, Membership, Post, User, Watch, db
+from . import notices
+from .models import Comment, Follow, Group, Membership, Post, User, db
+
+# registered by notice's topics module; the example only names them
+OWNER = NoticeType("Owner")
+GROUP = NoticeType("Group")
+WATCHING = NoticeType("Watching")
 
 
-def _type(name: str) -> NoticeType:
-    # the library may already know these kinds (topics issue); else the example adds them
-    existing = getattr(NoticeType, name, None)
-    return existing if isinstance(existing, NoticeType) else NoticeType.register(name)
+def group_topic(group: Group) -> str:
+    return f"group:{group.id}"
 
 
-OWNER = _type("OWNER")
-GROUP = _type("GROUP")
-WATCHING = _type("WATCHING")
+def post_topic(post: Post) -> str:
+    return f"post:{post.id}"
 
 
 def _fan_out(
@@ -71,13 +77,14 @@ def post_created(post: Post) -> None:
         subject=f"{author.name} posted “{post.title}”", content=post.body[:200], url=url,
     )
     if post.group is not None:
-        _fan_out(
-            members(post.group),
+        notices.publish(
+            group_topic(post.group),
             GROUP,
-            author,
             subject=f"{author.name} posted in {post.group.name}: “{post.title}”",
             content=post.body[:200],
             url=url,
+            exclude=author.id,
+            commit=False,
         )
 
 
@@ -99,7 +106,8 @@ def comment_created(comment: Comment) -> None:
             subject=f"{actor.name} commented on “{post.title}”", content=comment.body, url=url,
         )
         told.add(post.author_id)
-    watchers = db.session.scalars(sa.select(Watch.user_id).where(Watch.post_id == post.id))
+    # not notices.publish: its exclude= takes one id, and people told above hear once
+    watchers = watcher_ids(post)
     _fan_out(
         (u for u in watchers if u not in told), WATCHING, actor,
         subject=f"{actor.name} commented on “{post.title}”, which you watch",
@@ -130,6 +138,9 @@ def followed(user: User, actor: User) -> None:
 
 
 def group_created(group: Group) -> None:
+    """Make the group's topic with the owner subscribed; OWNER to the owner."""
+    notices.topics.create(group_topic(group), f"members of {group.name}", commit=False)
+    notices.topics.subscribe(group_topic(group), user_id=group.owner_id, commit=False)
     notice_event(
         group.owner_id, OWNER,
         subject=f"You created the group {group.name}",
@@ -140,12 +151,38 @@ def group_created(group: Group) -> None:
 
 
 def joined(group: Group, actor: User) -> None:
-    """GROUP to the other members: someone new is in."""
-    _fan_out(
-        members(group), GROUP, actor,
-        subject=f"{actor.name} joined {group.name}", content="",
+    """Subscribe the new member to the group's topic; GROUP to the others."""
+    notices.topics.subscribe(group_topic(group), user_id=actor.id, commit=False)
+    notices.publish(
+        group_topic(group),
+        GROUP,
+        subject=f"{actor.name} joined {group.name}",
         url=url_for("example.group", group_id=group.id),
+        exclude=actor.id,
+        commit=False,
     )
+
+
+def left(group: Group, actor: User) -> None:
+    notices.topics.unsubscribe(group_topic(group), user_id=actor.id, commit=False)
+
+
+def watch(post: Post, user: User, on: bool) -> None:
+    """Start or stop watching a post: a subscription to its topic, made on first use."""
+    name = post_topic(post)
+    if on:
+        if notices.topics.get(name) is None:
+            notices.topics.create(name, f"comments on “{post.title[:100]}”", commit=False)
+        notices.topics.subscribe(name, user_id=user.id, commit=False)
+    elif notices.topics.get(name) is not None:
+        notices.topics.unsubscribe(name, user_id=user.id, commit=False)
+
+
+def watcher_ids(post: Post) -> list[int]:
+    if notices.topics.get(post_topic(post)) is None:
+        return []
+    users, _devices = notices.topics.subscribers(post_topic(post))
+    return [int(u) for u in users]
 
 
 def members(group: Group) -> list[int]:

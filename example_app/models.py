@@ -1,5 +1,6 @@
 """The example's own tables: users, posts, comments (replies are comments with a
-parent), likes, follows, saves, groups with members, and post watchers."""
+parent), likes, follows, saves, and groups with members. Who watches a post, and who
+hears about a group, live in notice's topics."""
 
 from __future__ import annotations
 
@@ -103,19 +104,6 @@ class Like(db.Model):  # type: ignore[name-defined, misc]
 
 class Save(db.Model):  # type: ignore[name-defined, misc]
     __tablename__ = "post_save"
-
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
-    )
-    post_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("post.id", ondelete="CASCADE"), primary_key=True
-    )
-
-
-class Watch(db.Model):  # type: ignore[name-defined, misc]
-    """'Watch this post': the user hears about every new comment on it."""
-
-    __tablename__ = "post_watch"
 
     user_id: Mapped[int] = mapped_column(
         sa.ForeignKey("user.id", ondelete="CASCADE"), primary_key=True

@@ -39,11 +39,10 @@ def seed(app: Flask) -> bool:
         hikers = Group(name="Hikers", owner=ana)
         db.session.add(hikers)
         db.session.flush()
-        db.session.add_all(
-            [Membership(group_id=hikers.id, user_id=ana.id),
-             Membership(group_id=hikers.id, user_id=ben.id)]
-        )
+        db.session.add(Membership(group_id=hikers.id, user_id=ana.id))
         events.group_created(hikers)
+        db.session.add(Membership(group_id=hikers.id, user_id=ben.id))
+        events.joined(hikers, ben)
         for author, title, body, group in [
             (ben, "Weekend photos", "Three days in the mountains, no signal at all.", None),
             (ana, "Release notes for 0.2", "Bells now ring in every tab.", None),

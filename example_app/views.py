@@ -9,12 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from jinja2 import TemplateNotFound
 from werkzeug.wrappers import Response
 
 from notice.web.auth import check_csrf
 
 from . import events, notices, push_configured
-from .models import Comment, Follow, Group, Like, Membership, Post, Save, User, Watch, db
+from .models import Comment, Follow, Group, Like, Membership, Post, Save, User, db
 
 bp = Blueprint("example", __name__)
 
@@ -78,7 +79,7 @@ def post(post_id: int) -> str:
     mine = {
         "liked": db.session.get(Like, (me, post.id)) is not None,
         "saved": db.session.get(Save, (me, post.id)) is not None,
-        "watching": db.session.get(Watch, (me, post.id)) is not None,
+        "watching": me in events.watcher_ids(post),
     }
     likes = db.session.scalar(sa.select(sa.func.count()).where(Like.post_id == post.id))
     return render_template("example/post.html", post=post, mine=mine, likes=likes)
@@ -144,9 +145,8 @@ def save(post_id: int) -> Response:
 @login_required
 def watch(post_id: int) -> Response:
     post, me = _get_or_404(Post, post_id), _me()
-    _toggle(
-        Watch, (me.id, post.id), lambda: Watch(user_id=me.id, post_id=post.id), lambda: None
-    )
+    events.watch(post, me, on=me.id not in events.watcher_ids(post))
+    db.session.commit()
     return redirect(url_for("example.post", post_id=post.id))
 
 
@@ -223,6 +223,7 @@ def join(group_id: int) -> Response:
         db.session.add(Membership(group_id=group.id, user_id=me.id))
     elif group.owner_id != me.id:
         db.session.delete(row)
+        events.left(group, me)
     db.session.commit()
     return redirect(url_for("example.group", group_id=group.id))
 
@@ -237,10 +238,20 @@ def install_template_helpers(app: Flask) -> None:
         if current_user.is_authenticated:
             unread = notices.unread_count(current_user.id)
         return {
+            "notice_ui": notice_ui(app),
             "notice_links": notice_links(app),
             "notice_unread": unread,
             "push_enabled": push_configured(app),
         }
+
+
+def notice_ui(app: Flask) -> bool:
+    """Whether this version of notice ships the bell macros and notice.js."""
+    try:
+        app.jinja_env.get_template("notice/macros.html")
+    except TemplateNotFound:
+        return False
+    return "notice.stream" in app.view_functions
 
 
 def notice_links(app: Flask) -> dict[str, str]:

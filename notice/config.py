@@ -12,6 +12,7 @@ from flask import Flask
 
 from .errors import ConfigurationError
 from .push_config import validate_push
+from .types import NoticeType
 
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
@@ -98,6 +99,40 @@ DEFAULTS: dict[str, Any] = {
     #: optional hook ``f(token) -> bool`` accepting further service API tokens
     "NOTICE_API_AUTH": None,
     # --- email, webhook, preferences, digest (email issue) ------------------------
+    #: SMTP server of the "email" sender and the digest
+    "NOTICE_MAIL_HOST": "localhost",
+    #: SMTP port (25; 587 with STARTTLS; 465 with SSL)
+    "NOTICE_MAIL_PORT": 25,
+    #: upgrade the connection with STARTTLS after connecting
+    "NOTICE_MAIL_USE_TLS": False,
+    #: connect with implicit TLS (SMTPS); exclusive with NOTICE_MAIL_USE_TLS
+    "NOTICE_MAIL_USE_SSL": False,
+    #: SMTP login (None: no AUTH); never logged
+    "NOTICE_MAIL_USERNAME": None,
+    #: SMTP password; never logged
+    "NOTICE_MAIL_PASSWORD": None,
+    #: the From address, e.g. "Example <noreply@example.com>"; required by the email sender
+    "NOTICE_MAIL_SENDER": None,
+    #: seconds before an SMTP connect or command gives up
+    "NOTICE_MAIL_TIMEOUT": 10.0,
+    #: absolute origin for links in emails, e.g. "https://example.com" (default: SERVER_NAME)
+    "NOTICE_BASE_URL": None,
+    #: seconds an unsubscribe link stays valid (default 90 days)
+    "NOTICE_UNSUBSCRIBE_MAX_AGE": 90 * 24 * 3600,
+    #: URLs the "webhook" sender POSTs every notice to (one delivery per URL)
+    "NOTICE_WEBHOOK_URLS": [],
+    #: shared secret of the webhook HMAC-SHA256 signature; required by the webhook sender
+    "NOTICE_WEBHOOK_SECRET": None,
+    #: seconds a webhook POST may take (connect and read) before it is retried
+    "NOTICE_WEBHOOK_TIMEOUT": 5.0,
+    #: per-type channel defaults, e.g. {"Like": {"email": False}}; "*" matches every type
+    "NOTICE_PREFERENCE_DEFAULTS": {},
+    #: notice types users cannot turn off on any channel, e.g. ["System"]
+    "NOTICE_REQUIRED_TYPES": [],
+    #: digest frequency of users who chose none: "off", "daily" or "weekly"
+    "NOTICE_DIGEST_DEFAULT": "off",
+    #: most notices listed in one digest email; the rest wait for the next digest
+    "NOTICE_DIGEST_LIMIT": 100,
     # --- celery (scaling issue) ----------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
@@ -143,6 +178,7 @@ def validate(app: Flask) -> None:
         _positive(app, key, float)
     if app.config["NOTICE_SWEEP_GRACE"] < 0:
         raise ConfigurationError("NOTICE_SWEEP_GRACE must be >= 0")
+    _validate_email(app)
     _validate_inbox(app)
     validate_push(app)
 
@@ -166,3 +202,51 @@ def _validate_inbox(app: Flask) -> None:
     channel = cfg["NOTICE_BROKER_CHANNEL"]
     if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
+
+
+DIGEST_FREQUENCIES = ("off", "daily", "weekly")
+
+
+def _validate_email(app: Flask) -> None:
+    """Check the email, webhook, preference and digest keys (sender-specific required
+    keys are checked by the senders' ``init_app``)."""
+    cfg = app.config
+    if cfg["NOTICE_MAIL_USE_TLS"] and cfg["NOTICE_MAIL_USE_SSL"]:
+        raise ConfigurationError(
+            "set only one of NOTICE_MAIL_USE_TLS (STARTTLS) and NOTICE_MAIL_USE_SSL (SMTPS)"
+        )
+    port = cfg["NOTICE_MAIL_PORT"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigurationError(f"NOTICE_MAIL_PORT must be a port number, got {port!r}")
+    for key in ("NOTICE_MAIL_TIMEOUT", "NOTICE_WEBHOOK_TIMEOUT", "NOTICE_UNSUBSCRIBE_MAX_AGE"):
+        _positive(app, key, float)
+    _positive(app, "NOTICE_DIGEST_LIMIT")
+    if cfg["NOTICE_DIGEST_DEFAULT"] not in DIGEST_FREQUENCIES:
+        raise ConfigurationError(
+            f"NOTICE_DIGEST_DEFAULT must be one of {', '.join(DIGEST_FREQUENCIES)}, "
+            f"got {cfg['NOTICE_DIGEST_DEFAULT']!r}"
+        )
+    defaults = cfg["NOTICE_PREFERENCE_DEFAULTS"]
+    if not isinstance(defaults, dict) or not all(
+        isinstance(t, str)
+        and isinstance(chans, dict)
+        and all(isinstance(c, str) and isinstance(v, bool) for c, v in chans.items())
+        for t, chans in defaults.items()
+    ):
+        raise ConfigurationError(
+            "NOTICE_PREFERENCE_DEFAULTS must map a notice type (or '*') to "
+            f'{{channel: True/False}}, e.g. {{"Like": {{"email": False}}}}; got {defaults!r}'
+        )
+    required = cfg["NOTICE_REQUIRED_TYPES"]
+    if isinstance(required, str) or not all(isinstance(t, str) for t in required):
+        raise ConfigurationError(
+            f"NOTICE_REQUIRED_TYPES must be a list of notice type values, got {required!r}"
+        )
+    for value in [*required, *(t for t in defaults if t != "*")]:
+        try:
+            NoticeType(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"NOTICE_REQUIRED_TYPES/PREFERENCE_DEFAULTS: {exc}") from None
+    urls = cfg["NOTICE_WEBHOOK_URLS"]
+    if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
+        raise ConfigurationError(f"NOTICE_WEBHOOK_URLS must be a list of URLs, got {urls!r}")

@@ -17,6 +17,7 @@ from .dispatch import install_session_hooks
 from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
+from .preferences import Preferences
 from .publish import PublishResult, write
 from .push_models import PushModels, build_push_models
 from .senders.base import Sender
@@ -67,6 +68,9 @@ class Notices:
         self.topics = Topics(self)
         self._routes: list[Route] = []
         self._user_loader: Callable[[], Any] | None = None
+        self._email_loader: Callable[[Any], str | None] | None = None
+        #: per-user channel choices and digest frequency (:class:`notice.preferences.Preferences`)
+        self.preferences = Preferences(self, user_table=user_table, user_id_type=user_id_type)
         self._states: weakref.WeakKeyDictionary[Flask, NoticeState] = weakref.WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -89,6 +93,8 @@ class Notices:
         for r in self._routes:
             state.add_route(Route(r.sender, r.when))
         state.user_loader = self._user_loader
+        state.email_loader = self._email_loader
+        state.gates.append(self.preferences.allowed)
         self._states[app] = state
         app.extensions["notice"] = self
         install_session_hooks()
@@ -119,6 +125,14 @@ class Notices:
         self._user_loader = loader
         for state in self._states.values():
             state.user_loader = loader
+        return loader
+
+    def email_loader(self, loader: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+        """Decorator: register ``loader(user_id) -> address or None``, where the email
+        sender and the digest find a user's address (None: skip that user)."""
+        self._email_loader = loader
+        for state in self._states.values():
+            state.email_loader = loader
         return loader
 
     # --- senders ---------------------------------------------------------------------

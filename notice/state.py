@@ -57,6 +57,8 @@ class NoticeState:
         self.gates: list[Gate] = []
         #: the web layer's current-user hook (``Notices.user_loader``); None: flask-login
         self.user_loader: Callable[[], Any] | None = None
+        #: ``loader(user_id) -> email address or None`` (``Notices.email_loader``)
+        self.email_loader: Callable[[Any], str | None] | None = None
         #: the live stream's broker (:mod:`notice.brokers`), set up by the web layer
         self.broker: Broker | None = None
         for spec in cfg["NOTICE_SENDERS"]:

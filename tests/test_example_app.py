@@ -225,6 +225,16 @@ def test_groups_notify_members_but_not_the_actor(app):
     post_form(ben, "/posts", title="Gear list", body="ropes", group_id=gid)
     assert ("Group", "Ben posted in Climbers: “Gear list”") in new_notices(app, ANA, before_ana)
     assert [t for t, _ in new_notices(app, BEN, before_ben)] == ["Owner"]
+    with app.app_context():
+        history = notices.topics.messages(f"group:{gid}")
+    assert [m.subject for m in history][:2] == [
+        "Ben posted in Climbers: “Gear list”",
+        "Ben joined Climbers",
+    ]
+    post_form(ben, f"/groups/{gid}/join")  # leave: no more group notices for Ben
+    before_ben = inbox(app, BEN)
+    post_form(ana, "/posts", title="Quiet now", group_id=gid)
+    assert [t for t, _ in new_notices(app, BEN, before_ben)] == ["Post"]  # follows Ana
     cleo = app.test_client()
     post_form(cleo, "/signup", name="Cleo", email="cleo@example.org", password="cleo-pw-123")
     assert post_form(cleo, "/posts", title="x", group_id=gid).status_code == 403
@@ -243,7 +253,7 @@ def test_pages_render_with_the_bell_and_escape_user_text(app):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     with app.app_context():
         unread = notices.unread_count(user_id(app, ANA))
-    assert re.search(rf"data-notice-badge[^>]*>\s*{unread}\s*<", page), "bell shows the count"
+    assert re.search(rf"data-notice-count[^>]*>\s*{unread}\s*<", page), "bell shows the count"
     for url in ("/", "/groups", f"/users/{user_id(app, BEN)}", "/posts/1"):
         assert ana.get(url).status_code == 200, url
 

@@ -1,0 +1,304 @@
+"""The unread digest: one email per opted-in user listing their unread notices that
+were not emailed yet, then those notices are marked ``emailed_at``.
+
+Runs may overlap (a slow run and the next cron tick, or two hosts) and may fail half
+way, so each user is handled under a lease on their ``notice_digest`` row:
+
+1. claim: ``UPDATE notice_digest SET claim_token=... WHERE user_id=? AND lease free``
+   (one writer wins; the loser skips the user);
+2. read the user's unread, un-emailed notices and send one email;
+3. on success mark exactly those notices emailed and free the lease in one
+   transaction; on failure only free the lease, so the next run sends them.
+
+A crash between 2 and 3 leaves the lease to expire (``NOTICE_CLAIM_TIMEOUT``) and the
+next run sends those notices again: at least once, never silently lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from . import links
+from .errors import DeliveryError, SkipDelivery
+from .models import utcnow
+from .senders.email import EmailSender
+from .types import ReadStatus
+
+if TYPE_CHECKING:
+    from .state import NoticeState
+
+logger = logging.getLogger("notice")
+
+#: the preference channel whose "off" keeps a type out of the digest
+EMAIL = "email"
+
+
+@dataclass
+class DigestReport:
+    """What one digest run did, per user."""
+
+    sent: int = 0
+    #: the send failed; their notices stay un-emailed for the next run
+    failed: int = 0
+    #: another run was emailing the user
+    busy: int = 0
+    #: nothing left to send once the user was claimed
+    empty: int = 0
+    no_address: int = 0
+    #: notices listed in the emails sent
+    notices: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One notice as the digest templates see it."""
+
+    id: int
+    notice_type: str
+    subject: str
+    content: str
+    link: str | None
+    create_at: datetime
+
+
+def email_sender(state: NoticeState) -> EmailSender:
+    """The app's "email" sender, or one built from the same ``NOTICE_MAIL_*`` config
+    (the digest works without per-notice emails)."""
+    sender = state.senders_by_name.get(EmailSender.name)
+    if isinstance(sender, EmailSender):
+        return sender
+    sender = EmailSender()
+    sender.init_app(state.app)
+    return sender
+
+
+def run_digest(
+    state: NoticeState,
+    frequency: str = "daily",
+    *,
+    now: datetime | None = None,
+    sender: EmailSender | None = None,
+) -> DigestReport:
+    """Email every user whose digest ``frequency`` matches; needs an app context.
+
+    :param now: the time the run counts as (leases, expiry, ``emailed_at``).
+    :param sender: the email sender to use (default: :func:`email_sender`).
+    """
+    now = now or utcnow()
+    sender = sender or email_sender(state)
+    report = DigestReport()
+    sender.open()  # one SMTP connection for the whole run
+    try:
+        for user_id in candidates(state, frequency, now):
+            _digest_one(state, sender, user_id, now, report)
+    finally:
+        sender.close()
+    return report
+
+
+def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
+    prefs = state.ext.preferences
+    return (
+        state.models.Notice.__table__,
+        prefs.DigestSetting.__table__,
+        prefs.Preference.__table__,
+    )
+
+
+def _pending(notice: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
+    c = notice.c
+    return sa.and_(
+        c.read_status == ReadStatus.UNREAD.value,
+        c.emailed_at.is_(None),
+        sa.or_(c.expires_at.is_(None), c.expires_at > now),
+    )
+
+
+def candidates(state: NoticeState, frequency: str, now: datetime) -> list[Any]:
+    """Users on ``frequency`` (chosen, or by ``NOTICE_DIGEST_DEFAULT``) with at least
+    one unread notice not emailed yet."""
+    notice, digest, _ = _tables(state)
+    chosen = digest.c.frequency == frequency
+    if state.app.config["NOTICE_DIGEST_DEFAULT"] == frequency:
+        chosen = sa.or_(chosen, digest.c.frequency.is_(None))  # no row, or no choice
+    stmt = (
+        sa.select(notice.c.user_id)
+        .distinct()
+        .select_from(notice.outerjoin(digest, digest.c.user_id == notice.c.user_id))
+        .where(_pending(notice, now), chosen)
+        .order_by(notice.c.user_id)
+    )
+    with state.engine.connect() as conn:
+        return list(conn.execute(stmt).scalars())
+
+
+def _begin_write(conn: Connection) -> None:
+    # SQLite: take the write lock first so overlapping runs queue on the busy timeout
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def claim(state: NoticeState, user_id: Any) -> str | None:
+    """Take the user's digest lease; the token, or None when another run holds it.
+
+    Leases run on the real clock, not the run's ``now``: a long run must not hand out
+    leases that are already expired.
+    """
+    now = utcnow()
+    _, digest, _ = _tables(state)
+    token = uuid.uuid4().hex
+    insert: Any = postgresql.insert if state.engine.dialect.name == "postgresql" else sqlite.insert
+    with state.engine.connect() as conn:
+        _begin_write(conn)
+        conn.execute(
+            insert(digest)
+            .values(user_id=user_id, frequency=None, update_at=now)
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        won = conn.execute(
+            sa.update(digest)
+            .where(
+                digest.c.user_id == user_id,
+                sa.or_(digest.c.claimed_until.is_(None), digest.c.claimed_until <= now),
+            )
+            .values(claimed_until=now + state.lease, claim_token=token, update_at=now)
+            .returning(digest.c.user_id)
+        ).first()
+        conn.commit()
+    return token if won is not None else None
+
+
+def release(
+    state: NoticeState,
+    user_id: Any,
+    token: str,
+    now: datetime,
+    *,
+    emailed: Sequence[int] = (),
+) -> None:
+    """Free the lease; with ``emailed``, mark those notices emailed in the same
+    transaction (also when the lease was lost: the email did go out)."""
+    notice, digest, _ = _tables(state)
+    with state.engine.connect() as conn:
+        _begin_write(conn)
+        values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
+        if emailed:
+            values["last_sent_at"] = now
+        conn.execute(
+            sa.update(digest)
+            .where(digest.c.user_id == user_id, digest.c.claim_token == token)
+            .values(**values)
+        )
+        for start in range(0, len(emailed), 500):
+            conn.execute(
+                sa.update(notice)
+                .where(notice.c.id.in_(emailed[start : start + 500]), notice.c.emailed_at.is_(None))
+                .values(emailed_at=now)
+            )
+        conn.commit()
+
+
+def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[DigestItem]:
+    """The user's notices for the digest: unread, not emailed, unexpired, of a type the
+    user gets by email; oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
+    notice, _, pref = _tables(state)
+    prefs = state.ext.preferences
+    with state.engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                sa.select(pref.c.notice_type, pref.c.enabled).where(
+                    pref.c.user_id == user_id, pref.c.channel == EMAIL
+                )
+            ).all()
+        )
+        off = [t for t in prefs.types() if not stored.get(t, prefs.default(t, EMAIL))]
+        off = [t for t in off if not prefs.is_required(t)]
+        stmt = sa.select(
+            notice.c.id,
+            notice.c.notice_type,
+            notice.c.subject,
+            notice.c.content,
+            notice.c.url,
+            notice.c.create_at,
+        ).where(notice.c.user_id == user_id, _pending(notice, now))
+        if off:
+            stmt = stmt.where(notice.c.notice_type.not_in(off))
+        rows = conn.execute(
+            stmt.order_by(notice.c.id).limit(state.app.config["NOTICE_DIGEST_LIMIT"])
+        ).all()
+    return [
+        DigestItem(
+            id=r.id,
+            notice_type=r.notice_type,
+            subject=r.subject,
+            content=r.content,
+            link=links.absolute_link(state.app, r.url),
+            create_at=r.create_at,
+        )
+        for r in rows
+    ]
+
+
+def build_digest(
+    state: NoticeState, sender: EmailSender, user_id: Any, to: str, items: list[DigestItem]
+) -> Any:
+    """The digest email for ``items`` (templates ``notice/email/digest.txt|.html``)."""
+    app = state.app
+    count = len(items)
+    subject = f"You have {count} unread notification{'' if count == 1 else 's'}"
+    unsubscribe = links.unsubscribe_url(app, user_id, None, links.DIGEST)
+    context = {
+        "subject": subject,
+        "notices": items,
+        "unsubscribe_url": unsubscribe,
+        "preferences_url": links.inbox_url(app, "/preferences"),
+        "inbox_url": links.inbox_url(app, "/"),
+    }
+    msg = sender.new_message(to, subject, unsubscribe)
+    msg.set_content(sender.render(["notice/email/digest.txt"], context))
+    msg.add_alternative(sender.render(["notice/email/digest.html"], context), subtype="html")
+    return msg
+
+
+def _digest_one(
+    state: NoticeState, sender: EmailSender, user_id: Any, now: datetime, report: DigestReport
+) -> None:
+    token = claim(state, user_id)
+    if token is None:
+        report.busy += 1
+        return
+    sent: list[int] = []
+    try:
+        items = pending_items(state, user_id, now)
+        if not items:
+            report.empty += 1
+            return
+        try:
+            to = sender.address_for(user_id)
+            sender.send_message(build_digest(state, sender, user_id, to, items), to)
+        except SkipDelivery:
+            report.no_address += 1
+            return
+        except Exception as exc:  # noqa: BLE001 - one user's failure must not stop the run
+            report.failed += 1
+            report.errors.append(f"user {user_id}: {type(exc).__name__}: {exc}")
+            if isinstance(exc, DeliveryError):
+                logger.warning("digest for user %s failed: %s", user_id, exc)
+            else:
+                logger.exception("digest for user %s failed", user_id)
+            return
+        sent = [item.id for item in items]
+        report.sent += 1
+        report.notices += len(sent)
+    finally:
+        release(state, user_id, token, now, emailed=sent)

@@ -1,0 +1,334 @@
+"""The "email" sender: one message per notice over SMTP (:mod:`smtplib`).
+
+Why smtplib and not Flask-Mail: one fewer dependency, and we need what Flask-Mail hides:
+the per-recipient refusals of ``RCPT TO`` (a refused address is final for that delivery
+only) and one connection held open across a batch (:meth:`EmailSender.open` /
+:meth:`EmailSender.close`), re-opened once if the server dropped it.
+
+Errors map onto :mod:`notice.errors`: a 4xx reply, a dropped connection or a timeout is
+a :class:`~notice.errors.TransientError` (retried), a 5xx reply a
+:class:`~notice.errors.PermanentError`; a user without an address is skipped. A
+refused SMTP login is transient too (the operator fixes the password, the retries go
+through). Credentials never appear in messages or logs.
+
+Messages are rendered from ``notice/email/<type>.txt`` and ``.html`` (falling back to
+``default.txt`` / ``default.html``): put templates of those names in the app's
+``templates`` folder to override them.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import sqlalchemy as sa
+from flask import Flask
+
+from .. import links
+from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..models import utcnow
+from .base import Sender
+
+if TYPE_CHECKING:
+    from ..state import NoticeState
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """The ``NOTICE_MAIL_*`` keys, read once."""
+
+    host: str
+    port: int
+    use_tls: bool
+    use_ssl: bool
+    username: str | None
+    password: str | None = None
+    sender: str = ""
+    timeout: float = 10.0
+
+    @classmethod
+    def from_app(cls, app: Flask) -> MailConfig:
+        cfg = app.config
+        sender = cfg["NOTICE_MAIL_SENDER"]
+        if not sender or "@" not in parseaddr(str(sender))[1]:
+            raise ConfigurationError(
+                "the email sender needs NOTICE_MAIL_SENDER, the From address, "
+                f"e.g. 'Example <noreply@example.com>'; got {sender!r}"
+            )
+        if cfg["NOTICE_MAIL_PASSWORD"] and not cfg["NOTICE_MAIL_USERNAME"]:
+            raise ConfigurationError("NOTICE_MAIL_PASSWORD is set without NOTICE_MAIL_USERNAME")
+        return cls(
+            host=str(cfg["NOTICE_MAIL_HOST"]),
+            port=int(cfg["NOTICE_MAIL_PORT"]),
+            use_tls=bool(cfg["NOTICE_MAIL_USE_TLS"]),
+            use_ssl=bool(cfg["NOTICE_MAIL_USE_SSL"]),
+            username=cfg["NOTICE_MAIL_USERNAME"],
+            password=cfg["NOTICE_MAIL_PASSWORD"],
+            sender=str(sender),
+            timeout=float(cfg["NOTICE_MAIL_TIMEOUT"]),
+        )
+
+    def __repr__(self) -> str:  # never show the password
+        return f"<MailConfig {self.host}:{self.port} user={self.username!r}>"
+
+
+def _by_code(code: int, text: str) -> TransientError | PermanentError:
+    return TransientError(text) if 400 <= code < 500 else PermanentError(text)
+
+
+def _reply_text(resp: bytes | str) -> str:
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+    return " ".join(text.split())[:300]
+
+
+class _Batch(threading.local):
+    """Per-thread batch state: the thread dispatcher runs batches in parallel."""
+
+    active = False
+    smtp: smtplib.SMTP | None = None
+    #: a connect failure in this batch; later sends fail fast instead of waiting again
+    failed: TransientError | None = None
+    #: notices emailed in this batch, marked ``emailed_at`` on close
+    sent: list[int]
+
+
+class EmailSender(Sender):
+    """Email each notice to the address ``@notices.email_loader`` gives for its user."""
+
+    name = "email"
+
+    def __init__(self) -> None:
+        self._app: Flask | None = None
+        self.config: MailConfig | None = None
+        self._batch = _Batch()
+        self._env: jinja2.Environment | None = None
+
+    def init_app(self, app: Flask) -> None:
+        self._app = app
+        self.config = MailConfig.from_app(app)
+        links.check_base_url(app)
+
+    # --- the sender interface --------------------------------------------------------
+
+    def open(self) -> None:
+        self._batch.active = True
+        self._batch.failed = None
+        self._batch.sent = []
+
+    def close(self) -> None:
+        batch = self._batch
+        batch.active = False
+        batch.failed = None
+        self._disconnect()
+        sent, batch.sent = getattr(batch, "sent", []), []
+        if sent:
+            self._mark_emailed(sent)
+
+    def send(self, notice: Any) -> None:
+        address = self.address_for(notice.user_id)
+        message = self.build_message(notice, address)
+        self.send_message(message, address)
+        if self._batch.active:
+            self._batch.sent.append(notice.id)
+        else:
+            self._mark_emailed([notice.id])
+
+    # --- building blocks the digest shares -------------------------------------------
+
+    @property
+    def app(self) -> Flask:
+        if self._app is None:
+            raise RuntimeError("EmailSender.init_app(app) was not called")
+        return self._app
+
+    def _state(self) -> NoticeState:
+        state: NoticeState = self.app.extensions["notice"].state(self.app)
+        return state
+
+    def address_for(self, user_id: Any) -> str:
+        """The user's address from the app's ``email_loader``.
+
+        :raise SkipDelivery: no loader, or it has no address for the user.
+        :raise PermanentError: the address is not a single valid mailbox.
+        """
+        loader = self._state().email_loader
+        if loader is None:
+            raise SkipDelivery("no @notices.email_loader is registered")
+        address = loader(user_id)
+        if not address:
+            raise SkipDelivery(f"user {user_id} has no email address")
+        address = str(address)
+        name, addr = parseaddr(address)
+        if "@" not in addr or any(ch in address for ch in "\r\n,"):
+            raise PermanentError(f"user {user_id} has an invalid email address")
+        return address
+
+    def render(self, names: list[str], context: Mapping[str, Any]) -> str:
+        """Render the first template of ``names`` that exists (app's, then ours)."""
+        return self._jinja().select_template(names).render(**context)
+
+    def new_message(self, to: str, subject: str, unsubscribe: str) -> EmailMessage:
+        """A message with our standard headers, ready for :meth:`EmailMessage.set_content`."""
+        config = self._config()
+        msg = EmailMessage()
+        # a header may not span lines; a subject with newlines would be refused
+        msg["Subject"] = " ".join(subject.split())
+        msg["From"] = config.sender
+        msg["To"] = to
+        msg["Date"] = format_datetime(utcnow())
+        domain = parseaddr(config.sender)[1].rpartition("@")[2] or "localhost"
+        # an explicit domain: make_msgid() would otherwise look up this host's FQDN
+        msg["Message-ID"] = make_msgid(domain=domain)
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return msg
+
+    def build_message(self, notice: Any, to: str) -> EmailMessage:
+        """Render ``notice`` into a text + HTML message for ``to``."""
+        app = self.app
+        notice_type = str(notice.notice_type)
+        unsubscribe = links.unsubscribe_url(app, notice.user_id, notice_type, self.name)
+        context = {
+            "notice": notice,
+            "subject": notice.subject,
+            "content": notice.content,
+            "url": links.absolute_link(app, notice.url),
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": links.inbox_url(app, "/preferences"),
+            "inbox_url": links.inbox_url(app, "/"),
+        }
+        msg = self.new_message(to, notice.subject, unsubscribe)
+        msg.set_content(
+            self.render([f"notice/email/{notice_type}.txt", "notice/email/default.txt"], context)
+        )
+        msg.add_alternative(
+            self.render([f"notice/email/{notice_type}.html", "notice/email/default.html"], context),
+            subtype="html",
+        )
+        return msg
+
+    def send_message(self, message: EmailMessage, to: str) -> None:
+        """Send over this thread's batch connection (or a connection of its own outside a
+        batch); map SMTP failures onto TransientError / PermanentError."""
+        config = self._config()
+        envelope_from = parseaddr(config.sender)[1]
+        envelope_to = parseaddr(to)[1]
+        for attempt in (1, 2):
+            reused = self._batch.smtp is not None
+            smtp = self._connect()
+            try:
+                smtp.send_message(message, from_addr=envelope_from, to_addrs=[envelope_to])
+                return
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, resp = next(iter(exc.recipients.values()), (550, b"refused"))
+                raise _by_code(code, f"recipient refused: {code} {_reply_text(resp)}") from None
+            except smtplib.SMTPServerDisconnected as exc:
+                self._disconnect()
+                if attempt == 1 and reused:
+                    continue  # the server closed our idle batch connection: reopen once
+                raise TransientError(f"SMTP server disconnected: {exc}") from None
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421:  # the server closed the connection (idle timeout?)
+                    self._disconnect()
+                    if attempt == 1 and reused:
+                        continue
+                raise _by_code(
+                    exc.smtp_code, f"SMTP {exc.smtp_code} {_reply_text(exc.smtp_error)}"
+                ) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                self._disconnect()
+                raise TransientError(f"SMTP error: {type(exc).__name__}: {exc}") from None
+            finally:
+                if not self._batch.active:
+                    self._disconnect()
+
+    # --- connection ------------------------------------------------------------------
+
+    def _config(self) -> MailConfig:
+        if self.config is None:
+            raise RuntimeError("EmailSender.init_app(app) was not called")
+        return self.config
+
+    def _connect(self) -> smtplib.SMTP:
+        batch = self._batch
+        if batch.smtp is not None:
+            return batch.smtp
+        if batch.active and batch.failed is not None:
+            raise batch.failed
+        config = self._config()
+        smtp: smtplib.SMTP | None = None
+        try:
+            context = ssl.create_default_context()
+            if config.use_ssl:
+                smtp = smtplib.SMTP_SSL(
+                    config.host, config.port, timeout=config.timeout, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+            if config.use_tls:
+                smtp.starttls(context=context)
+            if config.username:
+                smtp.login(config.username, config.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            error = TransientError(f"SMTP login as {config.username!r} refused ({exc.smtp_code})")
+            self._quit(smtp)
+            raise self._remember(error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            error = TransientError(
+                f"cannot connect to SMTP server {config.host}:{config.port}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            self._quit(smtp)
+            raise self._remember(error) from None
+        batch.smtp = smtp
+        return smtp
+
+    def _remember(self, error: TransientError) -> TransientError:
+        if self._batch.active:
+            self._batch.failed = error
+        return error
+
+    def _disconnect(self) -> None:
+        smtp, self._batch.smtp = self._batch.smtp, None
+        self._quit(smtp)
+
+    @staticmethod
+    def _quit(smtp: smtplib.SMTP | None) -> None:
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _jinja(self) -> jinja2.Environment:
+        # the app's loader first (its overrides), then the templates shipped here;
+        # works without the web blueprint, whose loader would otherwise be needed
+        if self._env is None:
+            env = self.app.jinja_env
+            self._env = env.overlay(
+                loader=jinja2.ChoiceLoader(
+                    [env.loader, jinja2.PackageLoader("notice", "templates")]  # type: ignore[list-item]
+                )
+            )
+        return self._env
+
+    def _mark_emailed(self, notice_ids: list[int]) -> None:
+        """Record that these notices went out by email, so the digest skips them."""
+        table = self._state().models.Notice.__table__
+        with self._state().engine.begin() as conn:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.id.in_(notice_ids), table.c.emailed_at.is_(None))
+                .values(emailed_at=utcnow())
+            )

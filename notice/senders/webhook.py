@@ -1,0 +1,147 @@
+"""The "webhook" sender: POST every notice as JSON to each URL of ``NOTICE_WEBHOOK_URLS``.
+
+Each URL is its own delivery (its own retries). The request carries::
+
+    Content-Type: application/json
+    X-Notice-Id: <notice id>               (the same on retries: deduplicate on it)
+    X-Notice-Timestamp: <unix seconds>
+    X-Notice-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">
+
+keyed with ``NOTICE_WEBHOOK_SECRET``. Receivers recompute the signature over the raw
+body, compare in constant time and refuse old timestamps (replays).
+
+Outcomes: 2xx sent; 410 Gone final; 408, 429 (honouring ``Retry-After``), 5xx,
+timeouts and connection errors retried; redirects and every other 4xx final.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from flask import Flask
+
+from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..models import utcnow
+from .base import Sender
+
+SIGNATURE_HEADER = "X-Notice-Signature"
+TIMESTAMP_HEADER = "X-Notice-Timestamp"
+ID_HEADER = "X-Notice-Id"
+#: delivery targets are stored in a 255-character column
+MAX_URL = 255
+
+
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The ``X-Notice-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def payload(notice: Any) -> bytes:
+    """The JSON body posted for ``notice``."""
+    data = {"event": "notice", "notice": notice.to_dict()}
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+class WebhookSender(Sender):
+    """Signed JSON POSTs to the configured URLs."""
+
+    name = "webhook"
+
+    def __init__(self) -> None:
+        self.urls: tuple[str, ...] = ()
+        self._secret = ""
+        self.timeout = 5.0
+        # requests.Session is not documented thread-safe; the thread dispatcher runs
+        # batches in parallel, so each thread keeps its own pooled session
+        self._local = threading.local()
+
+    def init_app(self, app: Flask) -> None:
+        cfg = app.config
+        urls = tuple(cfg["NOTICE_WEBHOOK_URLS"])
+        if not urls:
+            raise ConfigurationError("the webhook sender needs NOTICE_WEBHOOK_URLS")
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigurationError(f"NOTICE_WEBHOOK_URLS: {url!r} is not an http(s) URL")
+            if len(url) > MAX_URL:
+                raise ConfigurationError(f"NOTICE_WEBHOOK_URLS: {url!r} is over {MAX_URL} chars")
+        secret = cfg["NOTICE_WEBHOOK_SECRET"]
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise ConfigurationError(
+                "the webhook sender needs NOTICE_WEBHOOK_SECRET, a string of at least 16 "
+                "characters (e.g. secrets.token_hex(32))"
+            )
+        self.urls, self._secret = urls, secret
+        self.timeout = float(cfg["NOTICE_WEBHOOK_TIMEOUT"])
+
+    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]]:
+        return {u: self.urls for u in user_ids}
+
+    def send(self, notice: Any) -> None:
+        for url in self.urls:
+            self.send_to(notice, url)
+
+    def send_to(self, notice: Any, target: str) -> None:
+        if target not in self.urls:
+            # the URL was removed from the config after this delivery was written
+            raise SkipDelivery("webhook URL is no longer in NOTICE_WEBHOOK_URLS")
+        body = payload(notice)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "notice-webhook",
+            ID_HEADER: str(notice.id),
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+        }
+        try:
+            response = self._session().post(
+                target, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout as exc:
+            raise TransientError(f"webhook timed out after {self.timeout:g}s") from exc
+        except requests.RequestException as exc:
+            raise TransientError(f"webhook request failed: {type(exc).__name__}") from exc
+        status = response.status_code
+        response.close()
+        if 200 <= status < 300:
+            return
+        text = f"webhook answered {status}"
+        if status in (408, 429) or status >= 500:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise TransientError(text, retry_after=retry_after)
+        # 410 Gone says the endpoint was removed; any other 3xx/4xx will not change
+        raise PermanentError(text)
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session

@@ -1,0 +1,196 @@
+"""Preferences: the page and JSON endpoint of the logged-in user, and the signed
+one-click unsubscribe endpoint that works without logging in.
+
+``GET  <prefix>/preferences``             the page (a form of type x channel switches)
+``POST <prefix>/preferences``             the page's form (CSRF)
+``GET  <prefix>/preferences.json``        ``{"preferences": {type: {channel: bool}}, ...}``
+``POST <prefix>/preferences.json``        partial update, same shape (CSRF header)
+``GET  <prefix>/unsubscribe/<token>``     a confirm page (link scanners must not unsubscribe)
+``POST <prefix>/unsubscribe/<token>``     unsubscribe (RFC 8058 one-click; no CSRF: the
+                                          signed token is the credential)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.sansio.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
+
+from .. import links
+from ..config import DIGEST_FREQUENCIES
+from ..preferences import Preferences
+from ..publish import _coerce_user_id
+from .auth import check_csrf, require_user
+from .blueprints import inbox_bp
+
+
+def _prefs() -> Preferences:
+    prefs: Preferences = current_app.extensions["notice"].preferences
+    return prefs
+
+
+def _bad_request(message: str) -> NoReturn:
+    response = jsonify(error="bad_request", message=message)
+    response.status_code = 400
+    abort(response)
+
+
+def _document(user_id: Any) -> dict[str, Any]:
+    prefs = _prefs()
+    return {
+        "preferences": prefs.get(user_id),
+        "types": prefs.types(),
+        "channels": prefs.channels(),
+        "required": [t for t in prefs.types() if prefs.is_required(t)],
+        "digest": prefs.get_digest(user_id),
+        "digest_frequencies": list(DIGEST_FREQUENCIES),
+    }
+
+
+@inbox_bp.get("/preferences")
+def preferences_page() -> str:
+    user_id = require_user()
+    return render_template(
+        "notice/preferences.html",
+        notice_base_template=current_app.config.get("NOTICE_BASE_TEMPLATE", "notice/base.html"),
+        **_document(user_id),
+    )
+
+
+@inbox_bp.post("/preferences")
+def preferences_form() -> ResponseReturnValue:
+    """The page's form: every switch is sent (unchecked ones are absent, so off)."""
+    user_id = require_user()
+    check_csrf()
+    prefs = _prefs()
+    checked = set(request.form.getlist("on"))
+    digest = request.form.get("digest", "")
+    if digest and digest not in DIGEST_FREQUENCIES:
+        abort(400, description="unknown digest frequency")
+    for t in prefs.types():
+        if prefs.is_required(t):
+            continue
+        for c in prefs.channels():
+            prefs.set(user_id, t, c, f"{t}:{c}" in checked, commit=False)
+    if digest:
+        prefs.set_digest(user_id, digest, commit=False)
+    current_app.extensions["notice"].db.session.commit()
+    return redirect(url_for(".preferences_page", saved=1), code=303)
+
+
+@inbox_bp.get("/preferences.json")
+def preferences_json() -> Response:
+    return jsonify(_document(require_user()))
+
+
+@inbox_bp.route("/preferences.json", methods=["POST", "PUT", "PATCH"])
+def preferences_update() -> Response:
+    """Apply ``{"preferences": {type: {channel: bool}}, "digest": freq}`` (both
+    optional); everything is checked before anything is written."""
+    user_id = require_user()
+    check_csrf()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not set(body) <= {"preferences", "digest"}:
+        _bad_request('send JSON {"preferences": {type: {channel: bool}}, "digest": ...}')
+    prefs = _prefs()
+    changes: list[tuple[str, str, bool]] = []
+    given = body.get("preferences", {})
+    if not isinstance(given, dict):
+        _bad_request("preferences must be an object of {type: {channel: bool}}")
+    types, channels = set(prefs.types()), set(prefs.channels())
+    for t, chans in given.items():
+        if t not in types:
+            _bad_request(f"unknown notice type {t!r}")
+        if not isinstance(chans, dict):
+            _bad_request(f"preferences[{t!r}] must be an object of {{channel: bool}}")
+        for c, enabled in chans.items():
+            if c not in channels:
+                _bad_request(f"unknown channel {c!r}")
+            if not isinstance(enabled, bool):
+                _bad_request(f"preferences[{t!r}][{c!r}] must be true or false")
+            if not enabled and prefs.is_required(t):
+                _bad_request(f"{t} notices are required and cannot be turned off")
+            changes.append((t, c, enabled))
+    digest = body.get("digest")
+    if digest is not None and digest not in DIGEST_FREQUENCIES:
+        _bad_request(f"digest must be one of {', '.join(DIGEST_FREQUENCIES)}")
+    for t, c, enabled in changes:
+        prefs.set(user_id, t, c, enabled, commit=False)
+    if digest is not None:
+        prefs.set_digest(user_id, digest, commit=False)
+    current_app.extensions["notice"].db.session.commit()
+    return jsonify(_document(user_id))
+
+
+@inbox_bp.route("/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Any:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        req = links.read_token(app, token)
+    except links.BadToken:
+        return _page("invalid", 400)
+    prefs = _prefs()
+    user_id = _coerce_user_id(app.extensions["notice"].state(app), req.user_id)
+    digest = req.channel == links.DIGEST
+    what = "digest emails" if digest else f"{req.notice_type} notices by {req.channel}"
+    if not digest and (req.notice_type not in prefs.types() or req.channel not in prefs.channels()):
+        return _page("gone", 400, what=what)
+    if not digest and prefs.is_required(str(req.notice_type)):
+        return _page("required", 409 if request.method == "POST" else 200, what=what)
+    if request.method == "GET":
+        return _page("confirm", 200, what=what, action=request.path)
+    if digest:
+        prefs.set_digest(user_id, "off")
+    else:
+        prefs.set(user_id, str(req.notice_type), req.channel, False)
+    return _page("done", 200, what=what)
+
+
+def _page(step: str, status: int, **context: Any) -> Response:
+    response = Response(
+        render_template("notice/unsubscribe.html", step=step, **context), status=status
+    )
+    # the token is in the URL: keep it out of Referer headers and search indexes
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@inbox_bp.record_once
+def _exempt_unsubscribe_from_csrf(setup_state: BlueprintSetupState) -> None:
+    """Mail clients POST the one-click unsubscribe without a CSRF token (RFC 8058).
+
+    Flask-WTF's ``CSRFProtect`` may be set up before or after us: exempt the view now,
+    or from a ``before_request`` that runs before CSRFProtect's (registered later).
+    """
+    app = setup_state.app
+
+    def exempt() -> bool:
+        csrf = app.extensions.get("csrf")
+        if csrf is not None:
+            csrf.exempt(unsubscribe)
+            return True
+        return False
+
+    if exempt():
+        return
+    done = False
+
+    def exempt_late() -> None:
+        nonlocal done
+        if not done:
+            done = exempt()
+
+    app.before_request(exempt_late)
