@@ -1,0 +1,153 @@
+"""The example app in real headless Chromium: Ana comments on Ben's post and Ben sees
+it live in two tabs, then uses the inbox. Two browser contexts, one per user."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from example_app import create_app, notices
+from example_app.models import db
+from example_app.seed import DEMO_USERS, seed
+
+pytestmark = pytest.mark.browser
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: bound for each wait on the page (Playwright's expect polls until then)
+WAIT_MS = 10_000
+
+
+@pytest.fixture
+def server(tmp_path: Any) -> Iterator[str]:
+    """The example app as ``python -m example_app`` runs it (thread-pool dispatch,
+    in-process broker), on a free loopback port, in a thread of this process."""
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'example.db'}",
+            "SECRET_KEY": "browser-test",
+            # a stream notices a closed tab at the next heartbeat: keep that short
+            "NOTICE_SSE_HEARTBEAT": 1.0,
+        }
+    )
+    seed(app)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()
+        notices.state(app).dispatcher.shutdown()
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def watch_console(page: Any, errors: list[str]) -> None:
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+
+
+def log_in(context: Any, base: str, email: str, errors: list[str]) -> Any:
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    watch_console(page, errors)
+    password = next(p for e, p, *_ in DEMO_USERS if e == email)
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page.locator("header nav")).to_contain_text("Feed")
+    return page
+
+
+def live(page: Any) -> None:
+    """Wait until notice.js has its stream open, so nothing is sent before it listens."""
+    expect(page.locator("html")).to_have_attribute("data-notice-stream", "open", timeout=WAIT_MS)
+
+
+def test_ana_comments_and_ben_sees_it_live_in_both_tabs(server, browser):
+    errors: list[str] = []
+    ana_ctx, ben_ctx = browser.new_context(), browser.new_context()
+    ana = log_in(ana_ctx, server, "ana@example.org", errors)
+    ben = log_in(ben_ctx, server, "ben@example.org", errors)
+    ben2 = ben_ctx.new_page()  # a second tab: same session
+    ben2.set_default_timeout(WAIT_MS)
+    watch_console(ben2, errors)
+    ben2.goto(f"{server}/groups")
+    badge, badge2 = (p.locator(".notice-bell [data-notice-count]") for p in (ben, ben2))
+    before = int(badge.inner_text())
+    expect(badge2).to_have_text(str(before))
+    live(ben)
+    live(ben2)
+    for page in (ben, ben2):
+        page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+
+    # Ana comments on Ben's post
+    ana.click("text=Weekend photos")
+    ana.fill("#comment-form textarea", "What a view! <b>not bold</b>")
+    ana.click("#comment-form button[type=submit]")
+    expect(ana.locator(".comments")).to_contain_text("What a view! <b>not bold</b>")
+
+    # Ben's badge goes up and the pop-up shows, in both tabs, without a reload
+    for page, b in ((ben, badge), (ben2, badge2)):
+        expect(b).to_have_text(str(before + 1))
+        toast = page.locator(".notice-toast").first
+        expect(toast).to_be_visible()
+        expect(toast).to_contain_text("Ana commented on “Weekend photos”")
+        expect(toast).to_contain_text("What a view! <b>not bold</b>")  # text, not HTML
+        assert page.evaluate("window.__sameDocument === true"), "no reload"
+
+    # Ben opens the inbox and filters by type
+    ben.click(".notice-bell")
+    expect(ben.locator(".notice-list")).to_be_visible()
+    assert ben.locator(".notice-item__type").all_inner_texts() != ["Comment"]  # mixed types
+    ben.select_option("select[name=type]", "Comment")
+    ben.click(".notice-filters button[type=submit]")
+    expect(ben.locator(".notice-item")).to_have_count(1)
+    expect(ben.locator(".notice-item__type")).to_have_text(["Comment"])
+    expect(ben.locator(".notice-item--unread")).to_have_count(1)
+
+    # mark all read: the badge goes to 0 in both tabs, the other one live
+    live(ben)
+    ben.click("text=Mark all read")
+    expect(ben.locator(".notice-item--unread")).to_have_count(0)
+    expect(ben.locator(".notice-bell [data-notice-count]")).to_have_text("0")
+    expect(badge2).to_have_text("0")
+    expect(ana.locator(".notice-bell [data-notice-count]")).not_to_have_text("0")  # Ana's own
+
+    ana_ctx.close()
+    ben_ctx.close()
+    assert errors == []
