@@ -46,9 +46,15 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+#: delivery bookkeeping that changes between retries; not part of the payload
+_INTERNAL = ("send_status", "update_at")
+
+
 def payload(notice: Any) -> bytes:
-    """The JSON body posted for ``notice``."""
-    data = {"event": "notice", "notice": notice.to_dict()}
+    """The JSON body posted for ``notice``: its ``to_dict()`` without the delivery
+    bookkeeping, so a retry posts the same notice the same way."""
+    fields = {k: v for k, v in notice.to_dict().items() if k not in _INTERNAL}
+    data = {"event": "notice", "notice": fields}
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
 
