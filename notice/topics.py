@@ -149,8 +149,13 @@ class Topics:
         table = self._m.TopicSubscription.__table__
         dialect = self._session.get_bind().dialect.name
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(table).values(topic_id=topic.id, **values).on_conflict_do_nothing()
-        created = bool(self._session.execute(stmt).rowcount)
+        stmt = (
+            insert(table)
+            .values(topic_id=topic.id, **values)
+            .on_conflict_do_nothing()
+            .returning(table.c.id)
+        )
+        created = self._session.execute(stmt).first() is not None
         if commit:
             self._session.commit()
         return created

@@ -1,0 +1,139 @@
+"""The logged-in user's push subscriptions: the VAPID key, subscribe, unsubscribe, and
+the service worker's ``pushsubscriptionchange`` re-subscribe.
+
+``notice/static/notice/push.js`` calls these; ``sw.js`` calls ``/push/resubscribe``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from .. import push_subscriptions as subs
+from .auth import check_csrf, require_user
+from .blueprints import inbox_bp
+
+
+def _ext() -> Any:
+    return current_app.extensions["notice"]
+
+
+def error(status: int, code: str, message: str) -> ResponseReturnValue:
+    return jsonify(error=code, message=message), status
+
+
+def json_object() -> dict[str, Any] | None:
+    """The request's JSON object body, or None when it is missing or malformed."""
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+@inbox_bp.get("/push/key")
+def push_key() -> ResponseReturnValue:
+    """The VAPID public key browsers pass to ``pushManager.subscribe``."""
+    key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
+    if key is None:
+        return error(404, "push_disabled", "Web Push is not configured on this server")
+    return jsonify(public_key=key)
+
+
+@inbox_bp.get("/push/subscriptions")
+def push_list() -> ResponseReturnValue:
+    """The current user's devices."""
+    user_id = require_user()
+    PS = _ext().push_models.PushSubscription
+    rows = _ext().db.session.execute(
+        PS.__table__.select().where(PS.user_id == user_id).order_by(PS.id)
+    )
+    return jsonify(subscriptions=[{"id": r.id, "endpoint": r.endpoint} for r in rows])
+
+
+@inbox_bp.post("/push/subscribe")
+def push_subscribe() -> ResponseReturnValue:
+    """Store the browser's ``PushSubscription.toJSON()`` for the current user.
+
+    201 when new, 200 when it was already known; 400 for a malformed subscription or
+    an endpoint outside ``NOTICE_PUSH_ALLOWED_HOSTS``.
+    """
+    user_id = require_user()
+    check_csrf()
+    body = json_object()
+    if body is None:
+        return error(400, "bad_request", "send the subscription as a JSON object")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    session = _ext().db.session
+    try:
+        info = subs.parse_subscription(body.get("subscription", body), subs.allow_list(app))
+        sub, created = subs.save(
+            session,
+            _ext().push_models,
+            user_id,
+            info,
+            user_agent=request.headers.get("User-Agent"),
+            max_per_user=app.config["NOTICE_PUSH_MAX_SUBSCRIPTIONS"],
+        )
+    except subs.SubscriptionError as exc:
+        session.rollback()
+        return error(400, "bad_subscription", str(exc))
+    session.commit()
+    return jsonify(id=sub.id, endpoint=sub.endpoint, created=created), 201 if created else 200
+
+
+@inbox_bp.post("/push/unsubscribe")
+def push_unsubscribe() -> ResponseReturnValue:
+    """Forget one of the current user's devices (``{"endpoint": ...}``); 404 if it is
+    unknown or someone else's."""
+    user_id = require_user()
+    check_csrf()
+    body = json_object()
+    endpoint = body.get("endpoint") if body else None
+    if not isinstance(endpoint, str) or not endpoint:
+        return error(400, "bad_request", 'send {"endpoint": ...}')
+    session = _ext().db.session
+    removed = subs.remove(session, _ext().push_models, user_id, endpoint)
+    session.commit()
+    if not removed:
+        return error(404, "not_found", "no such push subscription")
+    return jsonify(removed=True)
+
+
+@inbox_bp.post("/push/resubscribe")
+def push_resubscribe() -> ResponseReturnValue:
+    """Move a subscription to the browser's new endpoint (``pushsubscriptionchange``).
+
+    Body: ``{"old_endpoint", "old_auth", "subscription"}``. The service worker has no
+    page to read a CSRF token from and may run with no session, so the proof is the old
+    subscription's auth secret, which only that browser and this server know. Keeps the
+    owner and the topics. 404 when the old subscription is unknown or the secret wrong.
+    """
+    body = json_object()
+    if body is None:
+        return error(400, "bad_request", "send a JSON object")
+    old_endpoint, old_auth = body.get("old_endpoint"), body.get("old_auth")
+    if not isinstance(old_endpoint, str) or not isinstance(old_auth, str):
+        return error(400, "bad_request", "old_endpoint and old_auth are required")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    session = _ext().db.session
+    try:
+        info = subs.parse_subscription(body.get("subscription"), subs.allow_list(app))
+    except subs.SubscriptionError as exc:
+        return error(400, "bad_subscription", str(exc))
+    sub = subs.resubscribe(session, _ext().push_models, old_endpoint, old_auth, info)
+    if sub is None:
+        session.rollback()
+        return error(404, "not_found", "no such push subscription")
+    session.commit()
+    return jsonify(id=sub.id, endpoint=sub.endpoint)
+
+
+def _exempt_from_flask_wtf(state: Any) -> None:
+    # Flask-WTF's CSRFProtect (when the app uses it) would refuse the service worker's
+    # cookie-less call; its proof is the auth secret instead (see push_resubscribe)
+    csrf = state.app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt(push_resubscribe)
+
+
+inbox_bp.record(_exempt_from_flask_wtf)

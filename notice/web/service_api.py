@@ -1,0 +1,333 @@
+"""The "Simple Notification Service" API on ``api_bp`` (``NOTICE_API_PREFIX``).
+
+Managing topics and publishing need a service token (``Authorization: Bearer ...``,
+one of ``NOTICE_API_TOKENS`` or accepted by ``NOTICE_API_AUTH``). Subscribing a
+device is also open to the logged-in owner of the device (with the CSRF token).
+Errors are JSON ``{"error", "message"}``; a malformed body is 400.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from .. import push_subscriptions as subs
+from ..topics import UnknownTopic
+from ..types import NoticeType
+from .auth import check_csrf, current_user_id
+from .blueprints import api_bp
+from .push_views import error, json_object
+
+#: topic messages one /notifications/list call returns at most
+MAX_LIST = 100
+
+
+def _ext() -> Any:
+    return current_app.extensions["notice"]
+
+
+def _bearer() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def service_authorized() -> bool:
+    """Whether the request carries a valid service token."""
+    token = _bearer()
+    if token is None:
+        return False
+    sent = token.encode()
+    # compare with every token, in constant time, so timing tells nothing
+    ok = False
+    for known in current_app.config["NOTICE_API_TOKENS"]:
+        ok |= hmac.compare_digest(sent, known.encode())
+    hook = current_app.config["NOTICE_API_AUTH"]
+    return ok or (hook is not None and bool(hook(token)))
+
+
+def _unauthorized() -> ResponseReturnValue:
+    response: Response = jsonify(error="unauthorized", message="a valid API token is required")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="notice"'
+    return response, 401
+
+
+def _topic_name(body: dict[str, Any]) -> str | None:
+    name = body.get("topic")
+    return name if isinstance(name, str) and name else None
+
+
+# --- VAPID key and topics -----------------------------------------------------------
+
+
+@api_bp.get("/vapid/public/key")
+def vapid_public_key() -> ResponseReturnValue:
+    """200 ``{"public_key"}``; 404 when Web Push is not configured."""
+    key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
+    if key is None:
+        return error(404, "push_disabled", "Web Push is not configured on this server")
+    return jsonify(public_key=key)
+
+
+@api_bp.post("/topics/")
+def create_topic() -> ResponseReturnValue:
+    """``{"topic", "description"?}`` → 201; 400 when invalid or taken."""
+    if not service_authorized():
+        return _unauthorized()
+    body = json_object()
+    if body is None or _topic_name(body) is None:
+        return error(400, "bad_request", 'send {"topic": name, "description": text}')
+    try:
+        topic = _ext().topics.create(body["topic"], body.get("description") or "")
+    except ValueError as exc:
+        _ext().db.session.rollback()
+        return error(400, "bad_topic", str(exc))
+    return jsonify(topic.to_dict()), 201
+
+
+@api_bp.get("/topics/list")
+def list_topics() -> ResponseReturnValue:
+    """Topic names, 200; 204 when there are none. For services and logged-in users."""
+    if not service_authorized() and current_user_id() is None:
+        return _unauthorized()
+    names = [t.name for t in _ext().topics.all()]
+    if not names:
+        return "", 204
+    return jsonify(names)
+
+
+@api_bp.delete("/topics/<name>")
+def delete_topic(name: str) -> ResponseReturnValue:
+    """200; 400 when there is no such topic."""
+    if not service_authorized():
+        return _unauthorized()
+    if not _ext().topics.delete(name):
+        return error(400, "unknown_topic", f"no topic named {name!r}")
+    return jsonify(deleted=name)
+
+
+# --- subscribing --------------------------------------------------------------------
+
+
+@api_bp.post("/topics/subscribe")
+def subscribe() -> ResponseReturnValue:
+    return _subscription(subscribe=True)
+
+
+@api_bp.post("/topics/unsubscribe")
+def unsubscribe() -> ResponseReturnValue:
+    return _subscription(subscribe=False)
+
+
+def _subscription(*, subscribe: bool) -> ResponseReturnValue:
+    """``{"topic", "token"}``: ``token`` is the device's ``PushSubscription.toJSON()``
+    or its endpoint. A service token may also send ``{"topic", "user_id"}``; a
+    logged-in user sending no token (un)subscribes themselves.
+    """
+    service = service_authorized()
+    user_id = None if service else current_user_id()
+    if not service and user_id is None:
+        return _unauthorized()
+    if not service:
+        check_csrf()
+    body = json_object()
+    if body is None or _topic_name(body) is None:
+        return error(400, "bad_request", 'send {"topic": name, "token": subscription}')
+    topics, session = _ext().topics, _ext().db.session
+    try:
+        target = _subscriber(body, service, user_id, create=subscribe)
+    except subs.SubscriptionError as exc:
+        session.rollback()
+        return error(400, "bad_token", str(exc))
+    except LookupError:
+        session.rollback()
+        if service:
+            return error(400, "unknown_device", "no such push subscription")
+        return error(404, "not_found", "no such push subscription")
+    if target is None:
+        return error(400, "bad_request", "token (or user_id, with a service token) is required")
+    try:
+        if subscribe:
+            changed = topics.subscribe(body["topic"], **target)
+        else:
+            changed = topics.unsubscribe(body["topic"], **target)
+    except UnknownTopic as exc:
+        session.rollback()
+        return error(400, "unknown_topic", str(exc))
+    key = "subscribed" if subscribe else "unsubscribed"
+    return jsonify({"topic": body["topic"], key: changed})
+
+
+def _subscriber(
+    body: dict[str, Any], service: bool, user_id: Any, *, create: bool
+) -> dict[str, Any] | None:
+    """``{"user_id": ...}`` or ``{"push_subscription_id": ...}`` for the body.
+
+    :raise LookupError: the device is unknown, or (for a user) not theirs.
+    :raise SubscriptionError: a malformed token.
+    """
+    token = body.get("token")
+    if token is None:
+        if service and body.get("user_id") is not None:
+            return {"user_id": body["user_id"]}
+        return None if service else {"user_id": user_id}
+    ext = _ext()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if isinstance(token, dict):
+        endpoint = token.get("endpoint")
+    elif isinstance(token, str):
+        endpoint = token
+    else:
+        raise subs.SubscriptionError("token must be a push subscription object or its endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise subs.SubscriptionError("token has no endpoint")
+    sub = subs.find(ext.db.session, ext.push_models, endpoint)
+    if sub is None and isinstance(token, dict) and create and not service:
+        # a browser subscribing to its first topic registers the device on the way
+        info = subs.parse_subscription(token, subs.allow_list(app))
+        sub, _ = subs.save(
+            ext.db.session,
+            ext.push_models,
+            user_id,
+            info,
+            user_agent=request.headers.get("User-Agent"),
+            max_per_user=app.config["NOTICE_PUSH_MAX_SUBSCRIPTIONS"],
+        )
+    if sub is None or (not service and str(sub.user_id) != str(user_id)):
+        raise LookupError(endpoint)
+    return {"push_subscription_id": sub.id}
+
+
+# --- notifications ------------------------------------------------------------------
+
+
+class _BadNotification(ValueError):
+    pass
+
+
+def _safe_url(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2048:
+        raise _BadNotification(f"{field} must be a URL of at most 2048 characters")
+    if value.startswith("/") and not value.startswith("//"):
+        return value
+    if value.lower().startswith(("https://", "http://")):
+        return value
+    raise _BadNotification(f"{field} must be a path (/...) or an http(s) URL")
+
+
+def _notification(value: Any) -> dict[str, Any]:
+    """Keyword arguments for ``publish``/``push`` from the ``notification`` field:
+    ``{"title", "body", "url", "icon", "type", "data", "ttl", "urgency", "topic"}``
+    (a plain string is the title)."""
+    if isinstance(value, str):
+        value = {"title": value}
+    if not isinstance(value, dict):
+        raise _BadNotification("notification must be an object with a title")
+    title = value.get("title")
+    if not isinstance(title, str) or not title.strip() or len(title) > 255:
+        raise _BadNotification("notification.title must be a string of 1-255 characters")
+    content = value.get("body", "")
+    if not isinstance(content, str):
+        raise _BadNotification("notification.body must be a string")
+    try:
+        notice_type = NoticeType(value.get("type", "System"))
+    except ValueError as exc:
+        raise _BadNotification(str(exc)) from None
+    data = value.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise _BadNotification("notification.data must be an object")
+    push = {k: value[k] for k in ("ttl", "urgency", "topic") if value.get(k) is not None}
+    icon = _safe_url(value.get("icon"), "notification.icon")
+    if icon:
+        push["icon"] = icon
+    if "ttl" in push and (not isinstance(push["ttl"], int) or push["ttl"] < 0):
+        raise _BadNotification("notification.ttl must be a whole number of seconds")
+    if push:
+        data = {**(data or {}), "webpush": push}
+    return {
+        "notice_type": notice_type,
+        "subject": title,
+        "content": content,
+        "url": _safe_url(value.get("url"), "notification.url"),
+        "data": data,
+    }
+
+
+@api_bp.post("/notifications/push")
+def push_one() -> ResponseReturnValue:
+    """``{"token", "notification"}``: push to one device (and its owner's inbox)."""
+    if not service_authorized():
+        return _unauthorized()
+    body = json_object()
+    if body is None:
+        return error(400, "bad_request", 'send {"token": subscription, "notification": {...}}')
+    token = body.get("token")
+    endpoint = token.get("endpoint") if isinstance(token, dict) else token
+    try:
+        options = _notification(body.get("notification"))
+    except _BadNotification as exc:
+        return error(400, "bad_notification", str(exc))
+    ext = _ext()
+    sub = None
+    if isinstance(endpoint, str):
+        sub = subs.find(ext.db.session, ext.push_models, endpoint)
+    if sub is None:
+        return error(400, "unknown_device", "token is not a known push subscription")
+    notice_type = options.pop("notice_type")
+    notice_id = ext.topics.push(sub.id, notice_type, **options)
+    if notice_id is None:
+        return error(400, "push_disabled", "the webpush sender is not configured")
+    return jsonify(notice_id=notice_id)
+
+
+@api_bp.post("/notifications/publish")
+def publish() -> ResponseReturnValue:
+    """``{"topic", "notification", "exclude"?}``: to every subscriber of the topic."""
+    if not service_authorized():
+        return _unauthorized()
+    body = json_object()
+    if body is None or _topic_name(body) is None:
+        return error(400, "bad_request", 'send {"topic": name, "notification": {...}}')
+    try:
+        options = _notification(body.get("notification"))
+    except _BadNotification as exc:
+        return error(400, "bad_notification", str(exc))
+    notice_type = options.pop("notice_type")
+    try:
+        published = _ext().topics.publish(
+            body["topic"], notice_type, exclude=body.get("exclude"), **options
+        )
+    except UnknownTopic as exc:
+        return error(400, "unknown_topic", str(exc))
+    return jsonify(message_id=published.message_id, recipients=len(published.notice_ids))
+
+
+@api_bp.get("/notifications/list")
+def list_messages() -> ResponseReturnValue:
+    """``?topic=&start=&end=``: what was published to a topic, newest first; 204 when
+    nothing is in range. For services, and for users who follow the topic."""
+    service = service_authorized()
+    user_id = None if service else current_user_id()
+    if not service and user_id is None:
+        return _unauthorized()
+    name = request.args.get("topic", "")
+    try:
+        start = int(request.args.get("start", "0"))
+        end = int(request.args.get("end", str(start + 10)))
+    except ValueError:
+        return error(400, "bad_request", "start and end must be whole numbers")
+    if start < 0 or end < start or end - start > MAX_LIST:
+        return error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
+    topics = _ext().topics
+    if not name or topics.get(name) is None:
+        return error(400, "unknown_topic", f"no topic named {name!r}")
+    if not service and not topics.is_subscribed(name, user_id):
+        return error(403, "forbidden", "follow this topic to read its notifications")
+    messages = topics.messages(name, start=start, end=end)
+    if not messages:
+        return "", 204
+    return jsonify([m.to_dict(name) for m in messages])
