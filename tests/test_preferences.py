@@ -141,9 +141,7 @@ def test_json_endpoint_needs_login_and_csrf(app_factory):
 
     change = {"preferences": {"Like": {"memory": False}}, "digest": "daily"}
     assert client.post("/notices/preferences.json", json=change).status_code == 400  # no CSRF
-    response = client.post(
-        "/notices/preferences.json", json=change, headers={"X-CSRFToken": TOKEN}
-    )
+    response = client.post("/notices/preferences.json", json=change, headers={"X-CSRFToken": TOKEN})
     assert response.status_code == 200
     doc = response.get_json()
     assert doc["preferences"]["Like"] == {"memory": False} and doc["digest"] == "daily"

@@ -1,0 +1,236 @@
+"""The unread digest, through a real SMTP server: idempotent re-runs, overlapping runs
+and a run that fails half way."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from notice import NoticeType, notice_event
+from notice.digest import DigestReport, run_digest
+from tests.support.emailapp import address, email_app
+from tests.support.smtpserver import SMTPServer
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    with SMTPServer() as server:
+        yield server
+
+
+def _app(app_factory: Any, smtp: SMTPServer, **config: Any) -> Any:
+    # notices are kept in the inbox only (memory sender); email goes out as a digest
+    return email_app(app_factory, smtp, NOTICE_SENDERS=["memory"], **config)
+
+
+def _digests(smtp: SMTPServer) -> dict[str, list[str]]:
+    """Recipient -> the text parts of the digests they received, in order."""
+    out: dict[str, list[str]] = {}
+    for mail in smtp.messages:
+        [to] = mail.rcpt_tos
+        out.setdefault(to, []).append(mail.message.get_body(("plain",)).get_content())
+    return out
+
+
+def _emailed(app: Any) -> dict[int, bool]:
+    Notice = app.notices.Notice
+    rows = app.db.session.execute(sa.select(Notice.id, Notice.emailed_at)).all()
+    app.db.session.rollback()
+    return {i: at is not None for i, at in rows}
+
+
+def test_digest_lists_unread_unemailed_notices_once(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        prefs = app.notices.preferences
+        for user in (1, 2):
+            prefs.set_digest(user, "daily")
+        prefs.set_digest(3, "weekly")
+        a = notice_event(1, NoticeType.COMMENT, subject="<b>Ana</b> commented", content="hi")
+        notice_event(1, NoticeType.LIKE, subject="Bo liked", content="", url="/p/1")
+        read = notice_event(1, subject="already read", content="")
+        app.notices.mark_read(1, [read.id])
+        notice_event(2, subject="for two", content="")
+        notice_event(3, subject="weekly user", content="")
+        notice_event(4, subject="never opted in", content="")
+
+        report = run_digest(app.notices.state(), "daily")
+        assert (report.sent, report.notices, report.failed) == (2, 3, 0)
+        digests = _digests(smtp)
+        assert sorted(digests) == [address(1), address(2)]
+        [one] = digests[address(1)]
+        assert "You have 2 unread notifications" in one
+        assert "<b>Ana</b> commented" in one and "https://app.example/p/1" in one
+        assert "already read" not in one
+        html = smtp.messages[0].message.get_body(("html",)).get_content()
+        assert "&lt;b&gt;Ana&lt;/b&gt;" in html and "<b>Ana" not in html
+        msg = smtp.messages[0].message
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["List-Unsubscribe"].startswith("<https://app.example/notices/unsubscribe/")
+
+        emailed = _emailed(app)
+        assert emailed[a.id] and not emailed[read.id]
+        # re-run: nothing new, nothing sent
+        again = run_digest(app.notices.state(), "daily")
+        assert (again.sent, again.notices) == (0, 0) and len(smtp.messages) == 2
+        # a new notice goes out in the next digest, alone
+        notice_event(2, subject="newer", content="")
+        run_digest(app.notices.state(), "daily")
+        assert len(_digests(smtp)[address(2)]) == 2
+        assert "newer" in _digests(smtp)[address(2)][1]
+        assert "for two" not in _digests(smtp)[address(2)][1]
+        # the weekly user only on the weekly run
+        assert run_digest(app.notices.state(), "weekly").sent == 1
+        assert "weekly user" in _digests(smtp)[address(3)][0]
+
+
+def test_default_frequency_and_email_preferences(app_factory, smtp):
+    app = _app(
+        app_factory,
+        smtp,
+        NOTICE_DIGEST_DEFAULT="daily",
+        NOTICE_PREFERENCE_DEFAULTS={"Like": {"email": False}},
+    )
+    with app.app_context():
+        app.notices.preferences.set_digest(2, "off")
+        notice_event([1, 2], NoticeType.LIKE, subject="a like", content="")
+        notice_event([1, 2], NoticeType.COMMENT, subject="a comment", content="")
+        report = run_digest(app.notices.state(), "daily")
+        assert report.sent == 1
+        [text] = _digests(smtp)[address(1)]
+        assert "a comment" in text and "a like" not in text  # Likes are off for email
+
+
+def test_a_run_failing_half_way_leaves_the_rest_for_the_next(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        ids = {}
+        for user in (1, 2, 3):
+            app.notices.preferences.set_digest(user, "daily")
+            ids[user] = notice_event(user, subject=f"for {user}", content="").id
+        # user 1 accepted, user 2 refused (temporary), user 3 accepted
+        smtp.script_data(["250 OK", "451 4.3.0 Mailbox busy"])
+        report = run_digest(app.notices.state(), "daily")
+        assert (report.sent, report.failed) == (2, 1)
+        assert "451" in report.errors[0]
+        assert _emailed(app) == {ids[1]: True, ids[2]: False, ids[3]: True}
+        retry = run_digest(app.notices.state(), "daily")
+        assert (retry.sent, retry.failed) == (1, 0)
+        assert {to: len(texts) for to, texts in _digests(smtp).items()} == {
+            address(1): 1,
+            address(2): 1,
+            address(3): 1,
+        }
+        assert all(_emailed(app).values())
+
+
+def test_server_down_sends_nothing_and_marks_nothing(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        for user in (1, 2):
+            app.notices.preferences.set_digest(user, "daily")
+            notice_event(user, subject="x", content="")
+        smtp.stop()
+        report = run_digest(app.notices.state(), "daily")
+        assert (report.sent, report.failed) == (0, 2)
+        assert not any(_emailed(app).values())
+
+
+def test_overlapping_runs_email_each_user_once(app_factory, smtp):
+    """Run A stalls while it holds user 1; run B runs whole meanwhile. B must skip
+    user 1 (A's lease) and A must find B's users already emailed."""
+    app = _app(app_factory, smtp)
+    users = list(range(1, 7))
+    with app.app_context():
+        for user in users:
+            app.notices.preferences.set_digest(user, "daily")
+            notice_event(user, subject=f"for {user}", content="")
+    a_holds_user_1 = threading.Event()
+    b_done = threading.Event()
+
+    def loader(user_id: Any) -> str:
+        if user_id == 1 and threading.current_thread().name == "run-a":
+            a_holds_user_1.set()
+            assert b_done.wait(30), "run B did not finish"
+        return address(user_id)
+
+    app.notices.email_loader(loader)
+    reports: dict[str, DigestReport] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            with app.app_context():
+                reports[name] = run_digest(app.notices.state(), "daily")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    a = threading.Thread(target=run, args=("a",), name="run-a", daemon=True)
+    a.start()
+    assert a_holds_user_1.wait(30)
+    b = threading.Thread(target=run, args=("b",), name="run-b", daemon=True)
+    b.start()
+    b.join(30)
+    b_done.set()
+    a.join(30)
+    assert not a.is_alive() and not b.is_alive() and errors == []
+    assert (reports["b"].sent, reports["b"].busy) == (5, 1)
+    assert (reports["a"].sent, reports["a"].empty) == (1, 5)
+    assert {to: len(t) for to, t in _digests(smtp).items()} == {address(u): 1 for u in users}
+    with app.app_context():
+        assert run_digest(app.notices.state(), "daily").sent == 0
+
+
+def test_concurrent_runs_without_a_stall(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    users = list(range(1, 21))
+    with app.app_context():
+        for user in users:
+            app.notices.preferences.set_digest(user, "daily")
+        notice_event(users, subject="hello", content="")
+    barrier = threading.Barrier(3)
+    reports: list[DigestReport] = []
+
+    def run() -> None:
+        with app.app_context():
+            barrier.wait(10)
+            reports.append(run_digest(app.notices.state(), "daily"))
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 3
+    assert sum(r.sent for r in reports) == 20
+    assert {to: len(t) for to, t in _digests(smtp).items()} == {address(u): 1 for u in users}
+
+
+def test_cli(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "weekly")
+        notice_event(1, subject="x", content="")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["notice", "digest"])
+    assert result.exit_code == 0 and "digest (daily): 0 emails sent" in result.output
+    result = runner.invoke(args=["notice", "digest", "--frequency", "weekly"])
+    assert result.exit_code == 0, result.output
+    assert "digest (weekly): 1 emails sent (1 notices), 0 failed" in result.output
+    with app.app_context():
+        notice_event(1, subject="y", content="")
+    smtp.script_data(["554 5.7.1 Rejected"])
+    result = runner.invoke(args=["notice", "digest", "--frequency", "weekly"])
+    assert result.exit_code == 1 and "1 failed" in result.output
+    bad = runner.invoke(args=["notice", "digest", "--frequency", "hourly"])
+    assert bad.exit_code == 2
+
+
+def test_cli_without_mail_config_fails_clearly(app_factory):
+    app = app_factory(NOTICE_SENDERS=["memory"])
+    result = app.test_cli_runner().invoke(args=["notice", "digest"])
+    assert result.exit_code == 1 and "NOTICE_MAIL_SENDER" in result.output
