@@ -206,13 +206,26 @@ class Stats:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-def client(bases: list[str], features: dict[str, Any], stop: threading.Event, stats: Stats) -> None:
+def client(
+    bases: list[str],
+    features: dict[str, Any],
+    stop: threading.Event,
+    stats: Stats,
+    interval: float = 0.0,
+) -> None:
+    """Requests back to back, or one every ``interval`` seconds (open loop)."""
     session = requests.Session()
+    next_at = time.monotonic() + random.random() * interval
     prefix = features["prefix"]
     unread_path = f"{prefix}/api/unread-count" if features["api_unread"] else "/load/unread"
     list_path = f"{prefix}/api/notices?limit=20" if features["api_list"] else "/load/list"
     rnd = random.Random()
     while not stop.is_set():
+        if interval:
+            # a late request is not made up for: the offered rate stays the same
+            next_at = max(next_at + interval, time.monotonic())
+            if stop.wait(max(0.0, next_at - time.monotonic())):
+                return
         base = rnd.choice(bases)
         r = rnd.random()
         started = time.perf_counter()
@@ -442,10 +455,13 @@ def _run_system(
         f"stream: {features['stream']}, JSON API: {features['api_unread']}"
     )
 
+    interval = mode.clients / args.rate if args.rate else 0.0
     stats = Stats()
     stop, sse_stop = threading.Event(), threading.Event()
     threads = [
-        threading.Thread(target=client, args=(bases, features, stop, stats), daemon=True)
+        threading.Thread(
+            target=client, args=(bases, features, stop, stats, interval), daemon=True
+        )
         for _ in range(mode.clients)
     ]
     sse_threads = []
@@ -480,7 +496,9 @@ def _run_system(
         t.join(timeout=10)
 
     result = check(app, stats.acked)
-    return report(mode, stats, result, features, load_start, load_end, quiet_at, ref_rate, left)
+    return report(
+        mode, stats, result, features, load_start, load_end, quiet_at, ref_rate, left, args.rate
+    )
 
 
 def report(
@@ -493,6 +511,7 @@ def report(
     quiet_at: float,
     ref_rate: float,
     left: int,
+    rate_arg: float | None,
 ) -> int:
     window = load_end - load_start
     rate = len(stats.acked) / window
@@ -500,9 +519,10 @@ def report(
     ms = 1000.0
     fail_rate = float(os.environ.get("LOAD_FAIL_RATE", 0.1))
     sse_clients = mode.sse if features["stream"] else 0
+    offered = f"offered {rate_arg:.0f} requests/s" if rate_arg else "closed loop"
     print(f"notice load run ({'short' if mode is SHORT else 'full'}): {window:.1f} s of load, "
-          f"{mode.clients} request clients, {sse_clients} SSE clients, sender failing "
-          f"{fail_rate:.0%}")  # fmt: skip
+          f"{mode.clients} request clients ({offered}), {sse_clients} SSE clients, sender "
+          f"failing {fail_rate:.0%}")  # fmt: skip
     print(f"  requests: {stats.events} notice_event ({stats.fan_outs} fan-out x{FAN_OUT}), "
           f"{stats.reads} reads, errors {stats.errors or 0}")  # fmt: skip
     print(f"  notice_event HTTP p50 {percentile(stats.event_latency, 50) * ms:.1f} ms, "
@@ -538,6 +558,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="CI mode: <= 60 s, asserts")
     parser.add_argument("--seconds", type=float, help="seconds of load (overrides the mode)")
+    parser.add_argument(
+        "--rate", type=float, help="offered requests/s (all kinds); default: back to back"
+    )
     parser.add_argument("--fail-rate", type=float, default=0.1)
     parser.add_argument(
         "--pg-admin-url",
