@@ -174,6 +174,40 @@ def test_broker_down_at_publish_leaves_the_delivery_to_the_sweeper(publisher, ca
     assert [(s.notice_id, s.pid) for s in _sends(app)] == [(notice.id, os.getpid())]
 
 
+def _eager_celery() -> Any:
+    from celery import Celery
+
+    celery_app = Celery("eager", set_as_current=False)
+    # eager: apply_async runs the task right here, as apps do in their own tests
+    celery_app.conf.task_always_eager = True
+    return celery_app
+
+
+#: found by NOTICE_CELERY_APP = "tests.test_celery:EAGER"
+EAGER = _eager_celery()
+
+
+@pytest.mark.parametrize("source", ["dotted path", "instance", "extensions", "init_celery"])
+def test_the_celery_app_is_found(app_factory, source):
+    config: dict[str, Any] = {"NOTICE_DISPATCH": "celery"}
+    if source == "dotted path":
+        config["NOTICE_CELERY_APP"] = "tests.test_celery:EAGER"
+    elif source == "instance":
+        config["NOTICE_CELERY_APP"] = _eager_celery()
+    app = app_factory(**config)
+    if source == "extensions":
+        app.extensions["celery"] = _eager_celery()
+    elif source == "init_celery":
+        app.notices.init_celery(_eager_celery())  # type: ignore[attr-defined]
+    with app.app_context():
+        notice_event(1, subject="eager", content="")
+        outbox = app.notices.sender("memory").outbox  # type: ignore[attr-defined]
+        Delivery = app.notices.Delivery  # type: ignore[attr-defined]
+        statuses = app.db.session.scalars(sa.select(Delivery.status)).all()  # type: ignore[attr-defined]
+    assert [n.subject for n in outbox] == ["eager"]
+    assert statuses == [DeliveryStatus.SENT.value]
+
+
 def test_without_a_celery_app_the_delivery_waits(app_factory, caplog):
     app = app_factory(NOTICE_DISPATCH="celery")
     with app.app_context(), caplog.at_level(logging.ERROR, logger="notice"):
