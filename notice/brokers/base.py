@@ -77,14 +77,25 @@ class Subscription:
 
     def get(self, timeout: float) -> dict[str, Any] | None:
         """The next message, :data:`RESYNC` after a loss, or None after ``timeout``."""
-        if self._lost:
-            self._lost = False
-            self._drain()
-            return RESYNC
+        if not self._lost:
+            try:
+                message = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if message is not RESYNC and not self._lost:
+                return message
+        self._lost = False
+        self._drain()
+        return RESYNC
+
+    def mark_lost(self) -> None:
+        """Messages may have been lost: the reader gets :data:`RESYNC` next (woken now
+        if it is waiting)."""
+        self._lost = True
         try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+            self._queue.put_nowait(RESYNC)
+        except queue.Full:
+            pass
 
     def _drain(self) -> None:
         # everything queued is older than the reload the resync triggers
@@ -148,7 +159,7 @@ class Hub:
         with self._lock:
             subs = [s for group in self._subs.values() for s in group]
         for sub in subs:
-            sub._lost = True
+            sub.mark_lost()
 
     def __len__(self) -> int:
         with self._lock:

@@ -18,15 +18,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, NotFound
 
 from ..types import ReadStatus
-from .auth import check_csrf, require_user, wants_json
+from .auth import check_csrf, current_user_id, wants_json
 from .blueprints import inbox_bp
 from .inbox_params import BadParameter, mark_targets, notice_query
 from .stream_publish import publish_count
+
+
+def require_api_user() -> Any:
+    """The current user's id, or a 401 JSON response (never a login redirect: an API
+    client or an EventSource cannot follow one)."""
+    user_id = current_user_id()
+    if user_id is None:
+        response = jsonify(error="unauthorized", message="log in to see your notices")
+        response.status_code = 401
+        abort(response)
+    return user_id
 
 
 def _ext() -> Any:
@@ -43,7 +54,7 @@ def _own(user_id: Any, notice_id: int) -> Any:
 
 @inbox_bp.get("/api/notices")
 def api_list() -> ResponseReturnValue:
-    user_id = require_user()
+    user_id = require_api_user()
     query = notice_query()
     ext = _ext()
     # one extra row tells whether an older page exists, so the last page has no cursor
@@ -64,17 +75,17 @@ def _with_limit(query: Any, limit: int) -> Any:
 
 @inbox_bp.get("/api/notices/<int:notice_id>")
 def api_get(notice_id: int) -> ResponseReturnValue:
-    return jsonify(notice=_own(require_user(), notice_id).to_dict())
+    return jsonify(notice=_own(require_api_user(), notice_id).to_dict())
 
 
 @inbox_bp.get("/api/unread-count")
 def api_unread_count() -> ResponseReturnValue:
-    return jsonify(unread=_ext().unread_count(require_user()))
+    return jsonify(unread=_ext().unread_count(require_api_user()))
 
 
 @inbox_bp.post("/api/notices/<int:notice_id>/<any(read, unread):action>")
 def api_mark_one(notice_id: int, action: str) -> ResponseReturnValue:
-    user_id = require_user()
+    user_id = require_api_user()
     check_csrf()
     ext = _ext()
     _own(user_id, notice_id)
@@ -88,7 +99,7 @@ def api_mark_one(notice_id: int, action: str) -> ResponseReturnValue:
 
 @inbox_bp.post("/api/notices/<any(read, unread):action>")
 def api_mark_many(action: str) -> ResponseReturnValue:
-    user_id = require_user()
+    user_id = require_api_user()
     check_csrf()
     ids = mark_targets()
     ext = _ext()
@@ -99,7 +110,7 @@ def api_mark_many(action: str) -> ResponseReturnValue:
 
 @inbox_bp.delete("/api/notices/<int:notice_id>")
 def api_delete(notice_id: int) -> ResponseReturnValue:
-    user_id = require_user()
+    user_id = require_api_user()
     check_csrf()
     unread = delete_one(user_id, notice_id)
     return jsonify(deleted=notice_id, unread=unread)

@@ -3,6 +3,7 @@ the parameter and says why."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -48,10 +49,13 @@ def parse_bool(name: str, value: str) -> bool | None:
 
 def parse_datetime(name: str, value: str) -> datetime | None:
     """An ISO 8601 date or datetime; one without an offset is taken as UTC."""
-    if not value.strip():
+    text = value.strip()
+    if not text:
         return None
+    # an unencoded "+01:00" arrives as " 01:00" (a "+" in a query string is a space)
+    text = re.sub(r" (\d{2}:?\d{2})$", r"+\1", text)
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise BadParameter(name, "use an ISO 8601 datetime, e.g. 2026-01-31T12:00:00Z") from None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed

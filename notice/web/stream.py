@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from ..brokers.base import Subscription
 from ..store import NoticeQuery
-from .auth import require_user
 from .blueprints import inbox_bp
+from .inbox_api import require_api_user
 from .inbox_params import parse_int
 
 
@@ -76,7 +76,7 @@ def _load_one(app: Flask, user_id: Any, notice_id: int) -> dict[str, Any] | None
 
 @inbox_bp.get("/stream")
 def stream() -> Response:
-    user_id = require_user()
+    user_id = require_api_user()
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     ext = app.extensions["notice"]
     broker = ext.state(app).broker

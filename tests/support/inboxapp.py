@@ -6,7 +6,9 @@ serves it on a free loopback port with werkzeug's threaded server (printing
 
 - ``NOTICE_TEST_DB_URL``: the database (required; tables must exist unless
   ``NOTICE_TEST_CREATE=1``);
-- ``NOTICE_TEST_BROKER_URL``: ``NOTICE_BROKER_URL`` (default: in-process).
+- ``NOTICE_TEST_BROKER_URL``: ``NOTICE_BROKER_URL`` (default: in-process);
+- ``NOTICE_TEST_CHANNEL``: ``NOTICE_BROKER_CHANNEL``; ``NOTICE_TEST_HEARTBEAT``:
+  ``NOTICE_SSE_HEARTBEAT``.
 
 ``gunicorn 'tests.support.inboxapp:from_env()'`` serves the same app.
 
@@ -102,6 +104,8 @@ def create_app(db_url: str, *, create: bool = False, **config: Any) -> Flask:
 def from_env() -> Flask:
     broker = os.environ.get("NOTICE_TEST_BROKER_URL") or None
     extra: dict[str, Any] = {"NOTICE_BROKER_URL": broker}
+    if os.environ.get("NOTICE_TEST_CHANNEL"):
+        extra["NOTICE_BROKER_CHANNEL"] = os.environ["NOTICE_TEST_CHANNEL"]
     if os.environ.get("NOTICE_TEST_HEARTBEAT"):
         extra["NOTICE_SSE_HEARTBEAT"] = float(os.environ["NOTICE_TEST_HEARTBEAT"])
     return create_app(

@@ -1,0 +1,162 @@
+"""Brokers: the local fan-out and its overflow rule, loading by URL, and the Redis and
+PostgreSQL brokers across two real server processes sharing one database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from notice.brokers import RESYNC, Hub, load_broker
+from notice.brokers.inprocess import InProcessBroker
+from notice.errors import ConfigurationError
+from tests.support.sse import SSEClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_hub_fans_out_per_user_and_overflow_means_resync():
+    hub = Hub(maxsize=2)
+    a1, a2, b = hub.add("1"), hub.add("1"), hub.add("2")
+    assert hub.dispatch("1", {"n": 1}) == 2
+    assert a1.get(0.1) == {"n": 1} and a2.get(0.1) == {"n": 1}
+    assert b.get(0.01) is None
+    for n in range(5):  # more than a slow reader's queue holds
+        hub.dispatch("2", {"n": n})
+    assert b.get(0.1) is RESYNC
+    assert b.get(0.01) is None  # the stale backlog was dropped with the resync
+    a1.close()
+    assert hub.dispatch("1", {"n": 2}) == 1 and len(hub) == 2
+
+
+def test_lost_all_wakes_a_waiting_reader():
+    hub = Hub()
+    sub = hub.add("7")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(sub.get(5.0)))
+    reader.start()
+    hub.lost_all()
+    reader.join(timeout=5)
+    assert got == [RESYNC]
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        (None, InProcessBroker),
+        ("memory://", InProcessBroker),
+        ("notice.brokers.inprocess:InProcessBroker", InProcessBroker),
+    ],
+)
+def test_load_broker(url, kind):
+    assert type(load_broker(url)) is kind
+
+
+@pytest.mark.parametrize(
+    "url", ["amqp://127.0.0.1", "nonsense", "notice.brokers.inprocess:Nope", "json:dumps"]
+)
+def test_load_broker_refuses_unknown(url):
+    with pytest.raises(ConfigurationError):
+        load_broker(url)
+
+
+class Server:
+    """``python -m tests.support.inboxapp`` in a subprocess on a free loopback port."""
+
+    def __init__(self, db_url: str, broker_url: str, channel: str) -> None:
+        env = dict(
+            os.environ,
+            NOTICE_TEST_DB_URL=db_url,
+            NOTICE_TEST_BROKER_URL=broker_url,
+            NOTICE_TEST_CHANNEL=channel,
+            PYTHONPATH=str(ROOT),
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.inboxapp"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
+        reader.start()
+        reader.join(timeout=20)
+        if not line or not line[0].startswith("PORT "):
+            self.stop()
+            raise RuntimeError("the inbox app did not start")
+        self.port = int(line[0].split()[1])
+
+    def send(self, user_id: int, subject: str) -> int:
+        response = requests.post(
+            f"http://127.0.0.1:{self.port}/send",
+            json={"user_id": user_id, "subject": subject},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return int(response.json()["id"])
+
+    def stream(self, user_id: int, **headers: str) -> SSEClient:
+        client = SSEClient(self.port, "/notices/stream", {"X-Test-User": str(user_id), **headers})
+        assert client.status == 200
+        return client
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def two_servers(request, app_factory, db_url):
+    broker = request.getfixturevalue("redis_url" if request.param == "redis" else "pg_database_url")
+    app_factory(NOTICE_STREAM=False)  # creates the tables both servers use
+    channel = f"t{uuid.uuid4().hex[:12]}"
+    servers = []
+    try:
+        servers.append(Server(db_url, broker, channel))
+        servers.append(Server(db_url, broker, channel))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_a_notice_written_by_one_process_reaches_a_stream_served_by_another(two_servers):
+    a, b = two_servers
+    with a.stream(1) as alice, a.stream(2) as bob:
+        assert alice.next_of("count").data == {"unread": 0}
+        bob.next_of("count")
+        nid = b.send(1, "from process B")
+        event = alice.next()
+        assert (event.event, event.data["id"], event.data["subject"]) == (
+            "notice",
+            nid,
+            "from process B",
+        )
+        assert alice.next().data == {"unread": 1}
+        last_id = alice.last_id
+        theirs = b.send(2, "for bob")
+        assert bob.next_of("notice").data["id"] == theirs
+    # dropped connection: what B writes meanwhile is replayed by either server
+    missed = [b.send(1, "missed one"), b.send(1, "missed two")]
+    with b.stream(1, **{"Last-Event-ID": last_id}) as alice:
+        assert [alice.next().data["id"] for _ in missed] == missed
+        assert alice.next().data == {"unread": 3}
+        live = a.send(1, "live again, from A")
+        assert alice.next_of("notice").data["id"] == live

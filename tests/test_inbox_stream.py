@@ -1,0 +1,199 @@
+"""The live stream end to end: a real threaded server on loopback, a real SSE client,
+and each broker (in-process, Redis pub/sub, PostgreSQL LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from notice import notice_event
+from tests.support.sse import SSEClient, serving
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def broker_url(request):
+    if request.param == "memory":
+        return None
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    return request.getfixturevalue("pg_database_url")
+
+
+@pytest.fixture
+def stream_app(app_factory, broker_url):
+    made = []
+
+    def make(**config):
+        app = app_factory(
+            NOTICE_BROKER_URL=broker_url,
+            # a channel of our own: parallel test runs share the Redis/PG servers
+            NOTICE_BROKER_CHANNEL=f"t{uuid.uuid4().hex[:12]}",
+            **config,
+        )
+
+        @app.notices.user_loader
+        def from_header():
+            from flask import request
+
+            raw = request.headers.get("X-User")
+            return int(raw) if raw else None
+
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.notices.state(app).broker.close()
+
+
+def _publish(app, user_id, subject="hi", **kw):
+    with app.app_context():
+        return notice_event(user_id, subject=subject, content=kw.pop("content", "c"), **kw).id
+
+
+def _stream(port, user_id=1, **headers):
+    client = SSEClient(port, "/notices/stream", headers={"X-User": str(user_id), **headers})
+    assert client.status == 200
+    return client
+
+
+def test_new_notices_and_count_changes_arrive(stream_app):
+    app = stream_app()
+    _publish(app, 1, "before")
+    with serving(app) as port, _stream(port) as client:
+        assert client.next_of("count").data == {"unread": 1}
+        assert client.retry == 3000
+        _publish(app, 2, "for someone else")
+        nid = _publish(app, 1, "<b>hello</b>", url="/x")
+        event = client.next()
+        assert (event.event, event.id) == ("notice", str(nid))
+        assert event.data["subject"] == "<b>hello</b>" and event.data["url"] == "/x"
+        assert event.data["user_id"] == 1
+        assert client.next().data == {"unread": 2}
+        # read elsewhere (another tab): every stream of the user hears the new count
+        with app.app_context():
+            app.notices.mark_read(1, [nid])
+        count = client.next_of("count")
+        assert count.data["unread"] == 1 and count.data["read"] is True
+
+
+def test_last_event_id_replays_what_was_missed(stream_app):
+    app = stream_app()
+    with serving(app) as port:
+        with _stream(port) as client:
+            client.next_of("count")
+            first = _publish(app, 1, "one")
+            assert client.next_of("notice").id == str(first)
+            last_id = client.last_id
+        missed = [_publish(app, 1, "two"), _publish(app, 1, "three")]
+        _publish(app, 2, "not yours")
+        with _stream(port, **{"Last-Event-ID": last_id}) as client:
+            replayed = [client.next(), client.next()]
+            assert [e.event for e in replayed] == ["notice", "notice"]
+            assert [e.data["id"] for e in replayed] == missed
+            assert client.last_id == str(missed[-1])
+            assert client.next().data == {"unread": 3}
+            # live events continue after the replay
+            newest = _publish(app, 1, "four")
+            assert client.next_of("notice").data["id"] == newest
+        with SSEClient(port, f"/notices/stream?last_event_id={first}", {"X-User": "1"}) as client:
+            assert [client.next().data["id"] for _ in missed] == missed
+        bad = SSEClient(port, "/notices/stream", {"X-User": "1", "Last-Event-ID": "x"})
+        assert bad.status == 400
+        bad.close()
+
+
+def test_rolled_back_notice_is_never_streamed(stream_app):
+    app = stream_app()
+    with serving(app) as port, _stream(port) as client:
+        client.next_of("count")
+        with app.app_context():
+            notice_event(1, subject="rolled back", content="", commit=False)
+            app.db.session.rollback()
+        kept = _publish(app, 1, "kept")
+        assert client.next_of("notice").data["id"] == kept
+
+
+def test_deleting_an_unread_notice_sends_the_count(stream_app):
+    app = stream_app()
+    nid = _publish(app, 1)
+    with serving(app) as port, _stream(port) as client:
+        assert client.next_of("count").data == {"unread": 1}
+        web = app.test_client()
+        web.environ_base["HTTP_X_USER"] = "1"
+        web.get("/notices/")
+        with web.session_transaction() as session:
+            token = session["_notice_csrf"]
+        assert (
+            web.delete(f"/notices/api/notices/{nid}", headers={"X-CSRFToken": token}).json["unread"]
+            == 0
+        )
+        assert client.next_of("count").data == {"unread": 0, "deleted": [nid]}
+
+
+@pytest.mark.parametrize("broker_url", [None], indirect=False)
+def test_idle_stream_holds_no_database_connection(stream_app):
+    app = stream_app(NOTICE_SSE_HEARTBEAT=0.1)
+    _publish(app, 1)
+    with serving(app) as port:
+        with app.app_context():
+            pool = app.db.engine.pool
+        with _stream(port, **{"Last-Event-ID": "0"}) as client:
+            client.next_of("count")  # the replay read the database, then let go
+            assert client.next().event == "comment"  # a heartbeat: the stream is idle
+            assert pool.checkedout() == 0
+            broker = app.notices.state(app).broker
+            assert len(broker.hub) == 1
+        # a gone client is noticed at the next heartbeat and its subscription dropped
+        assert wait_for(lambda: len(broker.hub) == 0, timeout=5)
+
+
+@pytest.mark.parametrize("broker_url", [None], indirect=False)
+def test_resync_reloads_missed_notices_from_the_database(stream_app):
+    app = stream_app()
+    state = app.notices.state(app)
+    broker = state.broker
+    with serving(app) as port, _stream(port) as client:
+        client.next_of("count")
+        state.broker = None  # as if the broker lost this message
+        lost = _publish(app, 1, "lost in transit")
+        state.broker = broker
+        broker.hub.lost_all()
+        broker.hub.dispatch("1", {"event": "count", "data": {"unread": 99}})
+        assert client.next().data["id"] == lost
+        assert client.next().data == {"unread": 1}
+
+
+def test_stream_needs_a_login(stream_app):
+    app = stream_app()
+    with serving(app) as port:
+        client = SSEClient(port, "/notices/stream")
+        assert client.status == 401
+        client.close()
+
+
+@pytest.mark.postgres
+def test_postgres_broker_sends_large_notices_by_reference(app_factory, pg_database_url):
+    app = app_factory(NOTICE_BROKER_URL=pg_database_url, NOTICE_BROKER_CHANNEL="tlarge")
+
+    @app.notices.user_loader
+    def user():
+        return 1
+
+    try:
+        with serving(app) as port, _stream(port) as client:
+            client.next_of("count")
+            big = "é" * 9000  # over NOTIFY's 8000-byte payload limit
+            nid = _publish(app, 1, "big", content=big)
+            event = client.next_of("notice")
+            assert event.data["id"] == nid and event.data["content"] == big
+    finally:
+        app.notices.state(app).broker.close()
