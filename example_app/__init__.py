@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask
 from flask_login import LoginManager
 
@@ -32,13 +33,27 @@ def _load_user(user_id: str) -> User | None:
     return db.session.get(User, int(user_id))
 
 
+@notices.email_loader
+def _email_of(user_id: object) -> str | None:
+    """Where the email sender and the digest send a user's notices."""
+    # its own connection: with NOTICE_DISPATCH="sync" senders run inside db.session's
+    # after-commit hook, where that session cannot run queries
+    with db.engine.connect() as conn:
+        email: str | None = conn.scalar(
+            sa.select(User.email).where(User.id == int(str(user_id)))
+        )
+    return email
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the example app.
 
     Settings, weakest first: the defaults below (SQLite in the instance folder,
-    in-process broker, thread-pool dispatch, the log sender), environment variables
-    (``DATABASE_URL``, ``SECRET_KEY`` and any ``NOTICE_*`` key, JSON-decoded when it
-    parses, e.g. ``NOTICE_BROKER_URL=redis://127.0.0.1:6379/0``), then ``config``.
+    in-process broker, thread-pool dispatch, the log sender; ``webpush`` joins when
+    ``NOTICE_VAPID_PRIVATE_KEY`` is set, ``email`` when ``NOTICE_MAIL_SENDER`` is),
+    environment variables (``DATABASE_URL``, ``SECRET_KEY`` and any ``NOTICE_*`` key,
+    JSON-decoded when it parses, e.g. ``NOTICE_BROKER_URL=redis://127.0.0.1:6379/0``),
+    then ``config``.
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(
@@ -57,7 +72,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(app)
     senders = list(app.config["NOTICE_SENDERS"])
     if push_configured(app) and "webpush" not in senders:
-        app.config["NOTICE_SENDERS"] = [*senders, "webpush"]
+        senders.append("webpush")
+    if app.config.get("NOTICE_MAIL_SENDER") and "email" not in senders:
+        senders.append("email")
+        # links in emails point back at the dev server unless told otherwise
+        app.config.setdefault(
+            "NOTICE_BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
+        )
+    app.config["NOTICE_SENDERS"] = senders
 
     db.init_app(app)
     notices.init_app(app)

@@ -258,7 +258,7 @@ def notice_links(app: Flask) -> dict[str, str]:
     """URLs of the library's pages this version has (inbox, preferences)."""
     wanted = {
         "inbox": ("notice.inbox", "notice.index"),
-        "preferences": ("notice.preferences",),
+        "preferences": ("notice.preferences_page", "notice.preferences"),
     }
     links = {}
     for label, endpoints in wanted.items():

@@ -283,3 +283,44 @@ def test_ops_page_is_for_admins_and_retries_failed_deliveries(make_app):
     with app.app_context():
         statuses = db.session.scalars(sa.select(Delivery.status).where(Delivery.id.in_(ids)))
         assert set(statuses) == {"Sent"}
+
+
+def test_preferences_page_in_the_layout_turns_email_off_and_on(make_app):
+    from tests.support.smtpserver import SMTPServer
+    from tests.support.waiting import wait_for
+
+    with SMTPServer() as smtp:
+        app = make_app(
+            NOTICE_MAIL_HOST=smtp.host,
+            NOTICE_MAIL_PORT=smtp.port,
+            NOTICE_MAIL_SENDER="Example <noreply@example.org>",
+            NOTICE_BASE_URL="http://127.0.0.1:5000",
+        )
+        assert "email" in app.config["NOTICE_SENDERS"]
+        ana, ben = login(app, ANA), login(app, BEN)
+        page = ben.get("/notices/preferences").get_data(as_text=True)
+        assert 'class="brand"' in page and 'value="Comment:email"' in page  # our layout
+        assert '<a href="/notices/preferences">Preferences</a>' in page
+        # Ben keeps every switch on except Comment by email
+        switches = re.findall(r'name="on" value="([^"]+)"', page)
+        response = ben.post(
+            "/notices/preferences",
+            data={"csrf_token": csrf(ben), "on": [s for s in switches if s != "Comment:email"]},
+        )
+        assert response.status_code == 303
+        smtp.reset()  # the demo data's mail
+        pid = post_id(app, "Weekend photos")
+        post_form(ana, f"/posts/{pid}/comments", body="no mail for this one")
+        post_form(ana, f"/posts/{pid}/like")
+        assert wait_for(lambda: len(smtp.messages) == 1)
+        assert smtp.messages[0].rcpt_tos == [BEN]
+        assert smtp.messages[0].message["Subject"] == "Ana liked “Weekend photos”"
+        comment = inbox(app, BEN)[1]
+        assert comment.notice_type == "Comment"  # still in the inbox
+        with app.app_context():
+            channels = db.session.scalars(
+                sa.select(notices.Delivery.channel).where(
+                    notices.Delivery.notice_id == comment.id
+                )
+            ).all()
+        assert "email" not in channels and "memory" in channels
