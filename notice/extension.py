@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from .push_models import PushModels, build_push_models
 from .senders.base import Sender
 from .signals import notice_read, notification
 from .state import NoticeState, Route
+from .sweeper import sweep
 from .topics import Published, Topics
 from .web import register_web
 from .web.auth import csrf_token
@@ -230,6 +232,11 @@ class Notices:
     def deliver_due(self, *, limit: int | None = None) -> Report:
         """Claim and send what is due now (one batch); the sweeper's building block."""
         return deliver(self.state(), limit=limit)
+
+    def sweep(self, now: datetime | None = None, limit: int | None = None) -> Report:
+        """Run one retry-sweeper pass for the current app (see :func:`notice.sweeper.sweep`):
+        new deliveries left undispatched, expired leases and due retries."""
+        return sweep(self.state(), now=now, limit=limit)
 
 
 def _tune_sqlite(db: Any, app: Flask) -> None:

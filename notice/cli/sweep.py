@@ -1,0 +1,120 @@
+"""``flask notice sweep`` (one pass, for cron) and ``flask notice worker`` (a loop).
+
+Exit codes: 0 the work ran, 1 the database could not be reached, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import store
+from ..delivery import Report
+from ..models import utcnow
+from ..state import NoticeState
+from ..sweeper import describe_db_error, run_worker, stop_on_signals, sweep
+from . import notice_cli
+
+logger = logging.getLogger("notice.sweeper")
+
+
+def current_state() -> NoticeState:
+    """The current app's notice state, or a one-line error if notice is not set up."""
+    ext = current_app.extensions.get("notice")
+    if ext is None:
+        raise click.ClickException("notice is not initialised on this app")
+    state: NoticeState = ext.state()
+    return state
+
+
+def describe(report: Report) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.as_dict().items())
+
+
+def _count_due(state: NoticeState) -> int:
+    table = state.models.Delivery.__table__
+    with state.engine.connect() as conn:
+        stmt = sa.select(sa.func.count()).where(store.due_condition(table, utcnow()))
+        return int(conn.execute(stmt).scalar_one())
+
+
+@notice_cli.command("sweep")
+@click.option("--limit", type=click.IntRange(min=1), help="Claim at most this many deliveries.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def sweep_command(limit: int | None, as_json: bool) -> None:
+    """Send what is due once: new deliveries the dispatcher left, expired leases and
+    retries whose time has come. Safe to run from cron next to running workers."""
+    state = current_state()
+    total = Report()
+    try:
+        due = _count_due(state) if limit is None else limit
+        # batch by batch, so the bar moves and Ctrl-C stops between batches
+        with click.progressbar(
+            length=max(due, 1), label="sweeping", file=click.get_text_stream("stderr")
+        ) as bar:
+            while True:
+                batch = (
+                    state.batch_size
+                    if limit is None
+                    else min(state.batch_size, limit - total.claimed)
+                )
+                report = sweep(state, limit=batch)
+                total.add(report)
+                bar.update(report.claimed)
+                if report.claimed < batch or (limit is not None and total.claimed >= limit):
+                    break
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database error: {describe_db_error(exc)}") from None
+    if as_json:
+        click.echo(json.dumps(total.as_dict()))
+    else:
+        click.echo(describe(total))
+
+
+@notice_cli.command("worker")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes when nothing is due.",
+)
+def worker_command(interval: float) -> None:
+    """Sweep until SIGTERM or SIGINT, finishing the current pass before exiting.
+
+    A database outage is logged and retried with exponential backoff; the worker
+    never exits on its own.
+    """
+    state = current_state()
+    _ensure_logging()
+    stop = threading.Event()
+    restore = stop_on_signals(stop)
+    logger.info("worker started: interval %.2f s, batch %d", interval, state.batch_size)
+
+    def log_pass(report: Report) -> None:
+        if report.claimed:
+            logger.info("swept: %s", describe(report))
+
+    try:
+        passes = run_worker(state.app, interval, stop, on_pass=log_pass)
+    finally:
+        restore()
+    logger.info("worker stopped after %d passes", passes)
+
+
+def _ensure_logging() -> None:
+    # a worker's log is its output; show INFO unless the app configured logging itself
+    root: Any = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,155 @@
+"""The retry sweeper: one sweep pass, and the worker loop that repeats it.
+
+A pass claims what is due (new deliveries the dispatcher never took, leases that ran
+out because their worker died, failed deliveries whose retry time has come) and sends
+it through :func:`notice.delivery.deliver`. Each pass runs in a fresh app context, so a
+long-lived worker never holds a stale session. The worker survives database outages:
+it logs the error, backs off exponentially, and carries on when the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
+
+from .delivery import Report, deliver
+
+if TYPE_CHECKING:
+    from .state import NoticeState
+
+logger = logging.getLogger("notice.sweeper")
+
+#: the longest pause between passes while the database is failing, in seconds
+MAX_BACKOFF = 60.0
+
+
+def _state_of(target: Flask | NoticeState) -> NoticeState:
+    if isinstance(target, Flask):
+        ext = target.extensions.get("notice")
+        if ext is None:
+            raise RuntimeError("notice is not initialised on this app: call notices.init_app(app)")
+        state: NoticeState = ext.state(target)
+        return state
+    return target
+
+
+def sweep(
+    state_or_app: Flask | NoticeState, now: datetime | None = None, limit: int | None = None
+) -> Report:
+    """Run one sweep pass and return its :class:`~notice.delivery.Report`.
+
+    Without ``limit`` the pass claims batch after batch until what is due runs out;
+    with ``limit`` it claims at most that many. Database errors propagate.
+
+    :param state_or_app: the app, or its ``NoticeState``.
+    :param now: the time to sweep at (tests move it forward instead of sleeping).
+    :param limit: the most deliveries to claim in this pass.
+    """
+    state = _state_of(state_or_app)
+    with state.app.app_context():
+        try:
+            return deliver(state, now=now, limit=limit)
+        finally:
+            state.ext.db.session.remove()
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line naming a database error, without SQL, parameters or connection URL."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def run_worker(
+    app: Flask,
+    interval: float,
+    stop_event: threading.Event,
+    *,
+    on_pass: Callable[[Report], None] | None = None,
+    max_backoff: float = MAX_BACKOFF,
+) -> int:
+    """Sweep every ``interval`` seconds until ``stop_event`` is set; return passes run.
+
+    A pass takes one batch (``NOTICE_BATCH_SIZE``); a full batch is followed by another
+    at once, so a backlog drains without waiting and a stop request is honoured after
+    at most one batch. Errors never end the loop: they are logged and the next pass
+    waits ``interval * 2^(failures-1)``, at most ``max_backoff`` seconds.
+
+    :param on_pass: called with each successful pass's report (the CLI prints it).
+    """
+    state = _state_of(app)
+    passes = failures = 0
+    while not stop_event.is_set():
+        try:
+            report = sweep(state, limit=state.batch_size)
+        except SQLAlchemyError as exc:
+            failures += 1
+            wait = _backoff(interval, failures, max_backoff)
+            logger.error(
+                "sweep failed: database error (%s); retrying in %.1f s",
+                describe_db_error(exc),
+                wait,
+            )
+            _drop_connections(state)
+            stop_event.wait(wait)
+            continue
+        except Exception:  # noqa: BLE001 - a worker must outlive one bad pass
+            failures += 1
+            wait = _backoff(interval, failures, max_backoff)
+            logger.exception("sweep failed; retrying in %.1f s", wait)
+            stop_event.wait(wait)
+            continue
+        if failures:
+            logger.warning("sweep recovered after %d failed passes", failures)
+            failures = 0
+        passes += 1
+        if on_pass is not None:
+            on_pass(report)
+        if report.claimed < state.batch_size:
+            stop_event.wait(interval)
+    return passes
+
+
+def _backoff(interval: float, failures: int, cap: float) -> float:
+    return float(min(cap, max(interval, 0.1) * 2 ** min(failures - 1, 16)))
+
+
+def _drop_connections(state: NoticeState) -> None:
+    # pooled connections to a server that went away are dead; start afresh next pass
+    try:
+        with state.app.app_context():
+            state.engine.dispose()
+    except Exception:  # noqa: BLE001 - best effort; the next pass reconnects anyway
+        logger.debug("disposing the engine failed", exc_info=True)
+
+
+def stop_on_signals(stop_event: threading.Event) -> Callable[[], None]:
+    """Set ``stop_event`` on SIGTERM or SIGINT (a second signal exits at once).
+
+    Must be called from the main thread. Returns a function restoring the previous
+    handlers.
+    """
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop_event.is_set():
+            raise SystemExit(128 + signum)
+        logger.info("%s received: finishing the current pass", signal.Signals(signum).name)
+        stop_event.set()
+
+    previous: dict[int, Any] = {
+        sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
