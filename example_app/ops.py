@@ -1,5 +1,6 @@
-"""The operations page for admins: deliveries by status and channel, the failed ones
-with their last error, and a retry button (a CSRF-checked POST)."""
+"""The operations page for admins: the numbers ``flask notice stats`` prints, the
+failed deliveries with their last error, and a retry button (a CSRF-checked POST)
+that re-queues them like ``flask notice retry --id`` and sends them at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from notice import DeliveryStatus
+from notice import maintenance
 from notice.delivery import deliver
 from notice.models import utcnow
 from notice.web.auth import check_csrf
@@ -19,8 +20,6 @@ from . import notices
 from .models import db
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
-
-FAILED = (DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)
 
 
 @bp.before_request
@@ -32,34 +31,23 @@ def _admins_only() -> None:
         check_csrf()
 
 
+def _tables() -> tuple[Any, Any]:
+    return notices.Delivery.__table__, notices.Notice.__table__
+
+
 @bp.route("/")
 def index() -> str:
     Delivery, Notice = notices.Delivery, notices.Notice
-    by_status = dict(
-        db.session.execute(
-            sa.select(Delivery.status, sa.func.count()).group_by(Delivery.status)
-        ).all()
-    )
-    by_channel = db.session.execute(
-        sa.select(Delivery.channel, Delivery.status, sa.func.count())
-        .group_by(Delivery.channel, Delivery.status)
-        .order_by(Delivery.channel, Delivery.status)
-    ).all()
+    delivery, notice = _tables()
+    stats = maintenance.stats(db.engine, delivery, notice, now=utcnow())
     failed = db.session.execute(
         sa.select(Delivery, Notice)
         .join(Notice, Notice.id == Delivery.notice_id)
-        .where(Delivery.status.in_(FAILED))
+        .where(Delivery.status.in_(maintenance.FAILED_STATES))
         .order_by(Delivery.update_at.desc())
         .limit(100)
     ).all()
-    statuses = [s.value for s in DeliveryStatus]
-    return render_template(
-        "example/ops.html",
-        counts=[(s, by_status.get(s, 0)) for s in statuses],
-        by_channel=by_channel,
-        failed=failed,
-        notices_total=db.session.scalar(sa.select(sa.func.count()).select_from(Notice)),
-    )
+    return render_template("example/ops.html", stats=stats, failed=failed)
 
 
 @bp.route("/retry", methods=["POST"])
@@ -76,23 +64,9 @@ def retry() -> Response:
     return redirect(url_for("ops.index"))
 
 
-def retry_deliveries(ids: list[int]) -> dict[str, Any]:
-    """Put failed deliveries back to Wait, due now, and send them right away.
-
-    A dead delivery gets one more attempt; if that fails too it is dead again.
-    """
-    Delivery = notices.Delivery
-    now = utcnow()
-    db.session.execute(
-        sa.update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status.in_(FAILED))
-        .values(
-            status=DeliveryStatus.WAIT.value,
-            next_attempt_at=now,
-            claimed_until=None,
-            claim_token=None,
-            update_at=now,
-        )
-    )
-    db.session.commit()
+def retry_deliveries(ids: list[int]) -> dict[str, int]:
+    """Re-queue failed deliveries with a fresh attempt budget, then send them now
+    (what is not sent here, the sweeper retries)."""
+    delivery, _notice = _tables()
+    maintenance.requeue(db.engine, delivery, ids, now=utcnow())
     return deliver(notices.state(), ids=ids).as_dict()

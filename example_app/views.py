@@ -4,6 +4,7 @@ and watched posts. Every state change is a CSRF-checked POST that calls
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -241,7 +242,7 @@ def install_template_helpers(app: Flask) -> None:
             "notice_ui": notice_ui(app),
             "notice_links": notice_links(app),
             "notice_unread": unread,
-            "push_enabled": push_configured(app),
+            "push_enabled": push_configured(app) and push_script(app),
         }
 
 
@@ -252,6 +253,12 @@ def notice_ui(app: Flask) -> bool:
     except TemplateNotFound:
         return False
     return "notice.stream" in app.view_functions
+
+
+def push_script(app: Flask) -> bool:
+    """Whether this version of notice ships push.js (its button handler)."""
+    static = app.blueprints["notice"].static_folder if "notice" in app.blueprints else None
+    return bool(static) and (Path(str(static)) / "notice" / "push.js").is_file()
 
 
 def notice_links(app: Flask) -> dict[str, str]:

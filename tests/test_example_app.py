@@ -273,6 +273,7 @@ def test_ops_page_is_for_admins_and_retries_failed_deliveries(make_app):
         ).all()
     assert failed, "the flaky sender's first attempts failed"
     ids = [d.id for d in failed]
+    assert f'<td data-status="Error">{len(ids)}</td>' in page
     assert ana.post("/ops/retry", data={"delivery_id": ids[0]}).status_code == 400  # no CSRF
     response = ana.post(
         "/ops/retry",
@@ -324,3 +325,32 @@ def test_preferences_page_in_the_layout_turns_email_off_and_on(make_app):
                 )
             ).all()
         assert "email" not in channels and "memory" in channels
+
+
+def test_push_button_and_a_comment_pushed_to_bens_browser(make_app):
+    from tests.support.pushapp import push_config, vapid_keys
+    from tests.support.pushservice import PushService
+    from tests.support.waiting import wait_for
+
+    with PushService(vapid_keys().public_key) as service:
+        app = make_app(**push_config(service, NOTICE_SENDERS=["memory"]))
+        assert app.config["NOTICE_SENDERS"] == ["memory", "webpush"]
+        ana, ben = login(app, ANA), login(app, BEN)
+        page = ben.get("/").get_data(as_text=True)
+        assert "data-notice-push" in page and "notice/push.js" in page
+        browser = service.new_subscription("ben-laptop")
+        response = ben.post(
+            "/notices/push/subscribe", json=browser, headers={"X-CSRFToken": csrf(ben)}
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+        post_form(ana, f"/posts/{post_id(app, 'Weekend photos')}/comments", body="Wow")
+        assert wait_for(lambda: len(service.received_for(PushService.token_of(browser))) == 1)
+        [push] = service.received_for(PushService.token_of(browser))
+        assert push.json()["title"] == "Ana commented on “Weekend photos”"
+        assert push.json()["body"] == "Wow" and push.json()["type"] == "Comment"
+
+
+def test_no_push_button_without_vapid_keys(app):
+    page = login(app, BEN).get("/").get_data(as_text=True)
+    assert "data-notice-push" not in page and "push.js" not in page
+    assert app.config["NOTICE_SENDERS"] == ["memory"]
