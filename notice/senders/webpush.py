@@ -78,7 +78,12 @@ class WebPushSender(Sender):
         self.keys: VapidKeys | None = None
         self._vapid: Vapid02 | None = None
         self._local = threading.local()
+        #: the one HTTP session for every push (pooled keep-alive connections)
         self.session = requests.Session()
+        # no proxy variables or .netrc from the environment: pushes go straight to the
+        # allow-listed services (reading them also costs ~0.5 ms per request); set
+        # ``session.proxies`` to push through a proxy
+        self.session.trust_env = False
         adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)

@@ -1,0 +1,388 @@
+"""The service API ("Simple Notification Service" routes): every route, status code,
+auth failure and malformed body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.pushapp import (
+    API_TOKEN,
+    add_device,
+    login,
+    push_config,
+    service_headers,
+    use_session_login,
+    vapid_keys,
+)
+from tests.support.pushservice import PushService
+
+API = "/api/v1"
+WRONG = {"Authorization": "Bearer not-the-token-0000000"}
+
+
+@pytest.fixture
+def service() -> Iterator[PushService]:
+    with PushService(vapid_keys().public_key) as svc:
+        yield svc
+
+
+@pytest.fixture
+def api_app(app_factory: Any, service: PushService) -> Any:
+    app = app_factory(**push_config(service))
+    use_session_login(app)
+    return app
+
+
+@pytest.fixture
+def client(api_app: Any) -> Any:
+    return api_app.test_client()
+
+
+def _topic(client: Any, name: str) -> None:
+    resp = client.post(f"{API}/topics/", json={"topic": name}, headers=service_headers())
+    assert resp.status_code == 201
+
+
+# --- auth ---------------------------------------------------------------------------
+
+SERVICE_ONLY = [
+    ("post", "/topics/", {"topic": "t"}),
+    ("delete", "/topics/t", None),
+    ("post", "/notifications/push", {"token": "x", "notification": {"title": "t"}}),
+    ("post", "/notifications/publish", {"topic": "t", "notification": {"title": "t"}}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), SERVICE_ONLY)
+def test_service_routes_need_a_valid_token(client, method, path, body):
+    for headers in ({}, WRONG, {"Authorization": f"Basic {API_TOKEN}"}):
+        resp = getattr(client, method)(API + path, json=body, headers=headers)
+        assert resp.status_code == 401
+        assert resp.json["error"] == "unauthorized"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    # a logged-in user is not a service
+    user_headers = login(client, 1)
+    resp = getattr(client, method)(API + path, json=body, headers=user_headers)
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/topics/list", "/notifications/list?topic=t", "/topics/subscribe", "/topics/unsubscribe"],
+)
+def test_user_or_service_routes_refuse_anonymous_callers(client, path):
+    method = client.post if path.endswith("subscribe") else client.get
+    kwargs = {"json": {"topic": "t", "token": "x"}} if method == client.post else {}
+    assert method(API + path, **kwargs).status_code == 401
+    assert method(API + path, headers=WRONG, **kwargs).status_code == 401
+
+
+def test_app_hook_accepts_further_tokens(app_factory, service):
+    app = app_factory(**push_config(service, NOTICE_API_AUTH=lambda t: t == "from-the-hook"))
+    client = app.test_client()
+    hooked = {"Authorization": "Bearer from-the-hook"}
+    assert client.post(f"{API}/topics/", json={"topic": "a"}, headers=hooked).status_code == 201
+    assert client.post(f"{API}/topics/", json={"topic": "b"}, headers=WRONG).status_code == 401
+
+
+# --- VAPID key ----------------------------------------------------------------------
+
+
+def test_vapid_public_key(client, app_factory):
+    resp = client.get(f"{API}/vapid/public/key")
+    assert resp.status_code == 200
+    assert resp.json == {"public_key": vapid_keys().public_key}
+    plain = app_factory().test_client()
+    assert plain.get(f"{API}/vapid/public/key").status_code == 404
+
+
+# --- topics -------------------------------------------------------------------------
+
+
+def test_create_list_delete_topics(client):
+    headers = service_headers()
+    assert client.get(f"{API}/topics/list", headers=headers).status_code == 204
+    resp = client.post(
+        f"{API}/topics/", json={"topic": "google", "description": "Google plants"}, headers=headers
+    )
+    assert resp.status_code == 201
+    assert resp.json["topic"] == "google" and resp.json["description"] == "Google plants"
+    assert (
+        client.post(f"{API}/topics/", json={"topic": "google"}, headers=headers).status_code == 400
+    )
+    _topic(client, "amazon")
+    resp = client.get(f"{API}/topics/list", headers=headers)
+    assert resp.status_code == 200 and resp.json == ["amazon", "google"]
+    login(client, 3)  # a logged-in user may list topics too
+    assert client.get(f"{API}/topics/list").json == ["amazon", "google"]
+    assert client.delete(f"{API}/topics/google", headers=headers).status_code == 200
+    resp = client.delete(f"{API}/topics/google", headers=headers)
+    assert resp.status_code == 400 and resp.json["error"] == "unknown_topic"
+    assert client.get(f"{API}/topics/list", headers=headers).json == ["amazon"]
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ("not json", "data"),
+        ("[1, 2]", "data"),
+        ({}, "json"),
+        ({"topic": ""}, "json"),
+        ({"topic": 7}, "json"),
+        ({"topic": "has space"}, "json"),
+        ({"topic": "ok", "description": 5}, "json"),
+    ],
+)
+def test_create_topic_rejects_malformed_bodies(client, body, kind):
+    headers = service_headers()
+    if kind == "data":
+        resp = client.post(
+            f"{API}/topics/", data=body, headers={**headers, "Content-Type": "application/json"}
+        )
+    else:
+        resp = client.post(f"{API}/topics/", json=body, headers=headers)
+    assert resp.status_code == 400
+    assert resp.is_json and "error" in resp.json
+
+
+# --- subscribing --------------------------------------------------------------------
+
+
+def test_browser_subscribes_its_device_to_a_topic(api_app, client, service):
+    _topic(client, "google")
+    browser = service.new_subscription()
+    headers = login(client, 5)
+    body = {"topic": "google", "token": browser}
+    assert client.post(f"{API}/topics/subscribe", json=body).status_code == 400  # no CSRF
+    resp = client.post(f"{API}/topics/subscribe", json=body, headers=headers)
+    assert resp.status_code == 200 and resp.json == {"topic": "google", "subscribed": True}
+    by_endpoint = {"topic": "google", "token": browser["endpoint"]}
+    resp = client.post(f"{API}/topics/subscribe", json=by_endpoint, headers=headers)
+    assert resp.json["subscribed"] is False
+    with api_app.app_context():
+        users, devices = api_app.notices.topics.subscribers("google")
+        assert users == [] and list(devices) == [5]
+    resp = client.post(f"{API}/topics/unsubscribe", json=by_endpoint, headers=headers)
+    assert resp.status_code == 200 and resp.json == {"topic": "google", "unsubscribed": True}
+    resp = client.post(f"{API}/topics/unsubscribe", json=by_endpoint, headers=headers)
+    assert resp.json["unsubscribed"] is False
+
+
+def test_user_subscribes_themselves_without_a_token(api_app, client):
+    _topic(client, "graph:7")
+    headers = login(client, 6)
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "graph:7"}, headers=headers)
+    assert resp.status_code == 200 and resp.json["subscribed"] is True
+    with api_app.app_context():
+        assert api_app.notices.topics.subscribers("graph:7") == ([6], {})
+
+
+def test_someone_elses_device_is_not_found(api_app, client, service):
+    _topic(client, "google")
+    browser = service.new_subscription()
+    add_device(api_app, 1, browser)
+    headers = login(client, 2)
+    for path in ("/topics/subscribe", "/topics/unsubscribe"):
+        for token in (browser, browser["endpoint"]):
+            resp = client.post(
+                API + path, json={"topic": "google", "token": token}, headers=headers
+            )
+            assert resp.status_code == 404
+    unknown = {"topic": "google", "token": "https://fcm.googleapis.com/fcm/send/none"}
+    assert client.post(f"{API}/topics/subscribe", json=unknown, headers=headers).status_code == 404
+
+
+def test_service_subscribes_known_devices_and_users(api_app, client, service):
+    _topic(client, "google")
+    browser = service.new_subscription()
+    add_device(api_app, 1, browser)
+    headers = service_headers()
+    body = {"topic": "google", "token": browser["endpoint"]}
+    assert client.post(f"{API}/topics/subscribe", json=body, headers=headers).status_code == 200
+    body = {"topic": "google", "user_id": 9}
+    assert client.post(f"{API}/topics/subscribe", json=body, headers=headers).status_code == 200
+    unknown = {"topic": "google", "token": service.new_subscription()}
+    resp = client.post(f"{API}/topics/subscribe", json=unknown, headers=headers)
+    assert resp.status_code == 400 and resp.json["error"] == "unknown_device"
+    with api_app.app_context():
+        users, devices = api_app.notices.topics.subscribers("google")
+        assert users == [9] and list(devices) == [1]
+
+
+@pytest.mark.parametrize("path", ["/topics/subscribe", "/topics/unsubscribe"])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (None, "bad_request"),
+        ({"token": "x"}, "bad_request"),
+        ({"topic": "google", "token": 5}, "bad_token"),
+        ({"topic": "google", "token": {"keys": {}}}, "bad_token"),
+        ({"topic": "nope", "user_id": 1}, "unknown_topic"),
+        ({"topic": "google"}, "bad_request"),
+    ],
+)
+def test_subscribe_rejects_malformed_bodies(client, path, body, error):
+    _topic(client, "google")
+    resp = client.post(API + path, json=body, headers=service_headers())
+    assert resp.status_code == 400
+    assert resp.json["error"] == error
+
+
+def test_browser_subscription_with_a_refused_endpoint_is_400(client, service):
+    _topic(client, "google")
+    headers = login(client, 5)
+    browser = {**service.new_subscription(), "endpoint": "https://internal.example/x"}
+    resp = client.post(
+        f"{API}/topics/subscribe", json={"topic": "google", "token": browser}, headers=headers
+    )
+    assert resp.status_code == 400 and resp.json["error"] == "bad_token"
+
+
+# --- notifications ------------------------------------------------------------------
+
+
+def test_push_to_one_device(api_app, client, service):
+    browser = service.new_subscription()
+    add_device(api_app, 4, browser)
+    body = {
+        "token": browser,
+        "notification": {"title": "Tank low", "body": "Tank 3 at 5%", "url": "/tanks/3"},
+    }
+    resp = client.post(f"{API}/notifications/push", json=body, headers=service_headers())
+    assert resp.status_code == 200
+    [msg] = service.received
+    assert msg.json() == {
+        "title": "Tank low",
+        "body": "Tank 3 at 5%",
+        "url": "/tanks/3",
+        "icon": None,
+        "id": resp.json["notice_id"],
+        "type": "System",
+    }
+    by_endpoint = {"token": browser["endpoint"], "notification": "Just a title"}
+    resp = client.post(f"{API}/notifications/push", json=by_endpoint, headers=service_headers())
+    assert resp.status_code == 200 and service.received[1].json()["title"] == "Just a title"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (None, "bad_request"),
+        (
+            {"token": "https://fcm.googleapis.com/fcm/send/unknown", "notification": "t"},
+            "unknown_device",
+        ),
+        ({"notification": "t"}, "unknown_device"),
+        ({"token": "x"}, "bad_notification"),
+        ({"token": "x", "notification": {"body": "no title"}}, "bad_notification"),
+        (
+            {"token": "x", "notification": {"title": "t", "url": "javascript:alert(1)"}},
+            "bad_notification",
+        ),
+        (
+            {"token": "x", "notification": {"title": "t", "icon": "//evil.example/i.png"}},
+            "bad_notification",
+        ),
+        ({"token": "x", "notification": {"title": "t", "type": "Nope"}}, "bad_notification"),
+        ({"token": "x", "notification": {"title": "t", "ttl": -1}}, "bad_notification"),
+        ({"token": "x", "notification": {"title": "t", "data": [1]}}, "bad_notification"),
+    ],
+)
+def test_push_rejects_malformed_bodies(client, body, error):
+    resp = client.post(f"{API}/notifications/push", json=body, headers=service_headers())
+    assert resp.status_code == 400
+    assert resp.json["error"] == error
+
+
+def test_push_without_the_webpush_sender_is_400(app_factory, service):
+    app = app_factory(**push_config(service, NOTICE_SENDERS=["memory"]))
+    browser = service.new_subscription()
+    add_device(app, 4, browser)
+    body = {"token": browser, "notification": "hello"}
+    resp = app.test_client().post(f"{API}/notifications/push", json=body, headers=service_headers())
+    assert resp.status_code == 400 and resp.json["error"] == "push_disabled"
+
+
+def test_publish_reaches_every_subscriber(api_app, client, service):
+    _topic(client, "google")
+    browsers = [service.new_subscription(f"u{i}") for i in range(3)]
+    headers = service_headers()
+    for i, browser in enumerate(browsers):
+        add_device(api_app, 10 + i, browser)
+        body = {"topic": "google", "token": browser["endpoint"]}
+        assert client.post(f"{API}/topics/subscribe", json=body, headers=headers).status_code == 200
+    notification = {"title": "Plant 4", "body": "Flow stopped", "urgency": "high", "ttl": 60}
+    body = {"topic": "google", "notification": notification, "exclude": 12}
+    resp = client.post(f"{API}/notifications/publish", json=body, headers=headers)
+    assert resp.status_code == 200 and resp.json["recipients"] == 2
+    assert sorted(m.token for m in service.received) == sorted(
+        PushService.token_of(b) for b in browsers[:2]
+    )
+    assert {(m.ttl, m.headers["Urgency"]) for m in service.received} == {(60, "high")}
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (None, "bad_request"),
+        ({"notification": "t"}, "bad_request"),
+        ({"topic": "google"}, "bad_notification"),
+        ({"topic": "google", "notification": 5}, "bad_notification"),
+        ({"topic": "nope", "notification": "t"}, "unknown_topic"),
+    ],
+)
+def test_publish_rejects_malformed_bodies(client, body, error):
+    _topic(client, "google")
+    resp = client.post(f"{API}/notifications/publish", json=body, headers=service_headers())
+    assert resp.status_code == 400
+    assert resp.json["error"] == error
+
+
+def test_list_notifications_newest_first_with_paging(client):
+    _topic(client, "google")
+    headers = service_headers()
+    for i in range(12):
+        body = {"topic": "google", "notification": {"title": f"n{i}"}}
+        assert (
+            client.post(f"{API}/notifications/publish", json=body, headers=headers).status_code
+            == 200
+        )
+    resp = client.get(f"{API}/notifications/list?topic=google", headers=headers)
+    assert resp.status_code == 200
+    assert [m["title"] for m in resp.json] == [f"n{i}" for i in range(11, 1, -1)]
+    resp = client.get(f"{API}/notifications/list?topic=google&start=10&end=20", headers=headers)
+    assert [m["title"] for m in resp.json] == ["n1", "n0"]
+    resp = client.get(f"{API}/notifications/list?topic=google&start=20&end=30", headers=headers)
+    assert resp.status_code == 204
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?topic=nope",
+        "?topic=google&start=x",
+        "?topic=google&start=5&end=1",
+        "?topic=google&start=-1",
+        "?topic=google&start=0&end=1000",
+    ],
+)
+def test_list_notifications_rejects_bad_queries(client, query):
+    _topic(client, "google")
+    resp = client.get(f"{API}/notifications/list{query}", headers=service_headers())
+    assert resp.status_code == 400
+
+
+def test_list_notifications_for_users_who_follow_the_topic(api_app, client):
+    _topic(client, "google")
+    with api_app.app_context():
+        api_app.notices.topics.subscribe("google", user_id=1)
+        api_app.notices.publish("google", subject="hello")
+    login(client, 2)
+    assert client.get(f"{API}/notifications/list?topic=google").status_code == 403
+    login(client, 1)
+    resp = client.get(f"{API}/notifications/list?topic=google")
+    assert resp.status_code == 200 and [m["title"] for m in resp.json] == ["hello"]
