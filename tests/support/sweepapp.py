@@ -5,7 +5,9 @@ Configured from the environment, so a test can start many workers on one databas
 - ``NOTICE_TEST_DB_URL``: the database (required);
 - ``NOTICE_TEST_LOG``: file the recording senders append one line per send to;
 - ``NOTICE_TEST_SEND_DELAY``: seconds each send sleeps (a slow sender, for crash tests);
-- ``NOTICE_TEST_BATCH``: ``NOTICE_BATCH_SIZE``.
+- ``NOTICE_TEST_BATCH``: ``NOTICE_BATCH_SIZE``;
+- ``NOTICE_TEST_START``: a path; the app announces itself with ``<path>.<pid>`` and
+  waits (at most 30 s) until ``<path>`` exists, so many workers start together.
 
 The recording senders write ``"<channel> <notice id> <pid>\\n"`` with one ``write`` on
 an ``O_APPEND`` descriptor: lines from concurrent processes never interleave.
@@ -67,6 +69,14 @@ def read_log(path: str) -> list[tuple[str, int]]:
         return []
 
 
+def _wait_for_start(path: str) -> None:
+    with open(f"{path}.{os.getpid()}", "w"):
+        pass
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def create_app() -> Flask:
     app = Flask("sweepapp")
     app.config.update(
@@ -82,4 +92,6 @@ def create_app() -> Flask:
     notices = Notices(db=db)
     db.init_app(app)
     notices.init_app(app)
+    if os.environ.get("NOTICE_TEST_START"):
+        _wait_for_start(os.environ["NOTICE_TEST_START"])
     return app
