@@ -8,37 +8,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import click
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import maintenance, store
 from ..delivery import deliver
 from ..models import utcnow
 from ..publish import notice_event
 from ..state import NoticeState
-from ..sweeper import describe_db_error
 from ..types import DeliveryStatus, NoticeType
 from . import notice_cli
+from .common import current_state, database_errors, progress
 from .duration import DURATION
-from .sweep import current_state
 
 #: rows ``retry --dry-run`` lists before summarising the rest
 SHOW_ROWS = 50
-
-
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """Turn a database failure into a one-line error (exit 1) instead of a traceback."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"database error: {describe_db_error(exc)}") from None
 
 
 def _user_id(state: NoticeState, value: str, param: str) -> Any:
@@ -53,10 +40,6 @@ def _user_id(state: NoticeState, value: str, param: str) -> Any:
         raise click.BadParameter(
             f"{value!r} is not a valid user id ({python_type.__name__})", param_hint=param
         ) from None
-
-
-def _stderr() -> Any:
-    return click.get_text_stream("stderr")
 
 
 # --- retry ---------------------------------------------------------------------------
@@ -115,7 +98,7 @@ def retry_command(
         statuses=statuses,
     )
     delivery = state.models.Delivery.__table__
-    with _database_errors():
+    with database_errors():
         rows = maintenance.find_failed(
             state.engine, delivery, state.models.Notice.__table__, flt, now=now
         )
@@ -134,7 +117,7 @@ def retry_command(
                 click.echo(f"  ... and {len(rows) - SHOW_ROWS} more")
             return
         changed = 0
-        with click.progressbar(length=len(rows), label="re-queueing", file=_stderr()) as bar:
+        with progress(len(rows), "re-queueing") as bar:
             for part in store.chunks([row.id for row in rows]):
                 changed += maintenance.requeue(
                     state.engine, delivery, part, now=utcnow(), statuses=statuses
@@ -151,7 +134,7 @@ def retry_command(
 def stats_command(as_json: bool) -> None:
     """Deliveries by status, by channel and by age; the oldest pending; notice totals."""
     state = current_state()
-    with _database_errors():
+    with database_errors():
         data = maintenance.stats(
             state.engine,
             state.models.Delivery.__table__,
@@ -216,12 +199,12 @@ def purge_command(
     read_before = now - read_age
     unread_before = None if unread_age is None else now - unread_age
     notice = state.models.Notice.__table__
-    with _database_errors():
+    with database_errors():
         total = maintenance.count_purgeable(state.engine, notice, read_before, unread_before)
         if dry_run or not total:
             click.echo(f"{'would delete' if dry_run else 'deleted'} {total} notices")
             return
-        with click.progressbar(length=total, label="purging", file=_stderr()) as bar:
+        with progress(total, "purging") as bar:
             deleted = maintenance.purge(
                 state.engine,
                 state.models.Delivery.__table__,
@@ -257,7 +240,7 @@ def send_test_command(user_id: str, timeout: float) -> None:
     if not names:
         raise click.ClickException("no senders are configured (NOTICE_SENDERS)")
     Delivery = state.models.Delivery
-    with _database_errors():
+    with database_errors():
         notice = notice_event(
             uid,
             NoticeType.SYSTEM,

@@ -12,26 +12,16 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import current_app
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import store
 from ..delivery import Report
 from ..models import utcnow
 from ..state import NoticeState
-from ..sweeper import describe_db_error, run_worker, stop_on_signals, sweep
+from ..sweeper import run_worker, stop_on_signals, sweep
 from . import notice_cli
+from .common import current_state, database_errors, progress
 
 logger = logging.getLogger("notice.sweeper")
-
-
-def current_state() -> NoticeState:
-    """The current app's notice state, or a one-line error if notice is not set up."""
-    ext = current_app.extensions.get("notice")
-    if ext is None:
-        raise click.ClickException("notice is not initialised on this app")
-    state: NoticeState = ext.state()
-    return state
 
 
 def describe(report: Report) -> str:
@@ -53,12 +43,10 @@ def sweep_command(limit: int | None, as_json: bool) -> None:
     retries whose time has come. Safe to run from cron next to running workers."""
     state = current_state()
     total = Report()
-    try:
+    with database_errors():
         due = _count_due(state) if limit is None else limit
-        # batch by batch, so the bar moves and Ctrl-C stops between batches
-        with click.progressbar(
-            length=max(due, 1), label="sweeping", file=click.get_text_stream("stderr")
-        ) as bar:
+        # one batch per pass, so the bar moves as batches finish
+        with progress(due, "sweeping") as bar:
             while True:
                 batch = (
                     state.batch_size
@@ -70,8 +58,6 @@ def sweep_command(limit: int | None, as_json: bool) -> None:
                 bar.update(report.claimed)
                 if report.claimed < batch or (limit is not None and total.claimed >= limit):
                     break
-    except SQLAlchemyError as exc:
-        raise click.ClickException(f"database error: {describe_db_error(exc)}") from None
     if as_json:
         click.echo(json.dumps(total.as_dict()))
     else:

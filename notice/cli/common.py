@@ -1,0 +1,49 @@
+"""Helpers shared by the command modules: the app's state, progress, database errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..state import NoticeState
+from ..sweeper import describe_db_error
+
+
+def current_state() -> NoticeState:
+    """The current app's notice state, or a one-line error if notice is not set up."""
+    ext = current_app.extensions.get("notice")
+    if ext is None:
+        raise click.ClickException("notice is not initialised on this app")
+    state: NoticeState = ext.state()
+    return state
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a database failure into a one-line error (exit 1) instead of a traceback."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database error: {describe_db_error(exc)}") from None
+
+
+class _Silent:
+    def update(self, n: int) -> None:
+        return None
+
+
+@contextmanager
+def progress(length: int, label: str) -> Iterator[Any]:
+    """A progress bar on stderr when it is a terminal; otherwise nothing, so logs and
+    pipes stay clean. Yields an object with ``update(n)``."""
+    stream = click.get_text_stream("stderr")
+    if not stream.isatty():
+        yield _Silent()
+        return
+    with click.progressbar(length=max(length, 1), label=label, file=stream) as bar:
+        yield bar
