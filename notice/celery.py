@@ -18,6 +18,8 @@ Celery workers.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ try:
     from celery import shared_task
     from celery.utils.imports import symbol_by_name
     from kombu.exceptions import KombuError
+    from kombu.pools import ProducerPool
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ConfigurationError(
         "NOTICE_DISPATCH = 'celery' needs Celery: pip install 'notice[celery]'"
@@ -120,6 +123,15 @@ class CeleryDispatcher(Dispatcher):
                 f"NOTICE_CELERY_TASK_OPTIONS must be a dict of apply_async options, "
                 f"got {extra!r}"
             )
+        timeout = cfg["NOTICE_CELERY_PUBLISH_TIMEOUT"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigurationError(
+                f"NOTICE_CELERY_PUBLISH_TIMEOUT must be a positive number, got {timeout!r}"
+            )
+        self.publish_timeout = float(timeout)
+        self._producers: Any = None
+        self._producers_pid = 0
+        self._lock = threading.Lock()
         self.options: dict[str, Any] = {**PUBLISH_DEFAULTS, **extra}
         if queue:
             self.options["queue"] = queue
@@ -164,10 +176,16 @@ class CeleryDispatcher(Dispatcher):
     def submit(self, delivery_ids: Sequence[int]) -> None:
         celery_app = self.celery_app()
         task = celery_app.tasks[TASK_NAME]
+        if celery_app.conf.task_always_eager:
+            # the app's tests: tasks run right here, no broker involved
+            for delivery_id in delivery_ids:
+                task.apply_async((delivery_id,), **self.options)
+            return
         published = 0
         try:
             # one pooled broker connection for the whole batch
-            with celery_app.producer_or_acquire() as producer:
+            pool = self._producer_pool(celery_app)
+            with pool.acquire(block=True, timeout=self.publish_timeout) as producer:
                 for delivery_id in delivery_ids:
                     task.apply_async((delivery_id,), producer=producer, **self.options)
                     published += 1
@@ -180,6 +198,46 @@ class CeleryDispatcher(Dispatcher):
                 len(delivery_ids) - published,
                 len(delivery_ids),
             )
+
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Close the broker connections this dispatcher opened."""
+        with self._lock:
+            if self._producers is not None and self._producers_pid == os.getpid():
+                self._producers.force_close_all()
+            self._producers = None
+
+    def _producer_pool(self, celery_app: Any) -> Any:
+        """Producers whose sockets give up after ``publish_timeout`` seconds.
+
+        Our own pool rather than the Celery app's: whatever the app's broker settings
+        (Redis has no read timeout by default), a broker that accepts connections but
+        never answers must not hold up the caller. Rebuilt in a forked child.
+        """
+        with self._lock:
+            if self._producers is None or self._producers_pid != os.getpid():
+                seconds = self.publish_timeout
+                probe = celery_app.connection_for_write()
+                options = _socket_timeouts(probe.transport.driver_type, seconds)
+                probe.release()
+                conn = celery_app.connection_for_write(
+                    connect_timeout=seconds, transport_options=options
+                )
+                limit = celery_app.conf.broker_pool_limit or 10
+                self._producers = ProducerPool(  # type: ignore[no-untyped-call]
+                    conn.Pool(limit=limit), limit=limit, Producer=celery_app.amqp.Producer
+                )
+                self._producers_pid = os.getpid()
+            return self._producers
+
+
+def _socket_timeouts(driver: str, seconds: float) -> dict[str, float]:
+    """Transport options bounding each socket operation of a publish."""
+    if driver == "redis":
+        return {"socket_timeout": seconds, "socket_connect_timeout": seconds}
+    if driver == "amqp":
+        return {"read_timeout": seconds, "write_timeout": seconds}
+    return {}
 
 
 def _check_celery_app(obj: Any, where: str) -> None:

@@ -141,6 +141,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_CELERY_QUEUE": None,
     #: extra apply_async options of every delivery task (priority, expires, retry_policy)
     "NOTICE_CELERY_TASK_OPTIONS": {},
+    #: seconds a publish may wait on the broker (connect, each read and write); past
+    #: that the deliveries stay Wait for the sweeper
+    "NOTICE_CELERY_PUBLISH_TIMEOUT": 2.0,
 }
 
 _DISPATCH_MODES = ("sync", "thread", "celery", "none")

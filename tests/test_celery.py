@@ -150,14 +150,19 @@ def test_the_same_task_delivered_twice_sends_once(publisher, worker, queue):
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT.value, 1)
 
 
-def test_broker_down_at_publish_leaves_the_delivery_to_the_sweeper(publisher, caplog):
-    # a bound but never listening socket: connections to it are refused
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+@pytest.mark.parametrize("broker", ["refusing", "hung"])
+def test_broker_down_at_publish_leaves_the_delivery_to_the_sweeper(publisher, caplog, broker):
+    # refusing: bound, never listening, so connections are refused; hung: listening
+    # but never accepting, so connections open and no reply ever comes
+    with socket.socket() as down:
+        down.bind(("127.0.0.1", 0))
+        if broker == "hung":
+            down.listen(8)
+        port = down.getsockname()[1]
         app = publisher(
             broker_url=f"redis://127.0.0.1:{port}/0",
             NOTICE_SWEEP_GRACE=0,
+            NOTICE_CELERY_PUBLISH_TIMEOUT=0.5,
         )
         with app.app_context(), caplog.at_level(logging.WARNING, logger="notice"):
             notice = notice_event(1, subject="later", content="")
@@ -224,6 +229,7 @@ def test_without_a_celery_app_the_delivery_waits(app_factory, caplog):
         ({"NOTICE_CELERY_QUEUE": ""}, "NOTICE_CELERY_QUEUE"),
         ({"NOTICE_CELERY_TASK_OPTIONS": ["retry"]}, "NOTICE_CELERY_TASK_OPTIONS"),
         ({"NOTICE_CELERY_APP": object()}, "celery.Celery instance"),
+        ({"NOTICE_CELERY_PUBLISH_TIMEOUT": 0}, "NOTICE_CELERY_PUBLISH_TIMEOUT"),
     ],
 )
 def test_bad_celery_config_fails_at_startup(app_factory, config, message):
