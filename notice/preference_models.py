@@ -31,9 +31,10 @@ def build_preference_models(
 ) -> PreferenceModels:
     """Declare the preference models on ``db.Model`` (see
     :func:`notice.models.build_models` for the parameters)."""
-    user_fk: tuple[Any, ...] = (
-        (sa.ForeignKey(user_table, ondelete="CASCADE"),) if user_table else ()
-    )
+
+    def user_fk() -> tuple[Any, ...]:
+        # a ForeignKey belongs to one column: a new one per table
+        return (sa.ForeignKey(user_table, ondelete="CASCADE"),) if user_table else ()
 
     class Preference(db.Model):  # type: ignore[misc]
         """One user's on/off choice for a notice type on a channel."""
@@ -41,7 +42,7 @@ def build_preference_models(
         __tablename__ = "notice_preference"
 
         user_id: Mapped[Any] = mapped_column(
-            user_id_type, *user_fk, primary_key=True, autoincrement=False
+            user_id_type, *user_fk(), primary_key=True, autoincrement=False
         )
         notice_type: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
         channel: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -60,7 +61,7 @@ def build_preference_models(
         __tablename__ = "notice_digest"
 
         user_id: Mapped[Any] = mapped_column(
-            user_id_type, *user_fk, primary_key=True, autoincrement=False
+            user_id_type, *user_fk(), primary_key=True, autoincrement=False
         )
         #: "off", "daily" or "weekly"; None follows ``NOTICE_DIGEST_DEFAULT``
         frequency: Mapped[str | None] = mapped_column(sa.String(8), nullable=True)
