@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_SSE_REPLAY": 100,
     #: events a slow stream may fall behind before it reloads from the database
     "NOTICE_SSE_QUEUE": 100,
+    #: seconds between unread-count polls of notice.js when the stream is unavailable
+    "NOTICE_POLL_INTERVAL": 30,
     #: notices per page in the inbox and the JSON API (``limit`` default / maximum)
     "NOTICE_PAGE_SIZE": 20,
     "NOTICE_PAGE_MAX": 100,
@@ -189,7 +191,12 @@ def validate(app: Flask) -> None:
 def _validate_inbox(app: Flask) -> None:
     """Check the inbox, JSON API and live stream keys."""
     cfg = app.config
-    for key in ("NOTICE_SSE_RETRY", "NOTICE_SSE_REPLAY", "NOTICE_SSE_QUEUE"):
+    for key in (
+        "NOTICE_SSE_RETRY",
+        "NOTICE_SSE_REPLAY",
+        "NOTICE_SSE_QUEUE",
+        "NOTICE_POLL_INTERVAL",
+    ):
         _positive(app, key)
     _positive(app, "NOTICE_SSE_HEARTBEAT", float)
     _positive(app, "NOTICE_PAGE_SIZE")

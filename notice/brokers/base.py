@@ -21,7 +21,7 @@ import importlib
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError, TransientError
@@ -186,6 +186,12 @@ class Broker:
         """Send ``message`` (JSON-serialisable) to every stream of ``user_id`` in every
         process. Raise on failure; callers decide whether to retry."""
         raise NotImplementedError(f"{type(self).__name__} must implement publish()")
+
+    def publish_many(self, items: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        """Publish several ``(user_id, message)`` pairs in order; brokers override it to
+        send them in one round trip (a fan-out to thousands of users)."""
+        for user_id, message in items:
+            self.publish(user_id, message)
 
     def subscribe(self, user_id: Any) -> Subscription:
         """Start receiving ``user_id``'s messages; ready when this returns."""

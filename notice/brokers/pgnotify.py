@@ -10,6 +10,7 @@ the stream loads it from the database.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -28,6 +29,13 @@ def conninfo(url: str) -> str:
     return scheme.split("+", 1)[0] + sep + rest
 
 
+def _payload(user_id: Any, message: dict[str, Any]) -> str:
+    payload = encode(user_id, message)
+    if len(payload.encode()) > MAX_PAYLOAD:
+        payload = encode(user_id, {"event": message["event"], "id": message["id"], "ref": True})
+    return payload
+
+
 class PostgresBroker(ListeningBroker):
     """LISTEN/NOTIFY: nothing to run besides the database you already have."""
 
@@ -42,16 +50,24 @@ class PostgresBroker(ListeningBroker):
         self._publish_lock = threading.Lock()
 
     def publish(self, user_id: Any, message: dict[str, Any]) -> None:
-        payload = encode(user_id, message)
-        if len(payload.encode()) > MAX_PAYLOAD:
-            payload = encode(user_id, {"event": message["event"], "id": message["id"], "ref": True})
+        self.publish_many([(user_id, message)])
+
+    def publish_many(self, items: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        payloads = [_payload(user_id, message) for user_id, message in items]
+        if not payloads:
+            return
         with self._publish_lock:
             try:
                 if self._publisher is None or self._publisher.closed:
                     self._publisher = psycopg.connect(
                         self._conninfo, autocommit=True, connect_timeout=5
                     )
-                self._publisher.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+                # one round trip for a whole fan-out, in array order; PostgreSQL folds
+                # identical payloads of one transaction, and ours always differ
+                self._publisher.execute(
+                    "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS t(p)",
+                    (self.channel, payloads),
+                )
             except psycopg.Error as exc:
                 if self._publisher is not None:
                     self._publisher.close()

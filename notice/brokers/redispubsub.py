@@ -9,6 +9,7 @@ its streams in memory.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -33,6 +34,15 @@ class RedisBroker(ListeningBroker):
     def publish(self, user_id: Any, message: dict[str, Any]) -> None:
         try:
             self._client.publish(f"{self.channel}:{user_key(user_id)}", encode(user_id, message))
+        except redis.RedisError as exc:
+            raise BrokerError(f"Redis publish failed: {exc}") from exc
+
+    def publish_many(self, items: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for user_id, message in items:
+            pipe.publish(f"{self.channel}:{user_key(user_id)}", encode(user_id, message))
+        try:
+            pipe.execute()
         except redis.RedisError as exc:
             raise BrokerError(f"Redis publish failed: {exc}") from exc
 

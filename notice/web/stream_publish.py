@@ -62,8 +62,7 @@ def publish_all(broker: Broker, messages: list[tuple[Any, dict[str, Any]]]) -> N
     """Publish ``messages``; a failure is logged, never raised (the stream catches up
     from the database when it reconnects)."""
     try:
-        for user_id, message in messages:
-            broker.publish(user_id, message)
+        broker.publish_many(messages)
     except Exception:  # noqa: BLE001 - the notices are committed; never fail the caller
         logger.warning("publishing to the live stream failed", exc_info=True)
 

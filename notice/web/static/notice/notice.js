@@ -20,7 +20,7 @@
     stream: script.getAttribute("data-stream") || "",
     count: script.getAttribute("data-count") || "",
     api: (script.getAttribute("data-api") || "").replace(/\/$/, ""),
-    poll: Math.max(5, parseInt(script.getAttribute("data-poll"), 10) || 30) * 1000
+    poll: Math.max(1, parseInt(script.getAttribute("data-poll"), 10) || 30) * 1000
   };
   var root = document.documentElement;
   var toasts = null;
