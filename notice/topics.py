@@ -213,12 +213,17 @@ class Topics:
 
     def is_subscribed(self, name: str, user_id: Any) -> bool:
         """Whether ``user_id`` follows the topic, themselves or with one of their devices."""
-        try:
-            users, devices = self.subscribers(name)
-        except UnknownTopic:
+        topic = self.get(name)
+        if topic is None:
             return False
-        key = str(user_id)
-        return any(str(u) == key for u in users) or any(str(u) == key for u in devices)
+        TS, PS = self._m.TopicSubscription, self._m.PushSubscription
+        as_user = sa.exists().where(TS.topic_id == topic.id, TS.user_id == user_id)
+        by_device = (
+            sa.exists()
+            .where(TS.topic_id == topic.id, TS.push_subscription_id == PS.id)
+            .where(PS.user_id == user_id)
+        )
+        return bool(self._session.execute(sa.select(sa.or_(as_user, by_device))).scalar())
 
     # --- publishing ---------------------------------------------------------------------
 

@@ -547,3 +547,18 @@ def test_oldest_devices_are_dropped_beyond_the_limit(app_factory, service):
         )
     with app.app_context():
         assert [s.endpoint for s in _subs(app)] == [b["endpoint"] for b in browsers[1:]]
+
+
+def test_device_removed_before_sending_is_skipped(app_factory, service):
+    app = app_factory(**push_config(service, NOTICE_DISPATCH="none"))
+    sub_id = add_device(app, 3, service.new_subscription())
+    with app.app_context():
+        notice_event(3, subject="queued", content="")
+        PS = app.notices.push_models.PushSubscription
+        app.db.session.execute(sa.delete(PS).where(PS.id == sub_id))
+        app.db.session.commit()
+        report = deliver(app.notices.state(), now=utcnow() + timedelta(minutes=5))
+        [delivery] = deliveries(app)
+    assert report.skipped == 1 and delivery.status == DeliveryStatus.SKIPPED.value
+    assert "no longer exists" in delivery.last_error
+    assert service.attempts == []

@@ -47,10 +47,21 @@
     return response.json();
   }
 
+  /* navigator.serviceWorker.ready only settles for pages inside the worker's scope
+     (<prefix>/static/notice/), so wait for this registration to activate instead. */
+  function activated(reg) {
+    if (reg.active) return Promise.resolve(reg);
+    const worker = reg.installing || reg.waiting;
+    return new Promise((resolve, reject) => {
+      worker.addEventListener("statechange", () => {
+        if (worker.state === "activated") resolve(reg);
+        if (worker.state === "redundant") reject(new Error("notice push: service worker failed"));
+      });
+    });
+  }
+
   async function registration() {
-    const reg = await navigator.serviceWorker.register(BASE + "/static/notice/sw.js");
-    await navigator.serviceWorker.ready;
-    return reg;
+    return activated(await navigator.serviceWorker.register(BASE + "/static/notice/sw.js"));
   }
 
   async function publicKey() {
