@@ -39,9 +39,29 @@ def queue() -> str:
     return f"notice-test-{uuid.uuid4().hex[:10]}"
 
 
+RABBITMQ_URL = os.environ.get("NOTICE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The Celery broker of a test: Redis, or RabbitMQ when parametrized so."""
+    if getattr(request, "param", "redis") == "rabbitmq":
+        return _rabbitmq_url()
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+def _rabbitmq_url() -> str:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex(("127.0.0.1", 5672)) != 0:
+            pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
+    return RABBITMQ_URL
+
+
 @pytest.fixture
 def worker(
-    db_url: str, redis_url: str, queue: str, tmp_path: Path
+    db_url: str, broker_url: str, queue: str, tmp_path: Path
 ) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     """``worker()`` starts a Celery worker (2 threads) for ``queue``; killed at teardown."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -51,7 +71,7 @@ def worker(
             os.environ,
             PYTHONPATH=str(ROOT),
             NOTICE_TEST_DB_URL=db_url,
-            NOTICE_TEST_BROKER_URL=redis_url,
+            NOTICE_TEST_BROKER_URL=broker_url,
             NOTICE_TEST_QUEUE=queue,
         )
         log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115 - closed below
@@ -69,7 +89,8 @@ def worker(
 
     yield start
     for proc in procs:
-        proc.send_signal(signal.SIGTERM)
+        # cold shutdown: the test is over, and a warm one waits ~10 s on RabbitMQ
+        proc.send_signal(signal.SIGQUIT)
     for proc in procs:
         try:
             proc.wait(timeout=15)
@@ -79,12 +100,14 @@ def worker(
 
 
 @pytest.fixture
-def publisher(db_url: str, redis_url: str, queue: str) -> Iterator[Callable[..., Flask]]:
+def publisher(
+    db_url: str, queue: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Flask]]:
     """``publisher(**config)``: the test app in this process, disposed at teardown."""
     made: list[Flask] = []
 
-    def make(broker_url: str | None = None, **config: Any) -> Flask:
-        app = build(db_url, broker_url or redis_url, queue, **config)
+    def make(broker: str | None = None, **config: Any) -> Flask:
+        app = build(db_url, broker or request.getfixturevalue("broker_url"), queue, **config)
         made.append(app)
         return app
 
@@ -111,7 +134,10 @@ def _all_sent(app: Flask) -> bool:
     return all(d.status == DeliveryStatus.SENT.value for d in _deliveries(app))
 
 
-@pytest.mark.redis
+# RabbitMQ is optional (skipped when down, even under CI): Redis is the tested broker
+@pytest.mark.parametrize(
+    "broker_url", [pytest.param("redis", marks=pytest.mark.redis), "rabbitmq"], indirect=True
+)
 def test_deliveries_run_on_the_celery_worker(publisher, worker):
     app = publisher()
     proc = worker()
@@ -160,7 +186,7 @@ def test_broker_down_at_publish_leaves_the_delivery_to_the_sweeper(publisher, ca
             down.listen(8)
         port = down.getsockname()[1]
         app = publisher(
-            broker_url=f"redis://127.0.0.1:{port}/0",
+            broker=f"redis://127.0.0.1:{port}/0",
             NOTICE_SWEEP_GRACE=0,
             NOTICE_CELERY_PUBLISH_TIMEOUT=0.5,
         )
