@@ -98,6 +98,74 @@ def test_fan_out_with_repeated_ids_keeps_order(app_factory):
         assert len(app.notices.sender("memory").outbox) == len(users)
 
 
+def test_fan_out_stores_every_shared_value(app_factory):
+    app = app_factory(NOTICE_DISPATCH="none", **CORE)
+    expires = utcnow() + timedelta(days=3)
+    with app.app_context():
+        ids = notice_event(
+            [4, 5, 6],
+            "Like",
+            subject="Ana liked",
+            content="body",
+            url="/p/1",
+            sender_id=9,
+            data={"post": 1, "tags": ["a"]},
+            expires_at=expires,
+        )
+        app.db.session.expire_all()
+        rows = app.notices.Notice.query.order_by(app.notices.Notice.id).all()
+        assert [r.id for r in rows] == ids and [r.user_id for r in rows] == [4, 5, 6]
+        for r in rows:
+            assert (r.notice_type, r.subject, r.content, r.url, r.sender_id) == (
+                "Like",
+                "Ana liked",
+                "body",
+                "/p/1",
+                9,
+            )
+            assert r.data == {"post": 1, "tags": ["a"]} and r.expires_at == expires
+            assert (r.read_status, r.send_status, r.read_at, r.dedupe_key) == (
+                "Unread",
+                "Wait",
+                None,
+                None,
+            )
+        deliveries = app.notices.Delivery.query.all()
+        assert sorted(d.notice_id for d in deliveries) == ids
+        assert {(d.channel, d.target, d.status, d.attempts) for d in deliveries} == {
+            ("memory", "", "Wait", 0)
+        }
+
+
+def test_deduplicated_fan_out_writes_only_the_missing_users(app_factory):
+    app = app_factory(**CORE)
+    with app.app_context():
+        first = notice_event(2, subject="s", content="", dedupe_key="k").id
+        ids = notice_event([1, 2, 3, 3], subject="s", content="", dedupe_key="k")
+        assert len(ids) == 2 and first not in ids
+        rows = app.notices.Notice.query.all()
+        assert sorted(r.user_id for r in rows) == [1, 2, 3]
+        assert sorted(n.user_id for n in app.notices.sender("memory").outbox) == [1, 2, 3]
+        assert notice_event([1, 2, 3], subject="s", content="", dedupe_key="k") == []
+
+
+def test_rows_that_differ_take_the_executemany_path(app_factory):
+    from notice.store import insert_notices
+
+    app = app_factory(**CORE)
+    with app.app_context():
+        now = utcnow()
+        rows = [
+            {"user_id": u, "subject": f"for {u}", "notice_type": "Post", "create_at": now}
+            for u in (3, 1, 2)
+        ]
+        written = insert_notices(app.db.session, app.notices.Notice.__table__, rows, dedupe=False)
+        app.db.session.commit()
+        assert [u for _, u in written] == [3, 1, 2]
+        subjects = {n.id: n.subject for n in app.notices.Notice.query}
+        assert [subjects[i] for i, _ in written] == ["for 3", "for 1", "for 2"]
+
+
 def _captured(notices, call):
     """Run ``call`` and return the last SELECT it sent, with its parameters."""
     engine = notices.db.engine
