@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from sqlalchemy.orm import Session
 
 from ..brokers.base import Subscription
 from ..store import NoticeQuery
@@ -52,15 +51,12 @@ def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any
     unread count, read in a short app context that gives its connection back."""
     with app.app_context():
         ext = app.extensions["notice"]
-        notice = ext.Notice
-        limit = app.config["NOTICE_SSE_REPLAY"]
-        with Session(ext.state(app).engine) as session:
-            newest = ext.list_notices(user_id, NoticeQuery(limit=limit))
+        try:
+            newest = ext.list_notices(user_id, NoticeQuery(limit=app.config["NOTICE_SSE_REPLAY"]))
             rows = [n.to_dict() for n in reversed(newest) if n.id > after_id]
-            from ..store import unread_count
-
-            unread = unread_count(session, notice, user_id)
-        ext.db.session.remove()
+            unread = int(ext.unread_count(user_id))
+        finally:
+            ext.db.session.remove()
     return rows, unread
 
 
