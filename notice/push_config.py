@@ -14,7 +14,6 @@ from urllib.parse import SplitResult, urlsplit
 from flask import Flask
 
 from .errors import ConfigurationError
-from .vapid import check_public_key, load_private_key
 
 URGENCIES = ("very-low", "low", "normal", "high")
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -131,6 +130,9 @@ def validate_push(app: Flask) -> None:
             "contact you at"
         )
     if cfg["NOTICE_VAPID_PRIVATE_KEY"] not in (None, ""):
+        # imported here: cryptography comes with the webpush extra, not the core
+        from .vapid import check_public_key, load_private_key
+
         keys = load_private_key(cfg["NOTICE_VAPID_PRIVATE_KEY"])
         check_public_key(cfg["NOTICE_VAPID_PUBLIC_KEY"], keys)
     tokens = cfg["NOTICE_API_TOKENS"]

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
 from .push_config import AllowList, EndpointRefused
 from .push_models import PushModels
-from .vapid import b64url_decode, load_private_key
 
 
 class SubscriptionError(ValueError):
@@ -47,6 +45,11 @@ def parse_subscription(value: Any, allow: AllowList) -> SubscriptionInfo:
     keys = value.get("keys")
     if not isinstance(keys, Mapping):
         raise SubscriptionError("subscription keys must be an object with p256dh and auth")
+    # cryptography comes with the webpush extra; the core imports this module too
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .vapid import b64url_decode
+
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
     if not isinstance(p256dh, str) or not isinstance(auth, str) or len(p256dh) > 128:
         raise SubscriptionError("subscription keys p256dh and auth must be base64url strings")
@@ -78,6 +81,8 @@ def public_key(app: Flask) -> str | None:
     if keys is not None:
         return str(keys.public_key)
     if app.config["NOTICE_VAPID_PRIVATE_KEY"]:
+        from .vapid import load_private_key
+
         return load_private_key(app.config["NOTICE_VAPID_PRIVATE_KEY"]).public_key
     configured = app.config["NOTICE_VAPID_PUBLIC_KEY"]
     return str(configured) if configured else None

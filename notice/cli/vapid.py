@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..vapid import generate
 from . import notice_cli
 
 
@@ -23,6 +22,10 @@ def vapid_keys(pem_path: Path | None) -> None:
     Keep the private key secret (an environment variable or a file only the app can
     read); the public key is what browsers subscribe with.
     """
+    try:
+        from ..vapid import generate
+    except ImportError as exc:  # cryptography comes with the webpush extra
+        raise click.ClickException(f"{exc}; pip install 'notice[webpush]'") from None
     keys = generate()
     private = keys.private_raw()
     if pem_path is not None:
