@@ -12,6 +12,7 @@ import atexit
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("notice")
 
 _PENDING_KEY = "notice.pending"
+
+#: seconds the thread pool waits, in all, for its batches in flight at shutdown
+SHUTDOWN_GRACE = 5.0
 
 
 def defer_until_commit(session: Any, state: NoticeState, delivery_ids: Sequence[int]) -> None:
@@ -110,12 +114,18 @@ class ThreadDispatcher(Dispatcher):
     def submit(self, delivery_ids: Sequence[int]) -> None:
         if self._stopping.is_set():
             return
-        try:
-            self._queue.put_nowait(list(delivery_ids))
-        except queue.Full:
-            logger.warning(
-                "dispatch queue full; %d deliveries left to the sweeper", len(delivery_ids)
-            )
+        ids = list(delivery_ids)
+        # one claim batch per item: at shutdown only the batch in flight is still running,
+        # the rest is dropped from the queue before anyone claimed it
+        size = self._state.batch_size
+        for start in range(0, len(ids), size):
+            try:
+                self._queue.put_nowait(ids[start : start + size])
+            except queue.Full:
+                logger.warning(
+                    "dispatch queue full; %d deliveries left to the sweeper", len(ids) - start
+                )
+                return
 
     def _run(self) -> None:
         while True:
@@ -147,8 +157,9 @@ class ThreadDispatcher(Dispatcher):
             except queue.Full:
                 break
         if wait:
+            # batches in flight get a moment, in all, to record their results; their
+            # leases protect them from double sends if we are killed meanwhile
+            deadline = time.monotonic() + SHUTDOWN_GRACE
             for thread in self._threads:
-                # a batch in flight gets a moment to record its results; its lease
-                # protects it from double sends if we are killed meanwhile
-                thread.join(timeout=5)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         atexit.unregister(self.shutdown)

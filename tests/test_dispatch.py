@@ -82,6 +82,47 @@ def test_thread_dispatch_survives_a_raising_sender(app_factory):
         assert all("RuntimeError: down" in r.last_error for r in rows)
 
 
+def test_shutdown_leaves_unclaimed_batches_to_the_sweeper(app_factory):
+    release = threading.Event()
+
+    class Gate(Sender):
+        """Blocks the first batch until the test has shut the pool down."""
+
+        name = "gate"
+        sent: list[int] = []
+
+        def send(self, notice):
+            assert release.wait(timeout=20)
+            self.sent.append(notice.id)
+
+    app = app_factory(
+        NOTICE_DISPATCH="thread",
+        NOTICE_THREADS=1,
+        NOTICE_BATCH_SIZE=5,
+        NOTICE_SENDERS=[],
+        **CORE,
+    )
+    app.notices.register_sender(Gate())
+    dispatcher = app.notices.state(app).dispatcher
+    with app.app_context():
+        notice_event(range(20), subject="s", content="")
+        Delivery = app.notices.Delivery
+
+        def claimed() -> int:
+            app.db.session.rollback()
+            return int(Delivery.query.filter(Delivery.claim_token.is_not(None)).count())
+
+        assert wait_for(lambda: claimed() == 5, timeout=20)  # the first batch is in flight
+        dispatcher.shutdown(wait=False)
+        release.set()
+        for thread in dispatcher._threads:
+            thread.join(timeout=20)
+        assert len(Gate.sent) == 5
+        app.db.session.rollback()
+        statuses = Counter((d.status, d.claim_token is None) for d in Delivery.query)
+        assert statuses == {("Sent", True): 5, ("Wait", True): 15}
+
+
 CHILD = """
 import sys, time
 sys.path.insert(0, {repo!r})
