@@ -354,3 +354,20 @@ def test_no_push_button_without_vapid_keys(app):
     page = login(app, BEN).get("/").get_data(as_text=True)
     assert "data-notice-push" not in page and "push.js" not in page
     assert app.config["NOTICE_SENDERS"] == ["memory"]
+
+
+def test_sweeper_cli_sends_what_the_app_left_waiting(make_app):
+    app = make_app(NOTICE_DISPATCH="none")  # the README's "worker does all the sending"
+    ana = login(app, ANA)
+    post_form(ana, f"/posts/{post_id(app, 'Weekend photos')}/comments", body="sweep me")
+    comment = inbox(app, BEN)[0]
+    with app.app_context():
+        Delivery = notices.Delivery
+        status = sa.select(Delivery.status).where(Delivery.notice_id == comment.id)
+        assert db.session.scalars(status).all() == ["Wait"]
+    result = app.test_cli_runner().invoke(args=["notice", "sweep"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.scalars(status).all() == ["Sent"]
+        outbox = notices.state(app).sender("memory").outbox
+        assert comment.id in [n.id for n in outbox]
