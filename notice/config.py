@@ -181,10 +181,18 @@ def validate(app: Flask) -> None:
         _positive(app, key)
     for key in ("NOTICE_CLAIM_TIMEOUT", "NOTICE_RETRY_BASE", "NOTICE_RETRY_CAP"):
         _positive(app, key, float)
-    if app.config["NOTICE_SWEEP_GRACE"] < 0:
-        raise ConfigurationError("NOTICE_SWEEP_GRACE must be >= 0")
-    _validate_email(app)
+    grace = app.config["NOTICE_SWEEP_GRACE"]
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise ConfigurationError(f"NOTICE_SWEEP_GRACE must be a number >= 0, got {grace!r}")
+    if app.config["NOTICE_RETRY_BASE"] > app.config["NOTICE_RETRY_CAP"]:
+        raise ConfigurationError("NOTICE_RETRY_BASE must not exceed NOTICE_RETRY_CAP")
+    jitter = app.config["NOTICE_RETRY_JITTER"]
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter < 1:
+        raise ConfigurationError(
+            f"NOTICE_RETRY_JITTER must be a fraction in [0, 1), e.g. 0.1; got {jitter!r}"
+        )
     _validate_inbox(app)
+    _validate_email(app)
     validate_push(app)
 
 

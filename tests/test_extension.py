@@ -24,7 +24,10 @@ CORE = {"NOTICE_STREAM": False}
         ({"NOTICE_THREADS": 0}, "NOTICE_THREADS must be a positive number"),
         ({"NOTICE_BATCH_SIZE": 1.5}, "NOTICE_BATCH_SIZE must be a whole number"),
         ({"NOTICE_CLAIM_TIMEOUT": True}, "NOTICE_CLAIM_TIMEOUT must be a positive number"),
-        ({"NOTICE_SWEEP_GRACE": -1}, "NOTICE_SWEEP_GRACE must be >= 0"),
+        ({"NOTICE_SWEEP_GRACE": -1}, "NOTICE_SWEEP_GRACE must be a number >= 0"),
+        ({"NOTICE_SWEEP_GRACE": "30"}, "NOTICE_SWEEP_GRACE must be a number >= 0"),
+        ({"NOTICE_RETRY_BASE": 60, "NOTICE_RETRY_CAP": 30}, "must not exceed NOTICE_RETRY_CAP"),
+        ({"NOTICE_RETRY_JITTER": 1.5}, r"NOTICE_RETRY_JITTER must be a fraction in \[0, 1\)"),
         ({"NOTICE_SENDERS": ["memory", "memory"]}, "already registered"),
     ],
 )
