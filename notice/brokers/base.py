@@ -161,6 +161,11 @@ class Hub:
         for sub in subs:
             sub.mark_lost()
 
+    def keys(self) -> set[str]:
+        """User keys with at least one subscription in this process."""
+        with self._lock:
+            return set(self._subs)
+
     def __len__(self) -> int:
         with self._lock:
             return sum(len(group) for group in self._subs.values())
@@ -197,6 +202,11 @@ class Broker:
         """Start receiving ``user_id``'s messages; ready when this returns."""
         self.start()
         return self.hub.add(user_key(user_id))
+
+    def audience(self) -> set[str] | None:
+        """User keys that may have a stream open (None: unknown, e.g. they may be in
+        another process); lets the publisher skip work for nobody."""
+        return None
 
     def start(self) -> None:
         """Connect the process's listener if the broker has one (called lazily, so a

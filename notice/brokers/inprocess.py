@@ -17,5 +17,9 @@ class InProcessBroker(Broker):
 
     name = "memory"
 
+    def audience(self) -> set[str] | None:
+        # every stream this broker can reach lives here: publish only for them
+        return self.hub.keys()
+
     def publish(self, user_id: Any, message: dict[str, Any]) -> None:
         self.hub.dispatch(user_key(user_id), message)

@@ -2,33 +2,49 @@
 unread-count changes.
 
 When notices are written, the ``notice_created`` receiver (connected per app by
-:mod:`notice.web.inbox_setup`) reads them and their recipients' new unread counts
-inside the writing transaction, and parks the broker messages in ``session.info``.
-They are published right after that transaction commits (ahead of the delivery
-dispatcher, so a slow email sender never delays a pop-up) and dropped on rollback:
-no row, no event. Mark read/unread and delete publish the new count directly.
+:mod:`notice.web.inbox_setup`) only parks their ids in ``session.info``. Once that
+transaction commits they go to the app's :class:`StreamPublisher`, which reads the
+committed rows and their recipients' unread counts and publishes the events from a
+background thread, so a fan-out to thousands of users costs the caller nothing; a
+rollback drops the ids: no row, no event. Mark read/unread and delete publish the new
+count directly.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from ..brokers.base import Broker
+from ..store import chunks
 from .inbox_queries import unread_counts
 
 logger = logging.getLogger("notice")
 
 _PENDING_KEY = "notice.stream"
+#: batches of ids waiting for the publisher thread before callers publish themselves
+QUEUE_SIZE = 1000
+#: seconds an idle publisher thread lives (it restarts on demand)
+IDLE_SECONDS = 2.0
+
+Message = tuple[Any, dict[str, Any]]
+#: ("notices", engine, notice ids, {}) or ("count", engine, user id, extra fields)
+Job = tuple[str, Engine, Any, dict[str, Any]]
 
 
 def notice_message(notice: Any) -> dict[str, Any]:
     """The broker message of a new notice (the stream's ``event: notice``)."""
-    return {"event": "notice", "id": notice.id, "data": notice.to_dict()}
+    return {"event": "notice", "id": notice["id"], "data": notice}
 
 
 def count_message(unread: int, **extra: Any) -> dict[str, Any]:
@@ -36,40 +52,126 @@ def count_message(unread: int, **extra: Any) -> dict[str, Any]:
     return {"event": "count", "data": {"unread": unread, **extra}}
 
 
-def on_notice_created(app: Flask, *, notice_ids: list[int], **_: Any) -> None:
-    """``notice_created`` receiver: queue the new notices' events until commit."""
+def load_messages(
+    engine: Engine, notice: Any, notice_ids: Sequence[int], audience: set[str] | None
+) -> list[Message]:
+    """The ``notice`` events of ``notice_ids`` then their recipients' ``count`` events,
+    read in one short connection; only users in ``audience`` when it is known."""
+    if audience is not None and not audience:
+        return []  # nobody is listening (in-process broker): no query at all
+    table = notice.__table__
+    messages: list[Message] = []
+    users: dict[Any, None] = {}
+    with engine.connect() as conn:
+        for part in chunks(list(notice_ids)):
+            stmt = sa.select(table).where(table.c.id.in_(part)).order_by(table.c.id)
+            for row in conn.execute(stmt):
+                if audience is not None and str(row.user_id) not in audience:
+                    continue
+                # a Core row has the model's attributes: reuse to_dict without the ORM
+                messages.append((row.user_id, notice_message(notice.to_dict(row))))
+                users[row.user_id] = None
+        counts = unread_counts(conn, notice, users) if users else {}
+    messages.extend((user_id, count_message(unread)) for user_id, unread in counts.items())
+    return messages
+
+
+class StreamPublisher:
+    """Publishes one app's new notices from a background thread, in commit order.
+
+    The thread starts on demand and ends after :data:`IDLE_SECONDS` idle, so idle apps
+    hold no thread and no connection. When its queue is full the caller publishes
+    itself (back-pressure rather than loss).
+    """
+
+    def __init__(self, notice: Any, broker: Broker) -> None:
+        self._notice = notice
+        self._broker = broker
+        self._queue: queue.Queue[Job] = queue.Queue(QUEUE_SIZE)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, engine: Engine, notice_ids: list[int]) -> None:
+        """Publish ``notice_ids`` (committed) and their recipients' counts."""
+        self._enqueue(("notices", engine, notice_ids, {}))
+
+    def submit_count(self, engine: Engine, user_id: Any, **extra: Any) -> None:
+        """Publish ``user_id``'s unread count, counted when its turn comes: counts and
+        notices go out in one order, so a stale count never follows a fresh one."""
+        self._enqueue(("count", engine, user_id, extra))
+
+    def _enqueue(self, job: Job) -> None:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.run_job(job)
+            return
+        with self._lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="notice-stream-publisher", daemon=True
+                )
+                self._thread.start()
+
+    def run_job(self, job: Job) -> None:
+        """Load and publish now; failures are logged (streams catch up on reconnect)."""
+        kind, engine, arg, extra = job
+        try:
+            if kind == "notices":
+                messages = load_messages(engine, self._notice, arg, self._broker.audience())
+            else:
+                with engine.connect() as conn:
+                    unread = unread_counts(conn, self._notice, [arg])[arg]
+                messages = [(arg, count_message(unread, **extra))]
+            if messages:
+                self._broker.publish_many(messages)
+        except Exception:  # noqa: BLE001 - the change is committed; never fail a caller
+            logger.warning("publishing to the live stream failed", exc_info=True)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._queue.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            self.run_job(job)
+
+
+_publishers: weakref.WeakKeyDictionary[Flask, StreamPublisher] = weakref.WeakKeyDictionary()
+
+
+def publisher_for(app: Flask) -> StreamPublisher | None:
+    """The app's publisher (made on first use), or None without a stream."""
     ext = app.extensions["notice"]
     broker = ext.state(app).broker
-    if broker is None or not notice_ids:
+    if broker is None:
+        return None
+    publisher = _publishers.get(app)
+    if publisher is None:
+        publisher = _publishers.setdefault(app, StreamPublisher(ext.Notice, broker))
+    return publisher
+
+
+def on_notice_created(app: Flask, *, notice_ids: list[int], **_: Any) -> None:
+    """``notice_created`` receiver: remember the ids until the transaction commits."""
+    publisher = publisher_for(app)
+    if publisher is None or not notice_ids:
         return
+    ext = app.extensions["notice"]
     session = ext.db.session
-    Notice = ext.Notice
-    messages: list[tuple[Any, dict[str, Any]]] = []
-    users: dict[Any, None] = {}
-    for start in range(0, len(notice_ids), 500):
-        rows = session.execute(
-            sa.select(Notice).where(Notice.id.in_(notice_ids[start : start + 500]))
-        ).scalars()
-        for notice in rows:
-            messages.append((notice.user_id, notice_message(notice)))
-            users[notice.user_id] = None
-    counts = unread_counts(session.connection(), Notice, users)
-    messages.extend((user_id, count_message(unread)) for user_id, unread in counts.items())
-    session.info.setdefault(_PENDING_KEY, []).append((broker, messages))
-
-
-def publish_all(broker: Broker, messages: list[tuple[Any, dict[str, Any]]]) -> None:
-    """Publish ``messages``; a failure is logged, never raised (the stream catches up
-    from the database when it reconnects)."""
-    try:
-        broker.publish_many(messages)
-    except Exception:  # noqa: BLE001 - the notices are committed; never fail the caller
-        logger.warning("publishing to the live stream failed", exc_info=True)
+    session.info.setdefault(_PENDING_KEY, []).append((publisher, ext.state(app).engine, notice_ids))
 
 
 def _after_commit(session: Session) -> None:
-    for broker, messages in session.info.pop(_PENDING_KEY, ()):
-        publish_all(broker, messages)
+    for publisher, engine, ids in session.info.pop(_PENDING_KEY, ()):
+        publisher.submit(engine, list(ids))
 
 
 def _after_rollback(session: Session) -> None:
@@ -89,12 +191,7 @@ def install_session_hooks() -> None:
 
 
 def publish_count(app: Flask, user_id: Any, **extra: Any) -> None:
-    """Publish ``user_id``'s unread count to their streams (failures logged only)."""
-    ext = app.extensions["notice"]
-    broker = ext.state(app).broker
-    if broker is None:
-        return
-    try:
-        broker.publish(user_id, count_message(ext.unread_count(user_id), **extra))
-    except Exception:  # noqa: BLE001 - the change is committed; the stream catches up
-        logger.warning("publishing an unread count to the live stream failed", exc_info=True)
+    """Publish ``user_id``'s new unread count to their streams (after a commit)."""
+    publisher = publisher_for(app)
+    if publisher is not None:
+        publisher.submit_count(app.extensions["notice"].state(app).engine, user_id, **extra)
