@@ -74,6 +74,9 @@ def deliver(
 ) -> Report:
     """Claim deliveries (``ids``, or whatever is due), send them, record the outcomes.
 
+    Without ``ids``: one batch of ``limit`` rows when ``limit`` is given, otherwise
+    batches of ``NOTICE_BATCH_SIZE`` until nothing due is left.
+
     Must run inside the app's context. Holds no database connection while senders run.
     """
     report = Report()
@@ -111,7 +114,7 @@ def deliver(
             _count(report, recorded)
             _announce(state, recorded, pairs)
         if pending is None:
-            # a sweep pass takes one batch unless asked for more
+            # with a limit: one batch of that size; without: drain what is due now
             if limit is not None or len(claimed) < batch:
                 break
     return report

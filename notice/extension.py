@@ -230,7 +230,8 @@ class Notices:
         return self.topics.publish(topic, notice_type, **options)
 
     def deliver_due(self, *, limit: int | None = None) -> Report:
-        """Claim and send what is due now (one batch); the sweeper's building block."""
+        """Claim and send what is due now: one batch of ``limit``, or with no limit
+        everything due; the sweeper's building block."""
         return deliver(self.state(), limit=limit)
 
     def sweep(self, now: datetime | None = None, limit: int | None = None) -> Report:
