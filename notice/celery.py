@@ -4,9 +4,10 @@ After the caller's commit, :class:`CeleryDispatcher` publishes one ``notice.deli
 task per delivery, carrying only its id. The task claims the row exactly as the sweeper
 does (:func:`notice.delivery.deliver`), so a task the broker hands out twice (Celery
 runs ``acks_late`` tasks at least once) finds the row leased or finished and sends
-nothing. When the broker is unreachable at publish time the rows simply stay Wait and
-the sweeper sends them once ``NOTICE_SWEEP_GRACE`` has passed: nothing is lost and the
-caller never sees the broker's error.
+nothing. When the broker is unreachable at publish time, or hangs (each publish gives
+up after ``NOTICE_CELERY_PUBLISH_TIMEOUT``), the rows simply stay Wait and the sweeper
+sends them once ``NOTICE_SWEEP_GRACE`` has passed: nothing is lost and the caller never
+sees the broker's error.
 
 The Celery app is, in this order: the one given to ``notices.init_celery(celery_app)``,
 ``NOTICE_CELERY_APP`` (an instance or ``"package.module:attr"``), or
@@ -198,7 +199,6 @@ class CeleryDispatcher(Dispatcher):
                 len(delivery_ids) - published,
                 len(delivery_ids),
             )
-
 
     def shutdown(self, wait: bool = True) -> None:
         """Close the broker connections this dispatcher opened."""
