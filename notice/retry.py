@@ -51,7 +51,8 @@ class RetryPolicy:
         """Seconds to wait after ``attempts`` failed attempts."""
         if retry_after is not None and retry_after >= 0:
             return float(min(self.cap, retry_after))
-        raw = min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        # the exponent is bounded so a huge attempt count cannot overflow the float
+        raw = min(self.cap, self.base * 2 ** min(max(0, attempts - 1), 64))
         return float(raw * (1 + self.jitter * (2 * rand() - 1)))
 
     def next_attempt(

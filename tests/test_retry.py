@@ -17,7 +17,18 @@ def middle() -> float:
 
 @pytest.mark.parametrize(
     "attempts, seconds",
-    [(0, 30), (1, 30), (2, 60), (3, 120), (4, 240), (7, 1920), (8, 3600), (9, 3600), (60, 3600)],
+    [
+        (0, 30),
+        (1, 30),
+        (2, 60),
+        (3, 120),
+        (4, 240),
+        (7, 1920),
+        (8, 3600),
+        (9, 3600),
+        (60, 3600),
+        (5000, 3600),
+    ],
 )
 def test_delays_double_from_base_up_to_the_cap(attempts, seconds):
     policy = RetryPolicy(base=30, cap=3600, jitter=0.1, max_attempts=100)
