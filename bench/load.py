@@ -6,6 +6,8 @@ Run from the repository root (loopback only; PostgreSQL on 127.0.0.1:5432, Redis
     python bench/load.py            # full: 60 s of load, prints the numbers
     python bench/load.py --short    # <= 60 s in all; exits non-zero on any lost or
                                     # duplicated delivery (tests/test_load_short.py)
+    python bench/load.py --rate 40  # open loop: 40 requests/s offered, not back to back
+    python bench/load.py --celery-broker amqp://guest:guest@127.0.0.1:5672//  # RabbitMQ
 
 It starts, all on loopback: 2 gunicorn app processes (gevent workers, one port each),
 2 Celery workers (threads) on Redis, 2 sweepers (``flask notice worker``, or a
@@ -43,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy as sa
@@ -380,6 +383,7 @@ def run(mode: Mode, args: argparse.Namespace) -> int:
         os.environ,
         PYTHONPATH=str(ROOT),
         LOAD_REDIS_URL=args.redis_url,
+        LOAD_CELERY_BROKER=args.celery_broker or args.redis_url,
         LOAD_QUEUE=queue,
         LOAD_CHANNEL=f"load{uuid.uuid4().hex[:8]}",
         LOAD_FAIL_RATE=str(args.fail_rate),
@@ -395,7 +399,7 @@ def run(mode: Mode, args: argparse.Namespace) -> int:
         log(f"reference: {ref_rate:.0f} notices/s (one process, one thread, sync dispatch)")
         with pg_database(args.pg_admin_url, tag) as db_url:
             env["LOAD_DB_URL"] = os.environ["LOAD_DB_URL"] = db_url
-            for key in ("LOAD_QUEUE", "LOAD_CHANNEL", "LOAD_REDIS_URL"):
+            for key in ("LOAD_QUEUE", "LOAD_CHANNEL", "LOAD_REDIS_URL", "LOAD_CELERY_BROKER"):
                 os.environ[key] = env[key]
             # a publisher-less handle on the same database, for setup and checks
             app = create_tables(NOTICE_DISPATCH="none")
@@ -445,13 +449,15 @@ def _run_system(
         procs.start(f"sweeper{i}", cmd)
     from celery import Celery
 
-    pinger = Celery("load-ping", broker=args.redis_url, set_as_current=False)
+    broker = args.celery_broker or args.redis_url
+    pinger = Celery("load-ping", broker=broker, set_as_current=False)
     wait_ready(procs, bases, pinger, timeout=40)
     features = requests.get(f"{bases[0]}/load/features", timeout=5).json()
     features["prefix"] = app.config["NOTICE_URL_PREFIX"]
+    sweepers = "flask notice worker" if cli else "deliver_due loop"
     log(
         f"started in {time.monotonic() - started:.1f} s: 2 gunicorn (gevent), 2 Celery "
-        f"workers, 2 sweepers ({'flask notice worker' if cli else 'deliver_due loop'}); "
+        f"workers on {urlsplit(broker).scheme}, 2 sweepers ({sweepers}); "
         f"stream: {features['stream']}, JSON API: {features['api_unread']}"
     )
 
@@ -569,9 +575,13 @@ def main() -> int:
         ),
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--celery-broker",
+        help="Celery broker URL, e.g. amqp://guest:guest@127.0.0.1:5672// (default: Redis)",
+    )
     args = parser.parse_args()
-    for url in (args.pg_admin_url, args.redis_url):
-        host = sa.make_url(url).host if "postgres" in url else url.split("//")[1].split(":")[0]
+    for url in (args.pg_admin_url, args.redis_url, args.celery_broker or args.redis_url):
+        host = sa.make_url(url).host if "postgres" in url else urlsplit(url).hostname
         if host not in ("127.0.0.1", "localhost", "::1"):
             parser.error(f"loopback only: {url}")
     mode = SHORT if args.short else FULL

@@ -99,7 +99,7 @@ def create_app(**overrides: Any) -> Flask:
         NOTICE_SWEEP_GRACE=5,
         NOTICE_CLAIM_TIMEOUT=60,
         CELERY={
-            "broker_url": redis_url,
+            "broker_url": env.get("LOAD_CELERY_BROKER", redis_url),
             "broker_connection_timeout": 2,
             "task_ignore_result": True,
             "worker_hijack_root_logger": False,
