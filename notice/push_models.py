@@ -35,9 +35,10 @@ class PushModels:
 def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> PushModels:
     """Declare the push and topic models on ``db.Model`` (like
     :func:`notice.models.build_models`)."""
-    user_fk: tuple[Any, ...] = (
-        (sa.ForeignKey(user_table, ondelete="CASCADE"),) if user_table else ()
-    )
+
+    def user_fk() -> tuple[Any, ...]:
+        # a new ForeignKey per column: one cannot belong to two columns
+        return (sa.ForeignKey(user_table, ondelete="CASCADE"),) if user_table else ()
 
     class PushSubscription(db.Model):  # type: ignore[misc]
         """One browser's push subscription (RFC 8030 endpoint + RFC 8291 keys)."""
@@ -45,7 +46,7 @@ def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> 
         __tablename__ = "notice_push_subscription"
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
-        user_id: Mapped[Any] = mapped_column(user_id_type, *user_fk, nullable=False, index=True)
+        user_id: Mapped[Any] = mapped_column(user_id_type, *user_fk(), nullable=False, index=True)
         endpoint: Mapped[str] = mapped_column(sa.String(MAX_ENDPOINT), nullable=False, unique=True)
         #: the browser's P-256 public key, base64url
         p256dh: Mapped[str] = mapped_column(sa.String(128), nullable=False)
@@ -112,7 +113,7 @@ def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> 
         topic_id: Mapped[int] = mapped_column(
             BigId, sa.ForeignKey("notice_topic.id", ondelete="CASCADE"), nullable=False
         )
-        user_id: Mapped[Any] = mapped_column(user_id_type, *user_fk, nullable=True, index=True)
+        user_id: Mapped[Any] = mapped_column(user_id_type, *user_fk(), nullable=True, index=True)
         push_subscription_id: Mapped[int | None] = mapped_column(
             BigId,
             sa.ForeignKey("notice_push_subscription.id", ondelete="CASCADE"),

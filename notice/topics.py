@@ -93,7 +93,11 @@ class Topics:
             raise ValueError(f"topic {name!r} already exists")
         topic = self._m.Topic(name=name, description=description)
         self._session.add(topic)
-        self._session.flush()
+        try:
+            self._session.flush()
+        except sa.exc.IntegrityError:  # created concurrently since our check
+            self._session.rollback()
+            raise ValueError(f"topic {name!r} already exists") from None
         if commit:
             self._session.commit()
         return topic

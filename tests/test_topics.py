@@ -207,3 +207,29 @@ def test_graphspace_kinds(app):
     notices.publish("group:lab", NoticeType.GROUP, subject="Ana shared graph 7", exclude=1)
     by_user = {u: [n.notice_type for n in notices.list_notices(u)] for u in (1, 2, 3)}
     assert by_user == {1: ["Owner"], 2: ["Group", "Watching"], 3: ["Group"]}
+
+
+def test_with_a_user_table_deleting_a_user_drops_their_devices_and_topics(app_factory, service):
+    def setup(db: Any) -> None:
+        class User(db.Model):  # type: ignore[name-defined]
+            __tablename__ = "user"
+            id = db.Column(db.Integer, primary_key=True)
+
+    app = app_factory(
+        notices_options={"user_table": "user.id"}, setup=setup, **push_config(service)
+    )
+    with app.app_context():
+        app.db.session.execute(sa.text('INSERT INTO "user" (id) VALUES (1), (2)'))
+        app.db.session.commit()
+    device = add_device(app, 1, service.new_subscription())
+    with app.app_context():
+        topics = app.notices.topics
+        topics.create("graph:7")
+        topics.subscribe("graph:7", user_id=1)
+        topics.subscribe("graph:7", push_subscription_id=device)
+        topics.subscribe("graph:7", user_id=2)
+        app.db.session.execute(sa.text('DELETE FROM "user" WHERE id = 1'))
+        app.db.session.commit()
+        assert topics.subscribers("graph:7") == ([2], {})
+        PS = app.notices.push_models.PushSubscription
+        assert app.db.session.execute(sa.select(sa.func.count()).select_from(PS)).scalar() == 0
