@@ -179,6 +179,34 @@ def test_killed_worker_is_finished_after_its_lease(app_factory, db_url, tmp_path
     assert duplicates <= in_flight
 
 
+def test_sigterm_finishes_the_current_batch(app_factory, db_url, tmp_path):
+    app = _app(app_factory)
+    _publish(app, 100, "stop")
+    log = tmp_path / "sent.log"
+    proc = _spawn(
+        db_url,
+        log,
+        "worker",
+        "--interval",
+        "0.1",
+        NOTICE_TEST_BATCH="50",
+        NOTICE_TEST_SEND_DELAY="0.01",
+    )
+    try:
+        assert wait_for(lambda: len(read_log(str(log))) >= 10, timeout=30), _stderr(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, _stderr(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sent = _statuses(app)["Sent"]
+    # every send it made is recorded, nothing is left leased, and it stopped early
+    assert sent == len(read_log(str(log)))
+    assert _leased(app) == 0
+    assert 0 < sent < 200 and sent % 50 == 0
+    assert "SIGTERM received: finishing the current pass" in _stderr(proc)
+
+
 @pytest.mark.parametrize(
     "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
