@@ -262,11 +262,11 @@ class EmailSender(Sender):
         if batch.smtp is not None:
             return batch.smtp
         if batch.active and batch.failed is not None:
-            raise batch.failed
+            raise TransientError(str(batch.failed))
         config = self._config()
         smtp: smtplib.SMTP | None = None
         try:
-            context = ssl.create_default_context()
+            context = ssl.create_default_context() if config.use_ssl or config.use_tls else None
             if config.use_ssl:
                 smtp = smtplib.SMTP_SSL(
                     config.host, config.port, timeout=config.timeout, context=context
