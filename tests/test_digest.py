@@ -3,8 +3,13 @@ and a run that fails half way."""
 
 from __future__ import annotations
 
+import glob
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +19,9 @@ from notice import NoticeType, notice_event
 from notice.digest import DigestReport, run_digest
 from tests.support.emailapp import address, email_app
 from tests.support.smtpserver import SMTPServer
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -234,3 +242,51 @@ def test_cli_without_mail_config_fails_clearly(app_factory):
     app = app_factory(NOTICE_SENDERS=["memory"])
     result = app.test_cli_runner().invoke(args=["notice", "digest"])
     assert result.exit_code == 1 and "NOTICE_MAIL_SENDER" in result.output
+
+
+def test_overlapping_runs_in_separate_processes(app_factory, smtp, db_url, tmp_path):
+    """Three ``flask notice digest`` processes released at once on one database."""
+    app = _app(app_factory, smtp)
+    users = list(range(1, 41))
+    with app.app_context():
+        for user in users:
+            app.notices.preferences.set_digest(user, "daily")
+        for i in range(3):
+            notice_event(users, subject=f"item {i}", content="")
+    start = tmp_path / "start"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NOTICE_TEST_")},
+        "PYTHONPATH": str(ROOT),
+        "NOTICE_TEST_DB_URL": db_url,
+        "NOTICE_TEST_SMTP_PORT": str(smtp.port),
+        "NOTICE_TEST_START": str(start),
+    }
+    command = [sys.executable, "-m", "flask", "--app", "tests.support.digestapp"]
+    procs = [
+        subprocess.Popen(
+            [*command, "notice", "digest"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        assert wait_for(lambda: len(glob.glob(f"{start}.*")) == 3, timeout=30)
+        start.touch()
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    sent = sum(int(out.split(": ")[1].split()[0]) for out in outs)
+    assert sent == len(users), outs
+    digests = _digests(smtp)
+    assert {to: len(t) for to, t in digests.items()} == {address(u): 1 for u in users}
+    assert all(text.count("item ") == 3 for [text] in digests.values())
+    with app.app_context():
+        assert all(_emailed(app).values())
