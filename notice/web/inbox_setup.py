@@ -4,7 +4,6 @@ stream's broker and signal receivers, and the Jinja globals of the templates
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,8 +15,6 @@ from ..signals import notice_created, notice_read
 from .auth import current_user_id
 from .blueprints import inbox_bp
 from .stream_publish import install_session_hooks, on_notice_created, publish_count
-
-logger = logging.getLogger("notice")
 
 
 @inbox_bp.record_once
