@@ -304,3 +304,28 @@ def test_one_click_works_under_flask_wtf_csrf(db_url, csrf_first):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_deleting_a_user_deletes_their_choices(app_factory):
+    def with_users(db: Any) -> None:
+        class User(db.Model):
+            __tablename__ = "user"
+            id = sa.Column(sa.Integer, primary_key=True)
+
+        db.User = User
+
+    app = app_factory(notices_options={"user_table": "user.id"}, setup=with_users)
+    with app.app_context():
+        db, prefs = app.db, app.notices.preferences
+        db.session.add_all([db.User(id=1), db.User(id=2)])
+        db.session.commit()
+        for user in (1, 2):
+            prefs.set(user, "Like", "memory", False)
+            prefs.set_digest(user, "daily")
+        db.session.delete(db.session.get(db.User, 1))
+        db.session.commit()
+        for model in (prefs.Preference, prefs.DigestSetting):
+            users = db.session.execute(sa.select(model.user_id)).scalars().all()
+            assert users == [2], model
+        with pytest.raises(sa.exc.IntegrityError):  # no choices for unknown users
+            prefs.set(3, "Like", "memory", False)
