@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -389,6 +390,7 @@ def run(mode: Mode, args: argparse.Namespace) -> int:
         LOAD_FAIL_RATE=str(args.fail_rate),
     )
     procs = Processes(logdir, env)
+    status = 2  # anything that escapes below
     # the whole run is bounded: past the deadline every child is killed and we exit 3
     watchdog = threading.Timer(mode.deadline, _give_up, args=(procs, mode.deadline))
     watchdog.daemon = True
@@ -404,14 +406,18 @@ def run(mode: Mode, args: argparse.Namespace) -> int:
             # a publisher-less handle on the same database, for setup and checks
             app = create_tables(NOTICE_DISPATCH="none")
             try:
-                return _run_system(mode, args, app, procs, queue, ref_rate)
+                status = _run_system(mode, args, app, procs, queue, ref_rate)
+                return status
             finally:
                 procs.kill()
                 with app.app_context():
                     app.db.engine.dispose()
     finally:
         watchdog.cancel()
-        log(f"process logs: {logdir}")
+        if status == 0:
+            shutil.rmtree(logdir, ignore_errors=True)
+        else:
+            log(f"process logs kept: {logdir}")
 
 
 def _give_up(procs: Processes, deadline: float) -> None:
