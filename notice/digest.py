@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,12 @@ class DigestReport:
     notices: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, int]:
+        return {
+            name: getattr(self, name)
+            for name in ("sent", "failed", "busy", "empty", "no_address", "notices")
+        }
+
 
 @dataclass(frozen=True)
 class DigestItem:
@@ -88,19 +94,27 @@ def run_digest(
     *,
     now: datetime | None = None,
     sender: EmailSender | None = None,
+    users: Sequence[Any] | None = None,
+    on_user: Callable[[Any], None] | None = None,
 ) -> DigestReport:
     """Email every user whose digest ``frequency`` matches; needs an app context.
 
-    :param now: the time the run counts as (leases, expiry, ``emailed_at``).
+    :param now: the time the run counts as (notice expiry, ``emailed_at``).
     :param sender: the email sender to use (default: :func:`email_sender`).
+    :param users: the users to consider (default: :func:`candidates`).
+    :param on_user: called with each user id once it is done (progress).
     """
     now = now or utcnow()
     sender = sender or email_sender(state)
     report = DigestReport()
+    if users is None:
+        users = candidates(state, frequency, now)
     sender.open()  # one SMTP connection for the whole run
     try:
-        for user_id in candidates(state, frequency, now):
+        for user_id in users:
             _digest_one(state, sender, user_id, now, report)
+            if on_user is not None:
+                on_user(user_id)
     finally:
         sender.close()
     return report

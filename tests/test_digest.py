@@ -4,6 +4,7 @@ and a run that fails half way."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -234,6 +235,11 @@ def test_cli(app_factory, smtp):
     smtp.script_data(["554 5.7.1 Rejected"])
     result = runner.invoke(args=["notice", "digest", "--frequency", "weekly"])
     assert result.exit_code == 1 and "1 failed" in result.output
+    with app.app_context():
+        notice_event(1, subject="z", content="")
+    result = runner.invoke(args=["notice", "digest", "--frequency", "weekly", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["sent"] == 1 and json.loads(result.output)["notices"] == 2
     bad = runner.invoke(args=["notice", "digest", "--frequency", "hourly"])
     assert bad.exit_code == 2
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import click
-from flask import current_app
 
 from ..config import DIGEST_FREQUENCIES
-from ..digest import run_digest
+from ..digest import DigestReport, candidates, run_digest
 from ..errors import ConfigurationError
+from ..models import utcnow
 from . import notice_cli
+from .common import current_state, database_errors, progress
+
+
+def describe(frequency: str, report: DigestReport) -> str:
+    return (
+        f"digest ({frequency}): {report.sent} emails sent ({report.notices} notices), "
+        f"{report.failed} failed, {report.no_address} without address, "
+        f"{report.busy} busy in another run, {report.empty} with nothing new"
+    )
 
 
 @notice_cli.command("digest")
@@ -19,20 +30,23 @@ from . import notice_cli
     show_default=True,
     help="Email the users who chose this digest frequency.",
 )
-def digest_command(frequency: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def digest_command(frequency: str, as_json: bool) -> None:
     """Email every user on FREQUENCY one digest of their unread notices that were not
     emailed yet, then mark them emailed. Safe to re-run and to overlap; exits 1 when
     a send failed (those notices wait for the next run)."""
-    state = current_app.extensions["notice"].state()
-    try:
-        report = run_digest(state, frequency)
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
-        f"digest ({frequency}): {report.sent} emails sent ({report.notices} notices), "
-        f"{report.failed} failed, {report.no_address} without address, "
-        f"{report.busy} busy in another run, {report.empty} with nothing new"
-    )
+    state = current_state()
+    now = utcnow()
+    with database_errors():
+        users = candidates(state, frequency, now)
+        with progress(len(users), f"{frequency} digest") as bar:
+            try:
+                report = run_digest(
+                    state, frequency, now=now, users=users, on_user=lambda _: bar.update(1)
+                )
+            except ConfigurationError as exc:
+                raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report.as_dict()) if as_json else describe(frequency, report))
     for error in report.errors:
         click.echo(f"  {error}", err=True)
     if report.failed:
