@@ -4,6 +4,7 @@ PostgreSQL brokers across two real server processes sharing one database."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -160,3 +161,20 @@ def test_a_notice_written_by_one_process_reaches_a_stream_served_by_another(two_
         assert alice.next().data == {"unread": 3}
         live = a.send(1, "live again, from A")
         assert alice.next_of("notice").data["id"] == live
+
+
+def test_marking_read_in_one_process_updates_the_count_streamed_by_another(two_servers):
+    a, b = two_servers
+    nid = b.send(1, "read me")
+    web = requests.Session()  # a real browser-like session: flask-login cookie, meta token
+    web.get(f"http://127.0.0.1:{b.port}/login/1", timeout=10)
+    page = web.get(f"http://127.0.0.1:{b.port}/", timeout=10).text
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    with a.stream(1) as alice:
+        assert alice.next_of("count").data == {"unread": 1}
+        url = f"http://127.0.0.1:{b.port}/notices/api/notices/{nid}/read"
+        assert web.post(url, timeout=10).status_code == 400  # no CSRF header
+        done = web.post(url, headers={"X-CSRFToken": token}, timeout=10)
+        assert done.json()["unread"] == 0
+        count = alice.next_of("count")
+        assert count.data == {"unread": 0, "ids": [nid], "read": True}

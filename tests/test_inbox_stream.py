@@ -197,3 +197,38 @@ def test_postgres_broker_sends_large_notices_by_reference(app_factory, pg_databa
             assert event.data["id"] == nid and event.data["content"] == big
     finally:
         app.notices.state(app).broker.close()
+
+
+def test_a_fan_out_reaches_every_open_stream(stream_app):
+    app = stream_app()
+    with serving(app) as port, _stream(port, 1) as one, _stream(port, 2) as two:
+        one.next_of("count")
+        two.next_of("count")
+        with app.app_context():
+            ids = notice_event([1, 2, 3], subject="to all", content="")
+        assert one.next_of("notice").data["id"] == ids[0]
+        assert two.next_of("notice").data["id"] == ids[1]
+        assert one.next_of("count").data == {"unread": 1}
+
+
+@pytest.mark.redis
+def test_unreachable_broker_refuses_the_stream_so_the_page_polls(app_factory):
+    # a closed loopback port: nothing listens there
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = app_factory(NOTICE_BROKER_URL=f"redis://127.0.0.1:{port}/0")
+
+    @app.notices.user_loader
+    def user():
+        return 1
+
+    with serving(app) as server_port:
+        client = SSEClient(server_port, "/notices/stream")
+        assert client.status == 503
+        client.close()
+        # publishing still works: the notice is stored, the failure only logged
+        assert _publish(app, 1, "stored anyway")
+    app.notices.state(app).broker.close()

@@ -75,7 +75,10 @@ class PostgresBroker(ListeningBroker):
                 raise BrokerError(f"PostgreSQL NOTIFY failed: {exc}") from exc
 
     def connect_listener(self) -> Any:
-        conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            raise BrokerError(f"PostgreSQL LISTEN failed: {exc}") from exc
         # LISTEN takes effect when the statement returns (autocommit): ready to hear
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         return conn

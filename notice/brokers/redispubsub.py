@@ -48,13 +48,17 @@ class RedisBroker(ListeningBroker):
 
     def connect_listener(self) -> Any:
         pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-        pubsub.psubscribe(f"{self.channel}:*")
-        # wait for the server's confirmation: a PUBLISH sent after subscribe() returns
-        # must be heard
-        for _ in range(50):
-            reply = pubsub.get_message(timeout=0.1)
-            if reply is not None and reply["type"] == "psubscribe":
-                return pubsub
+        try:
+            pubsub.psubscribe(f"{self.channel}:*")
+            # wait for the server's confirmation: a PUBLISH sent after subscribe()
+            # returns must be heard
+            for _ in range(50):
+                reply = pubsub.get_message(timeout=0.1)
+                if reply is not None and reply["type"] == "psubscribe":
+                    return pubsub
+        except redis.RedisError as exc:
+            pubsub.close()
+            raise BrokerError(f"Redis subscribe failed: {exc}") from exc
         pubsub.close()
         raise BrokerError("Redis did not confirm the subscription")
 

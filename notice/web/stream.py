@@ -20,16 +20,19 @@ waits: the database is read in short app contexts only when a replay is needed.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 
-from ..brokers.base import Subscription
+from ..brokers.base import BrokerError, Subscription
 from ..store import NoticeQuery
 from .blueprints import inbox_bp
 from .inbox_api import require_api_user
 from .inbox_params import parse_int
+
+logger = logging.getLogger("notice")
 
 
 def sse(event: str | None, data: Any, event_id: int | None = None) -> str:
@@ -80,7 +83,17 @@ def stream() -> Response:
         return Response("the live stream is off (NOTICE_STREAM)\n", 404, mimetype="text/plain")
     last_id = _last_event_id()
     # subscribe before reading the database, so a notice written in between is not lost
-    sub = broker.subscribe(user_id)
+    try:
+        sub = broker.subscribe(user_id)
+    except BrokerError:
+        logger.warning("the live stream's broker is unreachable", exc_info=True)
+        # notice.js falls back to polling the count when the stream is refused
+        return Response(
+            '{"error": "stream_unavailable", "message": "try again later"}\n',
+            503,
+            mimetype="application/json",
+            headers={"Retry-After": "30"},
+        )
     try:
         if last_id is not None:
             replay, unread = _missed(app, user_id, last_id)
