@@ -111,6 +111,7 @@ def test_last_event_id_replays_what_was_missed(stream_app):
         bad.close()
 
 
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
 def test_rolled_back_notice_is_never_streamed(stream_app):
     app = stream_app()
     with serving(app) as port, _stream(port) as client:
@@ -122,6 +123,7 @@ def test_rolled_back_notice_is_never_streamed(stream_app):
         assert client.next_of("notice").data["id"] == kept
 
 
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
 def test_deleting_an_unread_notice_sends_the_count(stream_app):
     app = stream_app()
     nid = _publish(app, 1)
@@ -172,6 +174,7 @@ def test_resync_reloads_missed_notices_from_the_database(stream_app):
         assert client.next().data == {"unread": 1}
 
 
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
 def test_stream_needs_a_login(stream_app):
     app = stream_app()
     with serving(app) as port:
@@ -199,6 +202,7 @@ def test_postgres_broker_sends_large_notices_by_reference(app_factory, pg_databa
         app.notices.state(app).broker.close()
 
 
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
 def test_a_fan_out_reaches_every_open_stream(stream_app):
     app = stream_app()
     with serving(app) as port, _stream(port, 1) as one, _stream(port, 2) as two:
