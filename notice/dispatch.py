@@ -76,10 +76,16 @@ class Dispatcher:
 
 
 class SyncDispatcher(Dispatcher):
-    """Delivers in the caller's thread, right after its commit."""
+    """Delivers in the caller's thread, right after its commit.
+
+    It runs inside the caller's ``after_commit`` hook, when the caller's ``db.session``
+    cannot be used; a fresh app context gives senders and hooks (``email_loader``,
+    ``targets``) a ``db.session`` of their own, removed again at the end.
+    """
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
-        report = deliver(self._state, ids=delivery_ids)
+        with self._state.app.app_context():
+            report = deliver(self._state, ids=delivery_ids)
         logger.debug("delivered after commit: %s", report.as_dict())
 
 

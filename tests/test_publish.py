@@ -254,3 +254,21 @@ def test_reading_api(app, notices):
     page = notices.list_notices(1, limit=2)
     assert [n.id for n in page] == [ids[2], ids[1]]
     assert [n.id for n in notices.list_notices(1, before_id=page[-1].id)] == [ids[0]]
+
+
+def test_sync_senders_may_use_db_session(app, notices, db):
+    """Sync delivery runs in the caller's after-commit hook; a sender that queries
+    through ``db.session`` (as an email_loader does) must still work."""
+
+    class Lookup(Sender):
+        name = "lookup"
+        found: list[int] = []
+
+        def send(self, notice):
+            again = db.session.get(notices.Notice, notice.id)
+            Lookup.found.append(again.id)
+
+    notices.register_sender(Lookup())
+    n = notice_event(1, subject="s", content="c")
+    assert Lookup.found == [n.id]
+    assert {d.status for d in notices.Delivery.query.filter_by(notice_id=n.id)} == {"Sent"}
