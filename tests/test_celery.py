@@ -1,4 +1,5 @@
-"""``NOTICE_DISPATCH = "celery"`` with a real ``celery worker`` on the loopback Redis.
+"""``NOTICE_DISPATCH = "celery"`` with a real ``celery worker`` on the loopback Redis
+(and RabbitMQ, when it runs).
 
 Each test builds the app of ``tests/support/celery_app.py`` in this process (the
 publisher) and, where needed, starts a worker subprocess on the same database (SQLite
@@ -32,14 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: seconds a worker gets to start and drain its queue (CI machines are slow)
 WORKER_WAIT = 60
+RABBITMQ_URL = os.environ.get("NOTICE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture
 def queue() -> str:
     return f"notice-test-{uuid.uuid4().hex[:10]}"
-
-
-RABBITMQ_URL = os.environ.get("NOTICE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture
@@ -113,6 +112,7 @@ def publisher(
 
     yield make
     for app in made:
+        app.notices.state(app).dispatcher.shutdown()  # type: ignore[attr-defined]
         with app.app_context():
             app.db.session.remove()  # type: ignore[attr-defined]
             app.db.engine.dispose()  # type: ignore[attr-defined]
