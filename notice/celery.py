@@ -205,6 +205,7 @@ class CeleryDispatcher(Dispatcher):
         with self._lock:
             if self._producers is not None and self._producers_pid == os.getpid():
                 self._producers.force_close_all()
+                self._producers.connections.force_close_all()
             self._producers = None
 
     def _producer_pool(self, celery_app: Any) -> Any:
