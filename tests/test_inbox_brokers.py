@@ -176,5 +176,5 @@ def test_marking_read_in_one_process_updates_the_count_streamed_by_another(two_s
         assert web.post(url, timeout=10).status_code == 400  # no CSRF header
         done = web.post(url, headers={"X-CSRFToken": token}, timeout=10)
         assert done.json()["unread"] == 0
-        count = alice.next_of("count")
+        count = alice.until(lambda e: e.event == "count" and "read" in e.data)
         assert count.data == {"unread": 0, "ids": [nid], "read": True}

@@ -86,6 +86,16 @@ class SSEClient:
             if event.event == kind:
                 return event
 
+    def until(self, predicate: Any, timeout: float = 5.0) -> Event:
+        """The first event for which ``predicate(event)`` holds, skipping others: events
+        of a notice committed just before the stream opened may still be on their way
+        (they are published after commit, off the writer's thread)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next(max(0.01, deadline - time.monotonic()))
+            if predicate(event):
+                return event
+
     def close(self) -> None:
         self.response.close()
         self.conn.close()
