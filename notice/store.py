@@ -404,6 +404,7 @@ def finish(
     rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
     with engine.connect() as conn:
         _begin_claim(conn)
+        _lock_notices(conn, notice, sorted({o.notice_id for o in outcomes}))
         owned: set[int] = set()
         for part in chunks(sent_ids):
             rows = conn.execute(
@@ -465,6 +466,25 @@ def finish(
             roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
         conn.commit()
     return recorded
+
+
+def _lock_notices(conn: Connection, notice: sa.Table, notice_ids: Sequence[int]) -> None:
+    """Make finishers of one notice's deliveries take turns (PostgreSQL).
+
+    Without it two workers finishing different deliveries of one notice each compute
+    the roll-up before the other commits, both see the other delivery still Wait, and
+    the notice stays Wait for good. Locking in id order keeps finishers deadlock-free;
+    SQLite's ``BEGIN IMMEDIATE`` already serialises them.
+    """
+    if conn.dialect.name == "sqlite":
+        return
+    for part in chunks(notice_ids):
+        conn.execute(
+            sa.select(notice.c.id)
+            .where(notice.c.id.in_(part))
+            .order_by(notice.c.id)
+            .with_for_update()
+        ).all()
 
 
 def roll_up(
