@@ -562,3 +562,16 @@ def test_device_removed_before_sending_is_skipped(app_factory, service):
     assert report.skipped == 1 and delivery.status == DeliveryStatus.SKIPPED.value
     assert "no longer exists" in delivery.last_error
     assert service.attempts == []
+
+
+def test_resubscribe_works_with_flask_wtf_csrf_protect(push_app, service):
+    from flask_wtf.csrf import CSRFProtect
+
+    CSRFProtect(push_app)  # set up after notice, as apps often do
+    old, new = service.new_subscription(), service.new_subscription()
+    add_device(push_app, 4, old)
+    client = push_app.test_client()
+    body = {"old_endpoint": old["endpoint"], "old_auth": old["keys"]["auth"], "subscription": new}
+    assert client.post("/notices/push/resubscribe", json=body).status_code == 200
+    headers = login(client, 4)  # our token is not Flask-WTF's: the page's calls still need it
+    assert client.post("/notices/push/subscribe", json=old, headers=headers).status_code == 400

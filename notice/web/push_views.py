@@ -128,12 +128,21 @@ def push_resubscribe() -> ResponseReturnValue:
     return jsonify(id=sub.id, endpoint=sub.endpoint)
 
 
-def _exempt_from_flask_wtf(state: Any) -> None:
+@inbox_bp.before_app_request
+def _exempt_resubscribe_from_flask_wtf() -> None:
     # Flask-WTF's CSRFProtect (when the app uses it) would refuse the service worker's
-    # cookie-less call; its proof is the auth secret instead (see push_resubscribe)
+    # cookie-less call, whose proof is the auth secret instead (see push_resubscribe).
+    # Done on the request when CSRFProtect was set up after notice (see below).
+    csrf = current_app.extensions.get("csrf")
+    if csrf is not None and request.endpoint == "notice.push_resubscribe":
+        csrf.exempt(push_resubscribe)
+
+
+def _exempt_when_registered(state: Any) -> None:
+    # CSRFProtect set up before notice checks requests before our hook above can run
     csrf = state.app.extensions.get("csrf")
     if csrf is not None:
         csrf.exempt(push_resubscribe)
 
 
-inbox_bp.record(_exempt_from_flask_wtf)
+inbox_bp.record(_exempt_when_registered)
