@@ -505,8 +505,11 @@ def test_unsubscribe_is_owner_only(push_app, service):
         "/notices/push/unsubscribe", json={"endpoint": browser["endpoint"]}, headers=headers
     )
     assert resp.status_code == 404
+    assert client.get("/notices/push/subscriptions").json == {"subscriptions": []}
     headers = login(client, 1)
     assert client.post("/notices/push/unsubscribe", json={}, headers=headers).status_code == 400
+    [mine] = client.get("/notices/push/subscriptions").json["subscriptions"]
+    assert mine["endpoint"] == browser["endpoint"]
     resp = client.post(
         "/notices/push/unsubscribe", json={"endpoint": browser["endpoint"]}, headers=headers
     )
