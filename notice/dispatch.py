@@ -1,9 +1,8 @@
 """The after-commit hand-off, and the executors that run deliveries.
 
-Rows are written inside the caller's transaction; their delivery ids wait in
-``session.info`` and are handed to the app's dispatcher only after that transaction
-commits (a rollback drops them: no row, no send). The model is Flask-SQLAlchemy's
-``track_modifications``, which hooks the same session events.
+Rows are written inside the caller's transaction; their delivery ids are handed to the
+app's dispatcher only after that transaction commits (:mod:`notice.aftercommit`; a
+rollback drops them: no row, no send).
 """
 
 from __future__ import annotations
@@ -16,17 +15,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
+from .aftercommit import call_after_commit
 from .delivery import deliver
 
 if TYPE_CHECKING:
     from .state import NoticeState
 
 logger = logging.getLogger("notice")
-
-_PENDING_KEY = "notice.pending"
 
 #: seconds the thread pool waits, in all, for its batches in flight at shutdown
 SHUTDOWN_GRACE = 5.0
@@ -35,31 +30,12 @@ SHUTDOWN_GRACE = 5.0
 def defer_until_commit(session: Any, state: NoticeState, delivery_ids: Sequence[int]) -> None:
     """Dispatch ``delivery_ids`` once ``session``'s transaction commits."""
     if delivery_ids:
-        session.info.setdefault(_PENDING_KEY, []).append((state, list(delivery_ids)))
-
-
-def _after_commit(session: Session) -> None:
-    for state, ids in session.info.pop(_PENDING_KEY, ()):
-        try:
-            state.dispatcher.submit(ids)
-        except Exception:  # noqa: BLE001 - the caller's commit succeeded; the sweeper retries
-            logger.exception("dispatching %d deliveries failed; the sweeper will retry", len(ids))
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
-
-
-_hooked = False
-
-
-def install_session_hooks() -> None:
-    """Listen on every SQLAlchemy Session once; sessions without our key are untouched."""
-    global _hooked
-    if not _hooked:
-        sa.event.listen(Session, "after_commit", _after_commit)
-        sa.event.listen(Session, "after_rollback", _after_rollback)
-        _hooked = True
+        ids = list(delivery_ids)
+        call_after_commit(
+            session,
+            lambda: state.dispatcher.submit(ids),
+            description=f"dispatching {len(ids)} deliveries (the sweeper will retry them)",
+        )
 
 
 class Dispatcher:

@@ -14,7 +14,6 @@ from . import store
 from .cli import load_commands
 from .config import apply_defaults, validate
 from .delivery import Report, deliver
-from .dispatch import install_session_hooks
 from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
@@ -99,7 +98,6 @@ class Notices:
         state.gates.append(self.preferences.allowed)
         self._states[app] = state
         app.extensions["notice"] = self
-        install_session_hooks()
         _tune_sqlite(self.db, app)
         notification.connect(self._handle_notification, sender=app)
         app.cli.add_command(load_commands())

@@ -14,7 +14,7 @@ from ..brokers.base import load_broker
 from ..signals import notice_created, notice_read
 from .auth import current_user_id
 from .blueprints import inbox_bp
-from .stream_publish import install_session_hooks, on_notice_created, publish_count
+from .stream_publish import on_notice_created, publish_count
 
 
 @inbox_bp.record_once
@@ -33,7 +33,6 @@ def _setup(setup_state: BlueprintSetupState) -> None:
         channel=cfg["NOTICE_BROKER_CHANNEL"],
         queue_size=cfg["NOTICE_SSE_QUEUE"],
     )
-    install_session_hooks()
     notice_created.connect(on_notice_created, sender=app)
     notice_read.connect(_publish_count, sender=app)
 

@@ -2,8 +2,8 @@
 unread-count changes.
 
 When notices are written, the ``notice_created`` receiver (connected per app by
-:mod:`notice.web.inbox_setup`) only parks their ids in ``session.info``. Once that
-transaction commits they go to the app's :class:`StreamPublisher`, which reads the
+:mod:`notice.web.inbox_setup`) only parks their ids until the transaction commits
+(:mod:`notice.aftercommit`). Then they go to the app's :class:`StreamPublisher`, which reads the
 committed rows and their recipients' unread counts and publishes the events from a
 background thread, so a fan-out to thousands of users costs the caller nothing; a
 rollback drops the ids: no row, no event. Mark read/unread and delete publish the new
@@ -23,15 +23,14 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
+from ..aftercommit import EARLY, call_after_commit
 from ..brokers.base import Broker
 from ..store import chunks
 from .inbox_queries import unread_counts
 
 logger = logging.getLogger("notice")
 
-_PENDING_KEY = "notice.stream"
 #: batches of ids waiting for the publisher thread before callers publish themselves
 QUEUE_SIZE = 1000
 #: seconds an idle publisher thread lives (it restarts on demand)
@@ -160,34 +159,18 @@ def publisher_for(app: Flask) -> StreamPublisher | None:
 
 
 def on_notice_created(app: Flask, *, notice_ids: list[int], **_: Any) -> None:
-    """``notice_created`` receiver: remember the ids until the transaction commits."""
+    """``notice_created`` receiver: publish the ids once the transaction commits."""
     publisher = publisher_for(app)
     if publisher is None or not notice_ids:
         return
     ext = app.extensions["notice"]
-    session = ext.db.session
-    session.info.setdefault(_PENDING_KEY, []).append((publisher, ext.state(app).engine, notice_ids))
-
-
-def _after_commit(session: Session) -> None:
-    for publisher, engine, ids in session.info.pop(_PENDING_KEY, ()):
-        publisher.submit(engine, list(ids))
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
-
-
-_hooked = False
-
-
-def install_session_hooks() -> None:
-    """Listen on every Session once, ahead of the delivery dispatcher's hook."""
-    global _hooked
-    if not _hooked:
-        sa.event.listen(Session, "after_commit", _after_commit, insert=True)
-        sa.event.listen(Session, "after_rollback", _after_rollback)
-        _hooked = True
+    engine, ids = ext.state(app).engine, list(notice_ids)
+    call_after_commit(
+        ext.db.session,
+        lambda: publisher.submit(engine, ids),
+        priority=EARLY,
+        description="publishing new notices to the live stream",
+    )
 
 
 def publish_count(app: Flask, user_id: Any, **extra: Any) -> None:
