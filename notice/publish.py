@@ -165,18 +165,6 @@ def _current_user_id() -> Any:
     )
 
 
-def _coerce_user_id(state: NoticeState, value: Any) -> Any:
-    # flask-login ids are strings; store them as the column's type (int by default)
-    try:
-        python_type = state.models.Notice.__table__.c.user_id.type.python_type
-    except NotImplementedError:
-        return value
-    try:
-        return python_type(value)
-    except (TypeError, ValueError):
-        return value
-
-
 def build_event(
     state: NoticeState,
     user_id: Any,
@@ -195,12 +183,12 @@ def build_event(
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
     if user_id is None:
-        user_ids: tuple[Any, ...] = (_coerce_user_id(state, _current_user_id()),)
+        user_ids: tuple[Any, ...] = (state.coerce_user_id(_current_user_id()),)
         single = True
     elif isinstance(user_id, (str, bytes, int)) or not isinstance(user_id, Iterable):
-        user_ids, single = (user_id,), True
+        user_ids, single = (state.coerce_user_id(user_id),), True
     else:
-        user_ids, single = tuple(user_id), False
+        user_ids, single = tuple(map(state.coerce_user_id, user_id)), False
         if any(u is None for u in user_ids):
             raise ValueError("user_id contains None")
     if not isinstance(subject, str) or not subject.strip():

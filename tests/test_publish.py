@@ -272,3 +272,12 @@ def test_sync_senders_may_use_db_session(app, notices, db):
     n = notice_event(1, subject="s", content="c")
     assert Lookup.found == [n.id]
     assert {d.status for d in notices.Delivery.query.filter_by(notice_id=n.id)} == {"Sent"}
+
+
+def test_user_ids_are_stored_as_the_column_type(app, notices):
+    ids = notice_event(["1", 2, "2"], subject="s", content="c")
+    rows = notices.Notice.query.filter(notices.Notice.id.in_(ids)).all()
+    assert sorted(r.user_id for r in rows) == [1, 2, 2]
+    assert notices.unread_count(2) == 2
+    single = notice_event("5", subject="s", content="c")
+    assert single.user_id == 5

@@ -36,9 +36,7 @@ def current_user_id() -> Any:
     user: Any = current_user
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    from ..publish import _coerce_user_id
-
-    return _coerce_user_id(ext.state(), user.get_id())
+    return ext.state().coerce_user_id(user.get_id())
 
 
 def wants_json() -> bool:

@@ -31,7 +31,6 @@ from flask.typing import ResponseReturnValue
 from .. import links
 from ..config import DIGEST_FREQUENCIES
 from ..preferences import Preferences
-from ..publish import _coerce_user_id
 from .auth import check_csrf, require_user
 from .blueprints import inbox_bp
 
@@ -142,7 +141,7 @@ def unsubscribe(token: str) -> Any:
     except links.BadToken:
         return _page("invalid", 400)
     prefs = _prefs()
-    user_id = _coerce_user_id(app.extensions["notice"].state(app), req.user_id)
+    user_id = app.extensions["notice"].state(app).coerce_user_id(req.user_id)
     digest = req.channel == links.DIGEST
     what = "digest emails" if digest else f"{req.notice_type} notices by {req.channel}"
     if not digest and (req.notice_type not in prefs.types() or req.channel not in prefs.channels()):
