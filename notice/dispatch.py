@@ -83,7 +83,10 @@ class ThreadDispatcher(Dispatcher):
     def __init__(self, state: NoticeState, *, threads: int, queue_size: int) -> None:
         super().__init__(state)
         self._app = state.app
-        self._queue: queue.Queue[list[int] | None] = queue.Queue(maxsize=queue_size)
+        # items are claim batches; the bound is given in deliveries
+        self._queue: queue.Queue[list[int] | None] = queue.Queue(
+            maxsize=max(1, -(-queue_size // state.batch_size))
+        )
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, name=f"notice-dispatch-{i}", daemon=True)

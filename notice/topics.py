@@ -15,6 +15,7 @@ GraphSpace's kinds map onto this (the types are registered here)::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -249,8 +250,9 @@ class Topics:
 
         Subscribed users get a notice through every channel (all their devices);
         owners of subscribed devices that do not follow the topic themselves get one
-        whose push goes to those devices only. ``exclude`` (e.g. the acting user) gets
-        nothing and is the default ``sender_id``. ``data`` is stored with
+        whose push goes to those devices only. ``exclude`` (the acting user, or an
+        iterable of users already told) gets nothing; a single id is also the default
+        ``sender_id``. ``data`` is stored with
         ``"topic": name`` added when it is a dict (or None).
 
         :raise UnknownTopic: no such topic.
@@ -258,10 +260,12 @@ class Topics:
         topic = self._require(name)
         users, devices = self.subscribers(name)
         if exclude is not None:
-            if sender_id is None:
+            many = isinstance(exclude, Iterable) and not isinstance(exclude, (str, bytes))
+            if sender_id is None and not many:
                 sender_id = exclude
-            users = [u for u in users if str(u) != str(exclude)]
-            devices = {u: d for u, d in devices.items() if str(u) != str(exclude)}
+            skip = {str(u) for u in exclude} if many else {str(exclude)}
+            users = [u for u in users if str(u) not in skip]
+            devices = {u: d for u, d in devices.items() if str(u) not in skip}
         followed = {str(u) for u in users}
         device_only = {u: d for u, d in devices.items() if str(u) not in followed}
         if data is None or isinstance(data, dict):

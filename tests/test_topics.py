@@ -233,3 +233,17 @@ def test_with_a_user_table_deleting_a_user_drops_their_devices_and_topics(app_fa
         assert topics.subscribers("graph:7") == ([2], {})
         PS = app.notices.push_models.PushSubscription
         assert app.db.session.execute(sa.select(sa.func.count()).select_from(PS)).scalar() == 0
+
+
+def test_publish_excludes_a_list_of_users(app):
+    topics = app.notices.topics
+    topics.create("post:3")
+    for user in (1, 2, 3, 4):
+        topics.subscribe("post:3", user_id=user)
+    app.notices.publish("post:3", NoticeType.WATCHING, subject="New comment", exclude=[1, "3"])
+    rows = _notices(app)
+    assert sorted(n.user_id for n in rows) == [2, 4]
+    assert {n.sender_id for n in rows} == {None}  # a list names no single actor
+    app.notices.publish("post:3", NoticeType.WATCHING, subject="Again", exclude=2)
+    again = [n for n in _notices(app) if n.subject == "Again"]
+    assert sorted(n.user_id for n in again) == [1, 3, 4] and {n.sender_id for n in again} == {2}
