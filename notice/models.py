@@ -83,6 +83,14 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
             # newest-first listing and cursor pagination walk this index backwards
             sa.Index("ix_notice_user_id", "user_id", "id"),
             sa.UniqueConstraint("user_id", "dedupe_key", name="uq_notice_user_dedupe"),
+            # the digest's search for users with unread mail not emailed yet: a small
+            # partial index, since most notices get emailed or read
+            sa.Index(
+                "ix_notice_undigested",
+                "user_id",
+                postgresql_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
+                sqlite_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
+            ),
         )
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)

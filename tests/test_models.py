@@ -115,3 +115,26 @@ def test_to_dict_is_json_ready(app_factory):
             "Unread",
         )
         assert d["create_at"].endswith("+00:00") and d["read_at"] is None
+
+
+def test_digest_partial_index_exists_and_search_is_right(app_factory):
+    """``ix_notice_undigested`` is created on both databases, and the digest's
+    candidate search (which it serves) finds exactly the users with unread mail."""
+    from notice import notice_event
+    from notice.digest import candidates
+    from notice.models import utcnow
+
+    app = app_factory(NOTICE_DIGEST_DEFAULT="daily")
+    with app.app_context():
+        state = app.notices.state(app)
+        indexes = {i["name"] for i in sa.inspect(state.engine).get_indexes("notice")}
+        assert "ix_notice_undigested" in indexes
+        notice_event([1, 2, 3], subject="s", content="c")
+        app.notices.mark_read(2)
+        app.db.session.execute(
+            sa.update(app.notices.Notice.__table__)
+            .where(app.notices.Notice.user_id == 3)
+            .values(emailed_at=utcnow())
+        )
+        app.db.session.commit()
+        assert candidates(state, "daily", utcnow()) == [1]
