@@ -21,6 +21,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from notice import Notices
+from tests.support.browser import launch
 
 PG_ADMIN_URL = os.environ.get(
     "NOTICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -148,6 +149,13 @@ def notices(app: Flask) -> Notices:
 @pytest.fixture
 def db(app: Flask) -> SQLAlchemy:
     return app.db  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless chromium (tests/support/browser.py); skips if not installed."""
+    with launch() as chromium:
+        yield chromium
 
 
 # --- CI guard: the service-backed tests must actually run ------------------------------

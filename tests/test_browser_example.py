@@ -3,32 +3,22 @@ it live in two tabs, then uses the inbox. Two browser contexts, one per user."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from example_app import create_app, notices
 from example_app.models import db
 from example_app.seed import DEMO_USERS, seed
+from tests.support.browser import watch_errors
+from tests.support.sse import serving
 
 pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: bound for each wait on the page (Playwright's expect polls until then)
 WAIT_MS = 10_000
 
@@ -46,44 +36,20 @@ def server(tmp_path: Any) -> Iterator[str]:
         }
     )
     seed(app)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
+        with serving(app) as port:
+            yield f"http://127.0.0.1:{port}"
     finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
-        httpd.server_close()
         notices.state(app).dispatcher.shutdown()
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose()
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def watch_console(page: Any, errors: list[str]) -> None:
-    def on_console(message: Any) -> None:
-        if message.type == "error":
-            errors.append(f"{page.url}: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
-
-
 def log_in(context: Any, base: str, email: str, errors: list[str]) -> Any:
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
-    watch_console(page, errors)
+    watch_errors(page, errors)
     password = next(p for e, p, *_ in DEMO_USERS if e == email)
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
@@ -105,7 +71,7 @@ def test_ana_comments_and_ben_sees_it_live_in_both_tabs(server, browser):
     ben = log_in(ben_ctx, server, "ben@example.org", errors)
     ben2 = ben_ctx.new_page()  # a second tab: same session
     ben2.set_default_timeout(WAIT_MS)
-    watch_console(ben2, errors)
+    watch_errors(ben2, errors)
     ben2.goto(f"{server}/groups")
     badge, badge2 = (p.locator(".notice-bell [data-notice-count]") for p in (ben, ben2))
     before = int(badge.inner_text())

@@ -7,41 +7,16 @@ and reach it through the live stream (in-process broker).
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
 from notice import notice_event
+from tests.support.browser import watch_errors
 from tests.support.inboxapp import create_app
 from tests.support.sse import serving
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -65,9 +40,7 @@ def test_badge_popup_and_click_to_read(browser, inbox_app):
     _publish(app, 2, "someone else's")
     with serving(app) as port:
         page = browser.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        errors = watch_errors(page)
         page.set_default_timeout(10_000)
 
         page.goto(f"http://127.0.0.1:{port}/login/1")  # redirects to the page with the bell

@@ -3,40 +3,14 @@ chromium via Playwright), served by werkzeug on a loopback port."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from notice.links import unsubscribe_url
+from tests.support.browser import watch_errors
 from tests.support.inboxapp import create_app
 from tests.support.sse import serving
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -54,11 +28,8 @@ def app(db_url):
 
 
 def _errors(page):
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.set_default_timeout(10_000)
-    return errors
+    return watch_errors(page)
 
 
 def test_switches_and_digest_are_saved(browser, app):

@@ -10,30 +10,19 @@ checked for failing cleanly there.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from notice import notice_event
+from tests.support.browser import watch_errors
 from tests.support.pushapp import add_device, push_config, use_session_login, vapid_keys
 from tests.support.pushservice import PushService
 from tests.support.sse import serving
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SW = "/notices/static/notice/sw.js"
 PAGE = """<!doctype html><meta name="csrf-token" content="t"><title>push</title>
 <button data-notice-push>Turn on push</button>
@@ -43,20 +32,6 @@ NOTIFICATIONS = f"""async () => {{
   return (await reg.getNotifications()).map((n) => (
     {{title: n.title, body: n.body, icon: n.icon, tag: n.tag, data: n.data}}));
 }}"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _poll(page: Any, script: str, timeout: float = 20.0) -> Any:
@@ -86,8 +61,9 @@ def test_service_worker_shows_pushed_notices(browser, app_factory):
         context.grant_permissions(["notifications"], origin=origin)
         page = context.new_page()
         page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # uncaught exceptions only: chromium logs the bare page's missing favicon (404)
+        # and its refusal of Push in incognito as console errors
+        errors = watch_errors(page, console=False)
         page.goto(origin + "/")
         cdp = context.new_cdp_session(page)
         registrations: list[dict[str, Any]] = []
