@@ -34,15 +34,12 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +51,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import PG_ADMIN_URL, free_port, percentile, pg_database  # noqa: E402
 from bench.load_app import SEND_LOG, create_app  # noqa: E402
 from notice import notice_event  # noqa: E402
 
@@ -77,19 +75,6 @@ SINGLE, FAN, READ = 0.45, 0.10, 0.45
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 # --- processes -----------------------------------------------------------------------
@@ -147,20 +132,6 @@ def has_sweeper_cli() -> bool:
 
 
 # --- databases -----------------------------------------------------------------------
-
-
-@contextmanager
-def pg_database(admin_url: str, tag: str) -> Iterator[str]:
-    name = f"notice_load_{tag}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def create_tables(**overrides: Any) -> Any:
@@ -396,10 +367,10 @@ def run(mode: Mode, args: argparse.Namespace) -> int:
     watchdog.daemon = True
     watchdog.start()
     try:
-        with pg_database(args.pg_admin_url, f"{tag}_ref") as ref_url:
+        with pg_database(args.pg_admin_url, f"notice_load_{tag}_ref") as ref_url:
             ref_rate = reference(ref_url, mode.ref_seconds)
         log(f"reference: {ref_rate:.0f} notices/s (one process, one thread, sync dispatch)")
-        with pg_database(args.pg_admin_url, tag) as db_url:
+        with pg_database(args.pg_admin_url, f"notice_load_{tag}") as db_url:
             env["LOAD_DB_URL"] = os.environ["LOAD_DB_URL"] = db_url
             for key in ("LOAD_QUEUE", "LOAD_CHANNEL", "LOAD_REDIS_URL", "LOAD_CELERY_BROKER"):
                 os.environ[key] = env[key]
@@ -576,9 +547,7 @@ def main() -> int:
     parser.add_argument("--fail-rate", type=float, default=0.1)
     parser.add_argument(
         "--pg-admin-url",
-        default=os.environ.get(
-            "NOTICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
+        default=PG_ADMIN_URL,
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument(

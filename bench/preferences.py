@@ -23,15 +23,10 @@ and dropped afterwards.
 from __future__ import annotations
 
 import argparse
-import os
 import smtplib
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,38 +36,18 @@ from flask_sqlalchemy import SQLAlchemy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import database  # noqa: E402
 from notice import Notices, NoticeType, notice_event  # noqa: E402
 from notice.digest import run_digest  # noqa: E402
 from notice.models import utcnow  # noqa: E402
 from tests.support.smtpserver import SMTPServer  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get(
-    "NOTICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 RECIPIENTS = 10_000
 DIGEST_USERS = 300
 
 
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench.db"
-        return
-    name = f"notice_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def make_app(url: str, smtp: SMTPServer) -> Flask:
-    app = Flask("bench")
+    app = Flask("bench_preferences")
     app.config.update(
         SQLALCHEMY_DATABASE_URI=url,
         SECRET_KEY="bench",

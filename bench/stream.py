@@ -45,38 +45,15 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, percentile, pg_database
 from notice import notice_event
 from tests.support.inboxapp import create_app
 
-PG_ADMIN_URL = os.environ.get(
-    "NOTICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REDIS_URL = os.environ.get("NOTICE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-
-
-@contextmanager
-def pg_database():
-    name = f"notice_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -181,15 +158,10 @@ class Clients:
         gevent.killall(self.greenlets, timeout=5)
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def summary(samples: list[float]) -> str:
     ms = [s * 1e3 for s in samples]
     return (
-        f"p50 {statistics.median(ms):7.2f} ms  p99 {pct(ms, 0.99):7.2f} ms  "
+        f"p50 {statistics.median(ms):7.2f} ms  p99 {percentile(ms, 99):7.2f} ms  "
         f"max {max(ms):7.2f} ms  (n={len(ms)})"
     )
 
@@ -282,12 +254,12 @@ def run(broker: str, n: int, args: argparse.Namespace, db_url: str) -> None:
     print(f"    (notice_event() to {n} users returned after {fan_call * 1e3:.1f} ms)")
     print(f"  reference: raw {broker} publish->receive  {summary(ref)}")
     ratio = statistics.median(single) / statistics.median(ref)
-    p99_ratio = pct(single, 0.99) / pct(ref, 0.99)
+    p99_ratio = percentile(single, 99) / percentile(ref, 99)
     print(f"  ratio single / reference: p50 {ratio:.1f}x, p99 {p99_ratio:.1f}x")
     if len(single) < args.notices or len(fan) < n:
         print(f"  LOST: {args.notices - len(single)} single, {n - len(fan)} fan-out events")
     if n >= 1000:
-        met = pct(single, 0.99) <= 0.1
+        met = percentile(single, 99) <= 0.1
         print(f"  target single p99 <= 100 ms at {n} clients: {'met' if met else 'NOT met'}")
 
 

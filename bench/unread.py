@@ -19,15 +19,11 @@ dropped afterwards. The run takes about a minute.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,12 +35,10 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import database, percentile  # noqa: E402
 from notice import Notices  # noqa: E402
 from notice.store import unread_count  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get(
-    "NOTICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 COLUMNS = (
     "user_id",
     "subject",
@@ -123,24 +117,6 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
-def p99(samples: list[float]) -> float:
-    return sorted(samples)[int(len(samples) * 0.99) - 1]
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    name = f"notice_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def measure(name: str, url: str, args: argparse.Namespace) -> None:
     app, notices = make_app(url)
     started = time.perf_counter()
@@ -169,9 +145,10 @@ def measure(name: str, url: str, args: argparse.Namespace) -> None:
             plan = [str(r[-1]) for r in session.execute(sa.text(explain + str(compiled)))]
         engine.dispose()
     med, med_ref = statistics.median(counts), statistics.median(ref)
+    p99, p99_ref = percentile(counts, 99), percentile(ref, 99)
     print(f"\n{name}: {total:,} notices over {args.users:,} users loaded in {loaded:.1f} s")
-    print(f"  unread_count   median {med * 1e3:7.3f} ms   p99 {p99(counts) * 1e3:7.3f} ms")
-    print(f"  SELECT 1 (ref) median {med_ref * 1e3:7.3f} ms   p99 {p99(ref) * 1e3:7.3f} ms")
+    print(f"  unread_count   median {med * 1e3:7.3f} ms   p99 {p99 * 1e3:7.3f} ms")
+    print(f"  SELECT 1 (ref) median {med_ref * 1e3:7.3f} ms   p99 {p99_ref * 1e3:7.3f} ms")
     print(f"  ratio unread_count / SELECT 1 (median): {med / med_ref:.2f}x")
     print(f"  target median <= 1 ms: {'met' if med <= 0.001 else 'NOT met'}")
     print("  plan: " + " | ".join(p.strip() for p in plan[:3]))
@@ -185,12 +162,10 @@ def main() -> None:
     parser.add_argument("--unread", type=float, default=0.1, help="share of unread notices")
     parser.add_argument("--queries", type=int, default=2_000)
     args = parser.parse_args()
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            measure("sqlite", f"sqlite:///{tmp}/unread.db", args)
-    if args.only in (None, "postgresql"):
-        with pg_database() as url:
-            measure("postgresql", url, args)
+    for kind in ("sqlite", "postgresql"):
+        if args.only in (None, kind):
+            with database(kind) as url:
+                measure(kind, url, args)
 
 
 if __name__ == "__main__":
