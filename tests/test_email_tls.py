@@ -9,6 +9,7 @@ import socket
 import ssl
 import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,16 @@ def certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     return cert, key
 
 
-@pytest.fixture(params=["starttls", "smtps"])
-def tls_server(request: pytest.FixtureRequest, certificate: Any) -> Iterator[Any]:
-    cert, key = certificate
+@contextmanager
+def _tls_server(cert: Path, key: Path, mode: str) -> Iterator[tuple[Controller, _Recorder]]:
+    """An aiosmtpd server on a free loopback port presenting ``cert``: ``"starttls"``
+    refuses mail until STARTTLS, ``"smtps"`` speaks TLS from the first byte."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))
     recorder = _Recorder()
     options: dict[str, Any] = (
         {"tls_context": context, "require_starttls": True}
-        if request.param == "starttls"
+        if mode == "starttls"
         else {"ssl_context": context}
     )
     controller = Controller(
@@ -102,9 +104,15 @@ def tls_server(request: pytest.FixtureRequest, certificate: Any) -> Iterator[Any
     )
     controller.start()
     try:
-        yield request.param, controller, recorder
+        yield controller, recorder
     finally:
         controller.stop()
+
+
+@pytest.fixture(params=["starttls", "smtps"])
+def tls_server(request: pytest.FixtureRequest, certificate: Any) -> Iterator[Any]:
+    with _tls_server(*certificate, request.param) as (controller, recorder):
+        yield request.param, controller, recorder
 
 
 def test_mail_goes_over_tls(app_factory, tls_server):
@@ -123,53 +131,23 @@ def test_mail_goes_over_tls(app_factory, tls_server):
 
 
 def test_plain_connection_is_refused_by_a_starttls_only_server(app_factory, certificate):
-    cert, key = certificate
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert), str(key))
-    recorder = _Recorder()
-    controller = Controller(
-        recorder,
-        hostname="127.0.0.1",
-        port=_free_port(),
-        server_hostname="localhost",
-        tls_context=context,
-        require_starttls=True,
-        ready_timeout=5.0,
-    )
-    controller.start()
-    try:
+    with _tls_server(*certificate, "starttls") as (controller, recorder):
         smtp = types.SimpleNamespace(host="127.0.0.1", port=controller.port)
         app = email_app(app_factory, smtp)  # NOTICE_MAIL_USE_TLS is off
         with app.app_context():
             notice_event(1, subject="in clear", content="")
             [d] = deliveries(app)
             assert d.status == "Dead" and "530" in d.last_error  # must STARTTLS first
-    finally:
-        controller.stop()
     assert recorder.mails == []
 
 
 def test_untrusted_certificate_is_not_accepted(app_factory, tmp_path):
-    cert, key = _certificate(tmp_path)  # not trusted: the system's CAs apply
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert), str(key))
-    recorder = _Recorder()
-    controller = Controller(
-        recorder,
-        hostname="127.0.0.1",
-        port=_free_port(),
-        server_hostname="localhost",
-        ssl_context=context,
-        ready_timeout=5.0,
-    )
-    controller.start()
-    try:
+    # not trusted: the system's CAs apply
+    with _tls_server(*_certificate(tmp_path), "smtps") as (controller, recorder):
         smtp = types.SimpleNamespace(host="127.0.0.1", port=controller.port)
         app = email_app(app_factory, smtp, NOTICE_MAIL_USE_SSL=True)
         with app.app_context():
             notice_event(1, subject="x", content="")
             [d] = deliveries(app)
             assert d.status == "Error" and "CERTIFICATE_VERIFY_FAILED" in d.last_error
-    finally:
-        controller.stop()
     assert recorder.mails == []
