@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,19 @@ def _spawn(db_url: str, log: Path, *args: str, **env: str) -> subprocess.Popen[s
     proc.err_path = err.name  # type: ignore[attr-defined]
     err.close()
     return proc
+
+
+@contextmanager
+def _worker(
+    db_url: str, log: Path, interval: str = "0.1", **env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """``flask notice worker --interval <interval>``, killed on exit if still running."""
+    proc = _spawn(db_url, log, "worker", "--interval", interval, **env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _stderr(proc: subprocess.Popen[str]) -> str:
@@ -142,23 +157,11 @@ def test_killed_worker_is_finished_after_its_lease(app_factory, db_url, tmp_path
     ids = _publish(app, 300, "crash")
     expected = {(c, i) for i in ids for c in CHANNELS}
     log = tmp_path / "sent.log"
-    proc = _spawn(
-        db_url,
-        log,
-        "worker",
-        "--interval",
-        "0.1",
-        NOTICE_TEST_BATCH="100",
-        NOTICE_TEST_SEND_DELAY="0.005",
-    )
-    try:
+    with _worker(db_url, log, NOTICE_TEST_BATCH="100", NOTICE_TEST_SEND_DELAY="0.005") as proc:
         # past the first batch, inside a later one: some of it sent, none recorded
         assert wait_for(lambda: len(read_log(str(log))) >= 150, timeout=30), _stderr(proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == -signal.SIGKILL
     in_flight = _leased(app)
     assert 0 < in_flight <= 100
@@ -183,22 +186,10 @@ def test_sigterm_finishes_the_current_batch(app_factory, db_url, tmp_path):
     app = _app(app_factory)
     _publish(app, 100, "stop")
     log = tmp_path / "sent.log"
-    proc = _spawn(
-        db_url,
-        log,
-        "worker",
-        "--interval",
-        "0.1",
-        NOTICE_TEST_BATCH="50",
-        NOTICE_TEST_SEND_DELAY="0.01",
-    )
-    try:
+    with _worker(db_url, log, NOTICE_TEST_BATCH="50", NOTICE_TEST_SEND_DELAY="0.01") as proc:
         assert wait_for(lambda: len(read_log(str(log))) >= 10, timeout=30), _stderr(proc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, _stderr(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     sent = _statuses(app)["Sent"]
     # every send it made is recorded, nothing is left leased, and it stopped early
     assert sent == len(read_log(str(log)))
@@ -218,20 +209,18 @@ def test_worker_rides_out_a_database_outage(app_factory, db_url, tmp_path):
     log = tmp_path / "sent.log"
     worker_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     first = _publish(app, 100, "before the outage")
-    proc = _spawn(worker_url, log, "worker", "--interval", "0.2")
     try:
-        assert wait_for(lambda: _statuses(app)["Sent"] == 200, timeout=20), _stderr(proc)
-        proxy.stop()  # PostgreSQL keeps running; only this worker loses it
-        second = _publish(app, 100, "during the outage")
-        assert wait_for(lambda: _stderr(proc).count("database error") >= 2, timeout=20)
-        assert _statuses(app) == Counter({"Sent": 200, "Wait": 200})
-        proxy.start()
-        assert wait_for(lambda: _statuses(app)["Sent"] == 400, timeout=30), _stderr(proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        with _worker(worker_url, log, "0.2") as proc:
+            assert wait_for(lambda: _statuses(app)["Sent"] == 200, timeout=20), _stderr(proc)
+            proxy.stop()  # PostgreSQL keeps running; only this worker loses it
+            second = _publish(app, 100, "during the outage")
+            assert wait_for(lambda: _stderr(proc).count("database error") >= 2, timeout=20)
+            assert _statuses(app) == Counter({"Sent": 200, "Wait": 200})
+            proxy.start()
+            assert wait_for(lambda: _statuses(app)["Sent"] == 400, timeout=30), _stderr(proc)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
         proxy.stop()
     err = _stderr(proc)
     assert "retrying in" in err and "recovered after" in err
