@@ -243,12 +243,14 @@ def route(
     state: NoticeState, event: NoticeEvent, user_ids: tuple[Any, ...]
 ) -> dict[Any, list[tuple[str, str]]]:
     """Decide, per user, which ``(channel, target)`` deliveries the event needs."""
-    routes: dict[Any, list[tuple[str, str]]] = {_key(u): [] for u in user_ids}
+    keys = {u: _key(u) for u in user_ids}
+    routes: dict[Any, list[tuple[str, str]]] = {k: [] for k in keys.values()}
     for r in state.routes:
         channel = r.sender.name
         if event.channels is not None and channel not in event.channels:
             continue
-        users = [u for u in user_ids if r.when is None or r.when(_Draft(event, u))]
+        when = r.when
+        users = list(user_ids) if when is None else [u for u in user_ids if when(_Draft(event, u))]
         for gate in state.gates:
             if not users:
                 break
@@ -257,9 +259,15 @@ def route(
         if not users:
             continue
         targets = r.sender.targets(users)
+        if targets is None:
+            # one delivery per user: the same (immutable) pair for all of them
+            pair = (channel, "")
+            for u in users:
+                routes[keys[u]].append(pair)
+            continue
         for u in users:
-            for target in ("",) if targets is None else targets.get(u, ()):
-                routes[_key(u)].append((channel, str(target)))
+            for target in targets.get(u, ()):
+                routes[keys[u]].append((channel, str(target)))
     return routes
 
 
@@ -278,7 +286,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     user_ids = tuple(dict.fromkeys(event.user_ids)) if dedupe else event.user_ids
     routes = route(state, event, tuple(dict.fromkeys(user_ids)))
     now = utcnow()
-    base = {
+    # the values every notice of the event shares; only user_id and send_status vary
+    shared = {
         "sender_id": event.sender_id,
         "subject": event.subject,
         "content": event.content,
@@ -293,17 +302,13 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         "create_at": now,
         "update_at": now,
     }
-    rows = [
-        {
-            **base,
-            "user_id": u,
-            "send_status": (SendStatus.WAIT if routes[_key(u)] else SendStatus.SENT).value,
-        }
-        for u in user_ids
-    ]
-    written = store.insert_notices(session, Notice.__table__, rows, dedupe=dedupe)
+    wait, sent = SendStatus.WAIT.value, SendStatus.SENT.value
+    statuses = [wait if routes[_key(u)] else sent for u in user_ids]
+    written = store.insert_notice_columns(
+        session, Notice.__table__, shared, list(user_ids), statuses, dedupe=dedupe
+    )
     existing: list[int] = []
-    if dedupe and len(written) < len(rows):
+    if dedupe and len(written) < len(user_ids):
         new_users = {_key(u) for _, u in written}
         missing = [u for u in user_ids if _key(u) not in new_users]
         for part in store.chunks(missing):
@@ -316,23 +321,31 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
             )
     # a new delivery is the dispatcher's for a grace period before the sweeper may take it
     first_try = now if state.dispatch_mode == "none" else now + state.sweep_grace
-    delivery_rows = [
+    notice_ids: list[int] = []
+    d_notice: list[int] = []
+    d_channel: list[str] = []
+    d_target: list[str] = []
+    for notice_id, u in written:
+        notice_ids.append(notice_id)
+        for channel, target in routes[_key(u)]:
+            d_notice.append(notice_id)
+            d_channel.append(channel)
+            d_target.append(target)
+    delivery_ids = store.insert_delivery_columns(
+        session,
+        Delivery.__table__,
         {
-            "notice_id": notice_id,
-            "channel": channel,
-            "target": target,
             "status": DeliveryStatus.WAIT.value,
             "attempts": 0,
             "next_attempt_at": first_try,
             "create_at": now,
             "update_at": now,
-        }
-        for notice_id, u in written
-        for channel, target in routes[_key(u)]
-    ]
-    delivery_ids = store.insert_deliveries(session, Delivery.__table__, delivery_rows)
+        },
+        d_notice,
+        d_channel,
+        d_target,
+    )
     defer_until_commit(session, state, delivery_ids)
-    notice_ids = [notice_id for notice_id, _ in written]
     if notice_ids and notice_created.receivers:
         notice_created.send(state.app, notice_ids=notice_ids, event=event)
     if event.commit:

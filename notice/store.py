@@ -89,6 +89,60 @@ def insert_deliveries(
     return [row[0] for row in session.execute(stmt, rows)]
 
 
+def insert_notice_columns(
+    session: Session,
+    notice_table: sa.Table,
+    shared: dict[str, Any],
+    user_ids: list[Any],
+    send_statuses: list[str],
+    *,
+    dedupe: bool,
+) -> list[tuple[int, Any]]:
+    """:func:`insert_notices` for rows given column-wise: ``shared`` values common to
+    every row plus parallel ``user_ids`` / ``send_statuses``; ``(id, user_id)`` as there.
+
+    A fan-out builds its columns directly instead of one dict per recipient that
+    :func:`_fan_out` would take apart again.
+    """
+    cols = (notice_table.c.id, notice_table.c.user_id)
+    conflict = ["user_id", "dedupe_key"] if dedupe else None
+    varying: dict[str, list[Any]] = {"user_id": user_ids, "send_status": send_statuses}
+    fan_out = _fan_out_columns(session, notice_table, shared, varying, cols, conflict)
+    if fan_out is not None:
+        # ids grow in the SELECT's order (see insert_notices)
+        return sorted((row[0], row[1]) for row in fan_out)
+    rows = [
+        {**shared, "user_id": u, "send_status": status}
+        for u, status in zip(user_ids, send_statuses, strict=True)
+    ]
+    return insert_notices(session, notice_table, rows, dedupe=dedupe)
+
+
+def insert_delivery_columns(
+    session: Session,
+    delivery_table: sa.Table,
+    shared: dict[str, Any],
+    notice_ids: list[int],
+    channels: list[str],
+    targets: list[str],
+) -> list[int]:
+    """:func:`insert_deliveries` for rows given column-wise (see
+    :func:`insert_notice_columns`)."""
+    varying: dict[str, list[Any]] = {
+        "notice_id": notice_ids,
+        "channel": channels,
+        "target": targets,
+    }
+    fan_out = _fan_out_columns(session, delivery_table, shared, varying, (delivery_table.c.id,))
+    if fan_out is not None:
+        return [row[0] for row in fan_out]
+    rows = [
+        {**shared, "notice_id": n, "channel": c, "target": t}
+        for n, c, t in zip(notice_ids, channels, targets, strict=True)
+    ]
+    return insert_deliveries(session, delivery_table, rows)
+
+
 #: rows per ``INSERT ... SELECT`` of the fan-out path
 FAN_OUT_CHUNK = 10_000
 
@@ -126,6 +180,25 @@ def _fan_out(
                 return None
         for values, key in zip(columns, varying, strict=True):
             values.append(row[key])
+    return _fan_out_columns(
+        session, table, shared, dict(zip(varying, columns, strict=True)), returning, conflict
+    )
+
+
+def _fan_out_columns(
+    session: Session,
+    table: sa.Table,
+    shared: dict[str, Any],
+    varying: dict[str, list[Any]],
+    returning: tuple[sa.ColumnElement[Any], ...],
+    conflict: list[str] | None = None,
+) -> list[Any] | None:
+    """:func:`_fan_out` for rows already split into ``shared`` values and ``varying``
+    parallel columns; None (nothing written) when they don't fit."""
+    dialect = session.get_bind().dialect.name
+    columns = list(varying.values())
+    if dialect not in ("postgresql", "sqlite") or len(columns[0]) < 2:
+        return None
     for values in columns:
         kind = type(values[0])
         if kind not in (int, str) or any(type(v) is not kind for v in values):
@@ -136,9 +209,9 @@ def _fan_out(
         for k, v in shared.items()
     ]
     out: list[Any] = []
-    for start in range(0, len(rows), FAN_OUT_CHUNK):
+    for start in range(0, len(columns[0]), FAN_OUT_CHUNK):
         part = [values[start : start + FAN_OUT_CHUNK] for values in columns]
-        source, picked, order = _array_source(dialect, table, varying, part)
+        source, picked, order = _array_source(dialect, table, tuple(varying), part)
         select = sa.select(*picked, *constants).select_from(source).order_by(order)
         stmt: Any
         if dialect == "postgresql":
@@ -174,7 +247,7 @@ def _array_source(
         )
         return source, [source.c[label] for label in labels], source.c.ord
     # SQLite: one JSON array of rows; json_each keeps the array index as "key"
-    packed = json.dumps([list(values) for values in zip(*columns, strict=True)])
+    packed = json.dumps(list(zip(*columns, strict=True)))
     source = sa.func.json_each(sa.bindparam(None, packed, type_=sa.String)).table_valued(
         "key", "value", name="v"
     )
@@ -502,26 +575,44 @@ def roll_up(
     with ``UPDATE ... FROM``: per-notice ``EXISTS`` tests let PostgreSQL hash every
     pending delivery of the table once per batch instead.
     """
+    stmt = _roll_up_statement(delivery, notice)
+    for part in chunks(notice_ids):
+        conn.execute(stmt, {"roll_ids": list(part), "roll_now": now})
+
+
+_roll_up_statements: dict[tuple[sa.Table, sa.Table], Any] = {}
+
+
+def _roll_up_statement(delivery: sa.Table, notice: sa.Table) -> Any:
+    # built once per table pair: constructing the aggregate subquery and its column
+    # proxies cost more than running it for a single notice
+    stmt = _roll_up_statements.get((delivery, notice))
+    if stmt is not None:
+        return stmt
     c = delivery.c
     rank = sa.case(
         (c.status.in_((DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)), 2),
         (c.status == DeliveryStatus.WAIT.value, 1),
         else_=0,
     )
-    for part in chunks(notice_ids):
-        worst = (
-            sa.select(c.notice_id, sa.func.max(rank).label("worst"))
-            .where(c.notice_id.in_(part))
-            .group_by(c.notice_id)
-            .subquery("worst")
+    worst = (
+        sa.select(c.notice_id, sa.func.max(rank).label("worst"))
+        .where(c.notice_id.in_(sa.bindparam("roll_ids", expanding=True)))
+        .group_by(c.notice_id)
+        .subquery("worst")
+    )
+    status = sa.case(
+        (worst.c.worst == 2, SendStatus.ERROR.value),
+        (worst.c.worst == 1, SendStatus.WAIT.value),
+        else_=SendStatus.SENT.value,
+    )
+    stmt = (
+        sa.update(notice)
+        .where(notice.c.id == worst.c.notice_id)
+        .values(
+            send_status=status,
+            update_at=sa.bindparam("roll_now", type_=notice.c.update_at.type),
         )
-        status = sa.case(
-            (worst.c.worst == 2, SendStatus.ERROR.value),
-            (worst.c.worst == 1, SendStatus.WAIT.value),
-            else_=SendStatus.SENT.value,
-        )
-        conn.execute(
-            sa.update(notice)
-            .where(notice.c.id == worst.c.notice_id)
-            .values(send_status=status, update_at=now)
-        )
+    )
+    _roll_up_statements[(delivery, notice)] = stmt
+    return stmt
