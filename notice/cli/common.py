@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,7 +42,7 @@ class _Silent:
 def progress(length: int, label: str) -> Iterator[Any]:
     """A progress bar on stderr when it is a terminal; otherwise nothing, so logs and
     pipes stay clean. Yields an object with ``update(n)``."""
-    stream = click.get_text_stream("stderr")
+    stream = sys.stderr
     if not stream.isatty():
         yield _Silent()
         return
