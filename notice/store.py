@@ -199,6 +199,14 @@ def _fan_out_columns(
     columns = list(varying.values())
     if dialect not in ("postgresql", "sqlite") or len(columns[0]) < 2:
         return None
+    # a "varying" column that holds one value throughout (every notice Wait, every
+    # delivery on one channel) is bound once like the shared ones: fewer arrays to
+    # encode and unpack per row
+    for name, values in list(varying.items()):
+        if len(varying) > 1 and values.count(values[0]) == len(values):
+            shared = {**shared, name: values[0]}
+            varying = {k: v for k, v in varying.items() if k != name}
+    columns = list(varying.values())
     for values in columns:
         kind = type(values[0])
         if kind not in (int, str) or any(type(v) is not kind for v in values):
@@ -246,14 +254,18 @@ def _array_source(
             .render_derived(name="v")
         )
         return source, [source.c[label] for label in labels], source.c.ord
-    # SQLite: one JSON array of rows; json_each keeps the array index as "key"
-    packed = json.dumps(list(zip(*columns, strict=True)))
+    # SQLite: one JSON array of rows (or of values, for one column); json_each keeps
+    # the array index as "key"
+    single = len(columns) == 1
+    packed = json.dumps(columns[0] if single else list(zip(*columns, strict=True)))
     source = sa.func.json_each(sa.bindparam(None, packed, type_=sa.String)).table_valued(
         "key", "value", name="v"
     )
-    picked: list[sa.ColumnElement[Any]] = [
-        sa.func.json_extract(source.c.value, f"$[{i}]") for i in range(len(varying))
-    ]
+    picked: list[sa.ColumnElement[Any]] = (
+        [source.c.value]
+        if single
+        else [sa.func.json_extract(source.c.value, f"$[{i}]") for i in range(len(varying))]
+    )
     return source, picked, source.c.key
 
 
