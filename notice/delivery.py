@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import FunctionType
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
 
@@ -178,7 +179,8 @@ class _Detached:
         return obj
 
 
-_detached: dict[Any, type[_Detached]] = {}
+#: per model class; weak so that the models of a discarded app can go
+_detached: WeakKeyDictionary[Any, type[_Detached]] = WeakKeyDictionary()
 
 
 def detached_class(notice_model: Any) -> type[_Detached]:

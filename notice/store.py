@@ -600,15 +600,13 @@ def roll_up(
         conn.execute(stmt, {"roll_ids": list(part), "roll_now": now})
 
 
-_roll_up_statements: dict[tuple[sa.Table, sa.Table], Any] = {}
-
-
 def _roll_up_statement(delivery: sa.Table, notice: sa.Table) -> Any:
-    # built once per table pair: constructing the aggregate subquery and its column
-    # proxies cost more than running it for a single notice
-    stmt = _roll_up_statements.get((delivery, notice))
-    if stmt is not None:
-        return stmt
+    # built once per table pair and kept on the table (it goes when the models go):
+    # constructing the aggregate subquery and its column proxies cost more than running
+    # it for a single notice
+    cached = delivery.info.get("notice_roll_up")
+    if cached is not None and cached[0] is notice:
+        return cached[1]
     c = delivery.c
     rank = sa.case(
         (c.status.in_((DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)), 2),
@@ -634,5 +632,5 @@ def _roll_up_statement(delivery: sa.Table, notice: sa.Table) -> Any:
             update_at=sa.bindparam("roll_now", type_=notice.c.update_at.type),
         )
     )
-    _roll_up_statements[(delivery, notice)] = stmt
+    delivery.info["notice_roll_up"] = (notice, stmt)
     return stmt
