@@ -27,8 +27,13 @@ _order = itertools.count()
 EARLY, NORMAL = 0, 10
 
 
-def call_after_commit(session: Any, callback: Callable[[], None], *, priority: int = NORMAL,
-                      description: str = "after-commit work") -> None:
+def call_after_commit(
+    session: Any,
+    callback: Callable[[], None],
+    *,
+    priority: int = NORMAL,
+    description: str = "after-commit work",
+) -> None:
     """Run ``callback()`` after ``session``'s transaction commits.
 
     A callback's exception is logged with ``description`` and does not stop the others:

@@ -54,7 +54,9 @@ class Sender:
         """Called after a batch of sends, also when one failed."""
 
     def send(self, notice: Any) -> None:
-        """Deliver ``notice`` (a detached Notice). Raise to report failure."""
+        """Deliver ``notice``: a detached copy with every Notice column as an attribute
+        plus ``to_dict()``, ``is_expired()`` and ``is_read``, bound to no session. Raise
+        to report failure."""
         raise NotImplementedError(f"{type(self).__name__} must implement send(notice)")
 
     def send_to(self, notice: Any, target: str) -> None:
