@@ -19,6 +19,13 @@ URGENCIES = ("very-low", "low", "normal", "high")
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
+#: backslashes, whitespace and control characters: never in a push service URL
+_UNSAFE = re.compile(r"[\\\s\x00-\x1f\x7f]")
+#: the authority of an allowed endpoint: host name or IPv4 (or a bracketed IPv6
+#: literal, for loopback origins in tests) and an optional port; no userinfo, no escapes
+_NETLOC_RE = re.compile(r"^([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\])(:[0-9]{1,5})?$")
+
+
 class EndpointRefused(ValueError):
     """A push endpoint that is not an allowed push service URL."""
 
@@ -73,6 +80,10 @@ class AllowList:
         """Return ``endpoint`` if the server may POST to it; raise EndpointRefused."""
         if not isinstance(endpoint, str) or not endpoint or len(endpoint) > 1024:
             raise EndpointRefused("endpoint must be a URL of at most 1024 characters")
+        if _UNSAFE.search(endpoint):
+            # urlsplit and the HTTP client disagree on where such a host ends
+            # ("https://10.0.0.1\\.push.example" connects to 10.0.0.1): refuse outright
+            raise EndpointRefused("endpoint contains characters a push URL never has")
         try:
             parts = urlsplit(endpoint)
             port = _port(parts)
@@ -81,6 +92,8 @@ class AllowList:
         host = (parts.hostname or "").lower()
         if not host or parts.username is not None or parts.password is not None:
             raise EndpointRefused("endpoint must be a plain URL with a host")
+        if not _NETLOC_RE.match(parts.netloc):
+            raise EndpointRefused("endpoint host must be a plain host name or address")
         if (parts.scheme, host, port) in self.origins:
             return endpoint
         if parts.scheme != "https" or port != 443:

@@ -166,19 +166,29 @@ def resubscribe(
     ``old_endpoint`` is unknown or the secret does not match.
     """
     old = find(session, models, old_endpoint)
-    if old is None or not hmac.compare_digest(old.auth, old_auth.rstrip("=")):
+    if old is None or not _same_secret(old.auth, old_auth.rstrip("=")):
         return None
     if info.endpoint != old.endpoint:
         clash = find(session, models, info.endpoint)
         if clash is not None:
-            # the page re-subscribed first: fold the old row's topics into it
+            # the page re-subscribed first: fold the old row's topics into it, but only
+            # when that row is this browser's (same owner and keys); knowing another
+            # user's endpoint must not let anyone re-key or take over their device
+            if clash.user_id != old.user_id or not (
+                _same_secret(clash.auth, info.auth) and _same_secret(clash.p256dh, info.p256dh)
+            ):
+                return None
             _move_topics(session, models, old.id, clash.id)
             session.delete(old)
-            clash.p256dh, clash.auth = info.p256dh, info.auth
             return clash
     old.endpoint, old.p256dh, old.auth = info.endpoint, info.p256dh, info.auth
     old.failure_count = 0
     return old
+
+
+def _same_secret(stored: str, sent: str) -> bool:
+    # compare_digest refuses non-ASCII str; compare bytes so odd input is just "no"
+    return hmac.compare_digest(stored.encode("utf-8"), sent.encode("utf-8"))
 
 
 def _move_topics(session: Any, models: PushModels, from_id: int, to_id: int) -> None:

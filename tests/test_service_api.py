@@ -386,3 +386,51 @@ def test_list_notifications_for_users_who_follow_the_topic(api_app, client):
     login(client, 1)
     resp = client.get(f"{API}/notifications/list?topic=google")
     assert resp.status_code == 200 and [m["title"] for m in resp.json] == ["hello"]
+
+
+def _app_with_csrf_protect(db_url: str, service: PushService, *, csrf_first: bool) -> Any:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+    from flask_wtf.csrf import CSRFProtect
+
+    from notice import Notices
+
+    app = Flask("csrf_order")
+    app.config.update(
+        {"SQLALCHEMY_DATABASE_URI": db_url, "SECRET_KEY": "test-secret", **push_config(service)}
+    )
+    if csrf_first:
+        CSRFProtect(app)
+    db = SQLAlchemy()
+    notices = Notices(db=db)
+    db.init_app(app)
+    notices.init_app(app)
+    if not csrf_first:
+        CSRFProtect(app)
+    app.db, app.notices = db, notices
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+@pytest.mark.parametrize("csrf_first", [True, False])
+def test_service_token_calls_work_with_flask_wtf_csrf_protect(db_url, service, csrf_first):
+    """Bearer-token calls carry no CSRF token; Flask-WTF must not refuse them, whether
+    the app sets CSRFProtect up before or after notice. A logged-in user's subscribe
+    call still needs the token."""
+    app = _app_with_csrf_protect(db_url, service, csrf_first=csrf_first)
+    use_session_login(app)
+    client = app.test_client()
+    resp = client.post(f"{API}/topics/", json={"topic": "graph:1"}, headers=service_headers())
+    assert resp.status_code == 201
+    resp = client.post(
+        f"{API}/notifications/publish",
+        json={"topic": "graph:1", "notification": {"title": "hi"}},
+        headers=service_headers(),
+    )
+    assert resp.status_code == 200
+    login(client, 1)  # a cookie session but no X-CSRFToken header
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "graph:1"})
+    assert resp.status_code == 400
+    with app.app_context():
+        app.db.engine.dispose()

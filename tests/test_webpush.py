@@ -291,6 +291,10 @@ def test_retry_after_accepts_seconds_and_http_dates():
         "http://127.0.0.1:1/push/abc",
         "file:///etc/passwd",
         "not a url",
+        # urlsplit sees *.notify.windows.com, the HTTP client connects to 169.254.169.254
+        "https://169.254.169.254\\.notify.windows.com/latest",
+        "https://fcm.googleapis.com%2f@evil.example/x",
+        "https://db5p.notify.windows.com\t/w/",
     ],
 )
 def test_subscribe_refuses_endpoints_outside_the_allow_list(push_app, service, endpoint):
@@ -536,6 +540,32 @@ def test_resubscribe_moves_the_device_and_keeps_its_topics(push_app, service):
         assert (sub.user_id, sub.endpoint) == (4, new["endpoint"])
         push_app.notices.publish("graph:1", subject="moved")
     assert [m.token for m in service.received] == [PushService.token_of(new)]
+
+
+def test_resubscribe_cannot_take_over_another_users_device(push_app, service):
+    """Knowing a victim's endpoint must not let a user re-key it or move it."""
+    attacker, victim = service.new_subscription("a"), service.new_subscription("v")
+    add_device(push_app, 2, attacker)
+    add_device(push_app, 1, victim)
+    client = push_app.test_client()
+    hijack = {**victim, "keys": attacker["keys"]}
+    body = {"old_endpoint": attacker["endpoint"], "old_auth": attacker["keys"]["auth"],
+            "subscription": hijack}
+    assert client.post("/notices/push/resubscribe", json=body).status_code == 404
+    with push_app.app_context():
+        subs = {s.user_id: s for s in _subs(push_app)}
+        assert subs[1].endpoint == victim["endpoint"]
+        assert subs[1].auth == victim["keys"]["auth"].rstrip("=")
+        assert subs[2].endpoint == attacker["endpoint"]
+        notice_event(1, subject="for the victim", content="")
+    assert [m.token for m in service.received] == [PushService.token_of(victim)]
+
+
+def test_resubscribe_with_a_non_ascii_secret_is_404_not_500(push_app, service):
+    old, new = service.new_subscription(), service.new_subscription()
+    add_device(push_app, 4, old)
+    body = {"old_endpoint": old["endpoint"], "old_auth": "é", "subscription": new}
+    assert push_app.test_client().post("/notices/push/resubscribe", json=body).status_code == 404
 
 
 def test_oldest_devices_are_dropped_beyond_the_limit(app_factory, service):

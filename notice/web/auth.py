@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from flask import abort, current_app, jsonify, redirect, request, session, url_for
+from flask.sansio.app import App
 from werkzeug.exceptions import BadRequest, HTTPException
 
 SESSION_KEY = "_notice_csrf"
@@ -97,3 +98,31 @@ def check_csrf() -> None:
     sent = request.headers.get(HEADER) or request.form.get(FORM_FIELD) or ""
     if not expected or not sent or not hmac.compare_digest(str(expected), str(sent)):
         raise CSRFError()
+
+
+def exempt_from_flask_wtf(app: App, target: Any) -> None:
+    """Exempt ``target`` (a view function or a blueprint) from Flask-WTF's
+    ``CSRFProtect`` on ``app``, for requests that prove themselves another way (a
+    bearer token, a signed link, a push subscription's secret).
+
+    ``CSRFProtect`` may be set up before or after notice: exempt now when it is there,
+    else from a ``before_request`` hook, which runs ahead of one CSRFProtect adds later.
+    """
+
+    def exempt() -> bool:
+        csrf = app.extensions.get("csrf")
+        if csrf is None:
+            return False
+        csrf.exempt(target)
+        return True
+
+    if exempt():
+        return
+    done = False
+
+    def exempt_late() -> None:
+        nonlocal done
+        if not done:
+            done = exempt()
+
+    app.before_request(exempt_late)

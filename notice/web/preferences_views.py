@@ -31,7 +31,7 @@ from flask.typing import ResponseReturnValue
 from .. import links
 from ..config import DIGEST_FREQUENCIES
 from ..preferences import Preferences
-from .auth import check_csrf, require_user
+from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 
 
@@ -169,27 +169,6 @@ def _page(step: str, status: int, **context: Any) -> Response:
 
 @inbox_bp.record_once
 def _exempt_unsubscribe_from_csrf(setup_state: BlueprintSetupState) -> None:
-    """Mail clients POST the one-click unsubscribe without a CSRF token (RFC 8058).
-
-    Flask-WTF's ``CSRFProtect`` may be set up before or after us: exempt the view now,
-    or from a ``before_request`` that runs before CSRFProtect's (registered later).
-    """
-    app = setup_state.app
-
-    def exempt() -> bool:
-        csrf = app.extensions.get("csrf")
-        if csrf is not None:
-            csrf.exempt(unsubscribe)
-            return True
-        return False
-
-    if exempt():
-        return
-    done = False
-
-    def exempt_late() -> None:
-        nonlocal done
-        if not done:
-            done = exempt()
-
-    app.before_request(exempt_late)
+    """Mail clients POST the one-click unsubscribe without a CSRF token (RFC 8058); the
+    signed link is the proof."""
+    exempt_from_flask_wtf(setup_state.app, unsubscribe)

@@ -12,7 +12,7 @@ from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import push_subscriptions as subs
-from .auth import check_csrf, require_user
+from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 
 
@@ -128,21 +128,8 @@ def push_resubscribe() -> ResponseReturnValue:
     return jsonify(id=sub.id, endpoint=sub.endpoint)
 
 
-@inbox_bp.before_app_request
-def _exempt_resubscribe_from_flask_wtf() -> None:
-    # Flask-WTF's CSRFProtect (when the app uses it) would refuse the service worker's
-    # cookie-less call, whose proof is the auth secret instead (see push_resubscribe).
-    # Done on the request when CSRFProtect was set up after notice (see below).
-    csrf = current_app.extensions.get("csrf")
-    if csrf is not None and request.endpoint == "notice.push_resubscribe":
-        csrf.exempt(push_resubscribe)
-
-
-def _exempt_when_registered(state: Any) -> None:
-    # CSRFProtect set up before notice checks requests before our hook above can run
-    csrf = state.app.extensions.get("csrf")
-    if csrf is not None:
-        csrf.exempt(push_resubscribe)
-
-
-inbox_bp.record(_exempt_when_registered)
+@inbox_bp.record_once
+def _exempt_resubscribe_from_flask_wtf(setup_state: Any) -> None:
+    # the service worker's cookie-less call proves itself with the old subscription's
+    # auth secret instead (see push_resubscribe)
+    exempt_from_flask_wtf(setup_state.app, push_resubscribe)

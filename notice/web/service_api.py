@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from .. import push_subscriptions as subs
 from ..topics import UnknownTopic
 from ..types import NoticeType
-from .auth import check_csrf, current_user_id
+from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
 from .blueprints import api_bp
 from .push_views import error, json_object
 
@@ -331,3 +331,10 @@ def list_messages() -> ResponseReturnValue:
     if not messages:
         return "", 204
     return jsonify([m.to_dict(name) for m in messages])
+
+
+@api_bp.record_once
+def _exempt_from_flask_wtf(setup_state: Any) -> None:
+    # services authenticate with a bearer token, which a browser never sends on its
+    # own; the routes a logged-in user may call check our CSRF token themselves
+    exempt_from_flask_wtf(setup_state.app, api_bp)
