@@ -154,9 +154,13 @@ class Notices:
 
     # --- reading ---------------------------------------------------------------------
 
+    def _user(self, user_id: Any) -> Any:
+        # the same id conversion as publishing: "7" and 7 are one user on every database
+        return self.state().coerce_user_id(user_id)
+
     def unread_count(self, user_id: Any) -> int:
         """How many unread, unexpired notices ``user_id`` has."""
-        return store.unread_count(self.db.session, self.Notice, user_id)
+        return store.unread_count(self.db.session, self.Notice, self._user(user_id))
 
     def list_notices(
         self, user_id: Any, query: store.NoticeQuery | None = None, **filters: Any
@@ -168,10 +172,11 @@ class Notices:
             if "types" in filters and filters["types"] is not None:
                 filters["types"] = tuple(str(t) for t in filters["types"])
             query = store.NoticeQuery(**filters)
-        return store.list_notices(self.db.session, self.Notice, user_id, query)
+        return store.list_notices(self.db.session, self.Notice, self._user(user_id), query)
 
     def get(self, user_id: Any, notice_id: int) -> Any:
         """``user_id``'s notice ``notice_id``, or None (also when it is someone else's)."""
+        user_id = self._user(user_id)
         return self.db.session.execute(
             sa.select(self.Notice).where(
                 self.Notice.id == notice_id, self.Notice.user_id == user_id
@@ -193,6 +198,7 @@ class Notices:
     def _set_read(
         self, user_id: Any, ids: Iterable[int] | None, *, read: bool, commit: bool
     ) -> int:
+        user_id = self._user(user_id)
         id_list = None if ids is None else list(ids)
         changed = store.set_read(self.db.session, self.Notice, user_id, id_list, read=read)
         if commit:

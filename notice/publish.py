@@ -282,8 +282,13 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     session = db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
     dedupe = event.dedupe_key is not None
-    # one notice per user and key: a repeated id in a deduplicated fan-out is one notice
-    user_ids = tuple(dict.fromkeys(event.user_ids)) if dedupe else event.user_ids
+    # one notice per user and key: a repeated id in a deduplicated fan-out is one notice;
+    # and one order for every caller: two callers racing on the same key with
+    # overlapping users in different orders would otherwise wait on each other's
+    # unique-index entries and deadlock (PostgreSQL)
+    user_ids = (
+        tuple(sorted(dict.fromkeys(event.user_ids), key=_key)) if dedupe else event.user_ids
+    )
     routes = route(state, event, tuple(dict.fromkeys(user_ids)))
     now = utcnow()
     # the values every notice of the event shares; only user_id and send_status vary

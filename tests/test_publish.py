@@ -281,3 +281,39 @@ def test_user_ids_are_stored_as_the_column_type(app, notices):
     assert notices.unread_count(2) == 2
     single = notice_event("5", subject="s", content="c")
     assert single.user_id == 5
+
+
+def test_reading_api_takes_ids_in_either_type(app, notices):
+    n = notice_event(7, subject="s", content="c")
+    assert notices.unread_count("7") == 1
+    assert [x.id for x in notices.list_notices("7")] == [n.id]
+    assert notices.get("7", n.id).id == n.id
+    assert notices.mark_read("7") == 1 and notices.unread_count(7) == 0
+
+
+def test_racing_dedupe_fan_outs_in_opposite_orders_do_not_deadlock(app_factory):
+    """Two callers publish one key to the same users in opposite orders at once:
+    every user gets exactly one notice and neither caller fails."""
+    import threading
+
+    app = app_factory(NOTICE_DISPATCH="none")
+    users = list(range(1, 3001))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def publish(order):
+        with app.app_context():
+            barrier.wait(timeout=10)
+            try:
+                notice_event(order, subject="s", content="c", dedupe_key="k")
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(o,)) for o in (users, users[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with app.app_context():
+        assert app.notices.Notice.query.count() == 3000
