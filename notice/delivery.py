@@ -44,7 +44,8 @@ class Report:
     gave_up: int = 0
     expired: int = 0
     skipped: int = 0
-    #: finished by someone else after our lease ran out; our result was dropped
+    #: not sent because our lease was running out, or sent but finished by someone else
+    #: after it ran out (our result was dropped); either way the row is another's now
     lost_lease: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -111,7 +112,8 @@ def deliver(
             recorded = store.finish(
                 engine, delivery_table, notice_table, token, outcomes, now=utcnow()
             )
-            report.lost_lease += len(outcomes) - len(recorded)
+            # not recorded (the lease was taken over) or not sent (it was running out)
+            report.lost_lease += len(pairs) - len(recorded)
             _count(report, recorded)
             _announce(state, recorded, pairs)
         if pending is None:
@@ -215,6 +217,10 @@ def _send_all(
     for delivery, notice in pairs_by_id.values():
         by_channel[delivery.channel].append((delivery, notice))
     outcomes: list[store.Outcome] = []
+    # stop sending a little before our lease runs out: after it another worker may claim
+    # the rest of the batch, and both would send. What is left stays claimed until the
+    # lease expires, then the sweeper takes it.
+    stop_at = max(now, utcnow()) + state.lease * 0.9
     for channel, pairs in by_channel.items():
         sender = state.senders_by_name.get(channel)
         if sender is None:
@@ -232,6 +238,13 @@ def _send_all(
             continue
         try:
             for delivery, notice in pairs:
+                if utcnow() >= stop_at:
+                    logger.warning(
+                        "lease nearly over: leaving the rest of a %r batch to the sweeper "
+                        "(NOTICE_CLAIM_TIMEOUT is short for this sender)",
+                        channel,
+                    )
+                    break
                 outcomes.append(_send_one(state, sender, delivery, notice, now))
         finally:
             try:
@@ -244,7 +257,8 @@ def _send_all(
 def _send_one(
     state: NoticeState, sender: Any, delivery: Any, notice: Any, now: datetime
 ) -> store.Outcome:
-    if notice.is_expired(now):
+    # expiry against the send time, not the claim time: a long batch may cross it
+    if notice.is_expired(max(now, utcnow())):
         return store.Outcome(
             delivery.id,
             notice.id,

@@ -113,8 +113,13 @@ class ThreadDispatcher(Dispatcher):
                 return
 
     def _run(self) -> None:
-        while True:
-            ids = self._queue.get()
+        while not self._stopping.is_set():
+            try:
+                # a timeout, so a thread notices shutdown even when the wake-up items
+                # did not fit in a full queue
+                ids = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
             if ids is None or self._stopping.is_set():
                 return
             try:

@@ -256,8 +256,14 @@ def purge(
         with engine.connect() as conn:
             _write(conn)
             ids = list(
+                # lock the notices first, in id order, as finish() does: deleting their
+                # deliveries first could deadlock with a worker finishing them
                 conn.execute(
-                    sa.select(notice.c.id).where(cond).order_by(notice.c.id).limit(batch)
+                    sa.select(notice.c.id)
+                    .where(cond)
+                    .order_by(notice.c.id)
+                    .limit(batch)
+                    .with_for_update()
                 ).scalars()
             )
             if ids:

@@ -402,6 +402,9 @@ def _unleased(delivery: sa.Table, now: datetime, dialect: str) -> sa.ColumnEleme
     return sa.and_(
         status.in_(PENDING_STATES),
         sa.or_(c.claimed_until.is_(None), c.claimed_until <= now),
+        # a failed row waits out its backoff even when asked for by id (a Celery task
+        # the broker delivers again must not retry early)
+        sa.or_(status == DeliveryStatus.WAIT.value, c.next_attempt_at <= now),
     )
 
 

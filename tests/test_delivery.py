@@ -98,3 +98,36 @@ def test_send_status_waits_for_every_delivery(app_factory):
         deliver(state, now=utcnow() + timedelta(minutes=2))
         app.db.session.expire_all()
         assert app.notices.Notice.query.one().send_status == "Sent"
+
+
+def test_a_batch_stops_sending_before_its_lease_runs_out(app_factory):
+    """A sender slower than the lease allows: the worker sends what fits in its lease
+    and leaves the rest claimed; after the lease the sweeper sends the rest. Every
+    delivery goes out exactly once."""
+    import time
+
+    from notice import Sender, notice_event
+
+    class Slow(Sender):
+        name = "slow"
+        sent: list[int] = []
+
+        def send(self, notice):
+            time.sleep(0.15)
+            Slow.sent.append(notice.id)
+
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_SENDERS=[], NOTICE_CLAIM_TIMEOUT=0.5)
+    with app.app_context():
+        app.notices.register_sender(Slow())
+        ids = notice_event(list(range(1, 9)), subject="s", content="c")
+        first = app.notices.deliver_due()
+        assert first.claimed == 8
+        assert 0 < first.sent < 8 and first.lost_lease == 8 - first.sent
+        sent = first.sent
+        for _ in range(6):  # each pass sends what fits in one lease
+            time.sleep(0.6)  # the previous pass's lease runs out
+            sent += app.notices.deliver_due().sent
+            if sent == 8:
+                break
+        assert sent == 8
+    assert sorted(Slow.sent) == sorted(ids)  # every one once, none twice

@@ -205,3 +205,11 @@ def test_process_exits_with_deliveries_pending_and_loses_nothing(app_factory, db
     assert len(total) == count
     duplicates = sum(n - 1 for n in total.values())
     assert duplicates <= 1
+
+
+def test_shutdown_wakes_every_thread_even_with_a_one_slot_queue(app_factory):
+    """More threads than queue slots: shutdown still stops them all promptly."""
+    app = app_factory(NOTICE_DISPATCH="thread", NOTICE_THREADS=4, NOTICE_QUEUE_SIZE=1)
+    dispatcher = app.notices.state(app).dispatcher
+    dispatcher.shutdown()
+    assert not any(t.is_alive() for t in dispatcher._threads)

@@ -263,6 +263,12 @@ def test_a_taken_over_lease_cannot_overwrite_the_new_owner(app_factory):
         assert row.next_attempt_at == retry_at and row.sent_at is None
         assert row.claim_token is None and row.claimed_until is None
         assert app.notices.Notice.query.one().send_status == "Error"
+        # asked for by id (a redelivered Celery task), a failed row still waits out
+        # its backoff; at its time it is taken
+        early = retry_at - timedelta(seconds=1)
+        assert claim(engine, table, now=early, lease=lease, limit=10, ids=[delivery_id])[1] == []
+        due = claim(engine, table, now=retry_at, lease=lease, limit=10, ids=[delivery_id])[1]
+        assert due == [delivery_id]
 
 
 def test_lost_lease_is_counted_by_deliver(app_factory):
