@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from types import FunctionType
 from typing import TYPE_CHECKING, Any
@@ -47,23 +47,13 @@ class Report:
     #: not sent because our lease was running out, or sent but finished by someone else
     #: after it ran out (our result was dropped); either way the row is another's now
     lost_lease: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def add(self, other: Report) -> None:
-        for name in ("claimed", "sent", "failed", "gave_up", "expired", "skipped", "lost_lease"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.errors.extend(other.errors)
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "claimed": self.claimed,
-            "sent": self.sent,
-            "failed": self.failed,
-            "gave_up": self.gave_up,
-            "expired": self.expired,
-            "skipped": self.skipped,
-            "lost_lease": self.lost_lease,
-        }
+        return asdict(self)
 
 
 def deliver(
