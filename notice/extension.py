@@ -92,7 +92,7 @@ class Notices:
         validate(app)
         state = NoticeState(self, app)
         for r in self._routes:
-            state.add_route(Route(r.sender, r.when))
+            state.add_route(r)
         state.user_loader = self._user_loader
         state.email_loader = self._email_loader
         state.gates.append(self.preferences.allowed)
@@ -144,7 +144,7 @@ class Notices:
             raise TypeError(f"{sender!r} is not a notice.Sender")
         route = Route(sender, when)
         for state in self._states.values():
-            state.add_route(Route(sender, when))
+            state.add_route(route)
         self._routes.append(route)
         return sender
 
