@@ -33,7 +33,7 @@ AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
 def _write(conn: Connection) -> None:
     # the same write-lock-first transaction the claims use, so SQLite never fails to
     # upgrade a read lock while a sweeper writes
-    store._begin_claim(conn)
+    store.begin_write(conn)
 
 
 # --- retry ---------------------------------------------------------------------------

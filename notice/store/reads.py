@@ -1,0 +1,104 @@
+"""The inbox's queries: counts, listings, read and unread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..models import utcnow
+from ..types import ReadStatus
+from .common import chunks, escape_like, visible
+
+
+def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
+    """Unread, unexpired notices of one user (index-only on ``ix_notice_user_read``)."""
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(notice.__table__)
+        .where(
+            notice.user_id == user_id,
+            notice.read_status == ReadStatus.UNREAD.value,
+            visible(notice, now or utcnow()),
+        )
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+@dataclass(frozen=True)
+class NoticeQuery:
+    """Filters for :func:`list_notices`; every field is optional.
+
+    :param read: True for read only, False for unread only, None for both.
+    :param types: notice type values to keep.
+    :param text: case-insensitive substring of subject or content.
+    :param before / after: ``create_at`` bounds (exclusive).
+    :param before_id: cursor: only notices with a smaller id (the next page).
+    :param limit: page size.
+    """
+
+    read: bool | None = None
+    types: tuple[str, ...] = ()
+    text: str | None = None
+    before: datetime | None = None
+    after: datetime | None = None
+    before_id: int | None = None
+    limit: int = 50
+    include_expired: bool = False
+
+
+def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery) -> list[Any]:
+    """One user's notices, newest first (by id, walking ``ix_notice_user_id``)."""
+    stmt = sa.select(notice).where(notice.user_id == user_id)
+    if query.read is not None:
+        status = ReadStatus.READ if query.read else ReadStatus.UNREAD
+        stmt = stmt.where(notice.read_status == status.value)
+    if query.types:
+        stmt = stmt.where(notice.notice_type.in_(query.types))
+    if query.text:
+        pattern = "%" + escape_like(query.text.lower()) + "%"
+        stmt = stmt.where(
+            sa.or_(
+                sa.func.lower(notice.subject).like(pattern, escape="\\"),
+                sa.func.lower(notice.content).like(pattern, escape="\\"),
+            )
+        )
+    if query.before is not None:
+        stmt = stmt.where(notice.create_at < query.before)
+    if query.after is not None:
+        stmt = stmt.where(notice.create_at > query.after)
+    if query.before_id is not None:
+        stmt = stmt.where(notice.id < query.before_id)
+    if not query.include_expired:
+        stmt = stmt.where(visible(notice, utcnow()))
+    stmt = stmt.order_by(notice.id.desc()).limit(query.limit)
+    return list(session.execute(stmt).scalars())
+
+
+def set_read(
+    session: Session, notice: Any, user_id: Any, ids: Iterable[int] | None, *, read: bool
+) -> int:
+    """Mark the user's notices (``ids``, or all when None) read or unread; rows changed.
+
+    Only the user's own rows are touched, whatever ids are passed.
+    """
+    now = utcnow()
+    target, source = (
+        (ReadStatus.READ, ReadStatus.UNREAD) if read else (ReadStatus.UNREAD, ReadStatus.READ)
+    )
+    values = {"read_status": target.value, "read_at": now if read else None, "update_at": now}
+    base = sa.update(notice.__table__).where(
+        notice.__table__.c.user_id == user_id,
+        notice.__table__.c.read_status == source.value,
+    )
+    if ids is None:
+        return int(session.execute(base.values(**values)).rowcount)  # type: ignore[attr-defined]
+    changed = 0
+    for part in chunks(sorted(set(ids))):
+        stmt = base.where(notice.__table__.c.id.in_(part)).values(**values)
+        changed += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    return changed
