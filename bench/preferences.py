@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import database  # noqa: E402
 from notice import Notices, NoticeType, notice_event  # noqa: E402
-from notice.digest import run_digest  # noqa: E402
-from notice.models import utcnow  # noqa: E402
+from notice.columns import utcnow  # noqa: E402
+from notice.preferences.digest import run_digest  # noqa: E402
 from tests.support.smtpserver import SMTPServer  # noqa: E402
 
 RECIPIENTS = 10_000

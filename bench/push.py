@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from notice import Notices, notice_event  # noqa: E402
 from notice.delivery import deliver  # noqa: E402
 from notice.dispatch import ThreadDispatcher  # noqa: E402
-from notice.vapid import generate  # noqa: E402
+from notice.push.vapid import generate  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FAN_OUT = 10_000
@@ -109,7 +109,7 @@ def _register(app: Flask, subscriptions: list[dict[str, Any]]) -> list[int]:
 
 
 def _now() -> Any:
-    from notice.models import utcnow
+    from notice.columns import utcnow
 
     return utcnow()
 
@@ -195,7 +195,7 @@ def bench_raw_posts(keys: Any, subscriptions: list[dict[str, Any]]) -> float:
     JWT check only, no encryption and no signing per request (the floor)."""
     from py_vapid import Vapid02
 
-    from notice.push_config import origin
+    from notice.push.config import origin
 
     session = requests.Session()
     aud = origin(subscriptions[0]["endpoint"])

@@ -12,7 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from notice.models import UTCDateTime, utcnow
+from notice.columns import UTCDateTime, utcnow
 
 db = SQLAlchemy()
 

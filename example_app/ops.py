@@ -12,8 +12,8 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from notice import maintenance
+from notice.columns import utcnow
 from notice.delivery import deliver
-from notice.models import utcnow
 from notice.web.auth import check_csrf
 
 from . import notices

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError
-from .push_config import validate_push
+from .push.config import validate_push
 from .types import NoticeType
 
 DEFAULTS: dict[str, Any] = {

@@ -18,8 +18,8 @@ from weakref import WeakKeyDictionary
 import sqlalchemy as sa
 
 from . import store
+from .columns import utcnow
 from .errors import PermanentError, SkipDelivery, TransientError
-from .models import utcnow
 from .signals import notice_failed, notice_sent
 from .types import DeliveryStatus
 

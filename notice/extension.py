@@ -17,14 +17,14 @@ from .delivery import Report, deliver
 from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
-from .preferences import Preferences
+from .preferences.preferences import Preferences
 from .publish import PublishResult, write
-from .push_models import PushModels, build_push_models
+from .push.models import PushModels, build_push_models
 from .senders.base import Sender
 from .signals import notice_read, notification
 from .state import NoticeState, Route
 from .sweeper import sweep
-from .topics import Published, Topics
+from .topics.topics import Published, Topics
 from .web import register_web
 from .web.auth import csrf_token
 
@@ -213,8 +213,8 @@ class Notices:
 
     def init_celery(self, celery_app: Any, *, app: Flask | None = None) -> None:
         """Publish ``app``'s deliveries (default: the current app) as tasks of
-        ``celery_app``; for ``NOTICE_DISPATCH = "celery"`` (see :mod:`notice.celery`)."""
-        from .celery import CeleryDispatcher
+        ``celery_app``; for ``NOTICE_DISPATCH = "celery"`` (see :mod:`notice.dispatch.celery`)."""
+        from .dispatch.celery import CeleryDispatcher
 
         if app is None and not has_app_context():
             apps = list(self._states)

@@ -8,50 +8,14 @@ created, so ``db.create_all()`` creates them with the app's own tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
+from .columns import BigId, UTCDateTime, utcnow
 from .types import DeliveryStatus, ReadStatus, SendStatus
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always timezone-aware UTC in Python.
-
-    SQLite has no time zones: we store naive UTC there and attach UTC on the way out.
-    Naive datetimes are refused on the way in, so local times never sneak in.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 @dataclass

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from flask import current_app
 
 from . import store
+from .columns import utcnow
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
-from .models import utcnow
 from .signals import notice_created, notification
 from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus
 
@@ -286,9 +286,7 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     # and one order for every caller: two callers racing on the same key with
     # overlapping users in different orders would otherwise wait on each other's
     # unique-index entries and deadlock (PostgreSQL)
-    user_ids = (
-        tuple(sorted(dict.fromkeys(event.user_ids), key=_key)) if dedupe else event.user_ids
-    )
+    user_ids = tuple(sorted(dict.fromkeys(event.user_ids), key=_key)) if dedupe else event.user_ids
     routes = route(state, event, tuple(dict.fromkeys(user_ids)))
     now = utcnow()
     # the values every notice of the event shares; only user_id and send_status vary

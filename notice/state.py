@@ -93,7 +93,7 @@ class NoticeState:
                 queue_size=self.app.config["NOTICE_QUEUE_SIZE"],
             )
         if mode == "celery":
-            from .celery import CeleryDispatcher  # imports Celery only for this mode
+            from .dispatch.celery import CeleryDispatcher  # imports Celery only for this mode
 
             return CeleryDispatcher(self)
         if mode == "none":

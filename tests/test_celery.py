@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from notice import ConfigurationError, DeliveryStatus, notice_event
-from notice.celery import TASK_NAME
+from notice.dispatch.celery import TASK_NAME
 from tests.support.celery_app import SEND_LOG, build
 from tests.support.waiting import wait_for
 

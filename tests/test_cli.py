@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from notice import NoticeType, PermanentError, Sender, notice_event
 from notice.cli.duration import parse_duration
-from notice.models import utcnow
+from notice.columns import utcnow
 
 
 class Boom(Sender):

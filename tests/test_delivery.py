@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from notice import Sender, SkipDelivery, TransientError, notice_event
+from notice.columns import utcnow
 from notice.delivery import deliver
-from notice.models import utcnow
 
 CORE = {"NOTICE_STREAM": False}
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from notice import NoticeType, notice_event
-from notice.digest import DigestReport, run_digest
+from notice.preferences.digest import DigestReport, run_digest
 from tests.support.emailapp import address, email_app
 from tests.support.smtpserver import SMTPServer
 from tests.support.waiting import wait_for

@@ -11,7 +11,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from notice import notice_event
-from notice.models import UTCDateTime
+from notice.columns import UTCDateTime
 
 CORE = {"NOTICE_STREAM": False}
 
@@ -121,8 +121,8 @@ def test_digest_partial_index_exists_and_search_is_right(app_factory):
     """``ix_notice_undigested`` is created on both databases, and the digest's
     candidate search (which it serves) finds exactly the users with unread mail."""
     from notice import notice_event
-    from notice.digest import candidates
-    from notice.models import utcnow
+    from notice.columns import utcnow
+    from notice.preferences.digest import candidates
 
     app = app_factory(NOTICE_DIGEST_DEFAULT="daily")
     with app.app_context():

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from notice import notice_event
-from notice.models import utcnow
+from notice.columns import utcnow
 from notice.store import Outcome, claim, finish
 from notice.types import DeliveryStatus
 

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from notice import PermanentError, Sender, TransientError, notice_event
-from notice.models import utcnow
+from notice.columns import utcnow
 from notice.sweeper import run_worker, sweep
 from tests.support.waiting import wait_for
 

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from notice import notice_event
-from notice.models import utcnow
+from notice.columns import utcnow
 from notice.sweeper import sweep
 from tests.support.sweepapp import RECORDING_SENDERS, read_log
 from tests.support.tcpproxy import TcpProxy

@@ -17,12 +17,12 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from notice import ConfigurationError, DeliveryStatus, Notices, notice_event
+from notice.columns import utcnow
 from notice.config import DEFAULTS
 from notice.delivery import deliver
-from notice.models import utcnow
-from notice.push_config import AllowList, EndpointRefused
+from notice.push.config import AllowList, EndpointRefused
+from notice.push.vapid import load_private_key
 from notice.senders.webpush import MAX_PAYLOAD, fit_payload, retry_after
-from notice.vapid import load_private_key
 from tests.support.pushapp import (
     SUBJECT,
     add_device,

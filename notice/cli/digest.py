@@ -6,10 +6,10 @@ import json
 
 import click
 
+from ..columns import utcnow
 from ..config import DIGEST_FREQUENCIES
-from ..digest import DigestReport, candidates, run_digest
 from ..errors import ConfigurationError
-from ..models import utcnow
+from ..preferences.digest import DigestReport, candidates, run_digest
 from . import notice_cli
 from .common import current_state, database_errors, progress
 

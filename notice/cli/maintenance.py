@@ -14,11 +14,12 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from .. import maintenance, store
+from .. import store
+from ..columns import utcnow
 from ..delivery import deliver
-from ..models import utcnow
 from ..publish import notice_event
 from ..state import NoticeState
+from ..store import maintenance
 from ..types import DeliveryStatus, NoticeType
 from . import notice_cli
 from .common import current_state, database_errors, progress

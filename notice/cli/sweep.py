@@ -14,8 +14,8 @@ import click
 import sqlalchemy as sa
 
 from .. import store
+from ..columns import utcnow
 from ..delivery import Report
-from ..models import utcnow
 from ..state import NoticeState
 from ..sweeper import run_worker, stop_on_signals, sweep
 from . import notice_cli

@@ -23,7 +23,7 @@ def vapid_keys(pem_path: Path | None) -> None:
     read); the public key is what browsers subscribe with.
     """
     try:
-        from ..vapid import generate
+        from ..push.vapid import generate
     except ImportError as exc:  # cryptography comes with the webpush extra
         raise click.ClickException(f"{exc}; pip install 'notice[webpush]'") from None
     keys = generate()

@@ -32,8 +32,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from .. import links
+from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
-from ..models import utcnow
 from .base import Sender
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import requests
 from flask import Flask
 
+from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
-from ..models import utcnow
 from .base import Sender
 
 SIGNATURE_HEADER = "X-Notice-Signature"

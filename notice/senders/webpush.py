@@ -39,17 +39,17 @@ from flask import current_app
 from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 
+from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
-from ..models import utcnow
-from ..push_config import AllowList, EndpointRefused, origin
+from ..push.config import AllowList, EndpointRefused, origin
+from ..push.vapid import VapidKeys, check_public_key, load_private_key
 from ..store import chunks
-from ..vapid import VapidKeys, check_public_key, load_private_key
 from .base import Sender
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ..push_models import PushModels
+    from ..push.models import PushModels
 
 logger = logging.getLogger("notice")
 

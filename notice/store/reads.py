@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..models import utcnow
+from ..columns import utcnow
 from ..types import ReadStatus
 from .common import chunks, escape_like, visible
 

@@ -22,11 +22,11 @@ from flask import abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, NotFound
 
+from ..brokers.publisher import publish_count
 from ..types import ReadStatus
 from .auth import check_csrf, current_user_id, wants_json
 from .blueprints import inbox_bp
 from .inbox_params import BadParameter, mark_targets, notice_query
-from .stream_publish import publish_count
 
 
 def require_api_user() -> Any:

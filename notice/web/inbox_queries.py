@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..models import utcnow
+from ..columns import utcnow
 from ..types import ReadStatus
 
 

@@ -11,10 +11,10 @@ from flask import Flask, g
 from flask.sansio.blueprints import BlueprintSetupState
 
 from ..brokers.base import load_broker
+from ..brokers.publisher import on_notice_created, publish_count
 from ..signals import notice_created, notice_read
 from .auth import current_user_id
 from .blueprints import inbox_bp
-from .stream_publish import on_notice_created, publish_count
 
 
 @inbox_bp.record_once

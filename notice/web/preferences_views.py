@@ -30,7 +30,7 @@ from flask.typing import ResponseReturnValue
 
 from .. import links
 from ..config import DIGEST_FREQUENCIES
-from ..preferences import Preferences
+from ..preferences.preferences import Preferences
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from .. import push_subscriptions as subs
+from ..push import subscriptions as subs
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 

@@ -14,8 +14,8 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from .. import push_subscriptions as subs
-from ..topics import UnknownTopic
+from ..push import subscriptions as subs
+from ..topics.topics import UnknownTopic
 from ..types import NoticeType
 from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
 from .blueprints import api_bp

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import Flask, session
 from flask.testing import FlaskClient
 
-from notice.vapid import VapidKeys, generate
+from notice.push.vapid import VapidKeys, generate
 
 from .pushservice import PushService
 

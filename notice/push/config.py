@@ -13,7 +13,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from flask import Flask
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 URGENCIES = ("very-low", "low", "normal", "high")
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .publish import notice_event
-from .push_models import MAX_TOPIC, PushModels
-from .types import NoticeType
+from ..publish import notice_event
+from ..push.models import MAX_TOPIC, PushModels
+from ..types import NoticeType
 
 if TYPE_CHECKING:
-    from .extension import Notices
+    from ..extension import Notices
 
 #: you created the resource (graph, layout, group)
 NoticeType.register("OWNER")
@@ -334,7 +334,7 @@ class Topics:
     def _push_only(
         self, devices: dict[Any, list[int]], notice_type: NoticeType | str, common: dict[str, Any]
     ) -> list[int]:
-        from .senders.webpush import WebPushSender
+        from ..senders.webpush import WebPushSender
 
         sender = self._ext.state().senders_by_name.get(WebPushSender.name)
         if not isinstance(sender, WebPushSender):

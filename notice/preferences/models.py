@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import UTCDateTime, utcnow
+from ..columns import UTCDateTime, utcnow
 
 
 @dataclass

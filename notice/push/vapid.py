@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 
 def b64url(data: bytes) -> str:

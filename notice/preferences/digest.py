@@ -27,14 +27,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from . import links
-from .errors import DeliveryError, SkipDelivery
-from .models import utcnow
-from .senders.email import EmailSender
-from .types import ReadStatus
+from .. import links
+from ..columns import utcnow
+from ..errors import DeliveryError, SkipDelivery
+from ..senders.email import EmailSender
+from ..types import ReadStatus
 
 if TYPE_CHECKING:
-    from .state import NoticeState
+    from ..state import NoticeState
 
 logger = logging.getLogger("notice")
 

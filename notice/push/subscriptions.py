@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from .push_config import AllowList, EndpointRefused
-from .push_models import PushModels
+from .config import AllowList, EndpointRefused
+from .models import PushModels
 
 
 class SubscriptionError(ValueError):

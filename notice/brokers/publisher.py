@@ -25,9 +25,9 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 
 from ..aftercommit import EARLY, call_after_commit
-from ..brokers.base import Broker
 from ..store import chunks
-from .inbox_queries import unread_counts
+from ..web.inbox_queries import unread_counts
+from .base import Broker
 
 logger = logging.getLogger("notice")
 

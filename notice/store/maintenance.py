@@ -15,8 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from . import store
-from .types import PENDING_STATES, DeliveryStatus, ReadStatus
+from .. import store
+from ..types import PENDING_STATES, DeliveryStatus, ReadStatus
 
 #: failed states an operator may re-queue
 FAILED_STATES = (DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)

@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .config import DIGEST_FREQUENCIES
-from .models import utcnow
-from .preference_models import build_preference_models
-from .types import NoticeType
+from ..columns import utcnow
+from ..config import DIGEST_FREQUENCIES
+from ..types import NoticeType
+from .models import build_preference_models
 
 if TYPE_CHECKING:
-    from .extension import Notices
+    from ..extension import Notices
 
 #: channels that are not a way of reaching the user (the log, the open inbox tab's live
 #: stream): not offered as choices, never gated

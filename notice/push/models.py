@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import BigId, UTCDateTime, utcnow
+from ..columns import BigId, UTCDateTime, utcnow
 
 #: longest accepted push endpoint URL (FCM's are ~200 characters)
 MAX_ENDPOINT = 1024

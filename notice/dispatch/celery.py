@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
-from .delivery import deliver
-from .dispatch import Dispatcher
-from .errors import ConfigurationError
+from ..delivery import deliver
+from ..errors import ConfigurationError
+from . import Dispatcher
 
 try:
     from celery import shared_task
@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 if TYPE_CHECKING:
-    from .state import NoticeState
+    from ..state import NoticeState
 
 logger = logging.getLogger("notice")
 
@@ -121,8 +121,7 @@ class CeleryDispatcher(Dispatcher):
         extra = cfg["NOTICE_CELERY_TASK_OPTIONS"]
         if not isinstance(extra, Mapping):
             raise ConfigurationError(
-                f"NOTICE_CELERY_TASK_OPTIONS must be a dict of apply_async options, "
-                f"got {extra!r}"
+                f"NOTICE_CELERY_TASK_OPTIONS must be a dict of apply_async options, got {extra!r}"
             )
         timeout = cfg["NOTICE_CELERY_PUBLISH_TIMEOUT"]
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
@@ -192,8 +191,7 @@ class CeleryDispatcher(Dispatcher):
                     published += 1
         except (KombuError, OSError) as exc:
             logger.warning(
-                "Celery broker unreachable (%s: %s); %d of %d deliveries left Wait for the "
-                "sweeper",
+                "Celery broker unreachable (%s: %s); %d of %d deliveries left Wait for the sweeper",
                 type(exc).__name__,
                 exc,
                 len(delivery_ids) - published,

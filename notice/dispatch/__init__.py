@@ -15,11 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .aftercommit import call_after_commit
-from .delivery import deliver
+from ..aftercommit import call_after_commit
+from ..delivery import deliver
 
 if TYPE_CHECKING:
-    from .state import NoticeState
+    from ..state import NoticeState
 
 logger = logging.getLogger("notice")
 
