@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from notice import maintenance
+from notice.store import maintenance
 from notice.columns import utcnow
 from notice.delivery import deliver
 from notice.web.auth import check_csrf
