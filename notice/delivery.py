@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from . import store
 from .columns import utcnow
 from .errors import PermanentError, SkipDelivery, TransientError
-from .signals import notice_failed, notice_sent
+from .signals import notice_failed, notice_sent, send_observing
 from .types import DeliveryStatus
 
 if TYPE_CHECKING:
@@ -294,19 +294,21 @@ def _announce(
         return
     for o in outcomes:
         delivery, notice = pairs[o.delivery_id]
-        try:
-            if o.status is DeliveryStatus.SENT:
-                notice_sent.send(
-                    state.app, notice=notice, channel=delivery.channel, target=delivery.target
-                )
-            elif o.status in (DeliveryStatus.ERROR, DeliveryStatus.DEAD):
-                notice_failed.send(
-                    state.app,
-                    notice=notice,
-                    channel=delivery.channel,
-                    target=delivery.target,
-                    error=o.error,
-                    final=o.status is DeliveryStatus.DEAD,
-                )
-        except Exception:  # noqa: BLE001 - an app's receiver must not lose our outcomes
-            logger.exception("a receiver of a notice signal raised")
+        if o.status is DeliveryStatus.SENT:
+            send_observing(
+                notice_sent,
+                state.app,
+                notice=notice,
+                channel=delivery.channel,
+                target=delivery.target,
+            )
+        elif o.status in (DeliveryStatus.ERROR, DeliveryStatus.DEAD):
+            send_observing(
+                notice_failed,
+                state.app,
+                notice=notice,
+                channel=delivery.channel,
+                target=delivery.target,
+                error=o.error,
+                final=o.status is DeliveryStatus.DEAD,
+            )

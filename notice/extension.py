@@ -18,10 +18,10 @@ from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
 from .preferences.preferences import Preferences
-from .publish import PublishResult, write
+from .publish import write
 from .push.models import PushModels, build_push_models
 from .senders.base import Sender
-from .signals import notice_read, notification
+from .signals import notice_read, notification, send_observing
 from .state import NoticeState, Route
 from .sweeper import sweep
 from .topics.topics import Published, Topics
@@ -116,8 +116,8 @@ class Notices:
                 "notice is not initialised on this app: call notices.init_app(app)"
             ) from None
 
-    def _handle_notification(self, app: Flask, *, event: Any, **_: Any) -> PublishResult:
-        return write(self._states[app], event)
+    def _handle_notification(self, app: Flask, *, event: Any, **_: Any) -> None:
+        write(self._states[app], event)
 
     def user_loader(self, loader: Callable[[], Any]) -> Callable[[], Any]:
         """Decorator: register how the web layer finds the current user's id (return
@@ -204,8 +204,13 @@ class Notices:
         if commit:
             self.db.session.commit()
         if changed:
-            notice_read.send(
-                self.state().app, user_id=user_id, ids=id_list, read=read, count=changed
+            send_observing(
+                notice_read,
+                self.state().app,
+                user_id=user_id,
+                ids=id_list,
+                read=read,
+                count=changed,
             )
         return changed
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from . import store
 from .columns import utcnow
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
-from .signals import notice_created, notification
+from .signals import notice_created, notification, send_observing
 from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus
 
 if TYPE_CHECKING:
@@ -26,6 +26,19 @@ if TYPE_CHECKING:
 MAX_SUBJECT = 255
 MAX_URL = 2048
 MAX_DEDUPE_KEY = 255
+
+
+@dataclass
+class PublishResult:
+    """What the library's receiver wrote for one event."""
+
+    notice_ids: list[int]
+    #: ids of notices that already existed under the event's dedupe_key
+    existing_ids: list[int]
+    #: the new deliveries, dispatched after commit
+    delivery_ids: list[int] = field(default_factory=list)
+    #: set by the receiver: it ran (an event with no new rows is still written)
+    written: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,15 +59,8 @@ class NoticeEvent:
     dedupe_key: str | None
     channels: frozenset[str] | None
     commit: bool
-
-
-@dataclass
-class PublishResult:
-    """What the library's receiver wrote for one event."""
-
-    notice_ids: list[int]
-    #: ids of notices that already existed under the event's dedupe_key
-    existing_ids: list[int]
+    #: what the library's receiver wrote; filled in while the signal is sent
+    result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
 
 class _Draft:
@@ -131,16 +137,45 @@ def notice_event(
         channels=channels,
         commit=commit,
     )
-    result: PublishResult | None = None
-    for _receiver, value in notification.send(app, event=event):
-        if isinstance(value, PublishResult):
-            result = value
-    if result is None:
-        raise RuntimeError("the notice handler did not run; was notices.init_app(app) called?")
+    session = state.ext.db.session
+    _publish(app, state, session, event)
+    if commit:
+        session.commit()
+    result = event.result
     if not event.single:
         return result.notice_ids
     ids = result.notice_ids or result.existing_ids
-    return state.ext.db.session.get(state.models.Notice, ids[0]) if ids else None
+    return session.get(state.models.Notice, ids[0]) if ids else None
+
+
+def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> None:
+    """Send ``notification`` and, once every receiver returned, schedule the delivery.
+
+    Every receiver, the library's writer among them, runs in the caller's transaction.
+    When one raises, the event is undone before its exception reaches the caller: with
+    ``commit=True`` the transaction is rolled back; with ``commit=False`` the caller's
+    transaction goes on without this event's rows (deleted again, not a SAVEPOINT:
+    pysqlite's SAVEPOINT outside an explicit BEGIN commits on release). Nothing was
+    scheduled yet, so nothing is sent.
+    """
+    try:
+        notification.send(app, event=event)
+        if not event.result.written:
+            raise RuntimeError("the notice handler did not run; was notices.init_app(app) called?")
+    except BaseException:
+        if event.commit:
+            session.rollback()
+        elif event.result.notice_ids:
+            store.delete_notices(
+                session,
+                state.models.Notice.__table__,
+                state.models.Delivery.__table__,
+                event.result.notice_ids,
+            )
+        raise
+    defer_until_commit(session, state, event.result.delivery_ids)
+    if event.result.notice_ids:
+        send_observing(notice_created, app, notice_ids=event.result.notice_ids, event=event)
 
 
 def _state(app: Any) -> NoticeState:
@@ -277,7 +312,8 @@ def _key(user_id: Any) -> str:
 
 
 def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
-    """Write the event's rows in ``db.session``; deliveries go out after commit."""
+    """The library's ``notification`` receiver: write the event's rows in
+    ``db.session`` and record them on ``event.result`` (dispatched after commit)."""
     db = state.ext.db
     session = db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
@@ -348,9 +384,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         d_channel,
         d_target,
     )
-    defer_until_commit(session, state, delivery_ids)
-    if notice_ids and notice_created.receivers:
-        notice_created.send(state.app, notice_ids=notice_ids, event=event)
-    if event.commit:
-        session.commit()
-    return PublishResult(notice_ids=notice_ids, existing_ids=existing)
+    event.result.delivery_ids.extend(delivery_ids)
+    event.result.notice_ids.extend(notice_ids)
+    event.result.existing_ids.extend(existing)
+    event.result.written = True
+    return event.result

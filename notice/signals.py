@@ -8,21 +8,31 @@ receivers small; the library's own handlers record failures instead of raising.
 
 from __future__ import annotations
 
-from blinker import Namespace
+import logging
+from typing import Any
+
+from blinker import NamedSignal, Namespace
+
+logger = logging.getLogger("notice")
 
 _signals = Namespace()
 
 #: Sent by :func:`notice.notice_event`. kwargs: ``event`` (:class:`notice.NoticeEvent`).
-#: The library's handler (connected with ``sender=app``) writes the rows and returns
-#: what it wrote; apps may connect their own receivers (audit logs, metrics).
+#: The library's receiver (connected with ``sender=app``) writes the rows and records
+#: them on ``event.result``. Every receiver runs inside the caller's transaction: the
+#: rows are committed only if all of them return; one that raises rolls the event back
+#: (nothing written, nothing sent) and the caller gets its exception. Apps connect
+#: receivers here to veto or to write rows of their own atomically with the notice;
+#: to observe, use ``notice_created``.
 notification = _signals.signal("notification")
 
-#: Sent after new notices were written (before commit when ``commit=False``).
-#: kwargs: ``notice_ids`` (list of int), ``event``.
+#: Sent after all ``notification`` receivers returned, before commit (the event's
+#: ``commit=True`` commits right after). kwargs: ``notice_ids`` (list of int),
+#: ``event``. A receiver's exception is logged, never raised.
 notice_created = _signals.signal("notice-created")
 
-#: Sent after a delivery succeeded. kwargs: ``notice`` (detached Notice), ``channel``,
-#: ``target``.
+#: Sent after a delivery succeeded. kwargs: ``notice`` (:class:`notice.NoticeView`),
+#: ``channel``, ``target``.
 notice_sent = _signals.signal("notice-sent")
 
 #: Sent after a delivery failed. kwargs: ``notice``, ``channel``, ``target``, ``error``
@@ -32,3 +42,15 @@ notice_failed = _signals.signal("notice-failed")
 #: Sent after notices were marked read or unread. kwargs: ``user_id``, ``ids``
 #: (list of int, or None for "all"), ``read`` (bool), ``count`` (rows changed).
 notice_read = _signals.signal("notice-read")
+
+
+def send_observing(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
+    """Send an after-the-fact signal: each receiver runs, and one that raises is logged
+    instead of stopping the others or the caller (blinker's ``send`` would raise)."""
+    if not signal.receivers:
+        return
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **kwargs)
+        except Exception:  # noqa: BLE001 - observers never break publishing or delivery
+            logger.exception("a receiver of the %r signal raised", signal.name)

@@ -16,6 +16,7 @@ from .claims import Outcome, claim, due_condition, finish, new_token, roll_up
 from .common import CHUNK, begin_write, chunks, escape_like, upsert, visible
 from .reads import NoticeQuery, list_notices, set_read, unread_count
 from .writes import (
+    delete_notices,
     insert_deliveries,
     insert_delivery_columns,
     insert_notice_columns,
@@ -29,6 +30,7 @@ __all__ = [
     "begin_write",
     "chunks",
     "claim",
+    "delete_notices",
     "due_condition",
     "escape_like",
     "finish",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+from .common import chunks
 
 
 def insert_notices(
@@ -244,3 +247,13 @@ def _array_source(
         else [sa.func.json_extract(source.c.value, f"$[{i}]") for i in range(len(varying))]
     )
     return source, picked, source.c.key
+
+
+def delete_notices(
+    session: Session, notice_table: sa.Table, delivery_table: sa.Table, ids: Sequence[int]
+) -> None:
+    """Delete notices and their deliveries (explicitly: SQLite cascades only with
+    ``foreign_keys=ON``); undoes a publish whose ``notification`` receiver raised."""
+    for part in chunks(list(ids)):
+        session.execute(sa.delete(delivery_table).where(delivery_table.c.notice_id.in_(part)))
+        session.execute(sa.delete(notice_table).where(notice_table.c.id.in_(part)))
