@@ -3,12 +3,22 @@
 The tree::
 
     NoticeError
-    ├── ConfigurationError      bad NOTICE_* config or wiring, raised at startup
-    ├── NoRecipientError        notice_event() without user_id and nobody logged in
+    ├── ConfigurationError      bad NOTICE_* config or wiring, raised at startup (RuntimeError)
+    ├── InvalidUserId           a user id that is not one: bool, float, bytes... (ValueError)
+    ├── NoRecipientError        notice_event() without user_id and nobody logged in (ValueError)
+    ├── UnknownTopic            no topic has this name (LookupError)
+    ├── SubscriptionError       a push subscription that cannot be stored (ValueError)
+    ├── EndpointRefused         a push endpoint outside NOTICE_PUSH_ALLOWED_HOSTS (ValueError)
+    ├── BadToken                a tampered, malformed or expired unsubscribe token (ValueError)
+    ├── CSRFError               notice.web.auth: missing or wrong CSRF token (werkzeug BadRequest)
+    ├── BadParameter            notice.web: a malformed parameter or body field (BadRequest)
     └── DeliveryError           raised by a sender's ``send()`` to steer the delivery
         ├── TransientError      try again later (honours ``retry_after`` seconds)
+        │   └── BrokerError     notice.brokers: the live-stream broker is unreachable
         ├── PermanentError      never try again; the delivery is final (Dead)
         └── SkipDelivery        nothing to send (no address, expired); final (Skipped)
+
+Each keeps its builtin base, so ``except ValueError`` written before still catches it.
 
 Any other exception a sender raises counts as a :class:`TransientError`.
 Senders map third-party errors onto this tree with ``raise ... from exc``.
@@ -25,8 +35,29 @@ class ConfigurationError(NoticeError, RuntimeError):
     """The app's ``NOTICE_*`` configuration or the extension's wiring is wrong."""
 
 
+class InvalidUserId(NoticeError, ValueError):
+    """A value that is not a user id of this app (``True``, ``2.5``, ``b"7"``, ``"x"``
+    for integer ids)."""
+
+
 class NoRecipientError(NoticeError, ValueError):
     """No ``user_id`` was given and no user is logged in."""
+
+
+class UnknownTopic(NoticeError, LookupError):
+    """No topic has this name."""
+
+
+class SubscriptionError(NoticeError, ValueError):
+    """A push subscription that cannot be stored (malformed, or its endpoint refused)."""
+
+
+class EndpointRefused(NoticeError, ValueError):
+    """A push endpoint that is not an allowed push service URL."""
+
+
+class BadToken(NoticeError, ValueError):
+    """The unsubscribe token is tampered with, malformed or expired."""
 
 
 class DeliveryError(NoticeError):

@@ -15,15 +15,11 @@ from urllib.parse import urljoin, urlsplit
 from flask import Flask
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from .errors import ConfigurationError
+from .errors import BadToken, ConfigurationError
 
 SALT = "notice.unsubscribe"
 #: the pseudo channel of digest emails: unsubscribing turns the digest off
 DIGEST = "digest"
-
-
-class BadToken(ValueError):
-    """The unsubscribe token is tampered with, malformed or expired."""
 
 
 @dataclass(frozen=True)

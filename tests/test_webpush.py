@@ -20,7 +20,8 @@ from notice import ConfigurationError, DeliveryStatus, Notices, notice_event
 from notice.columns import utcnow
 from notice.config import DEFAULTS
 from notice.delivery import deliver
-from notice.push.config import AllowList, EndpointRefused
+from notice.errors import EndpointRefused
+from notice.push.config import AllowList
 from notice.push.vapid import load_private_key
 from notice.senders.webpush import MAX_PAYLOAD, fit_payload, retry_after
 from tests.support.pushapp import (

@@ -13,7 +13,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from flask import Flask
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, EndpointRefused
 
 URGENCIES = ("very-low", "low", "normal", "high")
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -24,10 +24,6 @@ _UNSAFE = re.compile(r"[\\\s\x00-\x1f\x7f]")
 #: the authority of an allowed endpoint: host name or IPv4 (or a bracketed IPv6
 #: literal, for loopback origins in tests) and an optional port; no userinfo, no escapes
 _NETLOC_RE = re.compile(r"^([a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\])(:[0-9]{1,5})?$")
-
-
-class EndpointRefused(ValueError):
-    """A push endpoint that is not an allowed push service URL."""
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from .config import AllowList, EndpointRefused
+from ..errors import EndpointRefused, SubscriptionError
+from .config import AllowList
 from .models import PushModels
-
-
-class SubscriptionError(ValueError):
-    """A push subscription the server refuses (bad shape, keys or endpoint)."""
 
 
 @dataclass(frozen=True)

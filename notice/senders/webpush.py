@@ -40,8 +40,14 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 
 from ..columns import utcnow
-from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
-from ..push.config import AllowList, EndpointRefused, origin
+from ..errors import (
+    ConfigurationError,
+    EndpointRefused,
+    PermanentError,
+    SkipDelivery,
+    TransientError,
+)
+from ..push.config import AllowList, origin
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
 from ..store import chunks
 from .base import Sender

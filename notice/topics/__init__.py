@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
-from .topics import Published, Topics, UnknownTopic, check_name
+from ..errors import UnknownTopic
+from .topics import Published, Topics, check_name
 
 __all__ = ["Published", "Topics", "UnknownTopic", "check_name"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..errors import UnknownTopic
 from ..publish import notice_event
 from ..push.models import MAX_TOPIC, PushModels
 from ..types import NoticeType
@@ -38,10 +39,6 @@ NoticeType.register("GROUP")
 NoticeType.register("WATCHING")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-
-
-class UnknownTopic(LookupError):
-    """No topic has this name."""
 
 
 def check_name(name: object) -> str:

@@ -11,12 +11,14 @@ from flask import abort, current_app, jsonify, redirect, request, session, url_f
 from flask.sansio.app import App
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from ..errors import NoticeError
+
 SESSION_KEY = "_notice_csrf"
 HEADER = "X-CSRFToken"
 FORM_FIELD = "csrf_token"
 
 
-class CSRFError(BadRequest):
+class CSRFError(NoticeError, BadRequest):
     """The CSRF token is missing or wrong (400), like Flask-WTF's ``CSRFError``."""
 
     description = "The CSRF token is missing or invalid."

@@ -11,6 +11,7 @@ from typing import Any
 from flask import current_app, request
 from werkzeug.exceptions import BadRequest
 
+from ..errors import NoticeError
 from ..store import NoticeQuery
 from ..types import NoticeType
 
@@ -23,7 +24,7 @@ _TRUE = ("1", "true", "yes", "read")
 _FALSE = ("0", "false", "no", "unread")
 
 
-class BadParameter(BadRequest):
+class BadParameter(NoticeError, BadRequest):
     """A query parameter or body field is missing or malformed (400).
 
     Rendered as ``{"error": "bad_parameter", "parameter": ..., "message": ...}``.

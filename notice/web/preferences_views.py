@@ -30,6 +30,7 @@ from flask.typing import ResponseReturnValue
 
 from .. import links
 from ..config import DIGEST_FREQUENCIES
+from ..errors import BadToken
 from ..preferences.preferences import Preferences
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
@@ -138,7 +139,7 @@ def unsubscribe(token: str) -> Any:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         req = links.read_token(app, token)
-    except links.BadToken:
+    except BadToken:
         return _page("invalid", 400)
     prefs = _prefs()
     user_id = app.extensions["notice"].state(app).coerce_user_id(req.user_id)

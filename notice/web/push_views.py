@@ -11,6 +11,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from ..errors import SubscriptionError
 from ..push import subscriptions as subs
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
@@ -74,7 +75,7 @@ def push_subscribe() -> ResponseReturnValue:
             user_agent=request.headers.get("User-Agent"),
             max_per_user=app.config["NOTICE_PUSH_MAX_SUBSCRIPTIONS"],
         )
-    except subs.SubscriptionError as exc:
+    except SubscriptionError as exc:
         session.rollback()
         return error(400, "bad_subscription", str(exc))
     session.commit()
@@ -118,7 +119,7 @@ def push_resubscribe() -> ResponseReturnValue:
     session = _ext().db.session
     try:
         info = subs.parse_subscription(body.get("subscription"), subs.allow_list(app))
-    except subs.SubscriptionError as exc:
+    except SubscriptionError as exc:
         return error(400, "bad_subscription", str(exc))
     sub = subs.resubscribe(session, _ext().push_models, old_endpoint, old_auth, info)
     if sub is None:

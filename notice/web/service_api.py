@@ -14,8 +14,8 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from ..errors import NoticeError, SubscriptionError, UnknownTopic
 from ..push import subscriptions as subs
-from ..topics.topics import UnknownTopic
 from ..types import NoticeType
 from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
 from .blueprints import api_bp
@@ -138,7 +138,7 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
     topics, session = _ext().topics, _ext().db.session
     try:
         target = _subscriber(body, service, user_id, create=subscribe)
-    except subs.SubscriptionError as exc:
+    except SubscriptionError as exc:
         session.rollback()
         return error(400, "bad_token", str(exc))
     except LookupError:
@@ -180,9 +180,9 @@ def _subscriber(
     elif isinstance(token, str):
         endpoint = token
     else:
-        raise subs.SubscriptionError("token must be a push subscription object or its endpoint")
+        raise SubscriptionError("token must be a push subscription object or its endpoint")
     if not isinstance(endpoint, str) or not endpoint:
-        raise subs.SubscriptionError("token has no endpoint")
+        raise SubscriptionError("token has no endpoint")
     sub = subs.find(ext.db.session, ext.push_models, endpoint)
     if sub is None and isinstance(token, dict) and create and not service:
         # a browser subscribing to its first topic registers the device on the way
@@ -203,7 +203,7 @@ def _subscriber(
 # --- notifications ------------------------------------------------------------------
 
 
-class _BadNotification(ValueError):
+class _BadNotification(NoticeError, ValueError):
     pass
 
 
