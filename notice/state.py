@@ -16,6 +16,7 @@ from .errors import ConfigurationError
 from .filters import Filter
 from .retry import RetryPolicy
 from .senders.base import Sender, load_sender
+from .types import UserIdPolicy
 
 if TYPE_CHECKING:
     from .extension import Notices
@@ -42,12 +43,8 @@ class NoticeState:
         self.ext = ext
         self.app = app
         self.models: Models = ext.models
-        try:
-            self._user_id_python_type: type | None = (
-                self.models.Notice.__table__.c.user_id.type.python_type
-            )
-        except NotImplementedError:
-            self._user_id_python_type = None
+        #: converts and checks user ids where they enter the library
+        self.coerce_user_id = UserIdPolicy(self.models.Notice.__table__.c.user_id.type)
         self.dispatch_mode: str = cfg["NOTICE_DISPATCH"]
         self.batch_size: int = cfg["NOTICE_BATCH_SIZE"]
         self.lease = timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"])
@@ -70,17 +67,6 @@ class NoticeState:
         for spec in cfg["NOTICE_SENDERS"]:
             self.add_route(Route(load_sender(spec)))
         self.dispatcher = self._make_dispatcher()
-
-    def coerce_user_id(self, value: Any) -> Any:
-        """``value`` as the ``user_id`` column's Python type (flask-login hands out
-        strings, callers mix ``"7"`` and ``7``); unchanged when it does not convert."""
-        python_type = self._user_id_python_type
-        if python_type is None or type(value) is python_type:
-            return value
-        try:
-            return python_type(value)
-        except (TypeError, ValueError):
-            return value
 
     def _make_dispatcher(self) -> Dispatcher:
         mode = self.dispatch_mode

@@ -8,7 +8,12 @@ renaming a constant never breaks stored rows. Apps add their own types with
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+import re
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+
+from .errors import InvalidUserId
 
 
 class NoticeType(str):
@@ -129,3 +134,65 @@ class DeliveryStatus(str, enum.Enum):
 
 #: delivery states the sweeper may pick up
 PENDING_STATES = (DeliveryStatus.WAIT.value, DeliveryStatus.ERROR.value)
+
+
+# --- user ids -------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,20}$")
+
+
+class UserIdPolicy:
+    """How this app's user ids are checked and converted: once, strictly, where an id
+    enters the library (publishing, the reading API, topics, preferences, the web).
+
+    Ids become the ``user_id`` column's Python type: flask-login hands out ``"7"``
+    where the database holds ``7``. ``True`` (user 1?), ``2.5`` (user 2?), bytes and
+    text that is not a whole number are refused with :class:`InvalidUserId`, as are
+    integers outside the column's range (a database error otherwise).
+    """
+
+    def __init__(self, column_type: sa.types.TypeEngine[Any]) -> None:
+        try:
+            self.python_type: type | None = column_type.python_type
+        except NotImplementedError:
+            self.python_type = None
+        bits = 63 if isinstance(column_type, sa.BigInteger) else 31
+        if isinstance(column_type, sa.SmallInteger):
+            bits = 15
+        self.bound = 2**bits
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` as a user id of this app, or :class:`InvalidUserId`."""
+        if value is None or isinstance(value, (bool, float, bytes, bytearray)):
+            raise InvalidUserId(f"{value!r} is not a user id")
+        kind = self.python_type
+        if kind is int:
+            if isinstance(value, str) and _INTEGER.match(value.strip()):
+                value = int(value.strip())
+            elif type(value) is not int:
+                if not isinstance(value, int):  # int subclasses (IntEnum) pass as ints
+                    raise InvalidUserId(f"{value!r} is not a user id (a whole number)")
+                value = int(value)
+            if not -self.bound <= value < self.bound:
+                raise InvalidUserId(f"user id {value} is out of range")
+            return value
+        if kind is None or type(value) is kind:
+            return value
+        if kind is str:
+            if isinstance(value, int):
+                return str(value)
+            raise InvalidUserId(f"{value!r} is not a user id (a string)")
+        if isinstance(value, str):
+            try:
+                return kind(value)  # e.g. uuid.UUID("...")
+            except (TypeError, ValueError) as exc:
+                raise InvalidUserId(f"{value!r} is not a user id: {exc}") from None
+        if isinstance(value, kind):
+            return value
+        raise InvalidUserId(f"{value!r} is not a user id ({kind.__name__})")
+
+
+def user_key(user_id: Any) -> str:
+    """The one key of a user in dicts and broker channels: ids that went through
+    :class:`UserIdPolicy` and ids read back from the database compare as text."""
+    return str(user_id)

@@ -317,3 +317,21 @@ def test_racing_dedupe_fan_outs_in_opposite_orders_do_not_deadlock(app_factory):
     assert errors == []
     with app.app_context():
         assert app.notices.Notice.query.count() == 3000
+
+
+@pytest.mark.parametrize("bad", [True, 2.5, b"7", "seven", [1, True]])
+def test_publishing_refuses_values_that_are_not_user_ids(app, notices, bad):
+    from notice.errors import InvalidUserId
+
+    with pytest.raises(InvalidUserId):
+        notice_event(bad, subject="s", content="")
+    assert notices.Notice.query.count() == 0
+
+
+def test_reading_api_converts_ids_like_publishing(app, notices):
+    notice_event(7, subject="s", content="")
+    assert notices.unread_count("7") == notices.unread_count(7) == 1
+    from notice.errors import InvalidUserId
+
+    with pytest.raises(InvalidUserId):
+        notices.unread_count(True)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+import sqlalchemy as sa
 
 from notice import DeliveryStatus, NoticeType, ReadStatus, SendStatus
+from notice.errors import InvalidUserId
+from notice.types import UserIdPolicy, user_key
 
 
 def test_seed_types_are_stable_strings():
@@ -64,3 +69,58 @@ def test_register_refuses_bad_or_clashing_types(args, message):
 def test_status_enums_store_their_values(enum, values):
     assert [m.value for m in enum] == values
     assert all(str(m) == m.value and m == m.value for m in enum)
+
+
+# --- user ids: one strict policy ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        False,
+        2.5,
+        2.0,
+        b"7",
+        bytearray(b"7"),
+        "x",
+        "7.0",
+        "",
+        None,
+        2**31,
+        -(2**31) - 1,
+        [7],
+        object(),
+    ],
+)
+def test_integer_ids_refuse_what_is_not_a_whole_number_in_range(value):
+    with pytest.raises(InvalidUserId):
+        UserIdPolicy(sa.Integer())(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(7, 7), ("7", 7), (" 42 ", 42), ("-3", -3)])
+def test_integer_ids_accept_ints_and_their_text(value, expected):
+    got = UserIdPolicy(sa.Integer())(value)
+    assert got == expected and type(got) is int
+
+
+def test_big_integer_ids_reach_the_64_bit_range():
+    policy = UserIdPolicy(sa.BigInteger())
+    assert policy(str(2**62)) == 2**62
+    with pytest.raises(InvalidUserId):
+        policy(2**63)
+
+
+def test_string_and_uuid_ids():
+    assert UserIdPolicy(sa.String(36))(7) == "7"
+    with pytest.raises(InvalidUserId):
+        UserIdPolicy(sa.String(36))(True)
+    policy = UserIdPolicy(sa.Uuid())
+    u = uuid.uuid4()
+    assert policy(str(u)) == u and policy(u) is u
+    with pytest.raises(InvalidUserId):
+        policy("not-a-uuid")
+
+
+def test_user_key_is_the_same_for_an_id_and_its_text():
+    assert user_key(7) == user_key("7") == "7"

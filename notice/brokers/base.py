@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError, TransientError
+from ..types import user_key
 
 #: a message telling a stream it may have missed messages and must reload from the DB
 RESYNC: dict[str, Any] = {"event": "resync"}
@@ -41,11 +42,6 @@ BUILTIN_BROKERS: dict[str, str] = {
 
 class BrokerError(TransientError):
     """Publishing failed (the broker is unreachable); the stream sender retries later."""
-
-
-def user_key(user_id: Any) -> str:
-    """Channel key of a user: ids of any type (int, str, UUID) compare as text."""
-    return str(user_id)
 
 
 def encode(user_id: Any, message: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Broker, user_key
+from ..types import user_key
+from .base import Broker
 
 
 class InProcessBroker(Broker):

@@ -14,7 +14,8 @@ from typing import Any
 
 import redis
 
-from .base import BrokerError, decode, encode, user_key
+from ..types import user_key
+from .base import BrokerError, decode, encode
 from .listening import ListeningBroker
 
 
