@@ -11,15 +11,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from types import FunctionType
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
 
 from . import store
 from .columns import utcnow
 from .errors import PermanentError, SkipDelivery, TransientError
+from .models import VIEW_COLUMNS, NoticeView
 from .signals import notice_failed, notice_sent, send_observing
 from .types import DeliveryStatus
 
@@ -127,21 +126,20 @@ def _count(report: Report, recorded: Sequence[store.Outcome]) -> None:
             report.skipped += 1
 
 
-def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, Any]]:
+def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]]:
     """``(delivery, notice)`` pairs in delivery id order; the session is closed before
     sending.
 
     A delivery is a plain row (``id``, ``notice_id``, ``channel``, ``target``,
-    ``attempts``) and each notice a :func:`detached_notice` copy, loaded once however
-    many deliveries it has: building ORM objects (identity map, instance state) for
-    every notice of a large fan-out took half of the delivery time.
+    ``attempts``) and each notice a :class:`NoticeView`, loaded once however many
+    deliveries it has: building ORM objects (identity map, instance state) for every
+    notice of a large fan-out took half of the delivery time.
     """
     d = state.models.Delivery.__table__
-    plain = detached_class(state.models.Notice)
     n = state.models.Notice.__table__
-    columns = [n.c[name] for name in plain.columns]
+    columns = [n.c[name] for name in VIEW_COLUMNS]
     rows: list[Any] = []
-    notices: dict[int, Any] = {}
+    notices: dict[int, NoticeView] = {}
     with state.engine.connect() as conn:
         for part in store.chunks(list(ids)):
             rows.extend(
@@ -153,49 +151,9 @@ def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, Any]]:
             )
         for part in store.chunks(sorted({row.notice_id for row in rows})):
             for values in conn.execute(sa.select(*columns).where(n.c.id.in_(part))):
-                notice = plain.build(values)
+                notice = NoticeView(*values)
                 notices[notice.id] = notice
     return [(row, notices[row.notice_id]) for row in rows if row.notice_id in notices]
-
-
-class _Detached:
-    """Base of the plain notice classes :func:`detached_class` builds."""
-
-    #: the mapped column attributes, in the order :meth:`build` takes values
-    columns: tuple[str, ...] = ()
-
-    @classmethod
-    def build(cls, values: Sequence[Any]) -> Any:
-        obj = cls.__new__(cls)
-        obj.__dict__.update(zip(cls.columns, values, strict=True))
-        return obj
-
-
-#: per model class; weak so that the models of a discarded app can go
-_detached: WeakKeyDictionary[Any, type[_Detached]] = WeakKeyDictionary()
-
-
-def detached_class(notice_model: Any) -> type[_Detached]:
-    """A plain class with ``notice_model``'s column attributes and its own methods and
-    properties (``to_dict``, ``is_expired``, ``is_read``, ``__repr__``): what senders
-    and signal receivers get, like a detached Notice but without the ORM's per-object
-    bookkeeping. Built once per model class.
-    """
-    cls = _detached.get(notice_model)
-    if cls is None:
-        mapper = sa.inspect(notice_model)
-        namespace: dict[str, Any] = {
-            "columns": tuple(prop.key for prop in mapper.column_attrs),
-            "__module__": notice_model.__module__,
-            "__doc__": notice_model.__doc__,
-        }
-        methods = (FunctionType, property, staticmethod, classmethod)
-        for name, value in vars(notice_model).items():
-            if isinstance(value, methods) and (name == "__repr__" or not name.startswith("__")):
-                namespace[name] = value
-        cls = type(notice_model.__name__, (_Detached,), namespace)
-        _detached[notice_model] = cls
-    return cls
 
 
 def _send_all(

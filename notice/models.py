@@ -18,6 +18,74 @@ from .columns import BigId, UTCDateTime, utcnow
 from .types import DeliveryStatus, ReadStatus, SendStatus
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class NoticeView:
+    """One notice as senders and signal receivers get it: read-only, bound to no
+    session, cheap to build (a large fan-out makes thousands). The ORM ``Notice`` is
+    for the app's own queries."""
+
+    id: int
+    user_id: Any
+    sender_id: Any
+    subject: str
+    content: str
+    notice_type: str
+    read_status: str
+    send_status: str
+    url: str | None
+    data: Any
+    dedupe_key: str | None
+    expires_at: datetime | None
+    read_at: datetime | None
+    emailed_at: datetime | None
+    create_at: datetime
+    update_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> NoticeView:
+        """A view of an ORM ``Notice`` or a row with its columns."""
+        return cls(*(getattr(row, name) for name in VIEW_COLUMNS))
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_status == ReadStatus.READ.value
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (what the API, the stream and webhooks send)."""
+        return notice_dict(self)
+
+    def __repr__(self) -> str:
+        # like Notice's: content and data stay out of logs
+        return f"<Notice {self.id} user={self.user_id} {self.notice_type} {self.subject!r}>"
+
+
+#: the Notice columns a :class:`NoticeView` holds, in its field order
+VIEW_COLUMNS: tuple[str, ...] = tuple(NoticeView.__dataclass_fields__)
+
+
+def notice_dict(notice: Any) -> dict[str, Any]:
+    """The JSON-ready dict of a ``Notice`` or a :class:`NoticeView`."""
+    return {
+        "id": notice.id,
+        "user_id": notice.user_id,
+        "sender_id": notice.sender_id,
+        "notice_type": notice.notice_type,
+        "subject": notice.subject,
+        "content": notice.content,
+        "url": notice.url,
+        "data": notice.data,
+        "read_status": notice.read_status,
+        "send_status": notice.send_status,
+        "create_at": _iso(notice.create_at),
+        "update_at": _iso(notice.update_at),
+        "read_at": _iso(notice.read_at),
+        "expires_at": _iso(notice.expires_at),
+    }
+
+
 @dataclass
 class Models:
     """The model classes built for one ``db``."""
@@ -98,22 +166,7 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
 
         def to_dict(self) -> dict[str, Any]:
             """A JSON-ready view of the notice (what the API and the stream send)."""
-            return {
-                "id": self.id,
-                "user_id": self.user_id,
-                "sender_id": self.sender_id,
-                "notice_type": self.notice_type,
-                "subject": self.subject,
-                "content": self.content,
-                "url": self.url,
-                "data": self.data,
-                "read_status": self.read_status,
-                "send_status": self.send_status,
-                "create_at": _iso(self.create_at),
-                "update_at": _iso(self.update_at),
-                "read_at": _iso(self.read_at),
-                "expires_at": _iso(self.expires_at),
-            }
+            return notice_dict(self)
 
         def __repr__(self) -> str:
             return f"<Notice {self.id} user={self.user_id} {self.notice_type} {self.subject!r}>"

@@ -138,3 +138,18 @@ def test_digest_partial_index_exists_and_search_is_right(app_factory):
         )
         app.db.session.commit()
         assert candidates(state, "daily", utcnow()) == [1]
+
+
+def test_notice_view_is_read_only_and_matches_the_row(app, notices):
+    import dataclasses
+
+    from notice import notice_event
+    from notice.models import NoticeView
+
+    stored = notice_event(7, subject="s", content="c", data={"a": 1})
+    view = NoticeView.of(stored)
+    assert view.to_dict() == stored.to_dict()
+    assert repr(view) == repr(stored)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.subject = "changed"  # type: ignore[misc]
+    assert not hasattr(view, "__dict__")  # slots: cheap for a large fan-out

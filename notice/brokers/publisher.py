@@ -25,6 +25,7 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 
 from ..aftercommit import EARLY, call_after_commit
+from ..models import notice_dict
 from ..store import chunks
 from ..web.inbox_queries import unread_counts
 from .base import Broker
@@ -67,8 +68,7 @@ def load_messages(
             for row in conn.execute(stmt):
                 if audience is not None and str(row.user_id) not in audience:
                     continue
-                # a Core row has the model's attributes: reuse to_dict without the ORM
-                messages.append((row.user_id, notice_message(notice.to_dict(row))))
+                messages.append((row.user_id, notice_message(notice_dict(row))))
                 users[row.user_id] = None
         counts = unread_counts(conn, notice, users) if users else {}
     messages.extend((user_id, count_message(unread)) for user_id, unread in counts.items())

@@ -19,6 +19,8 @@ from ..errors import ConfigurationError
 if TYPE_CHECKING:
     from flask import Flask
 
+    from ..models import NoticeView
+
 #: short names accepted in ``NOTICE_SENDERS``
 BUILTIN_SENDERS: dict[str, str] = {
     "log": "notice.senders.log:LogSender",
@@ -53,13 +55,12 @@ class Sender:
     def close(self) -> None:
         """Called after a batch of sends, also when one failed."""
 
-    def send(self, notice: Any) -> None:
-        """Deliver ``notice``: a detached copy with every Notice column as an attribute
-        plus ``to_dict()``, ``is_expired()`` and ``is_read``, bound to no session. Raise
-        to report failure."""
+    def send(self, notice: NoticeView) -> None:
+        """Deliver ``notice`` (read-only: every Notice column as an attribute plus
+        ``to_dict()``, ``is_expired()`` and ``is_read``). Raise to report failure."""
         raise NotImplementedError(f"{type(self).__name__} must implement send(notice)")
 
-    def send_to(self, notice: Any, target: str) -> None:
+    def send_to(self, notice: NoticeView, target: str) -> None:
         """Deliver ``notice`` to one target; the default ignores ``target``."""
         self.send(notice)
 
