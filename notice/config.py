@@ -6,13 +6,17 @@ once at startup; a wrong value fails fast with :class:`notice.errors.Configurati
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 
 from .errors import ConfigurationError
+from .preferences.settings import validate_preferences
 from .push.config import validate_push
-from .types import NoticeType
+from .retry import RetryPolicy
 
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
@@ -38,15 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_RETRY_JITTER": 0.1,
     #: deliveries one claim takes (sweeper and dispatcher batches)
     "NOTICE_BATCH_SIZE": 200,
-    # --- retry sweeper and CLI (sweeper issue) ------------------------------------
-    # --- web: inbox, JSON API, live stream (inbox issue) --------------------------
+    # --- web: inbox, JSON API, live stream -----------------------------------------
     #: register the blueprints (inbox pages, JSON API, stream, service API); False: none
     "NOTICE_WEB": True,
     #: URL prefix of the logged-in user's pages, JSON API and stream
     "NOTICE_URL_PREFIX": "/notices",
     #: URL prefix of the token-authenticated service API (topics, publishing)
     "NOTICE_API_PREFIX": "/api/v1",
-    #: the live stream (``<prefix>/stream``) and its "stream" sender; False: neither
+    #: the live stream (``<prefix>/stream``) and the events published to it
     "NOTICE_STREAM": True,
     #: how stream events cross processes: None (in-process), "redis://...",
     #: "postgresql://..." (LISTEN/NOTIFY) or "package.module:Class"
@@ -69,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_PAGE_MAX": 100,
     #: template the inbox page extends (must define ``{% block notice_content %}``)
     "NOTICE_BASE_TEMPLATE": "notice/base.html",
-    # --- web push and topics (push issue) -----------------------------------------
+    # --- web push and topics -------------------------------------------------------
     #: VAPID private key: a PEM file path, PEM text, or base64url raw/DER
     #: (`flask notice vapid-keys` makes one); needed by the "webpush" sender
     "NOTICE_VAPID_PRIVATE_KEY": None,
@@ -100,7 +103,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_API_TOKENS": [],
     #: optional hook ``f(token) -> bool`` accepting further service API tokens
     "NOTICE_API_AUTH": None,
-    # --- email, webhook, preferences, digest (email issue) ------------------------
+    # --- email, webhook, preferences, digest ---------------------------------------
     #: SMTP server of the "email" sender and the digest
     "NOTICE_MAIL_HOST": "localhost",
     #: SMTP port (25; 587 with STARTTLS; 465 with SSL)
@@ -135,7 +138,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_DIGEST_DEFAULT": "off",
     #: most notices listed in one digest email; the rest wait for the next digest
     "NOTICE_DIGEST_LIMIT": 100,
-    # --- celery (scaling issue) ----------------------------------------------------
+    # --- celery --------------------------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
     "NOTICE_CELERY_APP": None,
@@ -149,6 +152,74 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _DISPATCH_MODES = ("sync", "thread", "celery", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The core and web ``NOTICE_*`` keys of one app, read once by ``init_app`` after
+    :func:`validate`. Features keep theirs beside their validators
+    (:class:`notice.push.config.PushSettings`,
+    :class:`notice.preferences.settings.PreferenceSettings`)."""
+
+    senders: tuple[str, ...]
+    dispatch: str
+    threads: int
+    queue_size: int
+    batch_size: int
+    #: how long a claim holds its deliveries (NOTICE_CLAIM_TIMEOUT)
+    lease: timedelta
+    sweep_grace: timedelta
+    retry: RetryPolicy
+    web: bool
+    url_prefix: str
+    api_prefix: str
+    stream: bool
+    broker_url: str | None
+    broker_channel: str
+    sse_heartbeat: float
+    sse_retry: int
+    sse_replay: int
+    sse_queue: int
+    poll_interval: int
+    page_size: int
+    page_max: int
+    base_template: str
+    api_tokens: tuple[str, ...]
+    api_auth: Callable[[str], bool] | None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Settings:
+        return cls(
+            senders=tuple(cfg["NOTICE_SENDERS"]),
+            dispatch=cfg["NOTICE_DISPATCH"],
+            threads=int(cfg["NOTICE_THREADS"]),
+            queue_size=int(cfg["NOTICE_QUEUE_SIZE"]),
+            batch_size=int(cfg["NOTICE_BATCH_SIZE"]),
+            lease=timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"]),
+            sweep_grace=timedelta(seconds=cfg["NOTICE_SWEEP_GRACE"]),
+            retry=RetryPolicy(
+                base=float(cfg["NOTICE_RETRY_BASE"]),
+                cap=float(cfg["NOTICE_RETRY_CAP"]),
+                jitter=float(cfg["NOTICE_RETRY_JITTER"]),
+                max_attempts=int(cfg["NOTICE_MAX_ATTEMPTS"]),
+            ),
+            web=bool(cfg["NOTICE_WEB"]),
+            url_prefix=str(cfg["NOTICE_URL_PREFIX"]),
+            api_prefix=str(cfg["NOTICE_API_PREFIX"]),
+            stream=bool(cfg["NOTICE_STREAM"]),
+            broker_url=cfg["NOTICE_BROKER_URL"],
+            broker_channel=cfg["NOTICE_BROKER_CHANNEL"],
+            sse_heartbeat=float(cfg["NOTICE_SSE_HEARTBEAT"]),
+            sse_retry=int(cfg["NOTICE_SSE_RETRY"]),
+            sse_replay=int(cfg["NOTICE_SSE_REPLAY"]),
+            sse_queue=int(cfg["NOTICE_SSE_QUEUE"]),
+            poll_interval=int(cfg["NOTICE_POLL_INTERVAL"]),
+            page_size=int(cfg["NOTICE_PAGE_SIZE"]),
+            page_max=int(cfg["NOTICE_PAGE_MAX"]),
+            base_template=str(cfg["NOTICE_BASE_TEMPLATE"]),
+            api_tokens=tuple(cfg["NOTICE_API_TOKENS"]),
+            api_auth=cfg["NOTICE_API_AUTH"],
+        )
 
 
 def apply_defaults(app: Flask) -> None:
@@ -222,11 +293,8 @@ def _validate_inbox(app: Flask) -> None:
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
 
 
-DIGEST_FREQUENCIES = ("off", "daily", "weekly")
-
-
 def _validate_email(app: Flask) -> None:
-    """Check the email, webhook, preference and digest keys (sender-specific required
+    """Check the email and webhook keys (sender-specific required
     keys are checked by the senders' ``init_app``)."""
     cfg = app.config
     if cfg["NOTICE_MAIL_USE_TLS"] and cfg["NOTICE_MAIL_USE_SSL"]:
@@ -238,33 +306,7 @@ def _validate_email(app: Flask) -> None:
         raise ConfigurationError(f"NOTICE_MAIL_PORT must be a port number, got {port!r}")
     for key in ("NOTICE_MAIL_TIMEOUT", "NOTICE_WEBHOOK_TIMEOUT", "NOTICE_UNSUBSCRIBE_MAX_AGE"):
         _positive(app, key, float)
-    _positive(app, "NOTICE_DIGEST_LIMIT")
-    if cfg["NOTICE_DIGEST_DEFAULT"] not in DIGEST_FREQUENCIES:
-        raise ConfigurationError(
-            f"NOTICE_DIGEST_DEFAULT must be one of {', '.join(DIGEST_FREQUENCIES)}, "
-            f"got {cfg['NOTICE_DIGEST_DEFAULT']!r}"
-        )
-    defaults = cfg["NOTICE_PREFERENCE_DEFAULTS"]
-    if not isinstance(defaults, dict) or not all(
-        isinstance(t, str)
-        and isinstance(chans, dict)
-        and all(isinstance(c, str) and isinstance(v, bool) for c, v in chans.items())
-        for t, chans in defaults.items()
-    ):
-        raise ConfigurationError(
-            "NOTICE_PREFERENCE_DEFAULTS must map a notice type (or '*') to "
-            f'{{channel: True/False}}, e.g. {{"Like": {{"email": False}}}}; got {defaults!r}'
-        )
-    required = cfg["NOTICE_REQUIRED_TYPES"]
-    if isinstance(required, str) or not all(isinstance(t, str) for t in required):
-        raise ConfigurationError(
-            f"NOTICE_REQUIRED_TYPES must be a list of notice type values, got {required!r}"
-        )
-    for value in [*required, *(t for t in defaults if t != "*")]:
-        try:
-            NoticeType(value)
-        except ValueError as exc:
-            raise ConfigurationError(f"NOTICE_REQUIRED_TYPES/PREFERENCE_DEFAULTS: {exc}") from None
+    validate_preferences(cfg)
     urls = cfg["NOTICE_WEBHOOK_URLS"]
     if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
         raise ConfigurationError(f"NOTICE_WEBHOOK_URLS must be a list of URLs, got {urls!r}")

@@ -112,6 +112,16 @@ def deliver(
     return report
 
 
+def deliver_in_app(state: NoticeState, ids: Sequence[int]) -> Report:
+    """:func:`deliver` ``ids`` inside a fresh app context: what dispatchers run (after the
+    caller's commit, or on a pool thread, or in a Celery worker), so senders and hooks
+    get a ``db.session`` of their own, removed again at the end."""
+    with state.app.app_context():
+        report = deliver(state, ids=ids)
+    logger.debug("delivered: %s", report.as_dict())
+    return report
+
+
 def _count(report: Report, recorded: Sequence[store.Outcome]) -> None:
     for o in recorded:
         if o.status is DeliveryStatus.SENT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -11,18 +12,24 @@ import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context
 
 from . import store
+from .aftercommit import call_after_commit
+from .brokers.base import load_broker
+from .brokers.publisher import StreamPublisher
 from .cli import load_commands
-from .config import apply_defaults, validate
-from .delivery import Report, deliver
+from .config import Settings, apply_defaults, validate
+from .delivery import Report, deliver, deliver_in_app
+from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
 from .preferences.preferences import Preferences
-from .publish import write
+from .preferences.settings import PreferenceSettings
+from .publish import on_notification
+from .push.config import PushSettings
 from .push.models import PushModels, build_push_models
-from .senders.base import Sender
+from .senders.base import Sender, load_sender
 from .signals import notice_read, notification, send_observing
-from .state import NoticeState, Route
+from .state import NoticeState, Route, register_state
 from .sweeper import sweep
 from .topics.topics import Published, Topics
 from .web import register_web
@@ -90,16 +97,38 @@ class Notices:
             )
         apply_defaults(app)
         validate(app)
-        state = NoticeState(self, app)
+        cfg = app.config
+        settings = Settings.from_config(cfg)
+        state = NoticeState(
+            app,
+            db=self.db,
+            models=self.models,
+            push_models=self.push_models,
+            settings=settings,
+            preference_settings=PreferenceSettings.from_config(cfg),
+            push_settings=PushSettings.from_config(cfg),
+        )
+        for spec in settings.senders:
+            state.add_route(Route(load_sender(spec)))
         for r in self._routes:
             state.add_route(r)
         state.user_loader = self._user_loader
         state.email_loader = self._email_loader
+        state.preferences = self.preferences
         state.gates.append(self.preferences.allowed)
+        state.dispatcher = _make_dispatcher(state, app)
+        if settings.stream:
+            # the core owns the broker: a process that writes notices but serves no
+            # pages (NOTICE_WEB = False, a worker) still publishes live events
+            state.broker = load_broker(
+                settings.broker_url, channel=settings.broker_channel, queue_size=settings.sse_queue
+            )
+            state.publisher = StreamPublisher(self.Notice, state.broker)
         self._states[app] = state
+        register_state(app, state)
         app.extensions["notice"] = self
         _tune_sqlite(self.db, app)
-        notification.connect(self._handle_notification, sender=app)
+        notification.connect(on_notification, sender=app)
         app.cli.add_command(load_commands())
         register_web(app)
         app.jinja_env.globals.setdefault("notice_csrf_token", csrf_token)
@@ -115,9 +144,6 @@ class Notices:
             raise RuntimeError(
                 "notice is not initialised on this app: call notices.init_app(app)"
             ) from None
-
-    def _handle_notification(self, app: Flask, *, event: Any, **_: Any) -> None:
-        write(self._states[app], event)
 
     def user_loader(self, loader: Callable[[], Any]) -> Callable[[], Any]:
         """Decorator: register how the web layer finds the current user's id (return
@@ -198,15 +224,24 @@ class Notices:
     def _set_read(
         self, user_id: Any, ids: Iterable[int] | None, *, read: bool, commit: bool
     ) -> int:
-        user_id = self._user(user_id)
+        state = self.state()
+        user_id = state.coerce_user_id(user_id)
         id_list = None if ids is None else list(ids)
-        changed = store.set_read(self.db.session, self.Notice, user_id, id_list, read=read)
+        session = self.db.session
+        changed = store.set_read(session, self.Notice, user_id, id_list, read=read)
+        if changed and state.publisher is not None:
+            # every open stream of the user gets the new count, once it is true for readers
+            call_after_commit(
+                session,
+                lambda: state.publish_count(user_id, ids=id_list, read=read),
+                description="publishing an unread count to the live stream",
+            )
         if commit:
-            self.db.session.commit()
+            session.commit()
         if changed:
             send_observing(
                 notice_read,
-                self.state().app,
+                state.app,
                 user_id=user_id,
                 ids=id_list,
                 read=read,
@@ -229,7 +264,7 @@ class Notices:
         state = self.state(app)
         if not isinstance(state.dispatcher, CeleryDispatcher):
             raise ConfigurationError(
-                f"init_celery() needs NOTICE_DISPATCH = 'celery', not {state.dispatch_mode!r}"
+                f"init_celery() needs NOTICE_DISPATCH = 'celery', not {state.settings.dispatch!r}"
             )
         state.dispatcher.init_celery(celery_app)
 
@@ -247,6 +282,26 @@ class Notices:
         """Run one retry-sweeper pass for the current app (see :func:`notice.sweeper.sweep`):
         new deliveries left undispatched, expired leases and due retries."""
         return sweep(self.state(), now=now, limit=limit)
+
+
+def _make_dispatcher(state: NoticeState, app: Flask) -> Dispatcher:
+    """The dispatcher ``NOTICE_DISPATCH`` names, delivering through this app's state."""
+    settings = state.settings
+    deliver = functools.partial(deliver_in_app, state)
+    if settings.dispatch == "sync":
+        return SyncDispatcher(deliver)
+    if settings.dispatch == "thread":
+        return ThreadDispatcher(
+            deliver,
+            threads=settings.threads,
+            queue_size=settings.queue_size,
+            batch_size=settings.batch_size,
+        )
+    if settings.dispatch == "celery":
+        from .dispatch.celery import CeleryDispatcher  # imports Celery only for this mode
+
+        return CeleryDispatcher(deliver, app)
+    return NoDispatcher(deliver)
 
 
 def _tune_sqlite(db: Any, app: Flask) -> None:

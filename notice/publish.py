@@ -5,23 +5,22 @@ library's receiver turns the event into Notice and delivery rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
 
 from . import store
+from .aftercommit import EARLY, call_after_commit
 from .columns import utcnow
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .signals import notice_created, notification, send_observing
-from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus
-
-if TYPE_CHECKING:
-    from .state import NoticeState
+from .state import NoticeState, state_of
+from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus, user_key
 
 MAX_SUBJECT = 255
 MAX_URL = 2048
@@ -59,6 +58,9 @@ class NoticeEvent:
     dedupe_key: str | None
     channels: frozenset[str] | None
     commit: bool
+    #: explicit targets per channel and user key, replacing the sender's own choice
+    #: (``Sender.targets``) for that channel: ``{"webpush": {"7": ("12",)}}``
+    targets: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -102,6 +104,7 @@ def notice_event(
     expires_at: datetime | timedelta | None = None,
     dedupe_key: str | None = None,
     channels: Iterable[str] | None = None,
+    targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
     commit: bool = True,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
@@ -115,6 +118,9 @@ def notice_event(
         existing notice and sends nothing.
     :param channels: sender names to use for this call (default: every sender whose
         filter matches).
+    :param targets: per channel, the targets to use for each user instead of the
+        sender's own choice, e.g. ``{"webpush": {user_id: [subscription_id]}}`` (a user
+        missing from the mapping gets no delivery on that channel).
     :param commit: commit ``db.session`` before returning (default). With False the rows
         join the caller's transaction and are delivered only after the caller commits;
         a rollback means no row and no send.
@@ -122,7 +128,7 @@ def notice_event(
         iterable, the list of new notice ids.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    state = _state(app)
+    state = state_of(app)
     event = build_event(
         state,
         user_id,
@@ -135,9 +141,10 @@ def notice_event(
         expires_at=expires_at,
         dedupe_key=dedupe_key,
         channels=channels,
+        targets=targets,
         commit=commit,
     )
-    session = state.ext.db.session
+    session = state.db.session
     _publish(app, state, session, event)
     if commit:
         session.commit()
@@ -173,20 +180,20 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
                 event.result.notice_ids,
             )
         raise
-    defer_until_commit(session, state, event.result.delivery_ids)
-    if event.result.notice_ids:
-        send_observing(notice_created, app, notice_ids=event.result.notice_ids, event=event)
-
-
-def _state(app: Any) -> NoticeState:
-    ext = app.extensions.get("notice")
-    if ext is None:
-        raise RuntimeError(
-            "notice is not set up on this app: call notices.init_app(app) (or "
-            "Notices(app, db=db)) before publishing"
+    notice_ids = event.result.notice_ids
+    assert state.dispatcher is not None
+    defer_until_commit(session, state.dispatcher, event.result.delivery_ids)
+    publisher = state.publisher
+    if publisher is not None and notice_ids:
+        engine = state.engine
+        call_after_commit(
+            session,
+            lambda: publisher.submit(engine, notice_ids),
+            priority=EARLY,
+            description="publishing new notices to the live stream",
         )
-    state: NoticeState = ext.state(app)
-    return state
+    if notice_ids:
+        send_observing(notice_created, app, notice_ids=notice_ids, event=event)
 
 
 def _current_user_id() -> Any:
@@ -214,6 +221,7 @@ def build_event(
     dedupe_key: str | None,
     channels: Iterable[str] | None,
     commit: bool,
+    targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -258,7 +266,20 @@ def build_event(
                 f"unknown channel(s) {', '.join(sorted(unknown))}; this app has: "
                 f"{', '.join(sorted(state.senders_by_name)) or 'no senders'}"
             )
+    chosen: dict[str, dict[str, tuple[str, ...]]] | None = None
+    if targets is not None:
+        strangers = set(targets) - set(state.senders_by_name)
+        if strangers:
+            raise ValueError(f"targets: unknown channel(s) {', '.join(sorted(strangers))}")
+        chosen = {
+            channel: {
+                user_key(state.coerce_user_id(u)): tuple(str(t) for t in ts)
+                for u, ts in per_user.items()
+            }
+            for channel, per_user in targets.items()
+        }
     return NoticeEvent(
+        targets=chosen,
         user_ids=user_ids,
         single=single,
         notice_type=NoticeType(notice_type),
@@ -278,7 +299,7 @@ def route(
     state: NoticeState, event: NoticeEvent, user_ids: tuple[Any, ...]
 ) -> dict[Any, list[tuple[str, str]]]:
     """Decide, per user, which ``(channel, target)`` deliveries the event needs."""
-    keys = {u: _key(u) for u in user_ids}
+    keys = {u: user_key(u) for u in user_ids}
     routes: dict[Any, list[tuple[str, str]]] = {k: [] for k in keys.values()}
     for r in state.routes:
         channel = r.sender.name
@@ -293,6 +314,11 @@ def route(
             users = [u for u in users if u in allowed]
         if not users:
             continue
+        chosen = None if event.targets is None else event.targets.get(channel)
+        if chosen is not None:
+            for u in users:
+                routes[keys[u]].extend((channel, t) for t in chosen.get(keys[u], ()))
+            continue
         targets = r.sender.targets(users)
         if targets is None:
             # one delivery per user: the same (immutable) pair for all of them
@@ -306,23 +332,24 @@ def route(
     return routes
 
 
-def _key(user_id: Any) -> str:
-    # the database may hand back ids in another type than the caller used ("7" vs 7)
-    return str(user_id)
+def on_notification(app: Any, *, event: NoticeEvent, **_: Any) -> None:
+    """The library's receiver of ``notification`` (connected with ``sender=app``)."""
+    write(state_of(app), event)
 
 
 def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     """The library's ``notification`` receiver: write the event's rows in
     ``db.session`` and record them on ``event.result`` (dispatched after commit)."""
-    db = state.ext.db
-    session = db.session
+    session = state.db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
     dedupe = event.dedupe_key is not None
     # one notice per user and key: a repeated id in a deduplicated fan-out is one notice;
     # and one order for every caller: two callers racing on the same key with
     # overlapping users in different orders would otherwise wait on each other's
     # unique-index entries and deadlock (PostgreSQL)
-    user_ids = tuple(sorted(dict.fromkeys(event.user_ids), key=_key)) if dedupe else event.user_ids
+    user_ids = (
+        tuple(sorted(dict.fromkeys(event.user_ids), key=user_key)) if dedupe else event.user_ids
+    )
     routes = route(state, event, tuple(dict.fromkeys(user_ids)))
     now = utcnow()
     # the values every notice of the event shares; only user_id and send_status vary
@@ -342,14 +369,14 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         "update_at": now,
     }
     wait, sent = SendStatus.WAIT.value, SendStatus.SENT.value
-    statuses = [wait if routes[_key(u)] else sent for u in user_ids]
+    statuses = [wait if routes[user_key(u)] else sent for u in user_ids]
     written = store.insert_notice_columns(
         session, Notice.__table__, shared, list(user_ids), statuses, dedupe=dedupe
     )
     existing: list[int] = []
     if dedupe and len(written) < len(user_ids):
-        new_users = {_key(u) for _, u in written}
-        missing = [u for u in user_ids if _key(u) not in new_users]
+        new_users = {user_key(u) for _, u in written}
+        missing = [u for u in user_ids if user_key(u) not in new_users]
         for part in store.chunks(missing):
             existing.extend(
                 session.execute(
@@ -366,7 +393,7 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     d_target: list[str] = []
     for notice_id, u in written:
         notice_ids.append(notice_id)
-        for channel, target in routes[_key(u)]:
+        for channel, target in routes[user_key(u)]:
             d_notice.append(notice_id)
             d_channel.append(channel)
             d_target.append(target)

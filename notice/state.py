@@ -1,26 +1,40 @@
-"""Per-app state: the config read once at startup, the senders, the dispatcher."""
+"""Per-app state: what ``Notices.init_app`` builds for one app, and nobody else writes.
+
+It holds the settings read once at startup, the routes (senders and their filters), the
+routing gates, the dispatcher, and the live stream's broker and publisher. It keeps no
+reference to the :class:`~notice.Notices` object and only a weak one to the app, so an
+app that is dropped can be garbage-collected. Everything downstream gets this state or
+the parts it needs as arguments.
+"""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from sqlalchemy.engine import Engine
+from flask import Flask, current_app
 
-from .brokers.base import Broker
-from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
 from .retry import RetryPolicy
-from .senders.base import Sender, load_sender
+from .senders.base import Sender
 from .types import UserIdPolicy
 
 if TYPE_CHECKING:
-    from .extension import Notices
+    from sqlalchemy.engine import Engine
+
+    from .brokers.base import Broker
+    from .brokers.publisher import StreamPublisher
+    from .config import Settings
+    from .dispatch import Dispatcher
     from .models import Models
+    from .preferences.preferences import Preferences
+    from .preferences.settings import PreferenceSettings
+    from .push.config import PushSettings
+    from .push.models import PushModels
 
 #: ``gate(channel, notice_type, user_ids) -> user ids that may receive on channel``;
 #: how user preferences veto deliveries before rows are written
@@ -38,23 +52,27 @@ class Route:
 class NoticeState:
     """What ``notice`` keeps for one app (``Notices.state(app)``)."""
 
-    def __init__(self, ext: Notices, app: Flask) -> None:
-        cfg = app.config
-        self.ext = ext
-        self.app = app
-        self.models: Models = ext.models
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        db: Any,
+        models: Models,
+        push_models: PushModels,
+        settings: Settings,
+        preference_settings: PreferenceSettings,
+        push_settings: PushSettings,
+    ) -> None:
+        self._app = weakref.ref(app)
+        #: the app's Flask-SQLAlchemy object
+        self.db = db
+        self.models = models
+        self.push_models = push_models
+        self.settings = settings
+        self.preference_settings = preference_settings
+        self.push_settings = push_settings
         #: converts and checks user ids where they enter the library
-        self.coerce_user_id = UserIdPolicy(self.models.Notice.__table__.c.user_id.type)
-        self.dispatch_mode: str = cfg["NOTICE_DISPATCH"]
-        self.batch_size: int = cfg["NOTICE_BATCH_SIZE"]
-        self.lease = timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"])
-        self.sweep_grace = timedelta(seconds=cfg["NOTICE_SWEEP_GRACE"])
-        self.retry_policy = RetryPolicy(
-            base=float(cfg["NOTICE_RETRY_BASE"]),
-            cap=float(cfg["NOTICE_RETRY_CAP"]),
-            jitter=float(cfg["NOTICE_RETRY_JITTER"]),
-            max_attempts=int(cfg["NOTICE_MAX_ATTEMPTS"]),
-        )
+        self.coerce_user_id = UserIdPolicy(models.Notice.__table__.c.user_id.type)
         self.routes: list[Route] = []
         self.senders_by_name: dict[str, Sender] = {}
         self.gates: list[Gate] = []
@@ -62,31 +80,53 @@ class NoticeState:
         self.user_loader: Callable[[], Any] | None = None
         #: ``loader(user_id) -> email address or None`` (``Notices.email_loader``)
         self.email_loader: Callable[[Any], str | None] | None = None
-        #: the live stream's broker (:mod:`notice.brokers`), set up by the web layer
+        #: runs deliveries after commit; set by ``init_app``
+        self.dispatcher: Dispatcher | None = None
+        #: the live stream's broker and the publisher feeding it (None: no stream)
         self.broker: Broker | None = None
-        for spec in cfg["NOTICE_SENDERS"]:
-            self.add_route(Route(load_sender(spec)))
-        self.dispatcher = self._make_dispatcher()
+        self.publisher: StreamPublisher | None = None
+        #: per-user channel choices and digest frequency; set by ``init_app``
+        self.preferences: Preferences | None = None
 
-    def _make_dispatcher(self) -> Dispatcher:
-        mode = self.dispatch_mode
-        if mode == "sync":
-            return SyncDispatcher(self)
-        if mode == "thread":
-            return ThreadDispatcher(
-                self,
-                threads=self.app.config["NOTICE_THREADS"],
-                queue_size=self.app.config["NOTICE_QUEUE_SIZE"],
-            )
-        if mode == "celery":
-            from .dispatch.celery import CeleryDispatcher  # imports Celery only for this mode
+    @property
+    def app(self) -> Flask:
+        """The app (held weakly: the state never keeps it alive)."""
+        app = self._app()
+        if app is None:
+            raise RuntimeError("the Flask app of this notice state was garbage-collected")
+        return app
 
-            return CeleryDispatcher(self)
-        if mode == "none":
-            return NoDispatcher(self)
-        raise ConfigurationError(
-            f"NOTICE_DISPATCH = {mode!r} is not available in this version of notice"
-        )
+    @property
+    def engine(self) -> Engine:
+        """The engine holding the notice tables (needs an app context)."""
+        engine: Engine = self.db.engine
+        return engine
+
+    # the settings most of the engine reads, by their old names
+    @property
+    def dispatch_mode(self) -> str:
+        return self.settings.dispatch
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def lease(self) -> timedelta:
+        return self.settings.lease
+
+    @property
+    def sweep_grace(self) -> timedelta:
+        return self.settings.sweep_grace
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.settings.retry
+
+    def publish_count(self, user_id: Any, **extra: Any) -> None:
+        """Send ``user_id``'s unread count to their open streams (after a commit)."""
+        if self.publisher is not None:
+            self.publisher.submit_count(self.engine, user_id, **extra)
 
     def add_route(self, route: Route) -> None:
         name = route.sender.name
@@ -101,15 +141,33 @@ class NoticeState:
         self.senders_by_name[name] = route.sender
         self.routes.append(route)
 
-    @property
-    def engine(self) -> Engine:
-        """The engine holding the notice tables (needs an app context)."""
-        engine: Engine = self.ext.db.engine
-        return engine
-
     def sender(self, name: str) -> Sender:
         try:
             return self.senders_by_name[name]
         except KeyError:
             known = ", ".join(sorted(self.senders_by_name)) or "none"
             raise KeyError(f"no sender named {name!r}; this app has: {known}") from None
+
+
+# app -> its state; weak on both sides (the state holds its app weakly), so an app that
+# is dropped takes its state with it
+_states: weakref.WeakKeyDictionary[Flask, NoticeState] = weakref.WeakKeyDictionary()
+
+
+def register_state(app: Flask, state: NoticeState) -> None:
+    """Record ``state`` as ``app``'s (``Notices.init_app`` only)."""
+    _states[app] = state
+
+
+def state_of(app: Flask | None = None) -> NoticeState:
+    """The notice state of ``app`` (default: the current app): the one lookup the web
+    layer, the CLI and the workers use to reach it."""
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        return _states[app]
+    except KeyError:
+        raise RuntimeError(
+            "notice is not set up on this app: call notices.init_app(app) (or "
+            "Notices(app, db=db)) first"
+        ) from None

@@ -15,15 +15,13 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from .delivery import Report, deliver
-
-if TYPE_CHECKING:
-    from .state import NoticeState
+from .state import NoticeState, state_of
 
 logger = logging.getLogger("notice.sweeper")
 
@@ -32,13 +30,7 @@ MAX_BACKOFF = 60.0
 
 
 def _state_of(target: Flask | NoticeState) -> NoticeState:
-    if isinstance(target, Flask):
-        ext = target.extensions.get("notice")
-        if ext is None:
-            raise RuntimeError("notice is not initialised on this app: call notices.init_app(app)")
-        state: NoticeState = ext.state(target)
-        return state
-    return target
+    return state_of(target) if isinstance(target, Flask) else target
 
 
 def sweep(
@@ -58,7 +50,7 @@ def sweep(
         try:
             return deliver(state, now=now, limit=limit)
         finally:
-            state.ext.db.session.remove()
+            state.db.session.remove()
 
 
 def describe_db_error(exc: BaseException) -> str:

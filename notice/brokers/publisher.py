@@ -1,13 +1,14 @@
 """Getting events to the live stream: new notices after their transaction commits, and
 unread-count changes.
 
-When notices are written, the ``notice_created`` receiver (connected per app by
-:mod:`notice.web.inbox_setup`) only parks their ids until the transaction commits
-(:mod:`notice.aftercommit`). Then they go to the app's :class:`StreamPublisher`, which reads the
-committed rows and their recipients' unread counts and publishes the events from a
-background thread, so a fan-out to thousands of users costs the caller nothing; a
-rollback drops the ids: no row, no event. Mark read/unread and delete publish the new
-count directly.
+When notices are written, the publisher (:func:`notice.publish.notice_event`) parks
+their ids until the transaction commits (:mod:`notice.aftercommit`). Then they go to
+the app's :class:`StreamPublisher`, which reads the committed rows and their
+recipients' unread counts and publishes the events from a background thread, so a
+fan-out to thousands of users costs the caller nothing; a rollback drops the ids: no
+row, no event. Mark read/unread and delete publish the new count directly. The core
+builds the broker and this publisher in ``init_app``, so a process serving no pages
+(``NOTICE_WEB = False``) publishes live events too.
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ import logging
 import os
 import queue
 import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask
 from sqlalchemy.engine import Engine
 
-from ..aftercommit import EARLY, call_after_commit
 from ..models import notice_dict
 from ..store import chunks
 from ..web.inbox_queries import unread_counts
@@ -141,40 +139,3 @@ class StreamPublisher:
                         return
                 continue
             self.run_job(job)
-
-
-_publishers: weakref.WeakKeyDictionary[Flask, StreamPublisher] = weakref.WeakKeyDictionary()
-
-
-def publisher_for(app: Flask) -> StreamPublisher | None:
-    """The app's publisher (made on first use), or None without a stream."""
-    ext = app.extensions["notice"]
-    broker = ext.state(app).broker
-    if broker is None:
-        return None
-    publisher = _publishers.get(app)
-    if publisher is None:
-        publisher = _publishers.setdefault(app, StreamPublisher(ext.Notice, broker))
-    return publisher
-
-
-def on_notice_created(app: Flask, *, notice_ids: list[int], **_: Any) -> None:
-    """``notice_created`` receiver: publish the ids once the transaction commits."""
-    publisher = publisher_for(app)
-    if publisher is None or not notice_ids:
-        return
-    ext = app.extensions["notice"]
-    engine, ids = ext.state(app).engine, list(notice_ids)
-    call_after_commit(
-        ext.db.session,
-        lambda: publisher.submit(engine, ids),
-        priority=EARLY,
-        description="publishing new notices to the live stream",
-    )
-
-
-def publish_count(app: Flask, user_id: Any, **extra: Any) -> None:
-    """Publish ``user_id``'s new unread count to their streams (after a commit)."""
-    publisher = publisher_for(app)
-    if publisher is not None:
-        publisher.submit_count(app.extensions["notice"].state(app).engine, user_id, **extra)

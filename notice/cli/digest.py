@@ -7,9 +7,9 @@ import json
 import click
 
 from ..columns import utcnow
-from ..config import DIGEST_FREQUENCIES
 from ..errors import ConfigurationError
 from ..preferences.digest import DigestReport, candidates, run_digest
+from ..preferences.settings import DIGEST_FREQUENCIES
 from . import notice_cli
 from .common import current_state, database_errors, progress
 

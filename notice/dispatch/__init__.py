@@ -12,37 +12,41 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..aftercommit import call_after_commit
-from ..delivery import deliver
-
-if TYPE_CHECKING:
-    from ..state import NoticeState
 
 logger = logging.getLogger("notice")
 
 #: seconds the thread pool waits, in all, for its batches in flight at shutdown
 SHUTDOWN_GRACE = 5.0
 
+#: ``deliver(delivery_ids)``: claim, send and record those deliveries inside the app's
+#: context (:func:`notice.delivery.deliver_in_app` bound to one app's state)
+Deliver = Callable[[Sequence[int]], object]
 
-def defer_until_commit(session: Any, state: NoticeState, delivery_ids: Sequence[int]) -> None:
-    """Dispatch ``delivery_ids`` once ``session``'s transaction commits."""
+
+def defer_until_commit(session: Any, dispatcher: Dispatcher, delivery_ids: Sequence[int]) -> None:
+    """Hand ``delivery_ids`` to ``dispatcher`` once ``session``'s transaction commits."""
     if delivery_ids:
         ids = list(delivery_ids)
         call_after_commit(
             session,
-            lambda: state.dispatcher.submit(ids),
+            lambda: dispatcher.submit(ids),
             description=f"dispatching {len(ids)} deliveries (the sweeper will retry them)",
         )
 
 
 class Dispatcher:
-    """Runs deliveries after commit. Subclasses implement :meth:`submit`."""
+    """Runs deliveries after commit. Subclasses implement :meth:`submit`.
 
-    def __init__(self, state: NoticeState) -> None:
-        self._state = state
+    :param deliver: sends a list of delivery ids; the dispatcher decides only where and
+        when it runs.
+    """
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
         raise NotImplementedError
@@ -55,14 +59,12 @@ class SyncDispatcher(Dispatcher):
     """Delivers in the caller's thread, right after its commit.
 
     It runs inside the caller's ``after_commit`` hook, when the caller's ``db.session``
-    cannot be used; a fresh app context gives senders and hooks (``email_loader``,
-    ``targets``) a ``db.session`` of their own, removed again at the end.
+    cannot be used; ``deliver`` gives senders and hooks (``email_loader``, ``targets``)
+    a fresh app context with a ``db.session`` of their own.
     """
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
-        with self._state.app.app_context():
-            report = deliver(self._state, ids=delivery_ids)
-        logger.debug("delivered after commit: %s", report.as_dict())
+        self._deliver(delivery_ids)
 
 
 class NoDispatcher(Dispatcher):
@@ -80,12 +82,12 @@ class ThreadDispatcher(Dispatcher):
     are daemons so a stuck sender cannot hang the process at exit.
     """
 
-    def __init__(self, state: NoticeState, *, threads: int, queue_size: int) -> None:
-        super().__init__(state)
-        self._app = state.app
+    def __init__(self, deliver: Deliver, *, threads: int, queue_size: int, batch_size: int) -> None:
+        super().__init__(deliver)
+        self._batch_size = batch_size
         # items are claim batches; the bound is given in deliveries
         self._queue: queue.Queue[list[int] | None] = queue.Queue(
-            maxsize=max(1, -(-queue_size // state.batch_size))
+            maxsize=max(1, -(-queue_size // batch_size))
         )
         self._stopping = threading.Event()
         self._threads = [
@@ -102,7 +104,7 @@ class ThreadDispatcher(Dispatcher):
         ids = list(delivery_ids)
         # one claim batch per item: at shutdown only the batch in flight is still running,
         # the rest is dropped from the queue before anyone claimed it
-        size = self._state.batch_size
+        size = self._batch_size
         for start in range(0, len(ids), size):
             try:
                 self._queue.put_nowait(ids[start : start + size])
@@ -123,8 +125,7 @@ class ThreadDispatcher(Dispatcher):
             if ids is None or self._stopping.is_set():
                 return
             try:
-                with self._app.app_context():
-                    deliver(self._state, ids=ids)
+                self._deliver(ids)
             except Exception:  # noqa: BLE001 - rows stay claimable; the sweeper retries
                 logger.exception("delivering %d deliveries failed", len(ids))
 

@@ -23,13 +23,12 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Flask, current_app, has_app_context
 
-from ..delivery import deliver
 from ..errors import ConfigurationError
-from . import Dispatcher
+from . import Deliver, Dispatcher
 
 try:
     from celery import shared_task
@@ -40,9 +39,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ConfigurationError(
         "NOTICE_DISPATCH = 'celery' needs Celery: pip install 'notice[celery]'"
     ) from exc
-
-if TYPE_CHECKING:
-    from ..state import NoticeState
 
 logger = logging.getLogger("notice")
 
@@ -62,9 +58,10 @@ PUBLISH_DEFAULTS: dict[str, Any] = {
     },
 }
 
-# Apps dispatching through Celery, so a worker task without an app context (no
-# FlaskTask) finds the Flask app built when the worker imported the app's module.
-_states: weakref.WeakSet[NoticeState] = weakref.WeakSet()
+# Dispatchers of the apps delivering through Celery, so a worker task without an app
+# context (no FlaskTask) finds the Flask app built when the worker imported the app's
+# module.
+_dispatchers: weakref.WeakSet[CeleryDispatcher] = weakref.WeakSet()
 
 
 @shared_task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
@@ -81,26 +78,27 @@ def deliver_task(task: Any, delivery_id: int) -> dict[str, int]:
 
 
 def _run(app: Flask, delivery_id: int) -> dict[str, int]:
-    report = deliver(app.extensions["notice"].state(app), ids=[delivery_id])
-    return report.as_dict()
+    for dispatcher in list(_dispatchers):
+        if dispatcher.app is app:
+            return dispatcher.run_task(delivery_id)
+    raise RuntimeError(f"{TASK_NAME}: this app does not use NOTICE_DISPATCH = 'celery'")
 
 
 def _flask_app_for(celery_app: Any) -> Flask:
-    states = list(_states)
-    mine = [s for s in states if _celery_of(s) is celery_app]
-    if len(mine) == 1 or (not mine and len(states) == 1):
-        return (mine or states)[0].app
+    dispatchers = [d for d in _dispatchers if d.app is not None]
+    mine = [d for d in dispatchers if _celery_of(d) is celery_app]
+    if len(mine) == 1 or (not mine and len(dispatchers) == 1):
+        app = (mine or dispatchers)[0].app
+        assert app is not None
+        return app
     raise RuntimeError(
-        f"cannot tell which Flask app runs {TASK_NAME}: {len(states)} apps use Celery "
+        f"cannot tell which Flask app runs {TASK_NAME}: {len(dispatchers)} apps use Celery "
         "dispatch in this worker; push an app context in your tasks (Flask's "
         "celery_init_app pattern with a FlaskTask class) or call notices.init_celery()"
     )
 
 
-def _celery_of(state: NoticeState) -> Any:
-    dispatcher = state.dispatcher
-    if not isinstance(dispatcher, CeleryDispatcher):
-        return None
+def _celery_of(dispatcher: CeleryDispatcher) -> Any:
     try:
         return dispatcher.celery_app(required=False)
     except ConfigurationError:
@@ -110,9 +108,10 @@ def _celery_of(state: NoticeState) -> Any:
 class CeleryDispatcher(Dispatcher):
     """Publishes a ``notice.deliver`` task per delivery id after commit."""
 
-    def __init__(self, state: NoticeState) -> None:
-        super().__init__(state)
-        cfg = state.app.config
+    def __init__(self, deliver: Deliver, app: Flask) -> None:
+        super().__init__(deliver)
+        self._app = weakref.ref(app)
+        cfg = app.config
         queue = cfg["NOTICE_CELERY_QUEUE"]
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigurationError(
@@ -140,7 +139,17 @@ class CeleryDispatcher(Dispatcher):
             _check_celery_app(source, "NOTICE_CELERY_APP")
         self._source: Any = source
         self._celery: Any = None
-        _states.add(state)
+        _dispatchers.add(self)
+
+    @property
+    def app(self) -> Flask | None:
+        """The app whose deliveries this dispatcher publishes (held weakly)."""
+        return self._app()
+
+    def run_task(self, delivery_id: int) -> dict[str, int]:
+        """The worker side of one task: claim and send ``delivery_id``."""
+        report: Any = self._deliver([delivery_id])
+        return dict(report.as_dict())
 
     def init_celery(self, celery_app: Any) -> None:
         """Publish through ``celery_app`` from now on."""
@@ -159,8 +168,9 @@ class CeleryDispatcher(Dispatcher):
                     raise ConfigurationError(
                         f"NOTICE_CELERY_APP = {self._source!r} cannot be imported: {exc}"
                     ) from exc
-            if source is None:
-                source = self._state.app.extensions.get("celery")
+            app = self.app
+            if source is None and app is not None:
+                source = app.extensions.get("celery")
             if source is None:
                 if not required:
                     return None

@@ -121,7 +121,8 @@ def run_digest(
 
 
 def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
-    prefs = state.ext.preferences
+    prefs = state.preferences
+    assert prefs is not None
     return (
         state.models.Notice.__table__,
         prefs.DigestSetting.__table__,
@@ -226,7 +227,8 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
     """The user's notices for the digest: unread, not emailed, unexpired, of a type the
     user gets by email; oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
     notice, _, pref = _tables(state)
-    prefs = state.ext.preferences
+    prefs = state.preferences
+    assert prefs is not None
     with state.engine.connect() as conn:
         stored = dict(
             conn.execute(

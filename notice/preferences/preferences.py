@@ -18,9 +18,9 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..columns import utcnow
-from ..config import DIGEST_FREQUENCIES
 from ..types import NoticeType
 from .models import build_preference_models
+from .settings import DIGEST_FREQUENCIES
 
 if TYPE_CHECKING:
     from ..extension import Notices

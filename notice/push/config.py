@@ -7,8 +7,9 @@ a user could make the server POST to any address, internal ones included.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from flask import Flask
@@ -110,6 +111,33 @@ def origin(endpoint: str) -> str:
     """``scheme://host[:port]`` of an endpoint: the VAPID ``aud`` claim."""
     parts = urlsplit(endpoint)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """The push keys the web layer needs, read once by ``init_app`` (the webpush sender
+    reads its own in its ``init_app``)."""
+
+    #: where subscriptions may point (NOTICE_PUSH_ALLOWED_HOSTS)
+    allow: AllowList
+    #: devices kept per user (NOTICE_PUSH_MAX_SUBSCRIPTIONS)
+    max_subscriptions: int
+    #: the VAPID public key browsers subscribe with; None: push is not set up
+    public_key: str | None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> PushSettings:
+        public_key = cfg["NOTICE_VAPID_PUBLIC_KEY"] or None
+        if cfg["NOTICE_VAPID_PRIVATE_KEY"]:
+            # imported here: cryptography comes with the webpush extra, not the core
+            from .vapid import load_private_key
+
+            public_key = load_private_key(cfg["NOTICE_VAPID_PRIVATE_KEY"]).public_key
+        return cls(
+            allow=AllowList.parse(cfg["NOTICE_PUSH_ALLOWED_HOSTS"]),
+            max_subscriptions=int(cfg["NOTICE_PUSH_MAX_SUBSCRIPTIONS"]),
+            public_key=str(public_key) if public_key else None,
+        )
 
 
 def validate_push(app: Flask) -> None:

@@ -22,7 +22,7 @@ from flask import abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, NotFound
 
-from ..brokers.publisher import publish_count
+from ..state import state_of
 from ..types import ReadStatus
 from .auth import check_csrf, current_user_id, wants_json
 from .blueprints import inbox_bp
@@ -128,7 +128,7 @@ def delete_one(user_id: Any, notice_id: int) -> int:
     ext.db.session.commit()
     if status == ReadStatus.UNREAD.value:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        publish_count(app, user_id, deleted=[notice_id])
+        state_of(app).publish_count(user_id, deleted=[notice_id])
     return int(ext.unread_count(user_id))
 
 

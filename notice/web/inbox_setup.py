@@ -1,18 +1,13 @@
-"""What the inbox needs on each app, done when the blueprint is registered: the live
-stream's broker and signal receivers, and the Jinja globals of the templates
-(``notice_unread_count()``, ``notice_safe_url``)."""
+"""What the inbox needs on each app, done when the blueprint is registered: the Jinja
+globals of the templates (``notice_unread_count()``, ``notice_safe_url``)."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, g
+from flask import g
 from flask.sansio.blueprints import BlueprintSetupState
 
-from ..brokers.base import load_broker
-from ..brokers.publisher import on_notice_created, publish_count
-from ..signals import notice_created, notice_read
 from .auth import current_user_id
 from .blueprints import inbox_bp
 
@@ -20,26 +15,10 @@ from .blueprints import inbox_bp
 @inbox_bp.record_once
 def _setup(setup_state: BlueprintSetupState) -> None:
     app = setup_state.app
-    state = app.extensions["notice"].state(app)
-    cfg = app.config
     app.jinja_env.globals.update(
         notice_unread_count=notice_unread_count,
         notice_safe_url=safe_url,
     )
-    if not cfg["NOTICE_STREAM"]:
-        return
-    state.broker = load_broker(
-        cfg["NOTICE_BROKER_URL"],
-        channel=cfg["NOTICE_BROKER_CHANNEL"],
-        queue_size=cfg["NOTICE_SSE_QUEUE"],
-    )
-    notice_created.connect(on_notice_created, sender=app)
-    notice_read.connect(_publish_count, sender=app)
-
-
-def _publish_count(app: Flask, *, user_id: Any, ids: Any, read: bool, **_: Any) -> None:
-    """After mark read/unread: every open stream of the user gets the new count."""
-    publish_count(app, user_id, ids=ids, read=read)
 
 
 def notice_unread_count() -> int:

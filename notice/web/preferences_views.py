@@ -29,9 +29,9 @@ from flask.sansio.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 
 from .. import links
-from ..config import DIGEST_FREQUENCIES
 from ..errors import BadToken
 from ..preferences.preferences import Preferences
+from ..preferences.settings import DIGEST_FREQUENCIES
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 
