@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any, ClassVar
+from collections.abc import Hashable
+from typing import Any, ClassVar, TypeAlias
 
 import sqlalchemy as sa
 
@@ -137,6 +138,13 @@ PENDING_STATES = (DeliveryStatus.WAIT.value, DeliveryStatus.ERROR.value)
 
 
 # --- user ids -------------------------------------------------------------------------
+
+#: a user id as the app stores it (``int`` by default; ``str``, ``UUID``...), once
+#: :class:`UserIdPolicy` has converted it
+UserId: TypeAlias = Hashable
+
+#: a live-stream message as brokers carry it: a JSON object
+Message: TypeAlias = dict[str, object]
 
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,20}$")
 

@@ -22,13 +22,13 @@ import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ..errors import ConfigurationError, TransientError
-from ..types import user_key
+from ..types import Message, UserId, user_key
 
 #: a message telling a stream it may have missed messages and must reload from the DB
-RESYNC: dict[str, Any] = {"event": "resync"}
+RESYNC: Message = {"event": "resync"}
 
 #: URL schemes of ``NOTICE_BROKER_URL`` and the class serving each
 BUILTIN_BROKERS: dict[str, str] = {
@@ -44,11 +44,11 @@ class BrokerError(TransientError):
     """Publishing failed (the broker is unreachable); the stream sender retries later."""
 
 
-def encode(user_id: Any, message: dict[str, Any]) -> str:
+def encode(user_id: UserId, message: Message) -> str:
     return json.dumps({"u": user_key(user_id), "m": message}, separators=(",", ":"))
 
 
-def decode(raw: str | bytes) -> tuple[str, dict[str, Any]]:
+def decode(raw: str | bytes) -> tuple[str, Message]:
     body = json.loads(raw)
     return str(body["u"]), dict(body["m"])
 
@@ -59,11 +59,11 @@ class Subscription:
     def __init__(self, hub: Hub, key: str, maxsize: int) -> None:
         self.key = key
         self._hub = hub
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize)
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize)
         self._lost = False
         self.closed = False
 
-    def put(self, message: dict[str, Any]) -> None:
+    def put(self, message: Message) -> None:
         """Queue ``message`` without blocking the publisher; a full queue drops it and
         owes the reader a resync."""
         try:
@@ -71,7 +71,7 @@ class Subscription:
         except queue.Full:
             self._lost = True
 
-    def get(self, timeout: float) -> dict[str, Any] | None:
+    def get(self, timeout: float) -> Message | None:
         """The next message, :data:`RESYNC` after a loss, or None after ``timeout``."""
         if not self._lost:
             try:
@@ -101,7 +101,7 @@ class Subscription:
             except queue.Empty:
                 return
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Message]:
         """Messages until closed (blocking); for simple consumers and tests."""
         while not self.closed:
             message = self.get(timeout=1.0)
@@ -142,7 +142,7 @@ class Hub:
                 if not subs:
                     del self._subs[sub.key]
 
-    def dispatch(self, key: str, message: dict[str, Any]) -> int:
+    def dispatch(self, key: str, message: Message) -> int:
         """Hand ``message`` to every subscription of ``key``; return how many."""
         with self._lock:
             subs = list(self._subs.get(key, ()))
@@ -183,18 +183,18 @@ class Broker:
         self.channel = channel
         self.hub = Hub(queue_size)
 
-    def publish(self, user_id: Any, message: dict[str, Any]) -> None:
+    def publish(self, user_id: UserId, message: Message) -> None:
         """Send ``message`` (JSON-serialisable) to every stream of ``user_id`` in every
         process. Raise on failure; callers decide whether to retry."""
         raise NotImplementedError(f"{type(self).__name__} must implement publish()")
 
-    def publish_many(self, items: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    def publish_many(self, items: Sequence[tuple[UserId, Message]]) -> None:
         """Publish several ``(user_id, message)`` pairs in order; brokers override it to
         send them in one round trip (a fan-out to thousands of users)."""
         for user_id, message in items:
             self.publish(user_id, message)
 
-    def subscribe(self, user_id: Any) -> Subscription:
+    def subscribe(self, user_id: UserId) -> Subscription:
         """Start receiving ``user_id``'s messages; ready when this returns."""
         self.start()
         return self.hub.add(user_key(user_id))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import ConfigurationError
+from ..types import UserId
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -40,7 +41,7 @@ class Sender:
     def init_app(self, app: Flask) -> None:
         """Read and validate this sender's config; raise ConfigurationError if wrong."""
 
-    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]] | None:
+    def targets(self, user_ids: Sequence[UserId]) -> Mapping[UserId, Sequence[str]] | None:
         """Where each user receives this channel, for senders with several per user.
 
         Return None (the default) for one delivery per notice; or a mapping of user id

@@ -146,10 +146,11 @@ def _events(
                 continue
             event = message.get("event")
             if event == "notice":
-                data = message.get("data")
-                if data is None:  # sent by reference (too large for the broker)
-                    data = _load_one(app, user_id, int(message["id"]))
-                if data is not None:
+                data, ref = message.get("data"), message.get("id")
+                if data is None and isinstance(ref, int):
+                    # sent by reference (too large for the broker)
+                    data = _load_one(app, user_id, ref)
+                if isinstance(data, dict):
                     yield from notices([data])
             elif event == "count":
                 yield sse("count", message.get("data", {}))
