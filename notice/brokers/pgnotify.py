@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from ..store import notify as notify_store
 from .base import BrokerError, decode, encode
 from .listening import ListeningBroker
 
@@ -62,12 +62,7 @@ class PostgresBroker(ListeningBroker):
                     self._publisher = psycopg.connect(
                         self._conninfo, autocommit=True, connect_timeout=5
                     )
-                # one round trip for a whole fan-out, in array order; PostgreSQL folds
-                # identical payloads of one transaction, and ours always differ
-                self._publisher.execute(
-                    "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS t(p)",
-                    (self.channel, payloads),
-                )
+                notify_store.notify_many(self._publisher, self.channel, payloads)
             except psycopg.Error as exc:
                 if self._publisher is not None:
                     self._publisher.close()
@@ -79,8 +74,7 @@ class PostgresBroker(ListeningBroker):
             conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
         except psycopg.Error as exc:
             raise BrokerError(f"PostgreSQL LISTEN failed: {exc}") from exc
-        # LISTEN takes effect when the statement returns (autocommit): ready to hear
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        notify_store.listen(conn, self.channel)
         return conn
 
     def listen(self, conn: Any, stop: threading.Event) -> None:

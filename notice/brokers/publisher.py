@@ -20,12 +20,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..models import notice_dict
-from ..store import chunks
-from ..web.inbox_queries import unread_counts
+from ..store.reads import notices_by_ids, unread_counts
 from .base import Broker
 
 logger = logging.getLogger("notice")
@@ -57,17 +55,14 @@ def load_messages(
     read in one short connection; only users in ``audience`` when it is known."""
     if audience is not None and not audience:
         return []  # nobody is listening (in-process broker): no query at all
-    table = notice.__table__
     messages: list[Message] = []
     users: dict[Any, None] = {}
     with engine.connect() as conn:
-        for part in chunks(list(notice_ids)):
-            stmt = sa.select(table).where(table.c.id.in_(part)).order_by(table.c.id)
-            for row in conn.execute(stmt):
-                if audience is not None and str(row.user_id) not in audience:
-                    continue
-                messages.append((row.user_id, notice_message(notice_dict(row))))
-                users[row.user_id] = None
+        for row in notices_by_ids(conn, notice.__table__, notice_ids):
+            if audience is not None and str(row.user_id) not in audience:
+                continue
+            messages.append((row.user_id, notice_message(notice_dict(row))))
+            users[row.user_id] = None
         counts = unread_counts(conn, notice, users) if users else {}
     messages.extend((user_id, count_message(unread)) for user_id, unread in counts.items())
     return messages

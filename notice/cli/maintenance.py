@@ -12,14 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import click
-import sqlalchemy as sa
 
-from .. import store
 from ..columns import utcnow
 from ..delivery import deliver
 from ..publish import notice_event
 from ..state import NoticeState
-from ..store import maintenance
+from ..store import claims, maintenance
+from ..store.common import chunks
 from ..types import DeliveryStatus, NoticeType
 from . import notice_cli
 from .common import current_state, database_errors, progress
@@ -119,7 +118,7 @@ def retry_command(
             return
         changed = 0
         with progress(len(rows), "re-queueing") as bar:
-            for part in store.chunks([row.id for row in rows]):
+            for part in chunks([row.id for row in rows]):
                 changed += maintenance.requeue(
                     state.engine, delivery, part, now=utcnow(), statuses=statuses
                 )
@@ -240,7 +239,7 @@ def send_test_command(user_id: str, timeout: float) -> None:
     names = list(state.senders_by_name)
     if not names:
         raise click.ClickException("no senders are configured (NOTICE_SENDERS)")
-    Delivery = state.models.Delivery
+    delivery = state.models.Delivery.__table__
     with database_errors():
         notice = notice_event(
             uid,
@@ -249,20 +248,16 @@ def send_test_command(user_id: str, timeout: float) -> None:
             content="A test notice sent by `flask notice send-test`.",
             channels=names,
         )
-        rows = _deliveries(state, notice.id)
+        rows = maintenance.deliveries_of(state.engine, delivery, notice.id)
         # the app's dispatcher ran (sync) or is running (thread, celery); with "none"
         # nobody has: send what is still waiting here, never a second attempt
-        deliver(
-            state,
-            ids=[r.id for r in rows],
-            where=Delivery.__table__.c.status == DeliveryStatus.WAIT.value,
-        )
+        deliver(state, ids=[r.id for r in rows], where=claims.waiting(delivery))
         deadline = time.monotonic() + timeout
         while any(r.status == DeliveryStatus.WAIT.value for r in rows):
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
-            rows = _deliveries(state, notice.id)
+            rows = maintenance.deliveries_of(state.engine, delivery, notice.id)
     click.echo(f"notice #{notice.id} to user {uid}:")
     failed = False
     for name in names:
@@ -276,15 +271,3 @@ def send_test_command(user_id: str, timeout: float) -> None:
             failed = failed or r.status not in ("Sent", "Skipped")
     if failed:
         click.get_current_context().exit(1)
-
-
-def _deliveries(state: NoticeState, notice_id: int) -> list[Any]:
-    d = state.models.Delivery.__table__.c
-    with state.engine.connect() as conn:
-        return list(
-            conn.execute(
-                sa.select(d.id, d.channel, d.target, d.status, d.last_error)
-                .where(d.notice_id == notice_id)
-                .order_by(d.id)
-            )
-        )

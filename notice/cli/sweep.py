@@ -11,12 +11,10 @@ import threading
 from typing import Any
 
 import click
-import sqlalchemy as sa
 
-from .. import store
 from ..columns import utcnow
 from ..delivery import Report
-from ..state import NoticeState
+from ..store import claims
 from ..sweeper import run_worker, stop_on_signals, sweep
 from . import notice_cli
 from .common import current_state, database_errors, progress
@@ -28,13 +26,6 @@ def describe(report: Report) -> str:
     return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.as_dict().items())
 
 
-def _count_due(state: NoticeState) -> int:
-    table = state.models.Delivery.__table__
-    with state.engine.connect() as conn:
-        stmt = sa.select(sa.func.count()).where(store.due_condition(table, utcnow()))
-        return int(conn.execute(stmt).scalar_one())
-
-
 @notice_cli.command("sweep")
 @click.option("--limit", type=click.IntRange(min=1), help="Claim at most this many deliveries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -44,7 +35,11 @@ def sweep_command(limit: int | None, as_json: bool) -> None:
     state = current_state()
     total = Report()
     with database_errors():
-        due = _count_due(state) if limit is None else limit
+        due = (
+            claims.count_due(state.engine, state.models.Delivery.__table__, utcnow())
+            if limit is None
+            else limit
+        )
         # one batch per pass, so the bar moves as batches finish
         with progress(due, "sweeping") as bar:
             while True:

@@ -12,26 +12,26 @@ way, so each user is handled under a lease on their ``notice_digest`` row:
 
 A crash between 2 and 3 leaves the lease to expire (``NOTICE_CLAIM_TIMEOUT``) and the
 next run sends those notices again: at least once, never silently lost.
+
+The statements live in :mod:`notice.store.digest`; this module runs the steps and
+builds the emails.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
 
 from .. import links
 from ..columns import utcnow
 from ..errors import DeliveryError, SkipDelivery
 from ..senders.email import EmailSender
-from ..types import ReadStatus
+from ..store import digest as digest_store
 
 if TYPE_CHECKING:
     from ..state import NoticeState
@@ -130,37 +130,18 @@ def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
     )
 
 
-def _pending(notice: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
-    c = notice.c
-    return sa.and_(
-        c.read_status == ReadStatus.UNREAD.value,
-        c.emailed_at.is_(None),
-        sa.or_(c.expires_at.is_(None), c.expires_at > now),
-    )
-
-
 def candidates(state: NoticeState, frequency: str, now: datetime) -> list[Any]:
     """Users on ``frequency`` (chosen, or by ``NOTICE_DIGEST_DEFAULT``) with at least
     one unread notice not emailed yet."""
     notice, digest, _ = _tables(state)
-    chosen = digest.c.frequency == frequency
-    if state.app.config["NOTICE_DIGEST_DEFAULT"] == frequency:
-        chosen = sa.or_(chosen, digest.c.frequency.is_(None))  # no row, or no choice
-    stmt = (
-        sa.select(notice.c.user_id)
-        .distinct()
-        .select_from(notice.outerjoin(digest, digest.c.user_id == notice.c.user_id))
-        .where(_pending(notice, now), chosen)
-        .order_by(notice.c.user_id)
+    return digest_store.candidates(
+        state.engine,
+        notice,
+        digest,
+        frequency,
+        default=state.app.config["NOTICE_DIGEST_DEFAULT"],
+        now=now,
     )
-    with state.engine.connect() as conn:
-        return list(conn.execute(stmt).scalars())
-
-
-def _begin_write(conn: Connection) -> None:
-    # SQLite: take the write lock first so overlapping runs queue on the busy timeout
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def claim(state: NoticeState, user_id: Any) -> str | None:
@@ -169,28 +150,8 @@ def claim(state: NoticeState, user_id: Any) -> str | None:
     Leases run on the real clock, not the run's ``now``: a long run must not hand out
     leases that are already expired.
     """
-    now = utcnow()
     _, digest, _ = _tables(state)
-    token = uuid.uuid4().hex
-    insert: Any = postgresql.insert if state.engine.dialect.name == "postgresql" else sqlite.insert
-    with state.engine.connect() as conn:
-        _begin_write(conn)
-        conn.execute(
-            insert(digest)
-            .values(user_id=user_id, frequency=None, update_at=now)
-            .on_conflict_do_nothing(index_elements=["user_id"])
-        )
-        won = conn.execute(
-            sa.update(digest)
-            .where(
-                digest.c.user_id == user_id,
-                sa.or_(digest.c.claimed_until.is_(None), digest.c.claimed_until <= now),
-            )
-            .values(claimed_until=now + state.lease, claim_token=token, update_at=now)
-            .returning(digest.c.user_id)
-        ).first()
-        conn.commit()
-    return token if won is not None else None
+    return digest_store.claim(state.engine, digest, user_id, lease=state.lease, now=utcnow())
 
 
 def release(
@@ -204,23 +165,7 @@ def release(
     """Free the lease; with ``emailed``, mark those notices emailed in the same
     transaction (also when the lease was lost: the email did go out)."""
     notice, digest, _ = _tables(state)
-    with state.engine.connect() as conn:
-        _begin_write(conn)
-        values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
-        if emailed:
-            values["last_sent_at"] = now
-        conn.execute(
-            sa.update(digest)
-            .where(digest.c.user_id == user_id, digest.c.claim_token == token)
-            .values(**values)
-        )
-        for start in range(0, len(emailed), 500):
-            conn.execute(
-                sa.update(notice)
-                .where(notice.c.id.in_(emailed[start : start + 500]), notice.c.emailed_at.is_(None))
-                .values(emailed_at=now)
-            )
-        conn.commit()
+    digest_store.release(state.engine, notice, digest, user_id, token, now=now, emailed=emailed)
 
 
 def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[DigestItem]:
@@ -230,28 +175,17 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
     prefs = state.preferences
     assert prefs is not None
     with state.engine.connect() as conn:
-        stored = dict(
-            conn.execute(
-                sa.select(pref.c.notice_type, pref.c.enabled).where(
-                    pref.c.user_id == user_id, pref.c.channel == EMAIL
-                )
-            ).all()
-        )
+        stored = digest_store.channel_choices(conn, pref, user_id, EMAIL)
         off = [t for t in prefs.types() if not stored.get(t, prefs.default(t, EMAIL))]
         off = [t for t in off if not prefs.is_required(t)]
-        stmt = sa.select(
-            notice.c.id,
-            notice.c.notice_type,
-            notice.c.subject,
-            notice.c.content,
-            notice.c.url,
-            notice.c.create_at,
-        ).where(notice.c.user_id == user_id, _pending(notice, now))
-        if off:
-            stmt = stmt.where(notice.c.notice_type.not_in(off))
-        rows = conn.execute(
-            stmt.order_by(notice.c.id).limit(state.app.config["NOTICE_DIGEST_LIMIT"])
-        ).all()
+        rows = digest_store.pending_notices(
+            conn,
+            notice,
+            user_id,
+            now=now,
+            limit=state.app.config["NOTICE_DIGEST_LIMIT"],
+            exclude_types=off,
+        )
     return [
         DigestItem(
             id=r.id,

@@ -29,6 +29,19 @@ def due_condition(delivery: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+def count_due(engine: Engine, delivery: sa.Table, now: datetime) -> int:
+    """How many deliveries :func:`claim` would take without ``ids`` or ``limit``."""
+    with engine.connect() as conn:
+        stmt = sa.select(sa.func.count()).where(due_condition(delivery, now))
+        return int(conn.execute(stmt).scalar_one())
+
+
+def waiting(delivery: sa.Table) -> sa.ColumnElement[bool]:
+    """Still ``Wait`` (no outcome recorded yet): a ``where`` for :func:`claim` that
+    never takes a row for a second attempt."""
+    return delivery.c.status == DeliveryStatus.WAIT.value
+
+
 def _unleased(delivery: sa.Table, now: datetime, dialect: str) -> sa.ColumnElement[bool]:
     c = delivery.c
     # the caller's id list is the selective part; on SQLite "status || ''" keeps the

@@ -1,4 +1,5 @@
-"""Operator queries behind ``flask notice``: re-queue failed deliveries, stats, purge.
+"""Operator queries behind ``flask notice``: re-queue failed deliveries, stats, purge,
+``send-test``'s deliveries.
 
 Each write runs in short transactions over bounded chunks, so a large table is never
 locked for long and an interrupted run leaves consistent rows behind (every chunk is
@@ -13,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from .. import store
 from ..types import PENDING_STATES, DeliveryStatus, ReadStatus
+from .claims import due_condition
+from .common import begin_write, chunks
 
 #: failed states an operator may re-queue
 FAILED_STATES = (DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)
@@ -28,12 +30,6 @@ AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
     ("1h-1d", timedelta(days=1)),
     (">=1d", None),
 )
-
-
-def _write(conn: Connection) -> None:
-    # the same write-lock-first transaction the claims use, so SQLite never fails to
-    # upgrade a read lock while a sweeper writes
-    store.begin_write(conn)
 
 
 # --- retry ---------------------------------------------------------------------------
@@ -122,8 +118,10 @@ def requeue(
     c = delivery.c
     changed = 0
     with engine.connect() as conn:
-        _write(conn)
-        for part in store.chunks(list(ids)):
+        # the same write-lock-first transaction the claims use, so SQLite never fails to
+        # upgrade a read lock while a sweeper writes
+        begin_write(conn)
+        for part in chunks(list(ids)):
             result = conn.execute(
                 sa.update(delivery)
                 .where(c.id.in_(part), _requeueable(delivery, statuses, now))
@@ -171,7 +169,7 @@ def stats(engine: Engine, delivery: sa.Table, notice: sa.Table, *, now: datetime
             sa.select(d.id, d.create_at, d.channel).where(pending).order_by(d.create_at, d.id)
         ).first()
         due = conn.execute(
-            sa.select(sa.func.count()).where(store.due_condition(delivery, now))
+            sa.select(sa.func.count()).where(due_condition(delivery, now))
         ).scalar_one()
         leased = conn.execute(
             sa.select(sa.func.count()).where(pending, d.claimed_until > now)
@@ -254,7 +252,7 @@ def purge(
     deleted = 0
     while True:
         with engine.connect() as conn:
-            _write(conn)
+            begin_write(conn)  # write lock first, as in requeue()
             ids = list(
                 # lock the notices first, in id order, as finish() does: deleting their
                 # deliveries first could deadlock with a worker finishing them
@@ -267,7 +265,7 @@ def purge(
                 ).scalars()
             )
             if ids:
-                for part in store.chunks(ids):
+                for part in chunks(ids):
                     conn.execute(sa.delete(delivery).where(delivery.c.notice_id.in_(part)))
                     conn.execute(sa.delete(notice).where(notice.c.id.in_(part)))
             conn.commit()
@@ -276,3 +274,20 @@ def purge(
         deleted += len(ids)
         if progress is not None:
             progress(len(ids))
+
+
+# --- send-test -----------------------------------------------------------------------
+
+
+def deliveries_of(engine: Engine, delivery: sa.Table, notice_id: int) -> list[Any]:
+    """The deliveries of notice ``notice_id`` by id: rows of ``id, channel, target,
+    status, last_error``."""
+    d = delivery.c
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(d.id, d.channel, d.target, d.status, d.last_error)
+                .where(d.notice_id == notice_id)
+                .order_by(d.id)
+            )
+        )

@@ -1,13 +1,15 @@
-"""The inbox's queries: counts, listings, read and unread."""
+"""The inbox's queries: counts, listings, read and unread, delete; the live stream's
+reads of new notices."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..columns import utcnow
@@ -27,6 +29,36 @@ def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | No
         )
     )
     return int(session.execute(stmt).scalar_one())
+
+
+def unread_counts(
+    conn: Connection, notice: Any, user_ids: Iterable[Any], now: datetime | None = None
+) -> dict[Any, int]:
+    """Unread, unexpired notices of each user in ``user_ids`` (0 for users with none)."""
+    users = list(dict.fromkeys(user_ids))
+    counts: dict[Any, int] = dict.fromkeys(users, 0)
+    table = notice.__table__
+    now = now or utcnow()
+    for part in chunks(users):
+        stmt = (
+            sa.select(table.c.user_id, sa.func.count())
+            .where(
+                table.c.user_id.in_(part),
+                table.c.read_status == ReadStatus.UNREAD.value,
+                visible(table, now),
+            )
+            .group_by(table.c.user_id)
+        )
+        for user_id, count in conn.execute(stmt):
+            counts[user_id] = int(count)
+    return counts
+
+
+def notices_by_ids(conn: Connection, table: sa.Table, ids: Sequence[int]) -> Iterator[Any]:
+    """The rows of notices ``ids`` (missing ones skipped), one chunk of ids at a time,
+    each chunk in id order; consume them while ``conn`` is open."""
+    for part in chunks(list(ids)):
+        yield from conn.execute(sa.select(table).where(table.c.id.in_(part)).order_by(table.c.id))
 
 
 @dataclass(frozen=True)
@@ -102,3 +134,15 @@ def set_read(
         stmt = base.where(notice.__table__.c.id.in_(part)).values(**values)
         changed += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
     return changed
+
+
+def delete_notice(session: Any, notice: Any, user_id: Any, notice_id: int) -> Any:
+    """Delete ``user_id``'s notice ``notice_id`` (its deliveries go by cascade); return
+    the deleted row's read status, or None when there is no such notice of theirs."""
+    table = notice.__table__
+    row = session.execute(
+        sa.delete(table)
+        .where(table.c.id == notice_id, table.c.user_id == user_id)
+        .returning(table.c.read_status)
+    ).first()
+    return None if row is None else row[0]

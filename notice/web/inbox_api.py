@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, NotFound
 
 from ..state import state_of
+from ..store.reads import delete_notice
 from ..types import ReadStatus
 from .auth import check_csrf, current_user_id, wants_json
 from .blueprints import inbox_bp
@@ -119,8 +120,6 @@ def api_delete(notice_id: int) -> ResponseReturnValue:
 def delete_one(user_id: Any, notice_id: int) -> int:
     """Delete the user's notice (404 if it is not theirs); return the unread count and
     tell the user's streams when it changed."""
-    from .inbox_queries import delete_notice
-
     ext = _ext()
     status = delete_notice(ext.db.session, ext.Notice, user_id, notice_id)
     if status is None:
