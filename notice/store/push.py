@@ -1,16 +1,23 @@
 """Push subscriptions' queries: a browser's row by endpoint, a user's devices, the
-per-user device limit.
+per-user device limit, and the webpush sender's loads and bookkeeping.
 
-Functions work in the caller's ORM session and leave committing to it. ``device`` is
-the push subscription model class, ``subscription`` the topic subscription model class.
+Functions taking a ``session`` work in the caller's ORM session and leave committing to
+it; those taking an ``engine`` (the sender's, between deliveries) run in a transaction
+of their own. ``device`` is the push subscription model class, ``table`` its table,
+``subscription`` the topic subscription model class.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+
+from .common import chunks
 
 # --- the subscription views and the service API -------------------------------------
 
@@ -67,3 +74,64 @@ def move_topics(session: Session, subscription: Any, from_id: int, to_id: int) -
         else:
             row.push_subscription_id = to_id
     session.flush()
+
+
+# --- the webpush sender -------------------------------------------------------------
+
+
+def device_ids(session: Session, table: sa.Table, user_ids: Sequence[Any]) -> dict[Any, list[str]]:
+    """Each user's subscription ids as strings, oldest first; users without a device are
+    left out. Runs in the caller's (publishing) transaction.
+
+    Users are matched by ``str``: callers may hold ids as "7" where the database says 7;
+    the result is keyed by the ids as given.
+    """
+    by_user: dict[str, list[str]] = {}
+    for part in chunks(list(dict.fromkeys(user_ids))):
+        rows = session.execute(
+            sa.select(table.c.user_id, table.c.id)
+            .where(table.c.user_id.in_(part))
+            .order_by(table.c.id)
+        )
+        for user_id, sub_id in rows:
+            by_user.setdefault(str(user_id), []).append(str(sub_id))
+    return {u: by_user[str(u)] for u in user_ids if str(u) in by_user}
+
+
+def load_for_send(engine: Engine, table: sa.Table, sub_id: int) -> dict[str, Any] | None:
+    """``{"id", "endpoint", "p256dh", "auth"}`` of push subscription ``sub_id``, or
+    None when it no longer exists."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(table.c.id, table.c.endpoint, table.c.p256dh, table.c.auth).where(
+                table.c.id == sub_id
+            )
+        ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def record_pushes(
+    engine: Engine, table: sa.Table, ok: Iterable[int], failed: Iterable[int], *, now: datetime
+) -> None:
+    """Note pushes' outcomes in one transaction: ``ok`` subscriptions succeeded at
+    ``now`` (their failure count starts over), each entry of ``failed`` (an id may
+    repeat) adds one failure."""
+    with engine.begin() as conn:
+        for part in chunks(sorted(ok)):
+            conn.execute(
+                sa.update(table)
+                .where(table.c.id.in_(part))
+                .values(last_success_at=now, failure_count=0)
+            )
+        for sub_id in failed:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.id == sub_id)
+                .values(failure_count=table.c.failure_count + 1)
+            )
+
+
+def delete_device(engine: Engine, table: sa.Table, sub_id: int) -> None:
+    """Delete push subscription ``sub_id`` (the browser unsubscribed)."""
+    with engine.begin() as conn:
+        conn.execute(sa.delete(table).where(table.c.id == sub_id))
