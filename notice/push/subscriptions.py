@@ -112,24 +112,22 @@ def save(
 
     :raise SubscriptionError: the endpoint is registered with other keys.
     """
-    PushSubscription = models.PushSubscription
     existing = find(session, models, info.endpoint)
     if existing is not None:
         if existing.auth != info.auth or existing.p256dh != info.p256dh:
             raise SubscriptionError("this endpoint is registered with other keys")
         existing.user_id = user_id
         return existing, False
-    sub = PushSubscription(
-        user_id=user_id,
+    sub = push_store.add(
+        session,
+        models.PushSubscription,
+        user_id,
         endpoint=info.endpoint,
         p256dh=info.p256dh,
         auth=info.auth,
         user_agent=(user_agent or "")[:255] or None,
-        failure_count=0,
     )
-    session.add(sub)
-    session.flush()
-    push_store.drop_least_used(session, PushSubscription, user_id, keep=max_per_user)
+    push_store.drop_least_used(session, models.PushSubscription, user_id, keep=max_per_user)
     return sub, True
 
 
@@ -161,8 +159,7 @@ def resubscribe(
                 _same_secret(clash.auth, info.auth) and _same_secret(clash.p256dh, info.p256dh)
             ):
                 return None
-            push_store.move_topics(session, models.TopicSubscription, old.id, clash.id)
-            session.delete(old)
+            push_store.fold_into(session, models.TopicSubscription, old, clash)
             return clash
     old.endpoint, old.p256dh, old.auth = info.endpoint, info.p256dh, info.auth
     old.failure_count = 0

@@ -29,6 +29,30 @@ def find(session: Session, device: Any, endpoint: str) -> Any:
     ).scalar_one_or_none()
 
 
+def add(
+    session: Session,
+    device: Any,
+    user_id: Any,
+    *,
+    endpoint: str,
+    p256dh: str,
+    auth: str,
+    user_agent: str | None,
+) -> Any:
+    """Insert a push subscription with no failures yet and return it."""
+    row = device(
+        user_id=user_id,
+        endpoint=endpoint,
+        p256dh=p256dh,
+        auth=auth,
+        user_agent=user_agent,
+        failure_count=0,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
 def user_devices(session: Session, device: Any, user_id: Any) -> list[Any]:
     """Rows of every push subscription of ``user_id`` (all columns), oldest first."""
     table = device.__table__
@@ -61,19 +85,22 @@ def remove(session: Session, device: Any, user_id: Any, endpoint: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def move_topics(session: Session, subscription: Any, from_id: int, to_id: int) -> None:
-    """Move the topic subscriptions of push subscription ``from_id`` to ``to_id``,
-    dropping those ``to_id`` already has."""
+def fold_into(session: Session, subscription: Any, old: Any, keep: Any) -> None:
+    """Delete push subscription ``old``, moving its topic subscriptions to ``keep``
+    (those ``keep`` already has are dropped)."""
     TS = subscription
     have = set(
-        session.execute(sa.select(TS.topic_id).where(TS.push_subscription_id == to_id)).scalars()
+        session.execute(sa.select(TS.topic_id).where(TS.push_subscription_id == keep.id)).scalars()
     )
-    for row in session.execute(sa.select(TS).where(TS.push_subscription_id == from_id)).scalars():
+    for row in session.execute(sa.select(TS).where(TS.push_subscription_id == old.id)).scalars():
         if row.topic_id in have:
             session.delete(row)
         else:
-            row.push_subscription_id = to_id
+            row.push_subscription_id = keep.id
+    # write the moves before deleting ``old``: its ON DELETE CASCADE would take every
+    # topic subscription still pointing at it
     session.flush()
+    session.delete(old)
 
 
 # --- the webpush sender -------------------------------------------------------------

@@ -19,6 +19,17 @@ def get_topic(session: Session, topic: Any, name: str) -> Any:
     return session.execute(sa.select(topic).where(topic.name == name)).scalar_one_or_none()
 
 
+def add_topic(session: Session, topic: Any, name: str, description: str) -> Any:
+    """Insert a topic and return it.
+
+    :raise sqlalchemy.exc.IntegrityError: the name is taken (the caller rolls back).
+    """
+    row = topic(name=name, description=description)
+    session.add(row)
+    session.flush()
+    return row
+
+
 def all_topics(session: Session, topic: Any) -> list[Any]:
     """Every topic, by name."""
     return list(session.execute(sa.select(topic).order_by(topic.name)).scalars())
@@ -109,6 +120,14 @@ def device_owner(session: Session, device: Any, push_subscription_id: int) -> An
     return session.execute(
         sa.select(device.user_id).where(device.id == push_subscription_id)
     ).scalar_one_or_none()
+
+
+def add_message(session: Session, message: Any, topic_id: int, **values: Any) -> int:
+    """Insert one entry of the topic's history (``values`` are its columns); its id."""
+    row = message(topic_id=topic_id, **values)
+    session.add(row)
+    session.flush()
+    return int(row.id)
 
 
 def messages(session: Session, message: Any, topic_id: int, *, start: int, end: int) -> list[Any]:

@@ -92,10 +92,8 @@ class Topics:
             raise ValueError("description must be a string of at most 2000 characters")
         if self.get(name) is not None:
             raise ValueError(f"topic {name!r} already exists")
-        topic = self._m.Topic(name=name, description=description)
-        self._session.add(topic)
         try:
-            self._session.flush()
+            topic = topic_store.add_topic(self._session, self._m.Topic, name, description)
         except sa.exc.IntegrityError:  # created concurrently since our check
             self._session.rollback()
             raise ValueError(f"topic {name!r} already exists") from None
@@ -249,8 +247,10 @@ class Topics:
             ids.extend(notice_event(users, notice_type, **common))
         if device_only:
             ids.extend(self._push_only(device_only, notice_type, common))
-        message = self._m.TopicMessage(
-            topic_id=topic.id,
+        message_id = topic_store.add_message(
+            self._session,
+            self._m.TopicMessage,
+            topic.id,
             notice_type=str(NoticeType(notice_type)),
             subject=subject,
             content=content,
@@ -259,9 +259,7 @@ class Topics:
             sender_id=sender_id,
             recipients=len(ids),
         )
-        self._session.add(message)
-        self._session.flush()
-        published = Published(message_id=message.id, notice_ids=ids)
+        published = Published(message_id=message_id, notice_ids=ids)
         if commit:
             self._session.commit()
         return published
