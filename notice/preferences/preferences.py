@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..columns import utcnow
+from ..store import preferences as preference_store
 from ..types import NoticeType
 from .models import build_preference_models
 from .settings import DIGEST_FREQUENCIES
@@ -28,9 +27,6 @@ if TYPE_CHECKING:
 #: channels that are not a way of reaching the user (the log, the open inbox tab's live
 #: stream): not offered as choices, never gated
 INTERNAL_CHANNELS = frozenset({"log", "stream"})
-
-#: SQLite's limit on bound parameters is 32766; stay below it in one IN list
-_SQLITE_IN_MAX = 30_000
 
 
 class Preferences:
@@ -81,13 +77,7 @@ class Preferences:
     def get(self, user_id: Any) -> dict[str, dict[str, bool]]:
         """``{notice_type: {channel: enabled}}`` for every type and channel, defaults
         filled in."""
-        P = self.Preference
-        stored = {
-            (row.notice_type, row.channel): bool(row.enabled)
-            for row in self._session().execute(
-                sa.select(P.notice_type, P.channel, P.enabled).where(P.user_id == user_id)
-            )
-        }
+        stored = preference_store.choices(self._session(), self.Preference, user_id)
         channels = self.channels()
         return {
             t: {
@@ -103,12 +93,7 @@ class Preferences:
 
     def get_digest(self, user_id: Any) -> str:
         """The user's digest frequency: "off", "daily" or "weekly"."""
-        D = self.DigestSetting
-        value = (
-            self._session()
-            .execute(sa.select(D.frequency).where(D.user_id == user_id))
-            .scalar_one_or_none()
-        )
+        value = preference_store.digest_frequency(self._session(), self.DigestSetting, user_id)
         return str(value or current_app.config["NOTICE_DIGEST_DEFAULT"])
 
     def allowed(self, channel: str, notice_type: str, user_ids: Sequence[Any]) -> set[Any]:
@@ -121,20 +106,10 @@ class Preferences:
         if channel in INTERNAL_CHANNELS or self.is_required(t) or not user_ids:
             return set(user_ids)
         default = self.default(t, channel)
-        P = self.Preference
-        session = self._session()
-        unique = list(dict.fromkeys(user_ids))
-        choices: dict[str, bool] = {}
-        if session.get_bind().dialect.name == "postgresql":
-            parts: list[Sequence[Any]] = [unique]
-        else:
-            parts = [unique[i : i + _SQLITE_IN_MAX] for i in range(0, len(unique), _SQLITE_IN_MAX)]
-        for part in parts:
-            stmt = sa.select(P.user_id, P.enabled).where(
-                P.notice_type == t, P.channel == channel, _user_in(P.user_id, part, session)
-            )
-            # keyed by str: callers may hold ids as "7" where the database says 7
-            choices.update((str(u), bool(e)) for u, e in session.execute(stmt))
+        # keyed by str: callers may hold ids as "7" where the database says 7
+        choices = preference_store.choices_of(
+            self._session(), self.Preference, t, channel, user_ids
+        )
         return {u for u in user_ids if choices.get(str(u), default)}
 
     # --- writing ---------------------------------------------------------------------
@@ -153,13 +128,12 @@ class Preferences:
             )
         if not enabled and self.is_required(t):
             raise ValueError(f"{t} notices are required and cannot be turned off")
-        self._upsert(
-            self.Preference.__table__,
-            {"user_id": user_id, "notice_type": t, "channel": channel, "enabled": bool(enabled)},
-            keys=("user_id", "notice_type", "channel"),
-            update=("enabled",),
-            commit=commit,
+        session = self._session()
+        preference_store.set_choice(
+            session, self.Preference, user_id, t, channel, bool(enabled), now=utcnow()
         )
+        if commit:
+            session.commit()
 
     def set_digest(self, user_id: Any, frequency: str, *, commit: bool = True) -> None:
         """Set the user's digest frequency ("off", "daily" or "weekly")."""
@@ -168,50 +142,14 @@ class Preferences:
                 f"digest frequency must be one of {', '.join(DIGEST_FREQUENCIES)}, "
                 f"got {frequency!r}"
             )
-        self._upsert(
-            self.DigestSetting.__table__,
-            {"user_id": user_id, "frequency": frequency},
-            keys=("user_id",),
-            update=("frequency",),
-            commit=commit,
+        session = self._session()
+        preference_store.set_digest_frequency(
+            session, self.DigestSetting, user_id, frequency, now=utcnow()
         )
-
-    def make_gate(self) -> Any:
-        """The routing gate for ``NoticeState.gates``."""
-        return self.allowed
+        if commit:
+            session.commit()
 
     # --- helpers ---------------------------------------------------------------------
 
     def _session(self) -> Any:
         return self._ext.db.session
-
-    def _upsert(
-        self,
-        table: sa.Table,
-        values: dict[str, Any],
-        *,
-        keys: tuple[str, ...],
-        update: tuple[str, ...],
-        commit: bool,
-    ) -> None:
-        session = self._session()
-        values = {**values, "update_at": utcnow()}
-        dialect = session.get_bind().dialect.name
-        insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-        if insert is None:
-            raise NotImplementedError(f"preferences need PostgreSQL or SQLite, not {dialect}")
-        stmt = insert(table).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: stmt.excluded[name] for name in (*update, "update_at")},
-        )
-        session.execute(stmt)
-        if commit:
-            session.commit()
-
-
-def _user_in(column: Any, ids: Sequence[Any], session: Any) -> sa.ColumnElement[bool]:
-    if session.get_bind().dialect.name == "postgresql":
-        array = sa.bindparam("user_ids", list(ids), type_=postgresql.ARRAY(column.type))
-        return column == sa.any_(array)  # type: ignore[no-any-return]
-    return column.in_(ids)  # type: ignore[no-any-return]

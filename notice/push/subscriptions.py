@@ -1,7 +1,8 @@
 """Storing browsers' push subscriptions: validate, save, remove, re-subscribe.
 
 Shared by the logged-in user's views and the service API. Every function works in
-``db.session`` and leaves committing to the caller.
+``db.session`` and leaves committing to the caller; the statements are in
+:mod:`notice.store.push`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask
 
 from ..errors import EndpointRefused, SubscriptionError
+from ..store import push as push_store
 from .config import AllowList
 from .models import PushModels
 
@@ -86,10 +87,8 @@ def public_key(app: Flask) -> str | None:
 
 
 def find(session: Any, models: PushModels, endpoint: str) -> Any:
-    PushSubscription = models.PushSubscription
-    return session.execute(
-        sa.select(PushSubscription).where(PushSubscription.endpoint == endpoint)
-    ).scalar_one_or_none()
+    """The push subscription at ``endpoint``, or None."""
+    return push_store.find(session, models.PushSubscription, endpoint)
 
 
 def save(
@@ -110,46 +109,28 @@ def save(
 
     :raise SubscriptionError: the endpoint is registered with other keys.
     """
-    PushSubscription = models.PushSubscription
     existing = find(session, models, info.endpoint)
     if existing is not None:
         if existing.auth != info.auth or existing.p256dh != info.p256dh:
             raise SubscriptionError("this endpoint is registered with other keys")
         existing.user_id = user_id
         return existing, False
-    sub = PushSubscription(
-        user_id=user_id,
+    sub = push_store.add(
+        session,
+        models.PushSubscription,
+        user_id,
         endpoint=info.endpoint,
         p256dh=info.p256dh,
         auth=info.auth,
         user_agent=(user_agent or "")[:255] or None,
-        failure_count=0,
     )
-    session.add(sub)
-    session.flush()
-    ids = session.execute(
-        sa.select(PushSubscription.id)
-        .where(PushSubscription.user_id == user_id)
-        .order_by(
-            sa.func.coalesce(PushSubscription.last_success_at, PushSubscription.created_at).desc(),
-            PushSubscription.id.desc(),
-        )
-    ).scalars()
-    stale = list(ids)[max_per_user:]
-    if stale:
-        session.execute(sa.delete(PushSubscription).where(PushSubscription.id.in_(stale)))
+    push_store.drop_least_used(session, models.PushSubscription, user_id, keep=max_per_user)
     return sub, True
 
 
 def remove(session: Any, models: PushModels, user_id: Any, endpoint: str) -> bool:
     """Delete ``user_id``'s subscription at ``endpoint``; False if it is not theirs."""
-    PushSubscription = models.PushSubscription
-    result = session.execute(
-        sa.delete(PushSubscription).where(
-            PushSubscription.endpoint == endpoint, PushSubscription.user_id == user_id
-        )
-    )
-    return bool(result.rowcount)
+    return push_store.remove(session, models.PushSubscription, user_id, endpoint)
 
 
 def resubscribe(
@@ -175,8 +156,7 @@ def resubscribe(
                 _same_secret(clash.auth, info.auth) and _same_secret(clash.p256dh, info.p256dh)
             ):
                 return None
-            _move_topics(session, models, old.id, clash.id)
-            session.delete(old)
+            push_store.fold_into(session, models.TopicSubscription, old, clash)
             return clash
     old.endpoint, old.p256dh, old.auth = info.endpoint, info.p256dh, info.auth
     old.failure_count = 0
@@ -186,16 +166,3 @@ def resubscribe(
 def _same_secret(stored: str, sent: str) -> bool:
     # compare_digest refuses non-ASCII str; compare bytes so odd input is just "no"
     return hmac.compare_digest(stored.encode("utf-8"), sent.encode("utf-8"))
-
-
-def _move_topics(session: Any, models: PushModels, from_id: int, to_id: int) -> None:
-    TS = models.TopicSubscription
-    have = set(
-        session.execute(sa.select(TS.topic_id).where(TS.push_subscription_id == to_id)).scalars()
-    )
-    for row in session.execute(sa.select(TS).where(TS.push_subscription_id == from_id)).scalars():
-        if row.topic_id in have:
-            session.delete(row)
-        else:
-            row.push_subscription_id = to_id
-    session.flush()

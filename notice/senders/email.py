@@ -28,12 +28,12 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from typing import TYPE_CHECKING, Any
 
 import jinja2
-import sqlalchemy as sa
 from flask import Flask
 
 from .. import links
 from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..store import email as email_store
 from .base import Sender
 
 if TYPE_CHECKING:
@@ -325,10 +325,7 @@ class EmailSender(Sender):
 
     def _mark_emailed(self, notice_ids: list[int]) -> None:
         """Record that these notices went out by email, so the digest skips them."""
-        table = self._state().models.Notice.__table__
-        with self._state().engine.begin() as conn:
-            conn.execute(
-                sa.update(table)
-                .where(table.c.id.in_(notice_ids), table.c.emailed_at.is_(None))
-                .values(emailed_at=utcnow())
-            )
+        state = self._state()
+        email_store.mark_emailed(
+            state.engine, state.models.Notice.__table__, notice_ids, now=utcnow()
+        )

@@ -34,7 +34,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import requests
-import sqlalchemy as sa
 from flask import current_app
 from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
@@ -49,7 +48,7 @@ from ..errors import (
 )
 from ..push.config import AllowList, origin
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
-from ..store import chunks
+from ..store import push as push_store
 from .base import Sender
 
 if TYPE_CHECKING:
@@ -128,17 +127,7 @@ class WebPushSender(Sender):
         if only is not None:
             return {u: only.get(str(u), ()) for u in user_ids}
         table = self._models().PushSubscription.__table__
-        by_user: dict[str, list[str]] = {}
-        session = self._db.session
-        for part in chunks(list(dict.fromkeys(user_ids))):
-            rows = session.execute(
-                sa.select(table.c.user_id, table.c.id)
-                .where(table.c.user_id.in_(part))
-                .order_by(table.c.id)
-            )
-            for user_id, sub_id in rows:
-                by_user.setdefault(str(user_id), []).append(str(sub_id))
-        return {u: by_user[str(u)] for u in user_ids if str(u) in by_user}
+        return push_store.device_ids(self._db.session, table, user_ids)
 
     @staticmethod
     @contextlib.contextmanager
@@ -167,19 +156,7 @@ class WebPushSender(Sender):
         if not ok and not failed:
             return
         table = self._models().PushSubscription.__table__
-        with self._db.engine.begin() as conn:
-            for part in chunks(sorted(ok)):
-                conn.execute(
-                    sa.update(table)
-                    .where(table.c.id.in_(part))
-                    .values(last_success_at=utcnow(), failure_count=0)
-                )
-            for sub_id in failed:
-                conn.execute(
-                    sa.update(table)
-                    .where(table.c.id == sub_id)
-                    .values(failure_count=table.c.failure_count + 1)
-                )
+        push_store.record_pushes(self._db.engine, table, ok, failed, now=utcnow())
 
     def _note(self, sub_id: int, success: bool) -> None:
         ok = getattr(self._local, "ok", None)
@@ -292,20 +269,14 @@ class WebPushSender(Sender):
             sub_id = int(target)
         except ValueError:
             raise PermanentError(f"webpush target {target!r} is not a subscription id") from None
-        with self._db.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(table.c.id, table.c.endpoint, table.c.p256dh, table.c.auth).where(
-                    table.c.id == sub_id
-                )
-            ).first()
-        if row is None:
+        sub = push_store.load_for_send(self._db.engine, table, sub_id)
+        if sub is None:
             raise SkipDelivery(f"push subscription {sub_id} no longer exists")
-        return dict(row._mapping)
+        return sub
 
     def _delete(self, sub_id: int) -> None:
         table = self._models().PushSubscription.__table__
-        with self._db.engine.begin() as conn:
-            conn.execute(sa.delete(table).where(table.c.id == sub_id))
+        push_store.delete_device(self._db.engine, table, sub_id)
 
 
 def _options(notice: Any) -> dict[str, Any]:

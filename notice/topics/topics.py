@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import UnknownTopic
 from ..publish import notice_event
 from ..push.models import MAX_TOPIC, PushModels
+from ..store import topics as topic_store
 from ..types import NoticeType
 
 if TYPE_CHECKING:
@@ -89,10 +89,8 @@ class Topics:
             raise ValueError("description must be a string of at most 2000 characters")
         if self.get(name) is not None:
             raise ValueError(f"topic {name!r} already exists")
-        topic = self._m.Topic(name=name, description=description)
-        self._session.add(topic)
         try:
-            self._session.flush()
+            topic = topic_store.add_topic(self._session, self._m.Topic, name, description)
         except sa.exc.IntegrityError:  # created concurrently since our check
             self._session.rollback()
             raise ValueError(f"topic {name!r} already exists") from None
@@ -102,10 +100,7 @@ class Topics:
 
     def get(self, name: str) -> Any:
         """The topic called ``name``, or None."""
-        Topic = self._m.Topic
-        return self._session.execute(
-            sa.select(Topic).where(Topic.name == name)
-        ).scalar_one_or_none()
+        return topic_store.get_topic(self._session, self._m.Topic, name)
 
     def _require(self, name: str) -> Any:
         topic = self.get(name)
@@ -119,18 +114,14 @@ class Topics:
         if topic is None:
             return False
         m = self._m
-        # explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON
-        for model in (m.TopicSubscription, m.TopicMessage):
-            self._session.execute(sa.delete(model).where(model.topic_id == topic.id))
-        self._session.delete(topic)
+        topic_store.delete_topic(self._session, m.TopicSubscription, m.TopicMessage, topic)
         if commit:
             self._session.commit()
         return True
 
     def all(self) -> list[Any]:
         """Every topic, by name."""
-        Topic = self._m.Topic
-        return list(self._session.execute(sa.select(Topic).order_by(Topic.name)).scalars())
+        return topic_store.all_topics(self._session, self._m.Topic)
 
     # --- subscribers --------------------------------------------------------------------
 
@@ -148,16 +139,9 @@ class Topics:
         """
         values = self._subscriber(user_id, push_subscription_id)
         topic = self._require(name)
-        table = self._m.TopicSubscription.__table__
-        dialect = self._session.get_bind().dialect.name
-        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(table)
-            .values(topic_id=topic.id, **values)
-            .on_conflict_do_nothing()
-            .returning(table.c.id)
+        created = topic_store.add_subscriber(
+            self._session, self._m.TopicSubscription, topic.id, values
         )
-        created = self._session.execute(stmt).first() is not None
         if commit:
             self._session.commit()
         return created
@@ -173,14 +157,12 @@ class Topics:
         """Remove a user's or a device's subscription; False if there was none."""
         values = self._subscriber(user_id, push_subscription_id)
         topic = self._require(name)
-        TS = self._m.TopicSubscription
-        ((column, value),) = values.items()
-        result = self._session.execute(
-            sa.delete(TS).where(TS.topic_id == topic.id, getattr(TS, column) == value)
+        removed = topic_store.remove_subscriber(
+            self._session, self._m.TopicSubscription, topic.id, values
         )
         if commit:
             self._session.commit()
-        return bool(result.rowcount)
+        return removed
 
     @staticmethod
     def _subscriber(user_id: Any, push_subscription_id: int | None) -> dict[str, Any]:
@@ -194,38 +176,19 @@ class Topics:
         """``(user_ids, {owner_id: [device ids]})`` following topic ``name``."""
         topic = self._require(name)
         m = self._m
-        TS, PS = m.TopicSubscription, m.PushSubscription
-        users = list(
-            self._session.execute(
-                sa.select(TS.user_id)
-                .where(TS.topic_id == topic.id, TS.user_id.is_not(None))
-                .order_by(TS.id)
-            ).scalars()
+        return topic_store.subscribers(
+            self._session, m.TopicSubscription, m.PushSubscription, topic.id
         )
-        devices: dict[Any, list[int]] = {}
-        rows = self._session.execute(
-            sa.select(PS.user_id, PS.id)
-            .join(TS, TS.push_subscription_id == PS.id)
-            .where(TS.topic_id == topic.id)
-            .order_by(TS.id)
-        )
-        for owner, device in rows:
-            devices.setdefault(owner, []).append(device)
-        return users, devices
 
     def is_subscribed(self, name: str, user_id: Any) -> bool:
         """Whether ``user_id`` follows the topic, themselves or with one of their devices."""
         topic = self.get(name)
         if topic is None:
             return False
-        TS, PS = self._m.TopicSubscription, self._m.PushSubscription
-        as_user = sa.exists().where(TS.topic_id == topic.id, TS.user_id == user_id)
-        by_device = (
-            sa.exists()
-            .where(TS.topic_id == topic.id, TS.push_subscription_id == PS.id)
-            .where(PS.user_id == user_id)
+        m = self._m
+        return topic_store.is_subscribed(
+            self._session, m.TopicSubscription, m.PushSubscription, topic.id, user_id
         )
-        return bool(self._session.execute(sa.select(sa.or_(as_user, by_device))).scalar())
 
     # --- publishing ---------------------------------------------------------------------
 
@@ -281,8 +244,10 @@ class Topics:
             ids.extend(notice_event(users, notice_type, **common))
         if device_only:
             ids.extend(self._push_only(device_only, notice_type, common))
-        message = self._m.TopicMessage(
-            topic_id=topic.id,
+        message_id = topic_store.add_message(
+            self._session,
+            self._m.TopicMessage,
+            topic.id,
             notice_type=str(NoticeType(notice_type)),
             subject=subject,
             content=content,
@@ -291,9 +256,7 @@ class Topics:
             sender_id=sender_id,
             recipients=len(ids),
         )
-        self._session.add(message)
-        self._session.flush()
-        published = Published(message_id=message.id, notice_ids=ids)
+        published = Published(message_id=message_id, notice_ids=ids)
         if commit:
             self._session.commit()
         return published
@@ -314,10 +277,9 @@ class Topics:
 
         :raise LookupError: no such push subscription.
         """
-        PS = self._m.PushSubscription
-        owner = self._session.execute(
-            sa.select(PS.user_id).where(PS.id == push_subscription_id)
-        ).scalar_one_or_none()
+        owner = topic_store.device_owner(
+            self._session, self._m.PushSubscription, push_subscription_id
+        )
         if owner is None:
             raise LookupError(f"no push subscription {push_subscription_id}")
         common = {"subject": subject, "content": content, "url": url, "data": data}
@@ -349,12 +311,6 @@ class Topics:
         topic = self._require(name)
         if start < 0 or end < start:
             raise ValueError("need 0 <= start <= end")
-        TM = self._m.TopicMessage
-        stmt = (
-            sa.select(TM)
-            .where(TM.topic_id == topic.id)
-            .order_by(TM.id.desc())
-            .offset(start)
-            .limit(end - start)
+        return topic_store.messages(
+            self._session, self._m.TopicMessage, topic.id, start=start, end=end
         )
-        return list(self._session.execute(stmt).scalars())

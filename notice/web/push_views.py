@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from ..errors import SubscriptionError
 from ..push import subscriptions as subs
+from ..store import push as push_store
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 
@@ -44,10 +45,7 @@ def push_key() -> ResponseReturnValue:
 def push_list() -> ResponseReturnValue:
     """The current user's devices."""
     user_id = require_user()
-    PS = _ext().push_models.PushSubscription
-    rows = _ext().db.session.execute(
-        PS.__table__.select().where(PS.user_id == user_id).order_by(PS.id)
-    )
+    rows = push_store.user_devices(_ext().db.session, _ext().push_models.PushSubscription, user_id)
     return jsonify(subscriptions=[{"id": r.id, "endpoint": r.endpoint} for r in rows])
 
 

@@ -1,0 +1,114 @@
+"""Preferences' queries: users' stored choices, the routing gate's lookup, digest
+settings.
+
+Every function works in the caller's ORM session and leaves committing to it.
+``preference`` is the stored choices model class (``notice_preference``), ``digest``
+the digest settings model class (``notice_digest``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from .common import upsert
+
+#: ids per ``IN`` list on SQLite, far above :data:`~notice.store.common.CHUNK`: the gate
+#: is one query for a whole fan-out wherever it can be, and SQLite's limit on bound
+#: parameters (32766) is what caps one IN list; stay below it
+_SQLITE_IN_MAX = 30_000
+
+
+def choices(session: Session, preference: Any, user_id: Any) -> dict[tuple[str, str], bool]:
+    """``{(notice_type, channel): enabled}`` of the choices ``user_id`` made."""
+    P = preference
+    return {
+        (row.notice_type, row.channel): bool(row.enabled)
+        for row in session.execute(
+            sa.select(P.notice_type, P.channel, P.enabled).where(P.user_id == user_id)
+        )
+    }
+
+
+def choices_of(
+    session: Session, preference: Any, notice_type: str, channel: str, user_ids: Sequence[Any]
+) -> dict[str, bool]:
+    """``{str(user_id): enabled}`` for the users of ``user_ids`` who chose about
+    ``notice_type`` on ``channel``; the others are left out.
+
+    One query for the whole list: PostgreSQL gets the ids as one array parameter,
+    SQLite as IN lists of up to 30,000. Keyed by ``str``: callers may hold ids as "7"
+    where the database says 7.
+    """
+    P = preference
+    unique = list(dict.fromkeys(user_ids))
+    found: dict[str, bool] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        parts: list[Sequence[Any]] = [unique]
+    else:
+        parts = [unique[i : i + _SQLITE_IN_MAX] for i in range(0, len(unique), _SQLITE_IN_MAX)]
+    for part in parts:
+        stmt = sa.select(P.user_id, P.enabled).where(
+            P.notice_type == notice_type, P.channel == channel, _user_in(P.user_id, part, session)
+        )
+        found.update((str(u), bool(e)) for u, e in session.execute(stmt))
+    return found
+
+
+def _user_in(column: Any, ids: Sequence[Any], session: Session) -> sa.ColumnElement[bool]:
+    if session.get_bind().dialect.name == "postgresql":
+        array = sa.bindparam("user_ids", list(ids), type_=postgresql.ARRAY(column.type))
+        return column == sa.any_(array)  # type: ignore[no-any-return]
+    return column.in_(ids)  # type: ignore[no-any-return]
+
+
+def set_choice(
+    session: Session,
+    preference: Any,
+    user_id: Any,
+    notice_type: str,
+    channel: str,
+    enabled: bool,
+    *,
+    now: datetime,
+) -> None:
+    """Store ``user_id``'s choice for ``notice_type`` on ``channel``, made at ``now``."""
+    upsert(
+        session,
+        preference.__table__,
+        {
+            "user_id": user_id,
+            "notice_type": notice_type,
+            "channel": channel,
+            "enabled": enabled,
+            "update_at": now,
+        },
+        keys=("user_id", "notice_type", "channel"),
+        update=("enabled", "update_at"),
+    )
+
+
+def digest_frequency(session: Session, digest: Any, user_id: Any) -> str | None:
+    """``user_id``'s chosen digest frequency, or None when they made no choice."""
+    value = session.execute(
+        sa.select(digest.frequency).where(digest.user_id == user_id)
+    ).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def set_digest_frequency(
+    session: Session, digest: Any, user_id: Any, frequency: str, *, now: datetime
+) -> None:
+    """Store ``user_id``'s digest frequency, chosen at ``now``."""
+    upsert(
+        session,
+        digest.__table__,
+        {"user_id": user_id, "frequency": frequency, "update_at": now},
+        keys=("user_id",),
+        update=("frequency", "update_at"),
+    )
