@@ -145,24 +145,14 @@ def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]
     deliveries it has: building ORM objects (identity map, instance state) for every
     notice of a large fan-out took half of the delivery time.
     """
-    d = state.models.Delivery.__table__
-    n = state.models.Notice.__table__
-    columns = [n.c[name] for name in VIEW_COLUMNS]
-    rows: list[Any] = []
-    notices: dict[int, NoticeView] = {}
-    with state.engine.connect() as conn:
-        for part in store.chunks(list(ids)):
-            rows.extend(
-                conn.execute(
-                    sa.select(d.c.id, d.c.notice_id, d.c.channel, d.c.target, d.c.attempts)
-                    .where(d.c.id.in_(part))
-                    .order_by(d.c.id)
-                )
-            )
-        for part in store.chunks(sorted({row.notice_id for row in rows})):
-            for values in conn.execute(sa.select(*columns).where(n.c.id.in_(part))):
-                notice = NoticeView(*values)
-                notices[notice.id] = notice
+    rows, notice_rows = store.load_claimed(
+        state.engine,
+        state.models.Delivery.__table__,
+        state.models.Notice.__table__,
+        ids,
+        VIEW_COLUMNS,
+    )
+    notices = {values[0]: NoticeView(*values) for values in notice_rows}
     return [(row, notices[row.notice_id]) for row in rows if row.notice_id in notices]
 
 

@@ -22,7 +22,9 @@ from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
 from .models import Models, build_models
+from .preferences.models import build_preference_models
 from .preferences.preferences import Preferences
+from .preferences.preferences import allowed as preference_gate
 from .preferences.settings import PreferenceSettings
 from .publish import on_notification
 from .push.config import PushSettings
@@ -73,12 +75,15 @@ class Notices:
             db, user_table=user_table, user_id_type=user_id_type
         )
         #: topic management and fan-out publishing (notice/topics.py)
-        self.topics = Topics(self)
+        self.topics = Topics(db, self.push_models)
         self._routes: list[Route] = []
         self._user_loader: Callable[[], Any] | None = None
         self._email_loader: Callable[[Any], str | None] | None = None
         #: per-user channel choices and digest frequency (:class:`notice.preferences.Preferences`)
-        self.preferences = Preferences(self, user_table=user_table, user_id_type=user_id_type)
+        self.preference_models = build_preference_models(
+            db, user_table=user_table, user_id_type=user_id_type
+        )
+        self.preferences = Preferences(self.preference_models)
         self._states: weakref.WeakKeyDictionary[Flask, NoticeState] = weakref.WeakKeyDictionary()
         if app is not None:
             self.init_app(app)
@@ -104,6 +109,7 @@ class Notices:
             db=self.db,
             models=self.models,
             push_models=self.push_models,
+            preference_models=self.preference_models,
             settings=settings,
             preference_settings=PreferenceSettings.from_config(cfg),
             push_settings=PushSettings.from_config(cfg),
@@ -114,8 +120,7 @@ class Notices:
             state.add_route(r)
         state.user_loader = self._user_loader
         state.email_loader = self._email_loader
-        state.preferences = self.preferences
-        state.gates.append(self.preferences.allowed)
+        state.gates.append(functools.partial(preference_gate, state))
         state.dispatcher = _make_dispatcher(state, app)
         if settings.stream:
             # the core owns the broker: a process that writes notices but serves no
@@ -202,12 +207,7 @@ class Notices:
 
     def get(self, user_id: Any, notice_id: int) -> Any:
         """``user_id``'s notice ``notice_id``, or None (also when it is someone else's)."""
-        user_id = self._user(user_id)
-        return self.db.session.execute(
-            sa.select(self.Notice).where(
-                self.Notice.id == notice_id, self.Notice.user_id == user_id
-            )
-        ).scalar_one_or_none()
+        return store.get_notice(self.db.session, self.Notice, self._user(user_id), notice_id)
 
     def mark_read(
         self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
@@ -315,12 +315,7 @@ def _tune_sqlite(db: Any, app: Flask) -> None:
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
+            store.tune_sqlite_connection(dbapi_conn)
 
         if engine.url.database not in (None, "", ":memory:"):
             # connections opened before now lack the pragmas; an in-memory database

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from flask import current_app
 
 from . import store
@@ -377,14 +376,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     if dedupe and len(written) < len(user_ids):
         new_users = {user_key(u) for _, u in written}
         missing = [u for u in user_ids if user_key(u) not in new_users]
-        for part in store.chunks(missing):
-            existing.extend(
-                session.execute(
-                    sa.select(Notice.id).where(
-                        Notice.user_id.in_(part), Notice.dedupe_key == event.dedupe_key
-                    )
-                ).scalars()
-            )
+        assert event.dedupe_key is not None
+        existing = store.deduplicated_ids(session, Notice.__table__, missing, event.dedupe_key)
     # a new delivery is the dispatcher's for a grace period before the sweeper may take it
     first_try = now if state.dispatch_mode == "none" else now + state.sweep_grace
     notice_ids: list[int] = []

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .dispatch import Dispatcher
     from .models import Models
-    from .preferences.preferences import Preferences
+    from .preferences.models import PreferenceModels
     from .preferences.settings import PreferenceSettings
     from .push.config import PushSettings
     from .push.models import PushModels
@@ -59,6 +59,7 @@ class NoticeState:
         db: Any,
         models: Models,
         push_models: PushModels,
+        preference_models: PreferenceModels,
         settings: Settings,
         preference_settings: PreferenceSettings,
         push_settings: PushSettings,
@@ -68,6 +69,7 @@ class NoticeState:
         self.db = db
         self.models = models
         self.push_models = push_models
+        self.preference_models = preference_models
         self.settings = settings
         self.preference_settings = preference_settings
         self.push_settings = push_settings
@@ -85,8 +87,6 @@ class NoticeState:
         #: the live stream's broker and the publisher feeding it (None: no stream)
         self.broker: Broker | None = None
         self.publisher: StreamPublisher | None = None
-        #: per-user channel choices and digest frequency; set by ``init_app``
-        self.preferences: Preferences | None = None
 
     @property
     def app(self) -> Flask:

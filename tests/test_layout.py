@@ -90,8 +90,9 @@ def test_no_import_cycles_between_library_modules():
 
 # statements built with SQLAlchemy Core or run as text
 _SQL = re.compile(
-    r"\bsa\.(select|update|delete|insert|exists|text)\(|\b(postgresql|sqlite)\.insert\("
-    r"|\.execute\(|exec_driver_sql\(|\bselect\([A-Za-z]"
+    r"\bsa\.(select|update|delete|insert|exists)\(|\b(postgresql|sqlite)\.insert\("
+    r"|(session|conn|connection|cur|cursor|engine)(\(\))?\.execute\(|exec_driver_sql\("
+    r"|(?<!_where=)sa\.text\("
 )
 
 

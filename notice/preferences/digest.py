@@ -32,6 +32,7 @@ from ..columns import utcnow
 from ..errors import DeliveryError, SkipDelivery
 from ..senders.email import EmailSender
 from ..store import digest as digest_store
+from ..types import NoticeType
 
 if TYPE_CHECKING:
     from ..state import NoticeState
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("notice")
 
 #: the preference channel whose "off" keeps a type out of the digest
-EMAIL = "email"
+EMAIL = EmailSender.name
 
 
 @dataclass
@@ -121,8 +122,7 @@ def run_digest(
 
 
 def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
-    prefs = state.preferences
-    assert prefs is not None
+    prefs = state.preference_models
     return (
         state.models.Notice.__table__,
         prefs.DigestSetting.__table__,
@@ -172,12 +172,14 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
     """The user's notices for the digest: unread, not emailed, unexpired, of a type the
     user gets by email; oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
     notice, _, pref = _tables(state)
-    prefs = state.preferences
-    assert prefs is not None
+    settings = state.preference_settings
     with state.engine.connect() as conn:
         stored = digest_store.channel_choices(conn, pref, user_id, EMAIL)
-        off = [t for t in prefs.types() if not stored.get(t, prefs.default(t, EMAIL))]
-        off = [t for t in off if not prefs.is_required(t)]
+        off = [
+            str(t)
+            for t in NoticeType.known()
+            if not settings.is_required(t) and not stored.get(t, settings.default(t, EMAIL))
+        ]
         rows = digest_store.pending_notices(
             conn,
             notice,

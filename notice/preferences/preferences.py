@@ -11,22 +11,40 @@ delivery row is written.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-from flask import current_app
+from typing import Any
 
 from ..columns import utcnow
+from ..senders.log import LogSender
+from ..state import NoticeState, state_of
 from ..store import preferences as preference_store
-from ..types import NoticeType
-from .models import build_preference_models
+from ..types import NoticeType, user_key
+from .models import PreferenceModels
 from .settings import DIGEST_FREQUENCIES
 
-if TYPE_CHECKING:
-    from ..extension import Notices
+#: channels that are not a way of reaching the user (the log): not offered as
+#: choices, never gated
+INTERNAL_CHANNELS = frozenset({LogSender.name})
 
-#: channels that are not a way of reaching the user (the log, the open inbox tab's live
-#: stream): not offered as choices, never gated
-INTERNAL_CHANNELS = frozenset({"log", "stream"})
+
+def allowed(
+    state: NoticeState, channel: str, notice_type: str, user_ids: Sequence[Any]
+) -> set[Any]:
+    """The users of ``user_ids`` who receive ``notice_type`` on ``channel``.
+
+    The routing gate (``NoticeState.gates``, bound to one app's state), so it runs in
+    the publishing transaction: one query for the whole list (PostgreSQL gets the ids as
+    one array parameter), none when the type is required or the channel internal.
+    """
+    settings = state.preference_settings
+    t = str(notice_type)
+    if channel in INTERNAL_CHANNELS or settings.is_required(t) or not user_ids:
+        return set(user_ids)
+    default = settings.default(t, channel)
+    # keyed by user_key: callers may hold ids as "7" where the database says 7
+    choices = preference_store.choices_of(
+        state.db.session, state.preference_models.Preference, t, channel, user_ids
+    )
+    return {u for u in user_ids if choices.get(user_key(u), default)}
 
 
 class Preferences:
@@ -39,9 +57,7 @@ class Preferences:
         notices.preferences.set_digest(user.id, "weekly")
     """
 
-    def __init__(self, ext: Notices, *, user_table: str | None, user_id_type: Any) -> None:
-        self._ext = ext
-        models = build_preference_models(ext.db, user_table=user_table, user_id_type=user_id_type)
+    def __init__(self, models: PreferenceModels) -> None:
         #: the stored choices model (``notice_preference``)
         self.Preference = models.Preference
         #: the digest settings and lease model (``notice_digest``)
@@ -51,7 +67,7 @@ class Preferences:
 
     def channels(self) -> list[str]:
         """The current app's channels users choose from (sender names), sorted."""
-        return sorted(set(self._ext.state().senders_by_name) - INTERNAL_CHANNELS)
+        return sorted(set(state_of().senders_by_name) - INTERNAL_CHANNELS)
 
     def types(self) -> list[str]:
         """Every registered notice type value, sorted."""
@@ -59,24 +75,18 @@ class Preferences:
 
     def is_required(self, notice_type: str) -> bool:
         """True when users cannot turn ``notice_type`` off."""
-        return str(notice_type) in current_app.config["NOTICE_REQUIRED_TYPES"]
+        return state_of().preference_settings.is_required(notice_type)
 
     def default(self, notice_type: str, channel: str) -> bool:
         """The configured default for a type and channel (on unless configured off)."""
-        if self.is_required(notice_type):
-            return True
-        defaults = current_app.config["NOTICE_PREFERENCE_DEFAULTS"]
-        for key in (str(notice_type), "*"):
-            value = defaults.get(key, {}).get(channel)
-            if value is not None:
-                return bool(value)
-        return True
+        return state_of().preference_settings.default(notice_type, channel)
 
     # --- reading ---------------------------------------------------------------------
 
     def get(self, user_id: Any) -> dict[str, dict[str, bool]]:
         """``{notice_type: {channel: enabled}}`` for every type and channel, defaults
         filled in."""
+        user_id = state_of().coerce_user_id(user_id)
         stored = preference_store.choices(self._session(), self.Preference, user_id)
         channels = self.channels()
         return {
@@ -89,28 +99,21 @@ class Preferences:
 
     def enabled(self, user_id: Any, notice_type: str, channel: str) -> bool:
         """Whether ``user_id`` receives ``notice_type`` on ``channel``."""
+        user_id = state_of().coerce_user_id(user_id)
         return user_id in self.allowed(channel, notice_type, [user_id])
 
     def get_digest(self, user_id: Any) -> str:
         """The user's digest frequency: "off", "daily" or "weekly"."""
-        value = preference_store.digest_frequency(self._session(), self.DigestSetting, user_id)
-        return str(value or current_app.config["NOTICE_DIGEST_DEFAULT"])
+        state = state_of()
+        value = preference_store.digest_frequency(
+            self._session(), self.DigestSetting, state.coerce_user_id(user_id)
+        )
+        return str(value or state.preference_settings.digest_default)
 
     def allowed(self, channel: str, notice_type: str, user_ids: Sequence[Any]) -> set[Any]:
-        """The users of ``user_ids`` who receive ``notice_type`` on ``channel``.
-
-        One query for the whole list (PostgreSQL gets the ids as one array parameter).
-        This is the routing gate, so it runs in the publishing transaction.
-        """
-        t = str(notice_type)
-        if channel in INTERNAL_CHANNELS or self.is_required(t) or not user_ids:
-            return set(user_ids)
-        default = self.default(t, channel)
-        # keyed by str: callers may hold ids as "7" where the database says 7
-        choices = preference_store.choices_of(
-            self._session(), self.Preference, t, channel, user_ids
-        )
-        return {u for u in user_ids if choices.get(str(u), default)}
+        """The users of ``user_ids`` who receive ``notice_type`` on ``channel`` (the
+        current app's routing gate, :func:`allowed`)."""
+        return allowed(state_of(), channel, notice_type, user_ids)
 
     # --- writing ---------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class Preferences:
 
         :raise ValueError: unknown type or channel, or turning off a required type.
         """
+        user_id = state_of().coerce_user_id(user_id)
         t = str(NoticeType(notice_type))
         if channel not in self.channels():
             raise ValueError(
@@ -144,7 +148,11 @@ class Preferences:
             )
         session = self._session()
         preference_store.set_digest_frequency(
-            session, self.DigestSetting, user_id, frequency, now=utcnow()
+            session,
+            self.DigestSetting,
+            state_of().coerce_user_id(user_id),
+            frequency,
+            now=utcnow(),
         )
         if commit:
             session.commit()
@@ -152,4 +160,4 @@ class Preferences:
     # --- helpers ---------------------------------------------------------------------
 
     def _session(self) -> Any:
-        return self._ext.db.session
+        return state_of().db.session

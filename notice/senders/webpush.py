@@ -21,15 +21,13 @@ with an empty body the send fails with ``PermanentError`` before any request.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -66,12 +64,6 @@ MAX_PAYLOAD = MAX_ENCRYPTED - 86 - 1 - 16
 VAPID_EXP_SECONDS = 10 * 60
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _URGENCIES = ("very-low", "low", "normal", "high")
-
-# which devices a publish may reach, for device-only topic subscriptions and
-# /notifications/push (see WebPushSender.only_devices)
-_only: ContextVar[Mapping[str, Sequence[str]] | None] = ContextVar(
-    "notice_webpush_only", default=None
-)
 
 
 class WebPushSender(Sender):
@@ -121,24 +113,10 @@ class WebPushSender(Sender):
     # --- routing ----------------------------------------------------------------------
 
     def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]]:
-        """Each user's subscription ids (one delivery per device), or only the devices
-        chosen with :meth:`only_devices`. Runs in the publishing transaction."""
-        only = _only.get()
-        if only is not None:
-            return {u: only.get(str(u), ()) for u in user_ids}
+        """Each user's subscription ids (one delivery per device). Runs in the publishing
+        transaction."""
         table = self._models().PushSubscription.__table__
         return push_store.device_ids(self._db.session, table, user_ids)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def only_devices(devices: Mapping[Any, Sequence[Any]]) -> Iterator[None]:
-        """Within the block, publishing reaches only ``devices``
-        (``{user_id: [subscription ids]}``) instead of every device of each user."""
-        token = _only.set({str(u): [str(i) for i in ids] for u, ids in devices.items()})
-        try:
-            yield
-        finally:
-            _only.reset(token)
 
     # --- batches: subscription bookkeeping is written once per batch ------------------
 

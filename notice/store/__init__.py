@@ -2,8 +2,13 @@
 
 - :mod:`~notice.store.common`: chunk size, the visibility rule, the write lock, upserts
 - :mod:`~notice.store.writes`: publishing's bulk inserts of notices and deliveries
-- :mod:`~notice.store.claims`: delivery leases: claim, finish, roll-up
-- :mod:`~notice.store.reads`: the inbox's counts, listings, read/unread
+- :mod:`~notice.store.claims`: delivery leases: claim, load, finish, roll-up
+- :mod:`~notice.store.reads`: the inbox's counts, listings, read/unread, delete
+- :mod:`~notice.store.maintenance`: the CLI's retry, stats and purge
+- :mod:`~notice.store.email`, :mod:`~notice.store.digest`: what went out by email
+- :mod:`~notice.store.preferences`: stored choices, the routing gate's query
+- :mod:`~notice.store.push`, :mod:`~notice.store.topics`: devices, topics, history
+- :mod:`~notice.store.notify`: PostgreSQL LISTEN/NOTIFY for the live stream
 
 Views, senders, the CLI, the sweeper and the dispatcher call these functions; none of
 them builds a statement of its own, so each query is written once and tuned once (see
@@ -12,10 +17,19 @@ the indexes in :mod:`notice.models`).
 
 from __future__ import annotations
 
-from .claims import Outcome, claim, due_condition, finish, new_token, roll_up
-from .common import CHUNK, begin_write, chunks, escape_like, upsert, visible
-from .reads import NoticeQuery, list_notices, set_read, unread_count
+from .claims import Outcome, claim, due_condition, finish, load_claimed, new_token, roll_up
+from .common import (
+    CHUNK,
+    begin_write,
+    chunks,
+    escape_like,
+    tune_sqlite_connection,
+    upsert,
+    visible,
+)
+from .reads import NoticeQuery, get_notice, list_notices, set_read, unread_count
 from .writes import (
+    deduplicated_ids,
     delete_notices,
     insert_deliveries,
     insert_delivery_columns,
@@ -31,17 +45,21 @@ __all__ = [
     "chunks",
     "claim",
     "delete_notices",
+    "deduplicated_ids",
     "due_condition",
     "escape_like",
     "finish",
+    "get_notice",
     "insert_deliveries",
     "insert_delivery_columns",
     "insert_notice_columns",
     "insert_notices",
     "list_notices",
+    "load_claimed",
     "new_token",
     "roll_up",
     "set_read",
+    "tune_sqlite_connection",
     "unread_count",
     "upsert",
     "visible",

@@ -111,6 +111,34 @@ def claim(
     return token, claimed
 
 
+def load_claimed(
+    engine: Engine,
+    delivery: sa.Table,
+    notice: sa.Table,
+    ids: Sequence[int],
+    notice_columns: Sequence[str],
+) -> tuple[list[Any], list[Any]]:
+    """The claimed deliveries (``id``, ``notice_id``, ``channel``, ``target``,
+    ``attempts``, in id order) and the ``notice_columns`` of their notices, each notice
+    once however many deliveries it has, read in one short connection."""
+    d = delivery.c
+    columns = [notice.c[name] for name in notice_columns]
+    rows: list[Any] = []
+    notices: list[Any] = []
+    with engine.connect() as conn:
+        for part in chunks(list(ids)):
+            rows.extend(
+                conn.execute(
+                    sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts)
+                    .where(d.id.in_(part))
+                    .order_by(d.id)
+                )
+            )
+        for part in chunks(sorted({row.notice_id for row in rows})):
+            notices.extend(conn.execute(sa.select(*columns).where(notice.c.id.in_(part))))
+    return rows, notices
+
+
 @dataclass
 class Outcome:
     """What happened to one claimed delivery."""

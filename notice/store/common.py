@@ -70,3 +70,15 @@ def upsert(
         index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
     )
     bind.execute(stmt)
+
+
+def tune_sqlite_connection(dbapi_conn: Any) -> None:
+    """SQLite pragmas of every new connection: enforce foreign keys (cascades), WAL so
+    readers don't block the writer, and a busy timeout so concurrent claimers wait
+    instead of failing ("database is locked")."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
+        cur.execute("PRAGMA journal_mode=WAL")
+    cur.close()

@@ -146,3 +146,11 @@ def delete_notice(session: Any, notice: Any, user_id: Any, notice_id: int) -> An
         .returning(table.c.read_status)
     ).first()
     return None if row is None else row[0]
+
+
+def get_notice(session: Session, notice: Any, user_id: Any, notice_id: int) -> Any:
+    """``user_id``'s notice ``notice_id`` (the ORM object), or None, also when the notice
+    is someone else's: the owner check is part of the query."""
+    return session.execute(
+        sa.select(notice).where(notice.id == notice_id, notice.user_id == user_id)
+    ).scalar_one_or_none()

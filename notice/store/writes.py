@@ -257,3 +257,19 @@ def delete_notices(
     for part in chunks(list(ids)):
         session.execute(sa.delete(delivery_table).where(delivery_table.c.notice_id.in_(part)))
         session.execute(sa.delete(notice_table).where(notice_table.c.id.in_(part)))
+
+
+def deduplicated_ids(
+    session: Session, notice_table: sa.Table, user_ids: Sequence[Any], dedupe_key: str
+) -> list[int]:
+    """Ids of the notices ``user_ids`` already have under ``dedupe_key`` (the ones a
+    deduplicated insert skipped)."""
+    c = notice_table.c
+    found: list[int] = []
+    for part in chunks(list(user_ids)):
+        found.extend(
+            session.execute(
+                sa.select(c.id).where(c.user_id.in_(part), c.dedupe_key == dedupe_key)
+            ).scalars()
+        )
+    return found

@@ -18,18 +18,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import UnknownTopic
 from ..publish import notice_event
 from ..push.models import MAX_TOPIC, PushModels
+from ..state import state_of
 from ..store import topics as topic_store
 from ..types import NoticeType
-
-if TYPE_CHECKING:
-    from ..extension import Notices
 
 #: you created the resource (graph, layout, group)
 NoticeType.register("OWNER")
@@ -69,16 +67,13 @@ class Topics:
     ``commit=False``. Needs an app context.
     """
 
-    def __init__(self, ext: Notices) -> None:
-        self._ext = ext
-
-    @property
-    def _m(self) -> PushModels:
-        return self._ext.push_models
+    def __init__(self, db: Any, push_models: PushModels) -> None:
+        self._db = db
+        self._m = push_models
 
     @property
     def _session(self) -> Any:
-        return self._ext.db.session
+        return self._db.session
 
     # --- topics -------------------------------------------------------------------------
 
@@ -293,15 +288,17 @@ class Topics:
     def _push_only(
         self, devices: dict[Any, list[int]], notice_type: NoticeType | str, common: dict[str, Any]
     ) -> list[int]:
-        from ..senders.webpush import WebPushSender
-
-        sender = self._ext.state().senders_by_name.get(WebPushSender.name)
-        if not isinstance(sender, WebPushSender):
+        try:
+            from ..senders.webpush import WebPushSender  # the webpush extra may be absent
+        except ImportError:
             return []
-        with sender.only_devices(devices):
-            ids: list[int] = notice_event(
-                list(devices), notice_type, channels=[WebPushSender.name], **common
-            )
+        channel = WebPushSender.name
+        if channel not in state_of().senders_by_name:
+            return []
+        # these devices only, not every device of their owners
+        ids: list[int] = notice_event(
+            list(devices), notice_type, channels=[channel], targets={channel: devices}, **common
+        )
         return ids
 
     # --- history ------------------------------------------------------------------------
