@@ -17,12 +17,9 @@ from notice.state import state_of
 
 def _make_app(db_url: str, **config: Any) -> Flask:
     app = Flask("lifecycle")
-    app.config.update(
-        SQLALCHEMY_DATABASE_URI=db_url,
-        SECRET_KEY="test",
-        NOTICE_SENDERS=["memory"],
-        **config,
-    )
+    app.config.update(SQLALCHEMY_DATABASE_URI=db_url, SECRET_KEY="test")
+    app.config.setdefault("NOTICE_SENDERS", ["memory"])
+    app.config.update(config)
     db = SQLAlchemy()
     notices = Notices(db=db)
     db.init_app(app)
@@ -32,9 +29,19 @@ def _make_app(db_url: str, **config: Any) -> Flask:
     return app
 
 
-@pytest.mark.parametrize("dispatch", ["sync", "none"])
-def test_an_app_created_used_and_dropped_is_garbage_collected(db_url, dispatch):
-    app = _make_app(db_url, NOTICE_DISPATCH=dispatch)
+@pytest.mark.parametrize(
+    ("dispatch", "senders"), [("sync", ["memory"]), ("none", ["memory", "email", "webhook"])]
+)
+def test_an_app_created_used_and_dropped_is_garbage_collected(db_url, dispatch, senders):
+    app = _make_app(
+        db_url,
+        NOTICE_DISPATCH=dispatch,
+        NOTICE_SENDERS=senders,
+        NOTICE_MAIL_SENDER="noreply@example.com",
+        NOTICE_BASE_URL="http://127.0.0.1",
+        NOTICE_WEBHOOK_URLS=["http://127.0.0.1:9/hook"],
+        NOTICE_WEBHOOK_SECRET="s" * 32,
+    )
     with app.app_context():
         notice_event([1, 2], subject="hello", content="")
         assert app.extensions["notice"].unread_count(1) == 1

@@ -23,7 +23,8 @@ from notice.delivery import deliver
 from notice.errors import EndpointRefused
 from notice.push.config import AllowList
 from notice.push.vapid import load_private_key
-from notice.senders.webpush import MAX_PAYLOAD, fit_payload, retry_after
+from notice.senders.http import retry_after
+from notice.senders.webpush import MAX_PAYLOAD, fit_payload
 from tests.support.pushapp import (
     SUBJECT,
     add_device,

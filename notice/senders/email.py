@@ -21,11 +21,12 @@ from __future__ import annotations
 import smtplib
 import ssl
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from flask import Flask
@@ -33,11 +34,9 @@ from flask import Flask
 from .. import links
 from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..state import NoticeState, state_of
 from ..store import email as email_store
 from .base import Sender
-
-if TYPE_CHECKING:
-    from ..state import NoticeState
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,15 @@ class EmailSender(Sender):
     name = "email"
 
     def __init__(self) -> None:
-        self._app: Flask | None = None
+        # weak: the app owns its state, which owns this sender; a strong reference
+        # back would keep a dropped app alive
+        self._app: weakref.ref[Flask] | None = None
         self.config: MailConfig | None = None
         self._batch = _Batch()
         self._env: jinja2.Environment | None = None
 
     def init_app(self, app: Flask) -> None:
-        self._app = app
+        self._app = weakref.ref(app)
         self.config = MailConfig.from_app(app)
         links.check_base_url(app)
 
@@ -144,13 +145,13 @@ class EmailSender(Sender):
 
     @property
     def app(self) -> Flask:
-        if self._app is None:
-            raise RuntimeError("EmailSender.init_app(app) was not called")
-        return self._app
+        app = None if self._app is None else self._app()
+        if app is None:
+            raise RuntimeError("EmailSender.init_app(app) was not called, or its app is gone")
+        return app
 
     def _state(self) -> NoticeState:
-        state: NoticeState = self.app.extensions["notice"].state(self.app)
-        return state
+        return state_of(self.app)
 
     def address_for(self, user_id: Any) -> str:
         """The user's address from the app's ``email_loader``.

@@ -22,16 +22,15 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from flask import Flask
 
-from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
 from .base import Sender
+from .http import retry_after
 
 SIGNATURE_HEADER = "X-Notice-Signature"
 TIMESTAMP_HEADER = "X-Notice-Timestamp"
@@ -56,22 +55,6 @@ def payload(notice: Any) -> bytes:
     fields = {k: v for k, v in notice.to_dict().items() if k not in _INTERNAL}
     data = {"event": "notice", "notice": fields}
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - utcnow()).total_seconds())
 
 
 class WebhookSender(Sender):
@@ -141,8 +124,8 @@ class WebhookSender(Sender):
             return
         text = f"webhook answered {status}"
         if status in (408, 429) or status >= 500:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            raise TransientError(text, retry_after=retry_after)
+            wait = retry_after(response.headers.get("Retry-After"))
+            raise TransientError(text, retry_after=wait)
         # 410 Gone says the endpoint was removed; any other 3xx/4xx will not change
         raise PermanentError(text)
 

@@ -21,18 +21,15 @@ with an empty body the send fails with ``PermanentError`` before any request.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import requests
-from flask import current_app
 from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
 
@@ -44,10 +41,12 @@ from ..errors import (
     SkipDelivery,
     TransientError,
 )
-from ..push.config import AllowList, origin
+from ..push.config import URGENCIES, AllowList, origin
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
+from ..state import state_of
 from ..store import push as push_store
 from .base import Sender
+from .http import retry_after
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -63,7 +62,6 @@ MAX_PAYLOAD = MAX_ENCRYPTED - 86 - 1 - 16
 #: lifetime of each VAPID JWT; push services refuse more than 24 h
 VAPID_EXP_SECONDS = 10 * 60
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_URGENCIES = ("very-low", "low", "normal", "high")
 
 
 class WebPushSender(Sender):
@@ -107,8 +105,7 @@ class WebPushSender(Sender):
         self._db = app.extensions["sqlalchemy"]
 
     def _models(self) -> PushModels:
-        models: PushModels = current_app.extensions["notice"].push_models
-        return models
+        return state_of().push_models
 
     # --- routing ----------------------------------------------------------------------
 
@@ -175,8 +172,8 @@ class WebPushSender(Sender):
 
     def headers(self, options: Mapping[str, Any]) -> dict[str, str]:
         urgency = options.get("urgency", self.urgency)
-        if urgency not in _URGENCIES:
-            raise PermanentError(f"push urgency must be one of {', '.join(_URGENCIES)}")
+        if urgency not in URGENCIES:
+            raise PermanentError(f"push urgency must be one of {', '.join(URGENCIES)}")
         headers = {"Urgency": urgency}
         topic = options.get("topic")
         if topic is not None:
@@ -292,19 +289,3 @@ def fit_payload(message: dict[str, Any], limit: int = MAX_PAYLOAD) -> bytes:
             "an empty body; shorten the title, url or icon"
         )
     return best
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
