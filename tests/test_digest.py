@@ -10,15 +10,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from notice import NoticeType, notice_event
+from notice import NoticeType, notice_event, store
+from notice.columns import utcnow
 from notice.preferences.digest import DigestReport, run_digest
-from tests.support.emailapp import address, email_app
+from tests.support.emailapp import address, deliveries, email_app
 from tests.support.smtpserver import SMTPServer
 from tests.support.waiting import wait_for
 
@@ -296,3 +298,81 @@ def test_overlapping_runs_in_separate_processes(app_factory, smtp, db_url, tmp_p
     assert all(text.count("item ") == 3 for [text] in digests.values())
     with app.app_context():
         assert all(_emailed(app).values())
+
+
+# --- one email per notice: its own, or a digest line -----------------------------------
+
+
+def _received(smtp: SMTPServer, text: str) -> int:
+    """How many accepted emails mention ``text`` (a notice email or a digest line)."""
+    return sum(
+        text in (m.message["Subject"] + m.message.get_body(("plain",)).get_content())
+        for m in smtp.messages
+    )
+
+
+def test_a_notice_whose_email_waits_for_its_retry_is_mailed_once(app_factory, smtp):
+    """451 on the notice's own email, a digest run, then the retry: the notice reaches
+    the inbox once (the digest used to list it and the retry mailed it again)."""
+    app = email_app(app_factory, smtp)  # per-notice emails, and a digest
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        smtp.script_data(["451 4.3.0 Try again later"])
+        notice_event(1, subject="waiting for its retry", content="")
+        other = notice_event(1, subject="emailed at once", content="")
+        [retrying, sent] = deliveries(app, "email")
+        assert (retrying.status, sent.status) == ("Error", "Sent")
+        state = app.notices.state()
+
+        # while a worker holds the row for its retry, and before: no digest line
+        _token, claimed = store.claim(
+            state.engine,
+            app.notices.Delivery.__table__,
+            now=retrying.next_attempt_at,
+            lease=state.lease,
+            limit=10,
+        )
+        assert claimed == [retrying.id]
+        report = run_digest(state, "daily")
+        assert (report.sent, report.notices) == (0, 0)
+        # the worker gives it back unsent (its lease ran out): still not in the digest
+        report = run_digest(state, "daily", now=retrying.next_attempt_at + state.lease)
+        assert (report.sent, report.notices) == (0, 0)
+
+        later = retrying.next_attempt_at + state.lease + timedelta(seconds=1)
+        sweep = app.notices.sweep(now=later)
+        assert (sweep.claimed, sweep.sent) == (1, 1)
+        assert run_digest(state, "daily", now=later).sent == 0
+        [retried, _] = deliveries(app, "email")
+        # three attempts: the 451, the worker that gave up its lease, the retry
+        assert (retried.status, retried.attempts) == ("Sent", 3)
+        assert all(_emailed(app).values()) and other.id in _emailed(app)
+    assert _received(smtp, "waiting for its retry") == 1
+    assert _received(smtp, "emailed at once") == 1
+    assert len(smtp.messages) == 2
+
+
+def test_a_notice_whose_email_died_goes_in_the_digest_once(app_factory, smtp):
+    """An email that ended Dead leaves its notice to the digest (not lost); an operator
+    re-queueing that email afterwards does not mail it a second time."""
+    app = email_app(app_factory, smtp)
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        smtp.script_data(["554 5.6.0 Message content rejected"])
+        notice = notice_event(1, subject="its email died", content="")
+        [dead] = deliveries(app, "email")
+        assert dead.status == "Dead"
+        dead_id = dead.id
+        state = app.notices.state()
+        report = run_digest(state, "daily")
+        assert (report.sent, report.notices) == (1, 1)
+        assert _emailed(app)[notice.id]
+
+    requeued = app.test_cli_runner().invoke(args=["notice", "retry", "--id", str(dead_id)])
+    assert requeued.exit_code == 0, requeued.output
+    with app.app_context():
+        sweep = app.notices.sweep(now=utcnow() + timedelta(minutes=5))
+        assert (sweep.claimed, sweep.skipped) == (1, 1)
+        [skipped] = deliveries(app, "email")
+        assert skipped.status == "Skipped" and "already emailed" in skipped.last_error
+    assert _received(smtp, "its email died") == 1

@@ -13,6 +13,16 @@ way, so each user is handled under a lease on their ``notice_digest`` row:
 A crash between 2 and 3 leaves the lease to expire (``NOTICE_CLAIM_TIMEOUT``) and the
 next run sends those notices again: at least once, never silently lost.
 
+Each notice reaches the inbox by email once, its own email or a digest line: a notice
+whose own email delivery is Wait or Error (due for a retry, maybe held by a worker
+right now) or Sent is left out of the digest, the retry mails it. Only when that email
+ends Dead or Skipped does the notice join a digest, so it is not lost either. Taking
+such notices over instead (list them, end the delivery Skipped) would have the digest
+claim delivery rows under their lease rules, and would hold a notice back for the next
+digest when its retry comes minutes later; leaving the rows alone needs no lease and
+cannot race the worker that holds one. The email sender skips a notice that is already
+``emailed_at`` (an operator re-queued its Dead email after a digest listed it).
+
 The statements live in :mod:`notice.store.digest`; this module runs the steps and
 builds the emails.
 """
@@ -38,8 +48,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("notice")
 
-#: the preference channel whose "off" keeps a type out of the digest
-EMAIL = "email"
+#: the preference channel whose "off" keeps a type out of the digest, and the channel
+#: of the per-notice emails whose pending or sent rows keep a notice out of it
+EMAIL = EmailSender.name
 
 
 @dataclass
@@ -120,11 +131,13 @@ def run_digest(
     return report
 
 
-def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
+def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
+    """``notice``, ``notice_delivery``, ``notice_digest`` and ``notice_preference``."""
     prefs = state.preferences
     assert prefs is not None
     return (
         state.models.Notice.__table__,
+        state.models.Delivery.__table__,
         prefs.DigestSetting.__table__,
         prefs.Preference.__table__,
     )
@@ -132,15 +145,17 @@ def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
 
 def candidates(state: NoticeState, frequency: str, now: datetime) -> list[Any]:
     """Users on ``frequency`` (chosen, or by ``NOTICE_DIGEST_DEFAULT``) with at least
-    one unread notice not emailed yet."""
-    notice, digest, _ = _tables(state)
+    one unread notice not emailed yet, nor being emailed on its own."""
+    notice, delivery, digest, _ = _tables(state)
     return digest_store.candidates(
         state.engine,
         notice,
+        delivery,
         digest,
         frequency,
         default=state.app.config["NOTICE_DIGEST_DEFAULT"],
         now=now,
+        channel=EMAIL,
     )
 
 
@@ -150,7 +165,7 @@ def claim(state: NoticeState, user_id: Any) -> str | None:
     Leases run on the real clock, not the run's ``now``: a long run must not hand out
     leases that are already expired.
     """
-    _, digest, _ = _tables(state)
+    _, _, digest, _ = _tables(state)
     return digest_store.claim(state.engine, digest, user_id, lease=state.lease, now=utcnow())
 
 
@@ -164,14 +179,15 @@ def release(
 ) -> None:
     """Free the lease; with ``emailed``, mark those notices emailed in the same
     transaction (also when the lease was lost: the email did go out)."""
-    notice, digest, _ = _tables(state)
+    notice, _, digest, _ = _tables(state)
     digest_store.release(state.engine, notice, digest, user_id, token, now=now, emailed=emailed)
 
 
 def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[DigestItem]:
     """The user's notices for the digest: unread, not emailed, unexpired, of a type the
-    user gets by email; oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
-    notice, _, pref = _tables(state)
+    user gets by email, without an email of their own that is pending or sent (see
+    :func:`notice.store.digest.pending`); oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
+    notice, delivery, _, pref = _tables(state)
     prefs = state.preferences
     assert prefs is not None
     with state.engine.connect() as conn:
@@ -181,9 +197,11 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
         rows = digest_store.pending_notices(
             conn,
             notice,
+            delivery,
             user_id,
             now=now,
             limit=state.app.config["NOTICE_DIGEST_LIMIT"],
+            channel=EMAIL,
             exclude_types=off,
         )
     return [

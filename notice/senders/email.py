@@ -7,9 +7,10 @@ only) and one connection held open across a batch (:meth:`EmailSender.open` /
 
 Errors map onto :mod:`notice.errors`: a 4xx reply, a dropped connection or a timeout is
 a :class:`~notice.errors.TransientError` (retried), a 5xx reply a
-:class:`~notice.errors.PermanentError`; a user without an address is skipped. A
-refused SMTP login is transient too (the operator fixes the password, the retries go
-through). Credentials never appear in messages or logs.
+:class:`~notice.errors.PermanentError`; a user without an address is skipped, and so
+is a notice already emailed (``emailed_at``: a digest listed it). A refused SMTP login
+is transient too (the operator fixes the password, the retries go through).
+Credentials never appear in messages or logs.
 
 Messages are rendered from ``notice/email/<type>.txt`` and ``.html`` (falling back to
 ``default.txt`` / ``default.html``): put templates of those names in the app's
@@ -132,6 +133,11 @@ class EmailSender(Sender):
             self._mark_emailed(sent)
 
     def send(self, notice: Any) -> None:
+        if notice.emailed_at is not None:
+            # a digest listed it after its email ended Dead and an operator re-queued
+            # that email, or an attempt mailed it but lost its result: mailing it again
+            # would put it in the inbox twice
+            raise SkipDelivery("already emailed (sent in the digest or an earlier attempt)")
         address = self.address_for(notice.user_id)
         message = self.build_message(notice, address)
         self.send_message(message, address)
