@@ -23,6 +23,15 @@ digest when its retry comes minutes later; leaving the rows alone needs no lease
 cannot race the worker that holds one. The email sender skips a notice that is already
 ``emailed_at`` (an operator re-queued its Dead email after a digest listed it).
 
+An address refused for good (a 5xx reply to ``RCPT TO``, or no valid mailbox) is
+recorded on the user's ``notice_digest`` row (``refused_address``, ``refused_at``,
+``refused_error``) in the transaction that frees the lease; later runs skip the user
+without sending while ``email_loader`` still gives that address, and count them in
+:attr:`DigestReport.refused_before`. A new address is tried at once; ``retry_refused``
+(``flask notice digest --retry-refused``) tries the recorded ones again, and a digest
+that goes out clears the record. Other failures, 5xx replies to the sender or the
+message included (they are about every email, not one address), are retried next run.
+
 The statements live in :mod:`notice.store.digest`; this module runs the steps and
 builds the emails.
 """
@@ -40,7 +49,7 @@ import sqlalchemy as sa
 from .. import links
 from ..columns import utcnow
 from ..errors import DeliveryError, SkipDelivery
-from ..senders.email import EmailSender
+from ..senders.email import EmailSender, refused_address
 from ..store import digest as digest_store
 
 if TYPE_CHECKING:
@@ -58,8 +67,15 @@ class DigestReport:
     """What one digest run did, per user."""
 
     sent: int = 0
-    #: the send failed; their notices stay un-emailed for the next run
+    #: the send failed and may work later (4xx, connection refused or dropped, timeout,
+    #: or a 5xx that is not about the address); their notices wait for the next run
     failed: int = 0
+    #: the address was refused for good in this run (5xx to RCPT TO, or no valid
+    #: mailbox); recorded, so later runs skip it (:attr:`refused_before`)
+    refused: int = 0
+    #: skipped without sending: the address was refused in an earlier run and the
+    #: ``email_loader`` still gives it
+    refused_before: int = 0
     #: another run was emailing the user
     busy: int = 0
     #: nothing left to send once the user was claimed
@@ -67,12 +83,24 @@ class DigestReport:
     no_address: int = 0
     #: notices listed in the emails sent
     notices: int = 0
+    #: one line per failed user
     errors: list[str] = field(default_factory=list)
+    #: one line per address refused in this run
+    refusals: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {
             name: getattr(self, name)
-            for name in ("sent", "failed", "busy", "empty", "no_address", "notices")
+            for name in (
+                "sent",
+                "failed",
+                "refused",
+                "refused_before",
+                "busy",
+                "empty",
+                "no_address",
+                "notices",
+            )
         }
 
 
@@ -107,6 +135,7 @@ def run_digest(
     sender: EmailSender | None = None,
     users: Sequence[Any] | None = None,
     on_user: Callable[[Any], None] | None = None,
+    retry_refused: bool = False,
 ) -> DigestReport:
     """Email every user whose digest ``frequency`` matches; needs an app context.
 
@@ -114,6 +143,8 @@ def run_digest(
     :param sender: the email sender to use (default: :func:`email_sender`).
     :param users: the users to consider (default: :func:`candidates`).
     :param on_user: called with each user id once it is done (progress).
+    :param retry_refused: also try addresses refused in earlier runs (the operator
+        fixed them); a digest that goes out clears the refusal.
     """
     now = now or utcnow()
     sender = sender or email_sender(state)
@@ -123,7 +154,7 @@ def run_digest(
     sender.open()  # one SMTP connection for the whole run
     try:
         for user_id in users:
-            _digest_one(state, sender, user_id, now, report)
+            _digest_one(state, sender, user_id, now, report, retry_refused=retry_refused)
             if on_user is not None:
                 on_user(user_id)
     finally:
@@ -176,11 +207,31 @@ def release(
     now: datetime,
     *,
     emailed: Sequence[int] = (),
+    refused_address: str | None = None,
+    refused_error: str | None = None,
 ) -> None:
     """Free the lease; with ``emailed``, mark those notices emailed in the same
-    transaction (also when the lease was lost: the email did go out)."""
+    transaction (also when the lease was lost: the email did go out) and clear the
+    user's refused address; with ``refused_address``, record it (and
+    ``refused_error``) so later runs skip it."""
     notice, _, digest, _ = _tables(state)
-    digest_store.release(state.engine, notice, digest, user_id, token, now=now, emailed=emailed)
+    digest_store.release(
+        state.engine,
+        notice,
+        digest,
+        user_id,
+        token,
+        now=now,
+        emailed=emailed,
+        refused_address=refused_address,
+        refused_error=refused_error,
+    )
+
+
+def refused_before(state: NoticeState, user_id: Any) -> str | None:
+    """The address recorded as refused for good for ``user_id``, if any."""
+    _, _, digest, _ = _tables(state)
+    return digest_store.refusal(state.engine, digest, user_id)
 
 
 def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[DigestItem]:
@@ -239,34 +290,67 @@ def build_digest(
 
 
 def _digest_one(
-    state: NoticeState, sender: EmailSender, user_id: Any, now: datetime, report: DigestReport
+    state: NoticeState,
+    sender: EmailSender,
+    user_id: Any,
+    now: datetime,
+    report: DigestReport,
+    *,
+    retry_refused: bool = False,
 ) -> None:
     token = claim(state, user_id)
     if token is None:
         report.busy += 1
         return
     sent: list[int] = []
+    refused: str | None = None
+    reason: str | None = None
     try:
         items = pending_items(state, user_id, now)
         if not items:
             report.empty += 1
             return
+        # a refusal is final for that address: asking again every run failed every
+        # run, and cron alarmed for good over one dead mailbox
+        before = None if retry_refused else refused_before(state, user_id)
         try:
             to = sender.address_for(user_id)
+            if before is not None and to == before:
+                report.refused_before += 1
+                return
             sender.send_message(build_digest(state, sender, user_id, to, items), to)
         except SkipDelivery:
             report.no_address += 1
             return
         except Exception as exc:  # noqa: BLE001 - one user's failure must not stop the run
-            report.failed += 1
-            report.errors.append(f"user {user_id}: {type(exc).__name__}: {exc}")
-            if isinstance(exc, DeliveryError):
-                logger.warning("digest for user %s failed: %s", user_id, exc)
+            address = refused_address(exc)
+            if address is not None and address == before:
+                report.refused_before += 1  # still no valid mailbox: nothing was sent
+            elif address is not None:
+                refused, reason = address, _describe(exc)
+                report.refused += 1
+                report.refusals.append(f"user {user_id}: {reason}")
+                logger.warning(
+                    "digest for user %s: address refused for good, skipped until it changes: %s",
+                    user_id,
+                    exc,
+                )
             else:
-                logger.exception("digest for user %s failed", user_id)
+                report.failed += 1
+                report.errors.append(f"user {user_id}: {_describe(exc)}")
+                if isinstance(exc, DeliveryError):
+                    logger.warning("digest for user %s failed: %s", user_id, exc)
+                else:
+                    logger.exception("digest for user %s failed", user_id)
             return
         sent = [item.id for item in items]
         report.sent += 1
         report.notices += len(sent)
     finally:
-        release(state, user_id, token, now, emailed=sent)
+        release(
+            state, user_id, token, now, emailed=sent, refused_address=refused, refused_error=reason
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -116,14 +116,24 @@ def release(
     *,
     now: datetime,
     emailed: Sequence[int] = (),
+    refused_address: str | None = None,
+    refused_error: str | None = None,
 ) -> None:
     """Free the lease held under ``token``; with ``emailed``, mark those notices emailed
-    in the same transaction (also when the lease was lost: the email did go out)."""
+    in the same transaction (also when the lease was lost: the email did go out) and
+    clear any standing refusal (the address took mail); with ``refused_address``,
+    record that refusal instead (only while the lease is still ours)."""
     with engine.connect() as conn:
         begin_write(conn)
         values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
         if emailed:
-            values["last_sent_at"] = now
+            values.update(
+                last_sent_at=now, refused_address=None, refused_at=None, refused_error=None
+            )
+        elif refused_address is not None:
+            values.update(
+                refused_address=refused_address, refused_at=now, refused_error=refused_error
+            )
         conn.execute(
             sa.update(digest)
             .where(digest.c.user_id == user_id, digest.c.claim_token == token)
@@ -136,6 +146,15 @@ def release(
                 .values(emailed_at=now)
             )
         conn.commit()
+
+
+def refusal(engine: Engine, digest: sa.Table, user_id: Any) -> str | None:
+    """The user's standing refused address (``notice_digest.refused_address``)."""
+    with engine.connect() as conn:
+        found: str | None = conn.execute(
+            sa.select(digest.c.refused_address).where(digest.c.user_id == user_id)
+        ).scalar()
+    return found
 
 
 def channel_choices(
