@@ -10,15 +10,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from notice import NoticeType, notice_event
+from notice import NoticeType, notice_event, store
+from notice.columns import utcnow
 from notice.preferences.digest import DigestReport, run_digest
-from tests.support.emailapp import address, email_app
+from tests.support.emailapp import address, deliveries, email_app
 from tests.support.smtpserver import SMTPServer
 from tests.support.waiting import wait_for
 
@@ -296,3 +298,199 @@ def test_overlapping_runs_in_separate_processes(app_factory, smtp, db_url, tmp_p
     assert all(text.count("item ") == 3 for [text] in digests.values())
     with app.app_context():
         assert all(_emailed(app).values())
+
+
+# --- one email per notice: its own, or a digest line -----------------------------------
+
+
+def _received(smtp: SMTPServer, text: str) -> int:
+    """How many accepted emails mention ``text`` (a notice email or a digest line)."""
+    return sum(
+        text in (m.message["Subject"] + m.message.get_body(("plain",)).get_content())
+        for m in smtp.messages
+    )
+
+
+def test_a_notice_whose_email_waits_for_its_retry_is_mailed_once(app_factory, smtp):
+    """451 on the notice's own email, a digest run, then the retry: the notice reaches
+    the inbox once (the digest used to list it and the retry mailed it again)."""
+    app = email_app(app_factory, smtp)  # per-notice emails, and a digest
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        smtp.script_data(["451 4.3.0 Try again later"])
+        notice_event(1, subject="waiting for its retry", content="")
+        other = notice_event(1, subject="emailed at once", content="")
+        [retrying, sent] = deliveries(app, "email")
+        assert (retrying.status, sent.status) == ("Error", "Sent")
+        state = app.notices.state()
+
+        # while a worker holds the row for its retry, and before: no digest line
+        _token, claimed = store.claim(
+            state.engine,
+            app.notices.Delivery.__table__,
+            now=retrying.next_attempt_at,
+            lease=state.lease,
+            limit=10,
+        )
+        assert claimed == [retrying.id]
+        report = run_digest(state, "daily")
+        assert (report.sent, report.notices) == (0, 0)
+        # the worker gives it back unsent (its lease ran out): still not in the digest
+        report = run_digest(state, "daily", now=retrying.next_attempt_at + state.lease)
+        assert (report.sent, report.notices) == (0, 0)
+
+        later = retrying.next_attempt_at + state.lease + timedelta(seconds=1)
+        sweep = app.notices.sweep(now=later)
+        assert (sweep.claimed, sweep.sent) == (1, 1)
+        assert run_digest(state, "daily", now=later).sent == 0
+        [retried, _] = deliveries(app, "email")
+        # three attempts: the 451, the worker that gave up its lease, the retry
+        assert (retried.status, retried.attempts) == ("Sent", 3)
+        assert all(_emailed(app).values()) and other.id in _emailed(app)
+    assert _received(smtp, "waiting for its retry") == 1
+    assert _received(smtp, "emailed at once") == 1
+    assert len(smtp.messages) == 2
+
+
+def test_a_notice_whose_email_died_goes_in_the_digest_once(app_factory, smtp):
+    """An email that ended Dead leaves its notice to the digest (not lost); an operator
+    re-queueing that email afterwards does not mail it a second time."""
+    app = email_app(app_factory, smtp)
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        smtp.script_data(["554 5.6.0 Message content rejected"])
+        notice = notice_event(1, subject="its email died", content="")
+        [dead] = deliveries(app, "email")
+        assert dead.status == "Dead"
+        dead_id = dead.id
+        state = app.notices.state()
+        report = run_digest(state, "daily")
+        assert (report.sent, report.notices) == (1, 1)
+        assert _emailed(app)[notice.id]
+
+    requeued = app.test_cli_runner().invoke(args=["notice", "retry", "--id", str(dead_id)])
+    assert requeued.exit_code == 0, requeued.output
+    with app.app_context():
+        sweep = app.notices.sweep(now=utcnow() + timedelta(minutes=5))
+        assert (sweep.claimed, sweep.skipped) == (1, 1)
+        [skipped] = deliveries(app, "email")
+        assert skipped.status == "Skipped" and "already emailed" in skipped.last_error
+    assert _received(smtp, "its email died") == 1
+
+
+# --- an address refused for good is recorded once, and does not fail later runs -------
+
+
+def _refusal(app: Any, user_id: int) -> tuple[str | None, str | None]:
+    Digest = app.notices.preferences.DigestSetting
+    row = app.db.session.execute(
+        sa.select(Digest.refused_address, Digest.refused_error).where(Digest.user_id == user_id)
+    ).one()
+    app.db.session.rollback()
+    return row.refused_address, row.refused_error
+
+
+def test_refused_address_is_recorded_once_and_later_runs_exit_0(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    moved: dict[int, str] = {}
+    app.notices.email_loader(lambda user_id: moved.get(user_id, address(user_id)))
+    with app.app_context():
+        for user in (1, 2):
+            app.notices.preferences.set_digest(user, "daily")
+            notice_event(user, subject=f"first for {user}", content="")
+    smtp.refuse_rcpt(address(2), "550 5.1.1 No such user")
+    runner = app.test_cli_runner()
+
+    first = runner.invoke(args=["notice", "digest"])
+    assert first.exit_code == 0, first.output
+    assert "1 emails sent (1 notices), 0 failed, 1 refused for good" in first.stdout
+    assert "only failures are addresses refused for good" in first.stdout
+    assert "user 2: PermanentError: recipient refused: 550" in first.stderr
+    with app.app_context():
+        refused, error = _refusal(app, 2)
+        assert refused == address(2) and "550 5.1.1 No such user" in (error or "")
+        assert _refusal(app, 1) == (None, None)
+        notice_event(2, subject="second for 2", content="")
+    connections = smtp.connections
+
+    # the next runs skip the refused address without asking the server again
+    for _ in range(2):
+        again = runner.invoke(args=["notice", "digest", "--json"])
+        assert again.exit_code == 0, again.output
+        counts = json.loads(again.stdout)
+        assert (counts["sent"], counts["failed"], counts["refused"]) == (0, 0, 0)
+        assert counts["refused_before"] == 1
+    assert smtp.connections == connections
+
+    # the user's address changes: the digest goes out and the record is cleared
+    moved[2] = "new2@example.com"
+    changed = runner.invoke(args=["notice", "digest"])
+    assert changed.exit_code == 0, changed.output
+    assert "1 emails sent (2 notices), 0 failed, 0 refused for good" in changed.stdout
+    with app.app_context():
+        assert _refusal(app, 2) == (None, None)
+    [digest] = _digests(smtp)["new2@example.com"]
+    assert "first for 2" in digest and "second for 2" in digest
+    assert address(2) not in _digests(smtp)
+
+
+def test_retry_refused_tries_recorded_addresses_again(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        notice_event(1, subject="hello", content="")
+    smtp.refuse_rcpt(address(1), "550 5.1.1 No such user")
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["notice", "digest"]).exit_code == 0
+    smtp.reset()  # the mailbox exists again; the record still holds
+    held = runner.invoke(args=["notice", "digest"])
+    assert held.exit_code == 0 and "1 skipped (address refused before)" in held.stdout
+    assert smtp.messages == []
+    retried = runner.invoke(args=["notice", "digest", "--retry-refused"])
+    assert retried.exit_code == 0, retried.output
+    assert "1 emails sent (1 notices)" in retried.stdout
+    assert "refused for good" in retried.stdout and "only failures" not in retried.stdout
+    with app.app_context():
+        assert _refusal(app, 1) == (None, None)
+    assert list(_digests(smtp)) == [address(1)]
+
+
+def test_transient_failures_still_exit_1_and_record_nothing(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        for user in (1, 2):
+            app.notices.preferences.set_digest(user, "daily")
+            notice_event(user, subject="hello", content="")
+    runner = app.test_cli_runner()
+    # user 1's mailbox is busy (4xx), user 2's address is refused for good
+    smtp.refuse_rcpt(address(1), "450 4.2.1 Mailbox busy")
+    smtp.refuse_rcpt(address(2), "550 5.1.1 No such user")
+    mixed = runner.invoke(args=["notice", "digest"])
+    assert mixed.exit_code == 1, mixed.output
+    assert "0 emails sent (0 notices), 1 failed, 1 refused for good" in mixed.stdout
+    assert "only failures" not in mixed.stdout
+    with app.app_context():
+        assert _refusal(app, 1) == (None, None)
+        assert _refusal(app, 2)[0] == address(2)
+    # the server is down: connection refused is transient as well
+    smtp.stop()
+    down = runner.invoke(args=["notice", "digest"])
+    assert down.exit_code == 1, down.output
+    assert "1 failed" in down.stdout and "1 skipped (address refused before)" in down.stdout
+    assert "cannot connect to SMTP server" in down.stderr
+    with app.app_context():
+        assert _refusal(app, 1) == (None, None)
+
+
+def test_an_invalid_address_counts_as_refused_without_failing_the_run(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    app.notices.email_loader(lambda user_id: "not an address")
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        notice_event(1, subject="hello", content="")
+        report = run_digest(app.notices.state(), "daily")
+        assert (report.failed, report.refused) == (0, 1)
+        assert _refusal(app, 1)[0] == "not an address"
+        again = run_digest(app.notices.state(), "daily")
+        assert (again.failed, again.refused, again.refused_before) == (0, 0, 1)
+    assert smtp.connections == 0

@@ -3,16 +3,19 @@ still pending. Every test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
 import threading
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from notice import Sender, notice_event
+from notice.columns import utcnow
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -213,3 +216,83 @@ def test_shutdown_wakes_every_thread_even_with_a_one_slot_queue(app_factory):
     dispatcher = app.notices.state(app).dispatcher
     dispatcher.shutdown()
     assert not any(t.is_alive() for t in dispatcher._threads)
+
+
+class Gate(Sender):
+    """A slow sender: every send waits until the test opens the gate, so a burst of
+    emits piles up in the dispatch queue whatever the machine's speed."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.sent: list[int] = []
+        self.lock = threading.Lock()
+
+    def send(self, notice):
+        assert self.opened.wait(timeout=30)
+        with self.lock:
+            self.sent.append(notice.id)
+
+
+def _statuses(app) -> Counter:
+    app.db.session.rollback()
+    Delivery = app.notices.Delivery
+    return Counter((d.status, d.claim_token is None) for d in Delivery.query)
+
+
+def _overflow_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "dispatch queue full" in r.getMessage()]
+
+
+def test_queue_bound_counts_deliveries_not_batches(app_factory, caplog):
+    """200 single-notice emits against a stuck pool all fit a 500-delivery bound: the
+    pool delivers every one, none is left Wait for the sweeper (the bound used to
+    count queue items, 500 // 200 + 1 of them, whatever their size)."""
+    caplog.set_level(logging.WARNING, logger="notice")
+    app = app_factory(
+        NOTICE_DISPATCH="thread",
+        NOTICE_THREADS=2,
+        NOTICE_QUEUE_SIZE=500,
+        NOTICE_SENDERS=[],
+        **CORE,
+    )
+    gate = app.notices.register_sender(Gate())
+    with app.app_context():
+        for user in range(200):
+            notice_event(user, subject="s", content="")
+        assert _overflow_warnings(caplog) == []
+        gate.opened.set()
+        all_sent = {("Sent", True): 200}
+        assert wait_for(lambda: _statuses(app) == all_sent, timeout=60), _statuses(app)
+    assert len(gate.sent) == 200
+
+
+def test_queue_overflow_stays_wait_for_the_sweeper(app_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="notice")
+    app = app_factory(
+        NOTICE_DISPATCH="thread",
+        NOTICE_THREADS=1,
+        NOTICE_QUEUE_SIZE=5,
+        NOTICE_SENDERS=[],
+        **CORE,
+    )
+    gate = app.notices.register_sender(Gate())
+    with app.app_context():
+        notice_event(0, subject="s", content="")
+        # the one thread holds the first delivery: the queue is empty again
+        assert wait_for(lambda: _statuses(app) == {("Wait", False): 1}, timeout=20)
+        for user in range(1, 11):
+            notice_event(user, subject="s", content="")
+        # five fit the bound, the other five were each turned away with a warning
+        assert len(_overflow_warnings(caplog)) == 5
+        assert "NOTICE_QUEUE_SIZE=5" in _overflow_warnings(caplog)[0]
+        gate.opened.set()
+        assert wait_for(
+            lambda: _statuses(app) == {("Sent", True): 6, ("Wait", True): 5}, timeout=30
+        ), _statuses(app)
+        # nothing lost: the overflow is still Wait, unclaimed, and a sweep sends it
+        report = app.notices.sweep(now=utcnow() + timedelta(minutes=5))
+        assert (report.claimed, report.sent) == (5, 5)
+        assert _statuses(app) == {("Sent", True): 11}
+    assert len(gate.sent) == len(set(gate.sent)) == 11

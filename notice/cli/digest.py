@@ -17,7 +17,9 @@ from .common import current_state, database_errors, progress
 def describe(frequency: str, report: DigestReport) -> str:
     return (
         f"digest ({frequency}): {report.sent} emails sent ({report.notices} notices), "
-        f"{report.failed} failed, {report.no_address} without address, "
+        f"{report.failed} failed, {report.refused} refused for good, "
+        f"{report.refused_before} skipped (address refused before), "
+        f"{report.no_address} without address, "
         f"{report.busy} busy in another run, {report.empty} with nothing new"
     )
 
@@ -30,11 +32,32 @@ def describe(frequency: str, report: DigestReport) -> str:
     show_default=True,
     help="Email the users who chose this digest frequency.",
 )
+@click.option(
+    "--retry-refused",
+    is_flag=True,
+    help="Also try the addresses refused for good in earlier runs (once fixed); "
+    "a digest that goes out clears the refusal.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def digest_command(frequency: str, as_json: bool) -> None:
+def digest_command(frequency: str, retry_refused: bool, as_json: bool) -> None:
     """Email every user on FREQUENCY one digest of their unread notices that were not
-    emailed yet, then mark them emailed. Safe to re-run and to overlap; exits 1 when
-    a send failed (those notices wait for the next run)."""
+    emailed yet, then mark them emailed. Safe to re-run and to overlap.
+
+    An address the mail server refuses for good (5xx to RCPT TO), or that is no valid
+    mailbox, is recorded on the user's notice_digest row: later runs skip it until
+    the email_loader gives another address, or --retry-refused.
+
+    \b
+    Exit status:
+      0  no send failed, or the only failures were addresses refused for good
+         (recorded; the output says so)
+      1  a send failed otherwise: 4xx, connection refused or dropped, timeout,
+         login refused, a 5xx to the sender or the message (those notices wait
+         for the next run); or a configuration or database error
+      2  bad usage
+    """
+    # the exit status is for cron: 1 must mean "look at the mail setup", so a dead
+    # mailbox, refused once and then skipped, must not keep it at 1 run after run
     state = current_state()
     now = utcnow()
     with database_errors():
@@ -42,12 +65,24 @@ def digest_command(frequency: str, as_json: bool) -> None:
         with progress(len(users), f"{frequency} digest") as bar:
             try:
                 report = run_digest(
-                    state, frequency, now=now, users=users, on_user=lambda _: bar.update(1)
+                    state,
+                    frequency,
+                    now=now,
+                    users=users,
+                    on_user=lambda _: bar.update(1),
+                    retry_refused=retry_refused,
                 )
             except ConfigurationError as exc:
                 raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report.as_dict()) if as_json else describe(frequency, report))
-    for error in report.errors:
-        click.echo(f"  {error}", err=True)
+    for line in report.errors:
+        click.echo(f"  {line}", err=True)
+    for line in report.refusals:
+        click.echo(f"  {line} (refused for good; recorded)", err=True)
     if report.failed:
         raise click.exceptions.Exit(1)
+    if (report.refused or report.refused_before) and not as_json:
+        click.echo(
+            "no retryable failures: the only failures are addresses refused for good, "
+            "skipped until they change (--retry-refused tries them again); exit status 0"
+        )

@@ -75,20 +75,25 @@ class NoDispatcher(Dispatcher):
 
 
 class ThreadDispatcher(Dispatcher):
-    """A bounded pool of daemon threads fed by a bounded queue.
+    """A bounded pool of daemon threads fed by a queue bounded in deliveries.
 
-    When the queue is full, or at interpreter exit, work that was not claimed yet is
-    dropped from memory only: those rows stay Wait and the sweeper sends them. Threads
-    are daemons so a stuck sender cannot hang the process at exit.
+    At most ``queue_size`` deliveries wait in memory (``NOTICE_QUEUE_SIZE``); what does
+    not fit, and at interpreter exit what was not claimed yet, is dropped from memory
+    only: those rows stay Wait and the sweeper sends them. Threads are daemons so a
+    stuck sender cannot hang the process at exit.
     """
 
     def __init__(self, deliver: Deliver, *, threads: int, queue_size: int, batch_size: int) -> None:
         super().__init__(deliver)
         self._batch_size = batch_size
-        # items are claim batches; the bound is given in deliveries
-        self._queue: queue.Queue[list[int] | None] = queue.Queue(
-            maxsize=max(1, -(-queue_size // batch_size))
-        )
+        self._queue_size = max(1, queue_size)
+        # the bound is kept in deliveries by the counter below, not by the queue: a
+        # queue bounded in items filled up with one-delivery items (one per single-user
+        # emit), so a burst of 200 emits left ~190 to the sweeper with a 10,000 bound
+        self._queue: queue.Queue[list[int] | None] = queue.Queue()
+        #: deliveries put on the queue and not taken off by a thread yet
+        self._queued = 0
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, name=f"notice-dispatch-{i}", daemon=True)
@@ -99,27 +104,42 @@ class ThreadDispatcher(Dispatcher):
         atexit.register(self.shutdown)
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
-        if self._stopping.is_set():
-            return
         ids = list(delivery_ids)
-        # one claim batch per item: at shutdown only the batch in flight is still running,
-        # the rest is dropped from the queue before anyone claimed it
-        size = self._batch_size
-        for start in range(0, len(ids), size):
-            try:
-                self._queue.put_nowait(ids[start : start + size])
-            except queue.Full:
-                logger.warning(
-                    "dispatch queue full; %d deliveries left to the sweeper", len(ids) - start
-                )
+        # reserve room and enqueue under one lock: two submitters checking the room
+        # first and enqueueing after could together overshoot the bound, and a submit
+        # racing shutdown could enqueue behind its drain
+        with self._lock:
+            if self._stopping.is_set():
                 return
+            room = max(0, self._queue_size - self._queued)
+            taken = ids[:room]
+            self._queued += len(taken)
+            # one claim batch per item: at shutdown only the batch in flight is still
+            # running, the rest is dropped from the queue before anyone claimed it
+            size = self._batch_size
+            for start in range(0, len(taken), size):
+                self._queue.put_nowait(taken[start : start + size])
+        if len(taken) < len(ids):
+            logger.warning(
+                "dispatch queue full (NOTICE_QUEUE_SIZE=%d deliveries); "
+                "%d deliveries left to the sweeper",
+                self._queue_size,
+                len(ids) - len(taken),
+            )
+
+    def _take(self) -> list[int] | None:
+        """The next batch, counted off the bound; raises :class:`queue.Empty`."""
+        # a timeout, so a thread notices shutdown even if it missed its wake-up item
+        ids = self._queue.get(timeout=0.5)
+        if ids:
+            with self._lock:
+                self._queued -= len(ids)
+        return ids
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                # a timeout, so a thread notices shutdown even when the wake-up items
-                # did not fit in a full queue
-                ids = self._queue.get(timeout=0.5)
+                ids = self._take()
             except queue.Empty:
                 continue
             if ids is None or self._stopping.is_set():
@@ -134,19 +154,18 @@ class ThreadDispatcher(Dispatcher):
             return
         self._stopping.set()
         dropped = 0
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            dropped += len(item) if item else 0
+        with self._lock:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                dropped += len(item) if item else 0
+            self._queued -= dropped
         if dropped:
             logger.info("dispatcher stopping: %d deliveries left Wait for the sweeper", dropped)
         for _ in self._threads:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                break
+            self._queue.put_nowait(None)  # unbounded: every thread gets its wake-up
         if wait:
             # batches in flight get a moment, in all, to record their results; their
             # leases protect them from double sends if we are killed meanwhile

@@ -13,6 +13,25 @@ way, so each user is handled under a lease on their ``notice_digest`` row:
 A crash between 2 and 3 leaves the lease to expire (``NOTICE_CLAIM_TIMEOUT``) and the
 next run sends those notices again: at least once, never silently lost.
 
+Each notice reaches the inbox by email once, its own email or a digest line: a notice
+whose own email delivery is Wait or Error (due for a retry, maybe held by a worker
+right now) or Sent is left out of the digest, the retry mails it. Only when that email
+ends Dead or Skipped does the notice join a digest, so it is not lost either. Taking
+such notices over instead (list them, end the delivery Skipped) would have the digest
+claim delivery rows under their lease rules, and would hold a notice back for the next
+digest when its retry comes minutes later; leaving the rows alone needs no lease and
+cannot race the worker that holds one. The email sender skips a notice that is already
+``emailed_at`` (an operator re-queued its Dead email after a digest listed it).
+
+An address refused for good (a 5xx reply to ``RCPT TO``, or no valid mailbox) is
+recorded on the user's ``notice_digest`` row (``refused_address``, ``refused_at``,
+``refused_error``) in the transaction that frees the lease; later runs skip the user
+without sending while ``email_loader`` still gives that address, and count them in
+:attr:`DigestReport.refused_before`. A new address is tried at once; ``retry_refused``
+(``flask notice digest --retry-refused``) tries the recorded ones again, and a digest
+that goes out clears the record. Other failures, 5xx replies to the sender or the
+message included (they are about every email, not one address), are retried next run.
+
 The statements live in :mod:`notice.store.digest`; this module runs the steps and
 builds the emails.
 """
@@ -30,7 +49,7 @@ import sqlalchemy as sa
 from .. import links
 from ..columns import utcnow
 from ..errors import DeliveryError, SkipDelivery
-from ..senders.email import EmailSender
+from ..senders.email import EmailSender, refused_address
 from ..store import digest as digest_store
 from ..types import NoticeType
 
@@ -39,7 +58,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("notice")
 
-#: the preference channel whose "off" keeps a type out of the digest
+#: the preference channel whose "off" keeps a type out of the digest, and the channel
+#: of the per-notice emails whose pending or sent rows keep a notice out of it
 EMAIL = EmailSender.name
 
 
@@ -48,8 +68,15 @@ class DigestReport:
     """What one digest run did, per user."""
 
     sent: int = 0
-    #: the send failed; their notices stay un-emailed for the next run
+    #: the send failed and may work later (4xx, connection refused or dropped, timeout,
+    #: or a 5xx that is not about the address); their notices wait for the next run
     failed: int = 0
+    #: the address was refused for good in this run (5xx to RCPT TO, or no valid
+    #: mailbox); recorded, so later runs skip it (:attr:`refused_before`)
+    refused: int = 0
+    #: skipped without sending: the address was refused in an earlier run and the
+    #: ``email_loader`` still gives it
+    refused_before: int = 0
     #: another run was emailing the user
     busy: int = 0
     #: nothing left to send once the user was claimed
@@ -57,12 +84,24 @@ class DigestReport:
     no_address: int = 0
     #: notices listed in the emails sent
     notices: int = 0
+    #: one line per failed user
     errors: list[str] = field(default_factory=list)
+    #: one line per address refused in this run
+    refusals: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {
             name: getattr(self, name)
-            for name in ("sent", "failed", "busy", "empty", "no_address", "notices")
+            for name in (
+                "sent",
+                "failed",
+                "refused",
+                "refused_before",
+                "busy",
+                "empty",
+                "no_address",
+                "notices",
+            )
         }
 
 
@@ -97,6 +136,7 @@ def run_digest(
     sender: EmailSender | None = None,
     users: Sequence[Any] | None = None,
     on_user: Callable[[Any], None] | None = None,
+    retry_refused: bool = False,
 ) -> DigestReport:
     """Email every user whose digest ``frequency`` matches; needs an app context.
 
@@ -104,6 +144,8 @@ def run_digest(
     :param sender: the email sender to use (default: :func:`email_sender`).
     :param users: the users to consider (default: :func:`candidates`).
     :param on_user: called with each user id once it is done (progress).
+    :param retry_refused: also try addresses refused in earlier runs (the operator
+        fixed them); a digest that goes out clears the refusal.
     """
     now = now or utcnow()
     sender = sender or email_sender(state)
@@ -113,7 +155,7 @@ def run_digest(
     sender.open()  # one SMTP connection for the whole run
     try:
         for user_id in users:
-            _digest_one(state, sender, user_id, now, report)
+            _digest_one(state, sender, user_id, now, report, retry_refused=retry_refused)
             if on_user is not None:
                 on_user(user_id)
     finally:
@@ -121,10 +163,12 @@ def run_digest(
     return report
 
 
-def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
+def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
+    """``notice``, ``notice_delivery``, ``notice_digest`` and ``notice_preference``."""
     prefs = state.preference_models
     return (
         state.models.Notice.__table__,
+        state.models.Delivery.__table__,
         prefs.DigestSetting.__table__,
         prefs.Preference.__table__,
     )
@@ -132,15 +176,17 @@ def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table]:
 
 def candidates(state: NoticeState, frequency: str, now: datetime) -> list[Any]:
     """Users on ``frequency`` (chosen, or by ``NOTICE_DIGEST_DEFAULT``) with at least
-    one unread notice not emailed yet."""
-    notice, digest, _ = _tables(state)
+    one unread notice not emailed yet, nor being emailed on its own."""
+    notice, delivery, digest, _ = _tables(state)
     return digest_store.candidates(
         state.engine,
         notice,
+        delivery,
         digest,
         frequency,
         default=state.app.config["NOTICE_DIGEST_DEFAULT"],
         now=now,
+        channel=EMAIL,
     )
 
 
@@ -150,7 +196,7 @@ def claim(state: NoticeState, user_id: Any) -> str | None:
     Leases run on the real clock, not the run's ``now``: a long run must not hand out
     leases that are already expired.
     """
-    _, digest, _ = _tables(state)
+    _, _, digest, _ = _tables(state)
     return digest_store.claim(state.engine, digest, user_id, lease=state.lease, now=utcnow())
 
 
@@ -161,17 +207,38 @@ def release(
     now: datetime,
     *,
     emailed: Sequence[int] = (),
+    refused_address: str | None = None,
+    refused_error: str | None = None,
 ) -> None:
     """Free the lease; with ``emailed``, mark those notices emailed in the same
-    transaction (also when the lease was lost: the email did go out)."""
-    notice, digest, _ = _tables(state)
-    digest_store.release(state.engine, notice, digest, user_id, token, now=now, emailed=emailed)
+    transaction (also when the lease was lost: the email did go out) and clear the
+    user's refused address; with ``refused_address``, record it (and
+    ``refused_error``) so later runs skip it."""
+    notice, _, digest, _ = _tables(state)
+    digest_store.release(
+        state.engine,
+        notice,
+        digest,
+        user_id,
+        token,
+        now=now,
+        emailed=emailed,
+        refused_address=refused_address,
+        refused_error=refused_error,
+    )
+
+
+def refused_before(state: NoticeState, user_id: Any) -> str | None:
+    """The address recorded as refused for good for ``user_id``, if any."""
+    _, _, digest, _ = _tables(state)
+    return digest_store.refusal(state.engine, digest, user_id)
 
 
 def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[DigestItem]:
     """The user's notices for the digest: unread, not emailed, unexpired, of a type the
-    user gets by email; oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
-    notice, _, pref = _tables(state)
+    user gets by email, without an email of their own that is pending or sent (see
+    :func:`notice.store.digest.pending`); oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
+    notice, delivery, _, pref = _tables(state)
     settings = state.preference_settings
     with state.engine.connect() as conn:
         stored = digest_store.channel_choices(conn, pref, user_id, EMAIL)
@@ -183,9 +250,11 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
         rows = digest_store.pending_notices(
             conn,
             notice,
+            delivery,
             user_id,
             now=now,
             limit=state.app.config["NOTICE_DIGEST_LIMIT"],
+            channel=EMAIL,
             exclude_types=off,
         )
     return [
@@ -223,34 +292,67 @@ def build_digest(
 
 
 def _digest_one(
-    state: NoticeState, sender: EmailSender, user_id: Any, now: datetime, report: DigestReport
+    state: NoticeState,
+    sender: EmailSender,
+    user_id: Any,
+    now: datetime,
+    report: DigestReport,
+    *,
+    retry_refused: bool = False,
 ) -> None:
     token = claim(state, user_id)
     if token is None:
         report.busy += 1
         return
     sent: list[int] = []
+    refused: str | None = None
+    reason: str | None = None
     try:
         items = pending_items(state, user_id, now)
         if not items:
             report.empty += 1
             return
+        # a refusal is final for that address: asking again every run failed every
+        # run, and cron alarmed for good over one dead mailbox
+        before = None if retry_refused else refused_before(state, user_id)
         try:
             to = sender.address_for(user_id)
+            if before is not None and to == before:
+                report.refused_before += 1
+                return
             sender.send_message(build_digest(state, sender, user_id, to, items), to)
         except SkipDelivery:
             report.no_address += 1
             return
         except Exception as exc:  # noqa: BLE001 - one user's failure must not stop the run
-            report.failed += 1
-            report.errors.append(f"user {user_id}: {type(exc).__name__}: {exc}")
-            if isinstance(exc, DeliveryError):
-                logger.warning("digest for user %s failed: %s", user_id, exc)
+            address = refused_address(exc)
+            if address is not None and address == before:
+                report.refused_before += 1  # still no valid mailbox: nothing was sent
+            elif address is not None:
+                refused, reason = address, _describe(exc)
+                report.refused += 1
+                report.refusals.append(f"user {user_id}: {reason}")
+                logger.warning(
+                    "digest for user %s: address refused for good, skipped until it changes: %s",
+                    user_id,
+                    exc,
+                )
             else:
-                logger.exception("digest for user %s failed", user_id)
+                report.failed += 1
+                report.errors.append(f"user {user_id}: {_describe(exc)}")
+                if isinstance(exc, DeliveryError):
+                    logger.warning("digest for user %s failed: %s", user_id, exc)
+                else:
+                    logger.exception("digest for user %s failed", user_id)
             return
         sent = [item.id for item in items]
         report.sent += 1
         report.notices += len(sent)
     finally:
-        release(state, user_id, token, now, emailed=sent)
+        release(
+            state, user_id, token, now, emailed=sent, refused_address=refused, refused_error=reason
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -2,8 +2,9 @@
 
 * ``notice_preference``: a user's choice for one notice type on one channel. Only
   choices that were made are stored; a missing row means the configured default.
-* ``notice_digest``: a user's digest frequency, and the lease a digest run holds while
-  it emails that user (so two overlapping runs never email the same notices twice).
+* ``notice_digest``: a user's digest frequency, the lease a digest run holds while
+  it emails that user (so two overlapping runs never email the same notices twice),
+  and the address the mail server refused for good, if any.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def build_preference_models(
         claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
         claim_token: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
         last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        #: the address, as ``email_loader`` gave it, refused for good (a 5xx reply to
+        #: RCPT TO, or no valid mailbox): digest runs skip the user while the loader
+        #: still gives it, instead of failing on it every run. A digest that goes out
+        #: clears it; an operator resets it with ``flask notice digest --retry-refused``
+        #: (or by setting it NULL). None: no standing refusal.
+        refused_address: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+        refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        #: the server's reply (or why the address is no mailbox)
+        refused_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
         update_at: Mapped[datetime] = mapped_column(
             UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
         )

@@ -7,9 +7,10 @@ only) and one connection held open across a batch (:meth:`EmailSender.open` /
 
 Errors map onto :mod:`notice.errors`: a 4xx reply, a dropped connection or a timeout is
 a :class:`~notice.errors.TransientError` (retried), a 5xx reply a
-:class:`~notice.errors.PermanentError`; a user without an address is skipped. A
-refused SMTP login is transient too (the operator fixes the password, the retries go
-through). Credentials never appear in messages or logs.
+:class:`~notice.errors.PermanentError`; a user without an address is skipped, and so
+is a notice already emailed (``emailed_at``: a digest listed it). A refused SMTP login
+is transient too (the operator fixes the password, the retries go through).
+Credentials never appear in messages or logs.
 
 Messages are rendered from ``notice/email/<type>.txt`` and ``.html`` (falling back to
 ``default.txt`` / ``default.html``): put templates of those names in the app's
@@ -82,6 +83,31 @@ def _by_code(code: int, text: str) -> TransientError | PermanentError:
     return TransientError(text) if 400 <= code < 500 else PermanentError(text)
 
 
+#: the attribute a PermanentError about one address carries (:func:`refused_address`)
+_REFUSED = "notice_refused_address"
+
+
+def _refused(text: str, address: str) -> PermanentError:
+    """A PermanentError about ``address`` alone: a 5xx reply to ``RCPT TO``, or an
+    address that is no mailbox. Other 5xx replies (to ``MAIL FROM``, to the message)
+    are about every email and stay unmarked.
+
+    A mark, not a subclass: :mod:`notice.errors` draws the public tree, and the error
+    keeps its name in ``last_error`` and the digest's report.
+    """
+    error = PermanentError(text)
+    vars(error)[_REFUSED] = address
+    return error
+
+
+def refused_address(exc: BaseException) -> str | None:
+    """The address ``exc`` says is refused for good (as ``email_loader`` gave it), or
+    None when ``exc`` is not about one address: the digest records such refusals so
+    later runs skip that address instead of failing on it again."""
+    address = vars(exc).get(_REFUSED) if isinstance(exc, PermanentError) else None
+    return address if isinstance(address, str) else None
+
+
 def _reply_text(resp: bytes | str) -> str:
     text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
     return " ".join(text.split())[:300]
@@ -133,6 +159,11 @@ class EmailSender(Sender):
             self._mark_emailed(sent)
 
     def send(self, notice: Any) -> None:
+        if notice.emailed_at is not None:
+            # a digest listed it after its email ended Dead and an operator re-queued
+            # that email, or an attempt mailed it but lost its result: mailing it again
+            # would put it in the inbox twice
+            raise SkipDelivery("already emailed (sent in the digest or an earlier attempt)")
         address = self.address_for(notice.user_id)
         message = self.build_message(notice, address)
         self.send_message(message, address)
@@ -157,7 +188,8 @@ class EmailSender(Sender):
         """The user's address from the app's ``email_loader``.
 
         :raise SkipDelivery: no loader, or it has no address for the user.
-        :raise PermanentError: the address is not a single valid mailbox.
+        :raise PermanentError: the address is not a single valid mailbox
+            (:func:`refused_address` gives it).
         """
         loader = self._state().email_loader
         if loader is None:
@@ -168,7 +200,7 @@ class EmailSender(Sender):
         address = str(address)
         name, addr = parseaddr(address)
         if "@" not in addr or any(ch in address for ch in "\r\n,"):
-            raise PermanentError(f"user {user_id} has an invalid email address")
+            raise _refused(f"user {user_id} has an invalid email address", address)
         return address
 
     def render(self, names: list[str], context: Mapping[str, Any]) -> str:
@@ -218,7 +250,8 @@ class EmailSender(Sender):
 
     def send_message(self, message: EmailMessage, to: str) -> None:
         """Send over this thread's batch connection (or a connection of its own outside a
-        batch); map SMTP failures onto TransientError / PermanentError."""
+        batch); map SMTP failures onto TransientError / PermanentError (a 5xx to
+        ``RCPT TO``: :func:`refused_address` gives ``to``)."""
         config = self._config()
         envelope_from = parseaddr(config.sender)[1]
         envelope_to = parseaddr(to)[1]
@@ -230,7 +263,10 @@ class EmailSender(Sender):
                 return
             except smtplib.SMTPRecipientsRefused as exc:
                 code, resp = next(iter(exc.recipients.values()), (550, b"refused"))
-                raise _by_code(code, f"recipient refused: {code} {_reply_text(resp)}") from None
+                text = f"recipient refused: {code} {_reply_text(resp)}"
+                if 400 <= code < 500:
+                    raise TransientError(text) from None
+                raise _refused(text, to) from None
             except smtplib.SMTPServerDisconnected as exc:
                 self._disconnect()
                 if attempt == 1 and reused:

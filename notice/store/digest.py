@@ -13,29 +13,56 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..types import ReadStatus
+from ..types import DeliveryStatus, ReadStatus
 from .claims import new_token
 from .common import begin_write, chunks, dialect_insert, visible
 
+#: states of a notice's own email delivery that leave the notice out of the digest:
+#: it will be mailed (Wait; Error, waiting for its retry; either one maybe held by a
+#: worker right now) or it was (Sent). Dead and Skipped ones never mail it: the digest
+#: may (a refused address is then refused again, and recorded on ``notice_digest``).
+MAILED_ON_ITS_OWN = (
+    DeliveryStatus.WAIT.value,
+    DeliveryStatus.ERROR.value,
+    DeliveryStatus.SENT.value,
+)
 
-def pending(notice: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
-    """Unread, not emailed yet, unexpired at ``now`` (``ix_notice_undigested``)."""
+
+def pending(
+    notice: sa.Table, delivery: sa.Table, now: datetime, *, channel: str
+) -> sa.ColumnElement[bool]:
+    """Unread, not emailed yet, unexpired at ``now`` (``ix_notice_undigested``), and
+    without a ``channel`` delivery in :data:`MAILED_ON_ITS_OWN`.
+
+    The last test keeps each notice to one email: listing a notice whose own email
+    waits for its retry mailed it twice, once in the digest and once by the retry.
+    The digest leaves delivery rows alone (no lease to respect, no race with the
+    worker that may hold one); such a notice joins a digest only if its email ends
+    Dead or Skipped.
+    """
     c = notice.c
+    d = delivery.c
+    mailed_on_its_own = sa.exists().where(
+        d.notice_id == c.id, d.channel == channel, d.status.in_(MAILED_ON_ITS_OWN)
+    )
     return sa.and_(
         c.read_status == ReadStatus.UNREAD.value,
         c.emailed_at.is_(None),
         visible(notice, now),
+        ~mailed_on_its_own,
     )
 
 
 def candidates(
     engine: Engine,
     notice: sa.Table,
+    delivery: sa.Table,
     digest: sa.Table,
     frequency: str,
     *,
     default: str,
     now: datetime,
+    channel: str,
 ) -> list[Any]:
     """Users on ``frequency`` (chosen, or by the ``default`` frequency) with at least
     one :func:`pending` notice, by user id."""
@@ -46,7 +73,7 @@ def candidates(
         sa.select(notice.c.user_id)
         .distinct()
         .select_from(notice.outerjoin(digest, digest.c.user_id == notice.c.user_id))
-        .where(pending(notice, now), chosen)
+        .where(pending(notice, delivery, now, channel=channel), chosen)
         .order_by(notice.c.user_id)
     )
     with engine.connect() as conn:
@@ -89,14 +116,24 @@ def release(
     *,
     now: datetime,
     emailed: Sequence[int] = (),
+    refused_address: str | None = None,
+    refused_error: str | None = None,
 ) -> None:
     """Free the lease held under ``token``; with ``emailed``, mark those notices emailed
-    in the same transaction (also when the lease was lost: the email did go out)."""
+    in the same transaction (also when the lease was lost: the email did go out) and
+    clear any standing refusal (the address took mail); with ``refused_address``,
+    record that refusal instead (only while the lease is still ours)."""
     with engine.connect() as conn:
         begin_write(conn)
         values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
         if emailed:
-            values["last_sent_at"] = now
+            values.update(
+                last_sent_at=now, refused_address=None, refused_at=None, refused_error=None
+            )
+        elif refused_address is not None:
+            values.update(
+                refused_address=refused_address, refused_at=now, refused_error=refused_error
+            )
         conn.execute(
             sa.update(digest)
             .where(digest.c.user_id == user_id, digest.c.claim_token == token)
@@ -109,6 +146,15 @@ def release(
                 .values(emailed_at=now)
             )
         conn.commit()
+
+
+def refusal(engine: Engine, digest: sa.Table, user_id: Any) -> str | None:
+    """The user's standing refused address (``notice_digest.refused_address``)."""
+    with engine.connect() as conn:
+        found: str | None = conn.execute(
+            sa.select(digest.c.refused_address).where(digest.c.user_id == user_id)
+        ).scalar()
+    return found
 
 
 def channel_choices(
@@ -128,17 +174,19 @@ def channel_choices(
 def pending_notices(
     conn: Connection,
     notice: sa.Table,
+    delivery: sa.Table,
     user_id: Any,
     *,
     now: datetime,
     limit: int,
+    channel: str,
     exclude_types: Sequence[str] = (),
 ) -> list[Any]:
     """The user's :func:`pending` notices, oldest first, at most ``limit``, without
     ``exclude_types``: rows of ``id, notice_type, subject, content, url, create_at``."""
     c = notice.c
     stmt = sa.select(c.id, c.notice_type, c.subject, c.content, c.url, c.create_at).where(
-        c.user_id == user_id, pending(notice, now)
+        c.user_id == user_id, pending(notice, delivery, now, channel=channel)
     )
     if exclude_types:
         stmt = stmt.where(c.notice_type.not_in(exclude_types))
