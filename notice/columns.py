@@ -43,3 +43,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+#: ``__table_args__`` entry of every table whose ids are referenced (a delivery's
+#: ``target``) or shown to clients (``Last-Event-ID``, API ids). Without AUTOINCREMENT
+#: SQLite hands the largest id out again once its row is deleted: a retry meant for a
+#: removed push subscription then reached the next (another user's) device, and a
+#: stream's ``Last-Event-ID`` skipped the notice that took a deleted notice's id.
+#: PostgreSQL's sequences never reuse ids; this only changes SQLite's DDL.
+NEVER_REUSE_IDS: dict[str, bool] = {"sqlite_autoincrement": True}

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .columns import BigId, UTCDateTime, utcnow
+from .columns import NEVER_REUSE_IDS, BigId, UTCDateTime, utcnow
 from .types import DeliveryStatus, ReadStatus, SendStatus
 
 
@@ -123,6 +123,7 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
                 postgresql_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
                 sqlite_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
             ),
+            NEVER_REUSE_IDS,
         )
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -179,6 +180,7 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
             sa.UniqueConstraint("notice_id", "channel", "target", name="uq_delivery_channel"),
             # the sweeper's scan: pending rows in due order
             sa.Index("ix_delivery_due", "status", "next_attempt_at"),
+            NEVER_REUSE_IDS,
         )
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -143,6 +143,32 @@ def test_deleting_an_unread_notice_sends_the_count(stream_app):
         assert count.data == {"unread": 0, "deleted": [nid]}
 
 
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
+def test_replay_after_the_newest_notice_was_deleted_skips_nothing(stream_app):
+    """SQLite gave the deleted newest notice's id to the next notice, and a client whose
+    Last-Event-ID was that id never got the new one replayed (``id > last``)."""
+    app = stream_app()
+    with serving(app) as port:
+        with _stream(port) as client:
+            client.next_of("count")
+            seen = _publish(app, 1, "seen, then deleted")
+            assert client.next_of("notice").id == str(seen)
+            last_id = client.last_id
+        web = app.test_client()
+        web.environ_base["HTTP_X_USER"] = "1"
+        web.get("/notices/")
+        with web.session_transaction() as session:
+            token = session["_notice_csrf"]
+        resp = web.delete(f"/notices/api/notices/{seen}", headers={"X-CSRFToken": token})
+        assert resp.status_code == 200
+        missed = _publish(app, 1, "written while offline")
+        assert missed > seen
+        with _stream(port, **{"Last-Event-ID": last_id}) as client:
+            event = client.next()
+            assert (event.event, event.data["id"]) == ("notice", missed)
+            assert client.next().data == {"unread": 1}
+
+
 @pytest.mark.parametrize("broker_url", [None], indirect=False)
 def test_idle_stream_holds_no_database_connection(stream_app):
     app = stream_app(NOTICE_SSE_HEARTBEAT=0.1)

@@ -153,3 +153,33 @@ def test_notice_view_is_read_only_and_matches_the_row(app, notices):
     with pytest.raises(dataclasses.FrozenInstanceError):
         view.subject = "changed"  # type: ignore[misc]
     assert not hasattr(view, "__dict__")  # slots: cheap for a large fan-out
+
+
+#: tables whose ids are referenced (a delivery's target) or shown to clients
+NEVER_REUSED = (
+    "notice",
+    "notice_delivery",
+    "notice_push_subscription",
+    "notice_topic",
+    "notice_topic_subscription",
+    "notice_topic_message",
+)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_tables_never_reuse_ids(app_factory):
+    """Without AUTOINCREMENT SQLite gives a deleted row's id (the largest) to the next
+    row: a queued push reached another user's device, a stream replay skipped a notice."""
+    app = app_factory(**CORE)
+    with app.app_context():
+        ddl = dict(
+            app.db.session.execute(
+                sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            ).all()
+        )
+    for table in NEVER_REUSED:
+        assert "id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in ddl[table], table
+    # the table arguments next to it are still there
+    assert "CONSTRAINT uq_delivery_channel UNIQUE" in ddl["notice_delivery"]
+    assert "CONSTRAINT uq_notice_user_dedupe UNIQUE" in ddl["notice"]
+    assert "CONSTRAINT ck_topic_subscriber CHECK" in ddl["notice_topic_subscription"]

@@ -595,7 +595,59 @@ def test_device_removed_before_sending_is_skipped(app_factory, service):
         report = deliver(app.notices.state(), now=utcnow() + timedelta(minutes=5))
         [delivery] = deliveries(app)
     assert report.skipped == 1 and delivery.status == DeliveryStatus.SKIPPED.value
-    assert "no longer exists" in delivery.last_error
+    assert delivery.last_error == f"SkipDelivery: push subscription {sub_id} is gone"
+    assert service.attempts == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_retry_for_a_removed_device_never_reaches_the_next_users_device(push_app, service):
+    """SQLite handed a deleted row's id (the largest) to the next row: a retry queued for
+    user 1's removed device went to user 2's new one, encrypted for user 2's browser."""
+    mine, theirs = service.new_subscription("mine"), service.new_subscription("theirs")
+    service.script(PushService.token_of(mine), [503])
+    client = push_app.test_client()
+    headers = login(client, 1)
+    resp = client.post("/notices/push/subscribe", json=mine, headers=headers)
+    assert resp.status_code == 201
+    old_id = resp.json["id"]
+    with push_app.app_context():
+        notice_event(1, subject="private to user 1", content="")
+        [delivery] = deliveries(push_app)
+        assert (delivery.status, delivery.target) == ("Error", str(old_id))
+        retry_at = delivery.next_attempt_at
+    unsubscribe = {"endpoint": mine["endpoint"]}
+    resp = client.post("/notices/push/unsubscribe", json=unsubscribe, headers=headers)
+    assert resp.status_code == 200
+    headers = login(client, 2)
+    resp = client.post("/notices/push/subscribe", json=theirs, headers=headers)
+    assert resp.status_code == 201
+    assert resp.json["id"] != old_id  # AUTOINCREMENT: the removed device's id stays dead
+    with push_app.app_context():
+        report = push_app.notices.sweep(now=retry_at + timedelta(seconds=1))
+        [delivery] = deliveries(push_app)
+    assert report.skipped == 1 and delivery.status == DeliveryStatus.SKIPPED.value
+    assert delivery.last_error == f"SkipDelivery: push subscription {old_id} is gone"
+    assert service.attempts_for(PushService.token_of(theirs)) == []
+    assert service.received == []
+
+
+def test_device_that_changed_owner_is_skipped(app_factory, service):
+    """A delivery's device now belongs to someone else (another user logged in on that
+    browser): the notice is not pushed to them."""
+    app = app_factory(**push_config(service, NOTICE_DISPATCH="none"))
+    browser = service.new_subscription()
+    sub_id = add_device(app, 1, browser)
+    with app.app_context():
+        notice_event(1, subject="private to user 1", content="")
+        sub = app.db.session.get(app.notices.push_models.PushSubscription, sub_id)
+        sub.user_id = 2
+        app.db.session.commit()
+        report = app.notices.sweep()
+        [delivery] = deliveries(app)
+    assert report.skipped == 1 and delivery.status == DeliveryStatus.SKIPPED.value
+    assert delivery.last_error == (
+        f"SkipDelivery: push subscription {sub_id} belongs to another user now"
+    )
     assert service.attempts == []
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..columns import BigId, UTCDateTime, utcnow
+from ..columns import NEVER_REUSE_IDS, BigId, UTCDateTime, utcnow
 
 #: longest accepted push endpoint URL (FCM's are ~200 characters)
 MAX_ENDPOINT = 1024
@@ -44,6 +44,8 @@ def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> 
         """One browser's push subscription (RFC 8030 endpoint + RFC 8291 keys)."""
 
         __tablename__ = "notice_push_subscription"
+        # deliveries name their device by this id: it must never point at another's
+        __table_args__ = (NEVER_REUSE_IDS,)
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
         user_id: Mapped[Any] = mapped_column(user_id_type, *user_fk(), nullable=False, index=True)
@@ -80,6 +82,7 @@ def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> 
         """A named topic users and devices subscribe to."""
 
         __tablename__ = "notice_topic"
+        __table_args__ = (NEVER_REUSE_IDS,)
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
         name: Mapped[str] = mapped_column(sa.String(MAX_TOPIC), nullable=False, unique=True)
@@ -107,6 +110,7 @@ def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> 
                 "(user_id IS NULL) <> (push_subscription_id IS NULL)",
                 name="ck_topic_subscriber",
             ),
+            NEVER_REUSE_IDS,
         )
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -126,7 +130,7 @@ def build_push_models(db: Any, *, user_table: str | None, user_id_type: Any) -> 
         """One publish to a topic: the topic's history for ``/notifications/list``."""
 
         __tablename__ = "notice_topic_message"
-        __table_args__ = (sa.Index("ix_topic_message_topic", "topic_id", "id"),)
+        __table_args__ = (sa.Index("ix_topic_message_topic", "topic_id", "id"), NEVER_REUSE_IDS)
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
         topic_id: Mapped[int] = mapped_column(

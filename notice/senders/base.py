@@ -62,7 +62,18 @@ class Sender:
         raise NotImplementedError(f"{type(self).__name__} must implement send(notice)")
 
     def send_to(self, notice: NoticeView, target: str) -> None:
-        """Deliver ``notice`` to one target; the default ignores ``target``."""
+        """Deliver ``notice`` to one target; the default ignores ``target``.
+
+        Rule for senders with targets: check ``target`` here, at send time, not only in
+        :meth:`targets`. A delivery may be sent long after it was written (retries,
+        the sweeper), and by then its target may be gone or may belong to someone
+        else (a device row deleted and its id reused, a browser now logged in as
+        another user, a URL removed from the config). Load the target in the same
+        query that reads what you send with, and when it no longer exists or no longer
+        belongs to ``notice.user_id`` (compare with :func:`notice.types.user_key`),
+        raise :class:`~notice.errors.SkipDelivery` with the reason: the delivery ends
+        ``Skipped`` and the reason is kept in its ``last_error``.
+        """
         self.send(notice)
 
     def __repr__(self) -> str:

@@ -14,6 +14,10 @@ errors:
 other 4xx, 3xx              ``PermanentError``
 ==========================  ==================================================
 
+Before encrypting, the target is checked at send time: a subscription that is gone, or
+that belongs to another user than the notice's now, ends the delivery ``Skipped``
+(reason in ``last_error``) and nothing is posted.
+
 Payload limit: push services accept 4096 encrypted bytes, 3993 bytes of JSON. A
 payload over that has its ``body`` trimmed (ending in "…"); if it still does not fit
 with an empty body the send fails with ``PermanentError`` before any request.
@@ -45,6 +49,7 @@ from ..push.config import URGENCIES, AllowList, origin
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
 from ..state import state_of
 from ..store import push as push_store
+from ..types import user_key
 from .base import Sender
 from .http import retry_after
 
@@ -148,7 +153,7 @@ class WebPushSender(Sender):
         raise PermanentError("webpush deliveries need a target (a push subscription id)")
 
     def send_to(self, notice: Any, target: str) -> None:
-        sub = self._load(target)
+        sub = self._load(notice, target)
         try:
             self.allow.check(sub["endpoint"])
         except EndpointRefused as exc:
@@ -238,7 +243,12 @@ class WebPushSender(Sender):
             logger.warning("push service refused our VAPID authorization (%s)", status)
         raise PermanentError(detail)
 
-    def _load(self, target: str) -> dict[str, Any]:
+    def _load(self, notice: Any, target: str) -> dict[str, Any]:
+        """The subscription ``target`` names, checked at send time: it must still exist
+        and still belong to the notice's user. The delivery was written earlier (a
+        retry, hours earlier); since then the device may have been removed or moved to
+        another user (a login on the same browser), and pushing then would put a
+        private notice on someone else's screen."""
         table = self._models().PushSubscription.__table__
         try:
             sub_id = int(target)
@@ -246,7 +256,9 @@ class WebPushSender(Sender):
             raise PermanentError(f"webpush target {target!r} is not a subscription id") from None
         sub = push_store.load_for_send(self._db.engine, table, sub_id)
         if sub is None:
-            raise SkipDelivery(f"push subscription {sub_id} no longer exists")
+            raise SkipDelivery(f"push subscription {sub_id} is gone")
+        if user_key(sub["user_id"]) != user_key(notice.user_id):
+            raise SkipDelivery(f"push subscription {sub_id} belongs to another user now")
         return sub
 
     def _delete(self, sub_id: int) -> None:

@@ -126,13 +126,18 @@ def device_ids(session: Session, table: sa.Table, user_ids: Sequence[Any]) -> di
 
 
 def load_for_send(engine: Engine, table: sa.Table, sub_id: int) -> dict[str, Any] | None:
-    """``{"id", "endpoint", "p256dh", "auth"}`` of push subscription ``sub_id``, or
-    None when it no longer exists."""
+    """``{"id", "user_id", "endpoint", "p256dh", "auth"}`` of push subscription
+    ``sub_id``, or None when it no longer exists.
+
+    The owner comes with the keys in one statement, so the sender checks the owner of
+    exactly the keys it encrypts for: the device may have moved to another user (a
+    login on the same browser) since the delivery was written.
+    """
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(table.c.id, table.c.endpoint, table.c.p256dh, table.c.auth).where(
-                table.c.id == sub_id
-            )
+            sa.select(
+                table.c.id, table.c.user_id, table.c.endpoint, table.c.p256dh, table.c.auth
+            ).where(table.c.id == sub_id)
         ).first()
     return None if row is None else dict(row._mapping)
 
