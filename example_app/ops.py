@@ -11,9 +11,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from notice.store import maintenance
 from notice.columns import utcnow
 from notice.delivery import deliver
+from notice.store import maintenance
 from notice.web.auth import check_csrf
 
 from . import notices
