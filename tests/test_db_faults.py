@@ -289,3 +289,70 @@ def test_worker_backoff_starts_over_after_a_good_pass(app_factory, caplog):
     # growing while the database failed, back to the interval after the good pass
     assert backoff[:2] == [0.1, 0.2]
     assert backoff[failed_before] == 0.1
+
+
+# --- item: notice rows are locked in one order ---------------------------------------
+
+
+def test_mark_all_read_and_finishing_deliveries_never_deadlock(app_factory, caplog):
+    # "mark all read" locked a user's rows in the order its plan visited them, finish
+    # in id order: each deadlock failed a click (a 500) or a batch; and two tabs marking
+    # at once could deadlock each other once updates had shuffled the rows on disk
+    app = app_factory(**CORE)
+    with app.app_context():
+        notice_event([1] * 150, subject="s", content="")
+        notice_event([2] * 10, subject="s", content="")
+    rounds = 25
+    barrier = threading.Barrier(2, timeout=60)
+    errors: list[BaseException] = []
+    changed: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def tab() -> None:
+        try:
+            with app.app_context():
+                for _ in range(rounds):
+                    barrier.wait()
+                    read = app.notices.mark_read(1)
+                    barrier.wait()
+                    unread = app.notices.mark_unread(1)
+                    with lock:
+                        changed.append((read, unread))
+                    app.db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            barrier.abort()
+            with lock:
+                errors.append(exc)
+
+    def worker() -> None:
+        try:
+            with app.app_context():
+                engine = app.db.engine
+                delivery = app.notices.Delivery.__table__
+                notice = app.notices.Notice.__table__
+                for _ in range(rounds * 2):
+                    token, outcomes = _claim_all(app)
+                    failed = [
+                        Outcome(o.delivery_id, o.notice_id, DeliveryStatus.ERROR, "x", utcnow())
+                        for o in outcomes
+                    ]
+                    finish(engine, delivery, notice, token, failed, now=utcnow())
+        except BaseException as exc:  # noqa: BLE001
+            with lock:
+                errors.append(exc)
+
+    caplog.set_level(logging.WARNING, logger="notice")
+    threads = [threading.Thread(target=tab) for _ in range(2)] + [threading.Thread(target=worker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert _retries(caplog) == []  # finish never even had to run again
+    # every click of a pair changed the rows once between them
+    reads = [r for r, _ in changed]
+    unreads = [u for _, u in changed]
+    assert sum(reads) == sum(unreads) == 150 * rounds
+    with app.app_context():
+        assert app.notices.unread_count(1) == 150 and app.notices.unread_count(2) == 10

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..types import ReadStatus
 from .claims import new_token
-from .common import begin_write, chunks, dialect_insert, visible
+from .common import begin_write, dialect_insert, run_transaction, visible
+from .email import set_emailed
 
 
 def pending(notice: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
@@ -91,24 +92,22 @@ def release(
     emailed: Sequence[int] = (),
 ) -> None:
     """Free the lease held under ``token``; with ``emailed``, mark those notices emailed
-    in the same transaction (also when the lease was lost: the email did go out)."""
-    with engine.connect() as conn:
-        begin_write(conn)
-        values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
-        if emailed:
-            values["last_sent_at"] = now
+    in the same transaction (also when the lease was lost: the email did go out). Runs
+    again on a fresh connection when the pooled one is dead: failing here would email
+    the same digest again next time."""
+    values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
+    if emailed:
+        values["last_sent_at"] = now
+
+    def write(conn: Connection) -> None:
         conn.execute(
             sa.update(digest)
             .where(digest.c.user_id == user_id, digest.c.claim_token == token)
             .values(**values)
         )
-        for part in chunks(emailed):
-            conn.execute(
-                sa.update(notice)
-                .where(notice.c.id.in_(part), notice.c.emailed_at.is_(None))
-                .values(emailed_at=now)
-            )
-        conn.commit()
+        set_emailed(conn, notice, emailed, now=now)
+
+    run_transaction(engine, write, write=True, what="releasing a digest lease")
 
 
 def channel_choices(
