@@ -137,19 +137,19 @@ def set_read(
         # locked") when another writer commits in between
         if ids is None:
             return int(session.execute(base).rowcount)  # type: ignore[attr-defined]
-        changed = 0
-        for part in chunks(sorted(set(ids))):
-            changed += int(session.execute(base.where(c.id.in_(part))).rowcount)  # type: ignore[attr-defined]
-        return changed
-    if ids is None:
-        locked = lock_ids(session, table, mine)
+        targets: Sequence[int] = sorted(set(ids))
+    elif ids is None:
+        targets = lock_ids(session, table, mine)
     else:
-        locked = []
-        for part in chunks(sorted(set(ids))):
-            locked.extend(lock_ids(session, table, sa.and_(mine, c.id.in_(part))))
+        targets = [
+            locked
+            for part in chunks(sorted(set(ids)))
+            for locked in lock_ids(session, table, sa.and_(mine, c.id.in_(part)))
+        ]
     changed = 0
-    for part in chunks(locked):
-        changed += int(session.execute(base.where(c.id.in_(part))).rowcount)  # type: ignore[attr-defined]
+    for part in chunks(targets):
+        result = session.execute(base.where(c.id.in_(part)))
+        changed += int(result.rowcount)  # type: ignore[attr-defined]
     return changed
 
 
