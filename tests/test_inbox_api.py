@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from flask_login import LoginManager, UserMixin
 
 from notice import NoticeType, notice_event
+from notice.columns import utcnow
 from notice.errors import ConfigurationError
+from notice.store import Outcome, claim, finish
+from notice.types import DeliveryStatus
 
 API = "/notices/api/notices"
 
@@ -214,6 +219,67 @@ def test_mark_many_and_all(web):
     assert post(client, f"{API}/unread", {"all": True}).json == {"changed": 4, "unread": 4}
     with web.app_context():
         assert web.notices.unread_count(2) == 1
+
+
+def test_two_tabs_marking_all_at_once_while_deliveries_finish_both_succeed(app_factory):
+    # each "mark all read" locked the user's rows in the order its plan visited them:
+    # against a delivery finish (id order) or the other tab, PostgreSQL aborted one (500)
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_STREAM=False)
+    _login(app)
+    with app.app_context():
+        notice_event([1] * 200, subject="s", content="")
+    tabs = [client_for(app, 1), client_for(app, 1)]
+    rounds = 20
+    barrier = threading.Barrier(2, timeout=60)
+    answers: list[tuple[str, int, int]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def click(client) -> None:
+        try:
+            for _ in range(rounds):
+                for action in ("read", "unread"):
+                    barrier.wait()
+                    response = post(client, f"{API}/{action}", {"all": True})
+                    answers.append((action, response.status_code, response.json["changed"]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            barrier.abort()
+            errors.append(exc)
+
+    def deliveries_finish() -> None:
+        # a worker finishing (and failing, so they come back) the user's deliveries
+        try:
+            with app.app_context():
+                engine = app.db.engine
+                delivery = app.notices.Delivery.__table__
+                notice = app.notices.Notice.__table__
+                while not done.is_set():
+                    token, ids = claim(
+                        engine, delivery, now=utcnow(), lease=timedelta(seconds=60), limit=500
+                    )
+                    rows = app.db.session.execute(
+                        sa.select(delivery.c.id, delivery.c.notice_id).where(delivery.c.id.in_(ids))
+                    ).all()
+                    app.db.session.remove()
+                    failed = [Outcome(i, n, DeliveryStatus.ERROR, "x", utcnow()) for i, n in rows]
+                    finish(engine, delivery, notice, token, failed, now=utcnow())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=click, args=(tab,)) for tab in tabs]
+    worker = threading.Thread(target=deliveries_finish)
+    for t in [*threads, worker]:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    done.set()
+    worker.join(timeout=60)
+    assert not any(t.is_alive() for t in [*threads, worker])
+    assert errors == []
+    assert {code for _, code, _ in answers} == {200}
+    # of each pair of clicks one changed all 200 rows, the other none
+    for action in ("read", "unread"):
+        assert sum(n for a, _, n in answers if a == action) == 200 * rounds
 
 
 BAD_BODIES = [

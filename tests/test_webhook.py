@@ -15,8 +15,10 @@ from werkzeug.datastructures import Headers
 
 from notice import ConfigurationError, NoticeType, notice_event
 from notice.delivery import deliver
+from notice.senders.http import TimedOut, deadline_session, post_with_deadline
 from notice.senders.webhook import sign
 from tests.support.emailapp import deliveries
+from tests.support.waiting import wait_for
 from tests.support.webhookserver import WebhookServer
 
 SECRET = "test-webhook-secret-0123456789"
@@ -171,3 +173,79 @@ def test_payload_is_the_notice_dict(app_factory, hook):
     sent = hook.requests[0].json()["notice"]
     del expected["send_status"], expected["update_at"]  # bookkeeping, left out
     assert sent == expected
+
+
+# --- a whole-request deadline and a bounded body ---------------------------------------
+
+#: the HTTP-only tests need one database, not both
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@sqlite_only
+def test_a_drip_fed_answer_times_out_at_the_deadline(app_factory, hook):
+    # a byte every 0.5 s never trips a 1.5 s per-read timeout: the send used to wait out
+    # the whole drip (until this receiver gives up after 6 s); 1.5 s is now the total
+    hook.script(["drip"])
+    app = _app(app_factory, [hook.url], NOTICE_WEBHOOK_TIMEOUT=1.5)
+    with app.app_context():
+        notice_event(1, subject="s", content="")
+        [d] = deliveries(app)
+    assert d.status == "Error"
+    assert d.last_error == "TransientError: webhook timed out after 1.5 s"
+
+
+@sqlite_only
+@pytest.mark.parametrize(("status", "outcome"), [(200, "Sent"), (503, "Error")])
+def test_the_status_decides_when_the_body_drips(app_factory, hook, status, outcome):
+    # the status line and headers came in time: the answer is known, the slow body is
+    # only detail (marking an accepted webhook failed would send it twice)
+    hook.script([("drip-body", status)])
+    app = _app(app_factory, [hook.url], NOTICE_WEBHOOK_TIMEOUT=1.5)
+    with app.app_context():
+        notice_event(1, subject="s", content="")
+        [d] = deliveries(app)
+    assert d.status == outcome
+    assert d.last_error == (None if status == 200 else "TransientError: webhook answered 503")
+
+
+@sqlite_only
+def test_an_endless_body_is_cut_at_the_cap(app_factory, hook):
+    hook.script([("endless", 503)])
+    app = _app(app_factory, [hook.url])
+    with app.app_context():
+        notice_event(1, subject="s", content="")
+        [d] = deliveries(app)
+    assert (d.status, d.last_error) == ("Error", "TransientError: webhook answered 503")
+    # the client hung up after its 4 KB: the receiver got out no more than the socket
+    # buffers hold, not the 256 MB it was ready to stream (532 MB went into memory before)
+    assert wait_for(lambda: hook.streamed, timeout=10)
+    assert hook.streamed[0] < 32 * 1024 * 1024
+
+
+def test_post_with_deadline_returns_at_most_max_body_bytes(hook):
+    hook.script([("endless", 503), ("drip-body", 200), (500, {}, b"short")])
+    session = deadline_session()
+    endless = post_with_deadline(session, hook.url, data=b"{}", headers={}, timeout=5, max_body=100)
+    assert (endless.status, endless.body) == (503, b"x" * 100)
+    dripped = post_with_deadline(session, hook.url, data=b"{}", headers={}, timeout=1.2)
+    # what arrived before the deadline, not the 1000 bytes announced
+    assert dripped.status == 200 and len(dripped.body) < 1000
+    short = post_with_deadline(session, hook.url, data=b"{}", headers={}, timeout=5)
+    assert (short.status, short.body, short.text) == (500, b"short", "short")
+    [request] = hook.requests[-1:]
+    assert request.header("Accept-Encoding") == "identity"
+
+
+def test_post_with_deadline_raises_timed_out_for_a_drip(hook):
+    hook.script(["drip"])
+    with pytest.raises(TimedOut, match=r"^timed out after 1 s$"):
+        post_with_deadline(deadline_session(), hook.url, data=b"", headers={}, timeout=1)
+
+
+def test_a_fully_read_answer_keeps_its_connection(hook):
+    session = deadline_session()
+    for _ in range(2):
+        answer = post_with_deadline(session, hook.url, data=b"{}", headers={}, timeout=5)
+        assert (answer.status, answer.body) == (200, b"ok")
+    first, second = hook.requests
+    assert first.peer == second.peer  # one keep-alive connection

@@ -35,6 +35,8 @@ from tests.support.pushapp import (
     vapid_keys,
 )
 from tests.support.pushservice import PushService
+from tests.support.waiting import wait_for
+from tests.support.webhookserver import WebhookServer
 
 
 @pytest.fixture
@@ -662,3 +664,35 @@ def test_resubscribe_works_with_flask_wtf_csrf_protect(push_app, service):
     assert client.post("/notices/push/resubscribe", json=body).status_code == 200
     headers = login(client, 4)  # our token is not Flask-WTF's: the page's calls still need it
     assert client.post("/notices/push/subscribe", json=old, headers=headers).status_code == 400
+
+
+# --- a push service that misbehaves: the timeout is the request's total -----------------
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        # a byte every 0.5 s never trips a per-read timeout of 1.5 s
+        ("drip", "TransientError: push service timed out after 1.5 s"),
+        # 256 MB on offer; the detail is cut from the first 4 KB read
+        (("endless", 503), "TransientError: push service answered 503: " + "x" * 200),
+    ],
+)
+def test_a_misbehaving_push_service_costs_one_deadline_and_4_kb(app_factory, service, reply, error):
+    with WebhookServer() as bad:
+        bad.script([reply])
+        app = app_factory(
+            **push_config(service, NOTICE_PUSH_TIMEOUT=1.5, NOTICE_PUSH_ALLOWED_HOSTS=[bad.origin])
+        )
+        browser = service.new_subscription()
+        add_device(app, 3, {**browser, "endpoint": bad.origin + "/push/dripping"})
+        with app.app_context():
+            notice_event(3, subject="slow", content="")
+            [delivery] = deliveries(app)
+            assert (delivery.status, delivery.last_error) == ("Error", error)
+            assert _subs(app)[0].failure_count == 1
+        assert len(bad.requests) == 1
+        if reply != "drip":
+            assert wait_for(lambda: bad.streamed, timeout=10)
+            assert bad.streamed[0] < 32 * 1024 * 1024

@@ -12,6 +12,8 @@ body, compare in constant time and refuse old timestamps (replays).
 
 Outcomes: 2xx sent; 410 Gone final; 408, 429 (honouring ``Retry-After``), 5xx,
 timeouts and connection errors retried; redirects and every other 4xx final.
+``NOTICE_WEBHOOK_TIMEOUT`` bounds the whole request (connect, send, status and
+headers); at most 4 KB of an answer's body is read.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from flask import Flask
 
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
 from .base import Sender
-from .http import retry_after
+from .http import TimedOut, Unreachable, deadline_session, post_with_deadline, retry_after
 
 SIGNATURE_HEADER = "X-Notice-Signature"
 TIMESTAMP_HEADER = "X-Notice-Timestamp"
@@ -113,20 +115,21 @@ class WebhookSender(Sender):
             SIGNATURE_HEADER: sign(self._secret, timestamp, body),
         }
         try:
-            response = self._session().post(
-                target, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+            # NOTICE_WEBHOOK_TIMEOUT is the whole request's budget: a receiver dripping
+            # its answer a byte at a time held a send for 40 s on a 5 s per-read timeout
+            answer = post_with_deadline(
+                self._session(), target, data=body, headers=headers, timeout=self.timeout
             )
-        except requests.Timeout as exc:
-            raise TransientError(f"webhook timed out after {self.timeout:g}s") from exc
-        except requests.RequestException as exc:
-            raise TransientError(f"webhook request failed: {type(exc).__name__}") from exc
-        status = response.status_code
-        response.close()
+        except TimedOut as exc:
+            raise TransientError(f"webhook {exc}") from exc
+        except Unreachable as exc:
+            raise TransientError(f"webhook request failed: {exc}") from exc
+        status = answer.status
         if 200 <= status < 300:
             return
         text = f"webhook answered {status}"
         if status in (408, 429) or status >= 500:
-            wait = retry_after(response.headers.get("Retry-After"))
+            wait = retry_after(answer.headers.get("Retry-After"))
             raise TransientError(text, retry_after=wait)
         # 410 Gone says the endpoint was removed; any other 3xx/4xx will not change
         raise PermanentError(text)
@@ -134,5 +137,5 @@ class WebhookSender(Sender):
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = deadline_session()
         return session

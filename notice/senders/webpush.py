@@ -51,7 +51,7 @@ from ..state import state_of
 from ..store import push as push_store
 from ..types import user_key
 from .base import Sender
-from .http import retry_after
+from .http import Answer, DeadlineAdapter, TimedOut, Unreachable, post_with_deadline, retry_after
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -84,7 +84,7 @@ class WebPushSender(Sender):
         # allow-listed services (reading them also costs ~0.5 ms per request); set
         # ``session.proxies`` to push through a proxy
         self.session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32)
+        adapter = DeadlineAdapter(pool_connections=16, pool_maxsize=32)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
@@ -212,23 +212,27 @@ class WebPushSender(Sender):
             "Content-Type": "application/octet-stream",
         }
         try:
-            resp = self.session.post(
+            # NOTICE_PUSH_TIMEOUT is the whole request's budget and at most 4 KB of the
+            # answer is read: per-read timeouts let a drip-fed answer hold a send for
+            # minutes, and an endless body was read whole. Redirects are not followed:
+            # one could lead past the allow-list.
+            answer = post_with_deadline(
+                self.session,
                 endpoint,
                 data=encrypted,
                 headers=request_headers,
                 timeout=self.timeout,
-                allow_redirects=False,  # a redirect could lead past the allow-list
             )
-        except requests.Timeout as exc:
+        except TimedOut as exc:
             self._note(sub["id"], False)
-            raise TransientError(f"push service timed out after {self.timeout:g} s") from exc
-        except requests.RequestException as exc:
+            raise TransientError(f"push service {exc}") from exc
+        except Unreachable as exc:
             self._note(sub["id"], False)
-            raise TransientError(f"cannot reach the push service: {type(exc).__name__}") from exc
-        self._answer(sub, resp)
+            raise TransientError(f"cannot reach the push service: {exc}") from exc
+        self._answer(sub, answer)
 
-    def _answer(self, sub: Mapping[str, Any], resp: requests.Response) -> None:
-        status = resp.status_code
+    def _answer(self, sub: Mapping[str, Any], resp: Answer) -> None:
+        status = resp.status
         if status in (200, 201, 202):
             self._note(sub["id"], True)
             return

@@ -12,7 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..types import PENDING_STATES, DeliveryStatus, SendStatus
-from .common import begin_write, chunks
+from .common import chunks, lock_ids, run_transaction
+
+#: runs of :func:`finish` in all when its transaction is a deadlock victim, fails a
+#: serialization check, finds SQLite locked or loses its connection
+FINISH_ATTEMPTS = 3
 
 
 def new_token() -> str:
@@ -31,9 +35,8 @@ def due_condition(delivery: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
 
 def count_due(engine: Engine, delivery: sa.Table, now: datetime) -> int:
     """How many deliveries :func:`claim` would take without ``ids`` or ``limit``."""
-    with engine.connect() as conn:
-        stmt = sa.select(sa.func.count()).where(due_condition(delivery, now))
-        return int(conn.execute(stmt).scalar_one())
+    stmt = sa.select(sa.func.count()).where(due_condition(delivery, now))
+    return run_transaction(engine, lambda conn: int(conn.execute(stmt).scalar_one()))
 
 
 def waiting(delivery: sa.Table) -> sa.ColumnElement[bool]:
@@ -73,7 +76,9 @@ def claim(
     whatever their due time; without, the due rows oldest first (the sweeper). Claiming
     bumps ``attempts`` and sets a lease; on PostgreSQL rows locked by another claimer are
     skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
-    ``BEGIN IMMEDIATE`` so claimers take turns.
+    ``BEGIN IMMEDIATE`` so claimers take turns. A claim that finds its pooled connection
+    dead runs once more on a fresh one (at worst a claim whose COMMIT was lost holds its
+    rows until the lease ends; nothing is sent under it).
     """
     token = new_token()
     c = delivery.c
@@ -104,10 +109,12 @@ def claim(
         )
         .returning(c.id)
     )
-    with engine.connect() as conn:
-        begin_write(conn)
-        claimed = [row[0] for row in conn.execute(stmt)]
-        conn.commit()
+    claimed = run_transaction(
+        engine,
+        lambda conn: [row[0] for row in conn.execute(stmt)],
+        write=True,
+        what="claiming deliveries",
+    )
     return token, claimed
 
 
@@ -120,12 +127,14 @@ def load_claimed(
 ) -> tuple[list[Any], list[Any]]:
     """The claimed deliveries (``id``, ``notice_id``, ``channel``, ``target``,
     ``attempts``, in id order) and the ``notice_columns`` of their notices, each notice
-    once however many deliveries it has, read in one short connection."""
+    once however many deliveries it has, read in one short connection (again on a fresh
+    one if that turns out dead)."""
     d = delivery.c
     columns = [notice.c[name] for name in notice_columns]
-    rows: list[Any] = []
-    notices: list[Any] = []
-    with engine.connect() as conn:
+
+    def read(conn: Connection) -> tuple[list[Any], list[Any]]:
+        rows: list[Any] = []
+        notices: list[Any] = []
         for part in chunks(list(ids)):
             rows.extend(
                 conn.execute(
@@ -136,7 +145,9 @@ def load_claimed(
             )
         for part in chunks(sorted({row.notice_id for row in rows})):
             notices.extend(conn.execute(sa.select(*columns).where(notice.c.id.in_(part))))
-    return rows, notices
+        return rows, notices
+
+    return run_transaction(engine, read, what="loading claimed deliveries")
 
 
 @dataclass
@@ -166,6 +177,13 @@ def finish(
     A row whose lease was taken over (its ``claim_token`` changed) is left alone, so a
     slow worker never overwrites the new owner's result. The notices' ``send_status``
     roll-up is recomputed in the same transaction.
+
+    The transaction runs again (:data:`FINISH_ATTEMPTS` runs in all, briefly apart) when
+    it loses its connection, is a deadlock victim, fails a serialization check or finds
+    SQLite locked: failing here left a whole batch of sent deliveries to be sent again
+    once their lease ran out. Running it twice is safe: the token guard makes a second
+    run record only what the first did not (after a COMMIT lost with its connection
+    that can be nothing: those rows then count as lost, and are not sent again).
     """
     if not outcomes:
         return []
@@ -175,8 +193,8 @@ def finish(
     # token; the rest differ row by row (error, next attempt) and go through executemany
     sent_ids = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.SENT]
     rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
-    with engine.connect() as conn:
-        begin_write(conn)
+
+    def record(conn: Connection) -> list[Outcome]:
         _lock_notices(conn, notice, sorted({o.notice_id for o in outcomes}))
         owned: set[int] = set()
         for part in chunks(sent_ids):
@@ -237,8 +255,16 @@ def finish(
             )
         if recorded:
             roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
-        conn.commit()
-    return recorded
+        return recorded
+
+    return run_transaction(
+        engine,
+        record,
+        write=True,
+        attempts=FINISH_ATTEMPTS,
+        conflicts=True,
+        what="recording delivery outcomes",
+    )
 
 
 def _lock_notices(conn: Connection, notice: sa.Table, notice_ids: Sequence[int]) -> None:
@@ -252,12 +278,7 @@ def _lock_notices(conn: Connection, notice: sa.Table, notice_ids: Sequence[int])
     if conn.dialect.name == "sqlite":
         return
     for part in chunks(notice_ids):
-        conn.execute(
-            sa.select(notice.c.id)
-            .where(notice.c.id.in_(part))
-            .order_by(notice.c.id)
-            .with_for_update()
-        ).all()
+        lock_ids(conn, notice, notice.c.id.in_(part))
 
 
 def roll_up(

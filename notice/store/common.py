@@ -1,15 +1,24 @@
 """What every query module shares: one chunk size, one visibility rule, one write-lock
-helper, one dialect-switch upsert."""
+helper, one retrying short transaction, one in-order row lock, one dialect-switch
+upsert."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+logger = logging.getLogger("notice")
+
+T = TypeVar("T")
 
 #: ids per ``IN (...)`` list; keeps statements well under every driver's parameter limit
 CHUNK = 500
@@ -38,6 +47,100 @@ def begin_write(conn: Connection) -> None:
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: SQLSTATEs of a transaction PostgreSQL rolled back to break a conflict between
+#: transactions (serialization_failure, deadlock_detected): running it again is the cure
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+_SQLITE_BUSY = 5
+#: base pause before running a conflicted transaction again, in seconds (jittered, and
+#: longer each time, so the two sides of a deadlock do not meet again in step)
+RETRY_PAUSE = 0.05
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """``exc`` says the connection is gone (SQLAlchemy invalidated it and the pool)."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def conflict(exc: BaseException) -> bool:
+    """``exc`` is a deadlock or serialization failure (PostgreSQL), or SQLite's write
+    lock still taken when the busy timeout ran out ("database is locked")."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate is not None:
+        return sqlstate in _CONFLICT_SQLSTATES
+    code = getattr(orig, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_BUSY  # SQLITE_BUSY and its extended codes
+    return type(orig).__module__ == "sqlite3" and "database is locked" in str(orig)
+
+
+def run_transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    write: bool = False,
+    attempts: int = 2,
+    conflicts: bool = False,
+    what: str = "a transaction",
+) -> T:
+    """Run ``work(conn)`` in a short transaction of its own, commit, return its result.
+
+    When the connection turns out dead (a pooled connection whose server process was
+    ended, a restarted server) the transaction runs again on a fresh one; with
+    ``conflicts`` also after a deadlock, a serialization failure or SQLite's lock
+    timeout, after a short pause. ``attempts`` runs in all; then the error propagates.
+
+    Only for work that is safe to run twice: a failed run was rolled back whole, except
+    when the connection died during COMMIT, which may have committed it.
+
+    :param write: take SQLite's write lock first (:func:`begin_write`).
+    """
+    attempt = 1
+    while True:
+        try:
+            with engine.connect() as conn:
+                if write:
+                    begin_write(conn)
+                result = work(conn)
+                conn.commit()
+            return result
+        except DBAPIError as exc:
+            lost = lost_connection(exc)
+            if attempt >= attempts or not (lost or (conflicts and conflict(exc))):
+                raise
+            reason = "connection lost" if lost else type(exc.orig).__name__
+            logger.warning(
+                "%s failed (%s); running it again (attempt %d of %d)",
+                what,
+                reason,
+                attempt + 1,
+                attempts,
+            )
+            if not lost:  # a lost connection's pool is already refreshed: go at once
+                time.sleep(RETRY_PAUSE * attempt * random.uniform(0.5, 1.5))
+            attempt += 1
+
+
+def lock_ids(
+    conn: Any, table: sa.Table, cond: sa.ColumnElement[bool], *, limit: int | None = None
+) -> list[int]:
+    """Lock the rows of ``table`` matching ``cond`` in ascending id order and return
+    their ids (``SELECT id ... ORDER BY id FOR UPDATE``); ``conn`` is a connection or
+    a session.
+
+    Every statement that locks notice rows takes them this way, then changes them by
+    id: two transactions locking overlapping rows in different orders (an ``UPDATE``
+    locks in whatever order its plan visits rows) deadlock, and PostgreSQL aborts one.
+    On SQLite ``FOR UPDATE`` is left out (writers are serialised anyway).
+    """
+    stmt = sa.select(table.c.id).where(cond).order_by(table.c.id).with_for_update()
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(conn.execute(stmt).scalars())
 
 
 def escape_like(text: str) -> str:

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..types import DeliveryStatus, ReadStatus
 from .claims import new_token
-from .common import begin_write, chunks, dialect_insert, visible
+from .common import begin_write, dialect_insert, run_transaction, visible
+from .email import set_emailed
 
 #: states of a notice's own email delivery that leave the notice out of the digest:
 #: it will be mailed (Wait; Error, waiting for its retry; either one maybe held by a
@@ -122,30 +123,24 @@ def release(
     """Free the lease held under ``token``; with ``emailed``, mark those notices emailed
     in the same transaction (also when the lease was lost: the email did go out) and
     clear any standing refusal (the address took mail); with ``refused_address``,
-    record that refusal instead (only while the lease is still ours)."""
-    with engine.connect() as conn:
-        begin_write(conn)
-        values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
-        if emailed:
-            values.update(
-                last_sent_at=now, refused_address=None, refused_at=None, refused_error=None
-            )
-        elif refused_address is not None:
-            values.update(
-                refused_address=refused_address, refused_at=now, refused_error=refused_error
-            )
+    record that refusal instead (only while the lease is still ours). Runs again on a
+    fresh connection when the pooled one is dead: failing here would email the same
+    digest again next time."""
+    values: dict[str, Any] = {"claimed_until": None, "claim_token": None, "update_at": now}
+    if emailed:
+        values.update(last_sent_at=now, refused_address=None, refused_at=None, refused_error=None)
+    elif refused_address is not None:
+        values.update(refused_address=refused_address, refused_at=now, refused_error=refused_error)
+
+    def write(conn: Connection) -> None:
         conn.execute(
             sa.update(digest)
             .where(digest.c.user_id == user_id, digest.c.claim_token == token)
             .values(**values)
         )
-        for part in chunks(emailed):
-            conn.execute(
-                sa.update(notice)
-                .where(notice.c.id.in_(part), notice.c.emailed_at.is_(None))
-                .values(emailed_at=now)
-            )
-        conn.commit()
+        set_emailed(conn, notice, emailed, now=now)
+
+    run_transaction(engine, write, write=True, what="releasing a digest lease")
 
 
 def refusal(engine: Engine, digest: sa.Table, user_id: Any) -> str | None:

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from .common import chunks, lock_ids, run_transaction
 
 
 def mark_emailed(
@@ -14,9 +16,26 @@ def mark_emailed(
 ) -> None:
     """Record that ``notice_ids`` were emailed at ``now``, so the digest skips them; a
     notice already marked keeps its first time."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(notice)
-            .where(notice.c.id.in_(notice_ids), notice.c.emailed_at.is_(None))
-            .values(emailed_at=now)
-        )
+    run_transaction(
+        engine,
+        lambda conn: set_emailed(conn, notice, notice_ids, now=now),
+        write=True,
+        what="marking notices emailed",
+    )
+
+
+def set_emailed(
+    conn: Connection, notice: sa.Table, notice_ids: Sequence[int], *, now: datetime
+) -> None:
+    """Set ``emailed_at`` of those of ``notice_ids`` without one, in ``conn``'s
+    transaction (a write transaction on SQLite: :func:`~notice.store.common.begin_write`).
+
+    The rows are locked in id order first, as every statement locking notices does: an
+    ``UPDATE ... WHERE id IN (...)`` locks them in plan order and could deadlock with a
+    delivery ``finish`` or a "mark all read" of the same notices.
+    """
+    c = notice.c
+    for part in chunks(sorted(set(notice_ids))):
+        locked = lock_ids(conn, notice, sa.and_(c.id.in_(part), c.emailed_at.is_(None)))
+        if locked:
+            conn.execute(sa.update(notice).where(c.id.in_(locked)).values(emailed_at=now))

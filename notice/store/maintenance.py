@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from ..types import PENDING_STATES, DeliveryStatus, ReadStatus
 from .claims import due_condition
-from .common import begin_write, chunks
+from .common import begin_write, chunks, lock_ids
 
 #: failed states an operator may re-queue
 FAILED_STATES = (DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)
@@ -253,17 +253,9 @@ def purge(
     while True:
         with engine.connect() as conn:
             begin_write(conn)  # write lock first, as in requeue()
-            ids = list(
-                # lock the notices first, in id order, as finish() does: deleting their
-                # deliveries first could deadlock with a worker finishing them
-                conn.execute(
-                    sa.select(notice.c.id)
-                    .where(cond)
-                    .order_by(notice.c.id)
-                    .limit(batch)
-                    .with_for_update()
-                ).scalars()
-            )
+            # lock the notices first, in id order, as finish() does: deleting their
+            # deliveries first could deadlock with a worker finishing them
+            ids = lock_ids(conn, notice, cond, limit=batch)
             if ids:
                 for part in chunks(ids):
                     conn.execute(sa.delete(delivery).where(delivery.c.notice_id.in_(part)))

@@ -7,6 +7,16 @@ Every request (any method, any path) is recorded. Responses can be scripted::
         requests.post(hook.url, json={...}, timeout=2)
 
 When the script is empty the server answers ``200`` with body ``ok``.
+
+Misbehaving receivers, each bounded so a client that does not give up still ends::
+
+    hook.script(["drip"])              # status line and headers, one byte per drip_interval
+    hook.script([("drip-body", 503)])  # headers at once, then the body a byte at a time
+    hook.script([("endless", 503)])    # headers at once, then body bytes as fast as it can
+
+A drip stops after ``drip_limit`` seconds and closes the connection; an endless body
+stops after ``endless_limit`` bytes or when the client hangs up. ``streamed`` lists the
+body bytes each endless answer got out before that.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import http
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +32,12 @@ from typing import Any
 
 __all__ = ["ReceivedRequest", "ScriptItem", "WebhookServer"]
 
-# 503 | (429, {"Retry-After": "1"}) | (500, {}, b"body") | "timeout"
+# 503 | (429, {"Retry-After": "1"}) | (500, {}, b"body") | "timeout" | "drip"
+# | ("drip-body", 503) | ("endless", 503)
 ScriptItem = int | tuple | str
+
+#: answers that misbehave on purpose (see the module doc)
+_MODES = ("drip", "drip-body", "endless")
 
 
 @dataclass
@@ -31,6 +46,8 @@ class ReceivedRequest:
     headers: dict[str, str]  # as sent (original casing); see header() for lookups
     body: bytes
     method: str = "POST"
+    #: the client's (host, port): one port for two requests means a reused connection
+    peer: tuple[str, int] = ("", 0)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """Case-insensitive header lookup."""
@@ -50,11 +67,16 @@ class _Response:
     headers: dict[str, str]
     body: bytes | None = None
     delay: bool = False
+    mode: str | None = None  # one of _MODES
 
 
 def _parse_item(item: ScriptItem) -> _Response:
     if item == "timeout":
         return _Response(200, {}, b"ok", delay=True)
+    if item == "drip":
+        return _Response(200, {}, b"ok", mode="drip")
+    if isinstance(item, tuple) and len(item) == 2 and item[0] in _MODES:
+        return _Response(int(item[1]), {}, None, mode=item[0])
     if isinstance(item, bool):
         raise ValueError(f"bad script item: {item!r}")
     if isinstance(item, int):
@@ -116,8 +138,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         for key, value in self.headers.items():
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        owner._record(ReceivedRequest(self.path, headers, body, self.command))
+        peer = (str(self.client_address[0]), int(self.client_address[1]))
+        owner._record(ReceivedRequest(self.path, headers, body, self.command, peer))
         response = owner._next_response()
+        if response.mode is not None:
+            self.close_connection = True
+            try:
+                self._misbehave(response)
+            except OSError:
+                pass  # the client hung up: what these answers wait for
+            return
         if response.delay and owner._stopping.wait(owner.timeout_sleep):
             self.close_connection = True
             return  # server is shutting down: just drop the connection
@@ -136,6 +166,38 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
 
+    def _misbehave(self, response: _Response) -> None:
+        owner = self.server.owner
+        head = f"HTTP/1.1 {response.status} Scripted\r\nContent-Type: text/plain\r\n"
+        if response.mode == "drip":
+            # headers and a body fit for the status, but a byte every drip_interval
+            payload = (head + "Content-Length: 2\r\n\r\nok").encode()
+            self._drip(payload)
+        elif response.mode == "drip-body":
+            self.wfile.write((head + "Content-Length: 1000\r\n\r\n").encode())
+            self._drip(b"x" * 1000)
+        else:  # endless: no length, the body ends when the connection does
+            self.wfile.write((head + "Connection: close\r\n\r\n").encode())
+            chunk = b"x" * 65536
+            sent = 0
+            try:
+                while sent < owner.endless_limit and not owner._stopping.is_set():
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            finally:
+                with owner._lock:
+                    owner.streamed.append(sent)
+
+    def _drip(self, payload: bytes) -> None:
+        owner = self.server.owner
+        ends = time.monotonic() + owner.drip_limit
+        for i in range(len(payload)):
+            if time.monotonic() >= ends:
+                return
+            self.wfile.write(payload[i : i + 1])
+            if owner._stopping.wait(owner.drip_interval):
+                return
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
 
@@ -149,6 +211,11 @@ class WebhookServer:
         self.port = 0
         self.path = path if path.startswith("/") else "/" + path
         self.timeout_sleep = 3.0
+        self.drip_interval = 0.5
+        self.drip_limit = 6.0
+        self.endless_limit = 256 * 1024 * 1024
+        #: body bytes each endless answer wrote before the client hung up (or the limit)
+        self.streamed: list[int] = []
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._script: deque[_Response] = deque()
@@ -210,7 +277,8 @@ class WebhookServer:
 
     def script(self, items: list[ScriptItem]) -> None:
         """Queue responses, one per request: ``503``, ``(429, {"Retry-After": "1"})``,
-        ``(500, {}, b"body")`` or ``"timeout"`` (sleep ``timeout_sleep`` s, then 200)."""
+        ``(500, {}, b"body")``, ``"timeout"`` (sleep ``timeout_sleep`` s, then 200),
+        ``"drip"``, ``("drip-body", status)`` or ``("endless", status)`` (module doc)."""
         parsed = [_parse_item(item) for item in items]
         with self._lock:
             self._script.extend(parsed)
@@ -219,6 +287,7 @@ class WebhookServer:
         with self._lock:
             self._requests.clear()
             self._script.clear()
+            self.streamed.clear()
 
     def _record(self, request: ReceivedRequest) -> None:
         with self._lock:
