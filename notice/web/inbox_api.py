@@ -11,34 +11,24 @@ DELETE   ``/api/notices/<id>``           delete one
 =======  ==============================  ===========================================
 
 Someone else's notice is a 404, exactly like one that does not exist. State changes
-need the CSRF token (``X-CSRFToken`` header, see :mod:`notice.web.auth`).
+need the CSRF token (``X-CSRFToken`` header, see :mod:`notice.web.auth`). Errors are
+JSON (:mod:`notice.web.errors`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, jsonify, request
+from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import NotFound
 
 from ..state import state_of
 from ..store.reads import delete_notice
 from ..types import ReadStatus
-from .auth import check_csrf, current_user_id, wants_json
+from .auth import check_csrf, require_api_user
 from .blueprints import inbox_bp
-from .inbox_params import BadParameter, mark_targets, notice_query
-
-
-def require_api_user() -> Any:
-    """The current user's id, or a 401 JSON response (never a login redirect: an API
-    client or an EventSource cannot follow one)."""
-    user_id = current_user_id()
-    if user_id is None:
-        response = jsonify(error="unauthorized", message="log in to see your notices")
-        response.status_code = 401
-        abort(response)
-    return user_id
+from .inbox_params import mark_targets, notice_query
 
 
 def _ext() -> Any:
@@ -129,28 +119,3 @@ def delete_one(user_id: Any, notice_id: int) -> int:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         state_of(app).publish_count(user_id, deleted=[notice_id])
     return int(ext.unread_count(user_id))
-
-
-def _api_root() -> str:
-    return str(current_app.config["NOTICE_URL_PREFIX"]).rstrip("/") + "/api/"
-
-
-@inbox_bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> ResponseReturnValue:
-    """Errors of the inbox's views as JSON for JSON clients; HTML clients get the
-    app's usual error page."""
-    if exc.response is not None:
-        return exc.response
-    if not (wants_json() or request.path.startswith(_api_root())):
-        return exc
-    body: dict[str, Any]
-    if isinstance(exc, BadParameter):
-        body = {"error": "bad_parameter", "parameter": exc.parameter, "message": exc.message}
-    elif type(exc).__name__ == "CSRFError":  # ours or Flask-WTF's
-        body = {"error": "csrf", "message": exc.description}
-    else:
-        name = (exc.name or "error").lower().replace(" ", "_")
-        body = {"error": name, "message": exc.description}
-    response = jsonify(body)
-    response.status_code = exc.code or 500
-    return response

@@ -15,7 +15,8 @@ from werkzeug.exceptions import NotFound
 from ..types import NoticeType
 from .auth import check_csrf, require_user
 from .blueprints import inbox_bp
-from .inbox_params import BadParameter, mark_targets, notice_query, parse_int
+from .errors import BadParameter
+from .inbox_params import mark_targets, notice_query, parse_int
 from .inbox_setup import safe_url
 
 _FILTERS = ("read", "type", "q")

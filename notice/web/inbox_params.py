@@ -1,5 +1,5 @@
 """Reading the inbox's query parameters and JSON bodies; a bad one is a 400 that names
-the parameter and says why."""
+the parameter and says why (:class:`notice.web.errors.BadParameter`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import current_app, request
-from werkzeug.exceptions import BadRequest
 
-from ..errors import NoticeError
 from ..store import NoticeQuery
 from ..types import NoticeType
+from .errors import BadParameter
 
 #: longest ``q`` text filter we accept
 MAX_TEXT = 200
@@ -22,18 +21,6 @@ MAX_IDS = 1000
 
 _TRUE = ("1", "true", "yes", "read")
 _FALSE = ("0", "false", "no", "unread")
-
-
-class BadParameter(NoticeError, BadRequest):
-    """A query parameter or body field is missing or malformed (400).
-
-    Rendered as ``{"error": "bad_parameter", "parameter": ..., "message": ...}``.
-    """
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-        self.message = message
 
 
 def parse_bool(name: str, value: str) -> bool | None:

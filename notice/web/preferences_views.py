@@ -34,6 +34,7 @@ from ..preferences.preferences import Preferences
 from ..preferences.settings import DIGEST_FREQUENCIES
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
+from .errors import json_error
 
 
 def _prefs() -> Preferences:
@@ -42,9 +43,7 @@ def _prefs() -> Preferences:
 
 
 def _bad_request(message: str) -> NoReturn:
-    response = jsonify(error="bad_request", message=message)
-    response.status_code = 400
-    abort(response)
+    abort(json_error(400, "bad_request", message))
 
 
 def _document(user_id: Any) -> dict[str, Any]:

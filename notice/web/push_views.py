@@ -16,14 +16,11 @@ from ..push import subscriptions as subs
 from ..store import push as push_store
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
+from .errors import json_error
 
 
 def _ext() -> Any:
     return current_app.extensions["notice"]
-
-
-def error(status: int, code: str, message: str) -> ResponseReturnValue:
-    return jsonify(error=code, message=message), status
 
 
 def json_object() -> dict[str, Any] | None:
@@ -37,7 +34,7 @@ def push_key() -> ResponseReturnValue:
     """The VAPID public key browsers pass to ``pushManager.subscribe``."""
     key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
     if key is None:
-        return error(404, "push_disabled", "Web Push is not configured on this server")
+        return json_error(404, "push_disabled", "Web Push is not configured on this server")
     return jsonify(public_key=key)
 
 
@@ -60,7 +57,7 @@ def push_subscribe() -> ResponseReturnValue:
     check_csrf()
     body = json_object()
     if body is None:
-        return error(400, "bad_request", "send the subscription as a JSON object")
+        return json_error(400, "bad_request", "send the subscription as a JSON object")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     session = _ext().db.session
     try:
@@ -75,7 +72,7 @@ def push_subscribe() -> ResponseReturnValue:
         )
     except SubscriptionError as exc:
         session.rollback()
-        return error(400, "bad_subscription", str(exc))
+        return json_error(400, "bad_subscription", str(exc))
     session.commit()
     return jsonify(id=sub.id, endpoint=sub.endpoint, created=created), 201 if created else 200
 
@@ -89,12 +86,12 @@ def push_unsubscribe() -> ResponseReturnValue:
     body = json_object()
     endpoint = body.get("endpoint") if body else None
     if not isinstance(endpoint, str) or not endpoint:
-        return error(400, "bad_request", 'send {"endpoint": ...}')
+        return json_error(400, "bad_request", 'send {"endpoint": ...}')
     session = _ext().db.session
     removed = subs.remove(session, _ext().push_models, user_id, endpoint)
     session.commit()
     if not removed:
-        return error(404, "not_found", "no such push subscription")
+        return json_error(404, "not_found", "no such push subscription")
     return jsonify(removed=True)
 
 
@@ -109,20 +106,20 @@ def push_resubscribe() -> ResponseReturnValue:
     """
     body = json_object()
     if body is None:
-        return error(400, "bad_request", "send a JSON object")
+        return json_error(400, "bad_request", "send a JSON object")
     old_endpoint, old_auth = body.get("old_endpoint"), body.get("old_auth")
     if not isinstance(old_endpoint, str) or not isinstance(old_auth, str):
-        return error(400, "bad_request", "old_endpoint and old_auth are required")
+        return json_error(400, "bad_request", "old_endpoint and old_auth are required")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     session = _ext().db.session
     try:
         info = subs.parse_subscription(body.get("subscription"), subs.allow_list(app))
     except SubscriptionError as exc:
-        return error(400, "bad_subscription", str(exc))
+        return json_error(400, "bad_subscription", str(exc))
     sub = subs.resubscribe(session, _ext().push_models, old_endpoint, old_auth, info)
     if sub is None:
         session.rollback()
-        return error(404, "not_found", "no such push subscription")
+        return json_error(404, "not_found", "no such push subscription")
     session.commit()
     return jsonify(id=sub.id, endpoint=sub.endpoint)
 

@@ -3,7 +3,8 @@
 Managing topics and publishing need a service token (``Authorization: Bearer ...``,
 one of ``NOTICE_API_TOKENS`` or accepted by ``NOTICE_API_AUTH``). Subscribing a
 device is also open to the logged-in owner of the device (with the CSRF token).
-Errors are JSON ``{"error", "message"}``; a malformed body is 400.
+Errors are JSON ``{"error", "message"}`` (:mod:`notice.web.errors`); a malformed body
+is 400.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..errors import NoticeError, SubscriptionError, UnknownTopic
+from ..errors import SubscriptionError, UnknownTopic
 from ..push import subscriptions as subs
 from ..types import NoticeType
 from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
 from .blueprints import api_bp
-from .push_views import error, json_object
+from .errors import BadParameter, json_error
+from .push_views import json_object
 
 #: topic messages one /notifications/list call returns at most
 MAX_LIST = 100
@@ -49,9 +51,9 @@ def service_authorized() -> bool:
 
 
 def _unauthorized() -> ResponseReturnValue:
-    response: Response = jsonify(error="unauthorized", message="a valid API token is required")
+    response = json_error(401, "unauthorized", "a valid API token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="notice"'
-    return response, 401
+    return response
 
 
 def _topic_name(body: dict[str, Any]) -> str | None:
@@ -67,7 +69,7 @@ def vapid_public_key() -> ResponseReturnValue:
     """200 ``{"public_key"}``; 404 when Web Push is not configured."""
     key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
     if key is None:
-        return error(404, "push_disabled", "Web Push is not configured on this server")
+        return json_error(404, "push_disabled", "Web Push is not configured on this server")
     return jsonify(public_key=key)
 
 
@@ -78,12 +80,12 @@ def create_topic() -> ResponseReturnValue:
         return _unauthorized()
     body = json_object()
     if body is None or _topic_name(body) is None:
-        return error(400, "bad_request", 'send {"topic": name, "description": text}')
+        return json_error(400, "bad_request", 'send {"topic": name, "description": text}')
     try:
         topic = _ext().topics.create(body["topic"], body.get("description") or "")
     except ValueError as exc:
         _ext().db.session.rollback()
-        return error(400, "bad_topic", str(exc))
+        return json_error(400, "bad_topic", str(exc))
     return jsonify(topic.to_dict()), 201
 
 
@@ -104,7 +106,7 @@ def delete_topic(name: str) -> ResponseReturnValue:
     if not service_authorized():
         return _unauthorized()
     if not _ext().topics.delete(name):
-        return error(400, "unknown_topic", f"no topic named {name!r}")
+        return json_error(400, "unknown_topic", f"no topic named {name!r}")
     return jsonify(deleted=name)
 
 
@@ -134,20 +136,22 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
         check_csrf()
     body = json_object()
     if body is None or _topic_name(body) is None:
-        return error(400, "bad_request", 'send {"topic": name, "token": subscription}')
+        return json_error(400, "bad_request", 'send {"topic": name, "token": subscription}')
     topics, session = _ext().topics, _ext().db.session
     try:
         target = _subscriber(body, service, user_id, create=subscribe)
     except SubscriptionError as exc:
         session.rollback()
-        return error(400, "bad_token", str(exc))
+        return json_error(400, "bad_token", str(exc))
     except LookupError:
         session.rollback()
         if service:
-            return error(400, "unknown_device", "no such push subscription")
-        return error(404, "not_found", "no such push subscription")
+            return json_error(400, "unknown_device", "no such push subscription")
+        return json_error(404, "not_found", "no such push subscription")
     if target is None:
-        return error(400, "bad_request", "token (or user_id, with a service token) is required")
+        return json_error(
+            400, "bad_request", "token (or user_id, with a service token) is required"
+        )
     try:
         if subscribe:
             changed = topics.subscribe(body["topic"], **target)
@@ -155,7 +159,7 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
             changed = topics.unsubscribe(body["topic"], **target)
     except UnknownTopic as exc:
         session.rollback()
-        return error(400, "unknown_topic", str(exc))
+        return json_error(400, "unknown_topic", str(exc))
     key = "subscribed" if subscribe else "unsubscribed"
     return jsonify({"topic": body["topic"], key: changed})
 
@@ -203,49 +207,47 @@ def _subscriber(
 # --- notifications ------------------------------------------------------------------
 
 
-class _BadNotification(NoticeError, ValueError):
-    pass
-
-
 def _safe_url(value: Any, field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 2048:
-        raise _BadNotification(f"{field} must be a URL of at most 2048 characters")
+        raise BadParameter(field, f"{field} must be a URL of at most 2048 characters")
     if value.startswith("/") and not value.startswith("//"):
         return value
     if value.lower().startswith(("https://", "http://")):
         return value
-    raise _BadNotification(f"{field} must be a path (/...) or an http(s) URL")
+    raise BadParameter(field, f"{field} must be a path (/...) or an http(s) URL")
 
 
 def _notification(value: Any) -> dict[str, Any]:
     """Keyword arguments for ``publish``/``push`` from the ``notification`` field:
     ``{"title", "body", "url", "icon", "type", "data", "ttl", "urgency", "topic"}``
-    (a plain string is the title)."""
+    (a plain string is the title); :class:`BadParameter` when it is malformed."""
     if isinstance(value, str):
         value = {"title": value}
     if not isinstance(value, dict):
-        raise _BadNotification("notification must be an object with a title")
+        raise BadParameter("notification", "notification must be an object with a title")
     title = value.get("title")
     if not isinstance(title, str) or not title.strip() or len(title) > 255:
-        raise _BadNotification("notification.title must be a string of 1-255 characters")
+        raise BadParameter(
+            "notification.title", "notification.title must be a string of 1-255 characters"
+        )
     content = value.get("body", "")
     if not isinstance(content, str):
-        raise _BadNotification("notification.body must be a string")
+        raise BadParameter("notification.body", "notification.body must be a string")
     try:
         notice_type = NoticeType(value.get("type", "System"))
     except ValueError as exc:
-        raise _BadNotification(str(exc)) from None
+        raise BadParameter("notification.type", str(exc)) from None
     data = value.get("data")
     if data is not None and not isinstance(data, dict):
-        raise _BadNotification("notification.data must be an object")
+        raise BadParameter("notification.data", "notification.data must be an object")
     push = {k: value[k] for k in ("ttl", "urgency", "topic") if value.get(k) is not None}
     icon = _safe_url(value.get("icon"), "notification.icon")
     if icon:
         push["icon"] = icon
     if "ttl" in push and (not isinstance(push["ttl"], int) or push["ttl"] < 0):
-        raise _BadNotification("notification.ttl must be a whole number of seconds")
+        raise BadParameter("notification.ttl", "notification.ttl must be a whole number of seconds")
     if push:
         data = {**(data or {}), "webpush": push}
     return {
@@ -264,23 +266,23 @@ def push_one() -> ResponseReturnValue:
         return _unauthorized()
     body = json_object()
     if body is None:
-        return error(400, "bad_request", 'send {"token": subscription, "notification": {...}}')
+        return json_error(400, "bad_request", 'send {"token": subscription, "notification": {...}}')
     token = body.get("token")
     endpoint = token.get("endpoint") if isinstance(token, dict) else token
     try:
         options = _notification(body.get("notification"))
-    except _BadNotification as exc:
-        return error(400, "bad_notification", str(exc))
+    except BadParameter as exc:
+        return json_error(400, "bad_notification", exc.message)
     ext = _ext()
     sub = None
     if isinstance(endpoint, str):
         sub = subs.find(ext.db.session, ext.push_models, endpoint)
     if sub is None:
-        return error(400, "unknown_device", "token is not a known push subscription")
+        return json_error(400, "unknown_device", "token is not a known push subscription")
     notice_type = options.pop("notice_type")
     notice_id = ext.topics.push(sub.id, notice_type, **options)
     if notice_id is None:
-        return error(400, "push_disabled", "the webpush sender is not configured")
+        return json_error(400, "push_disabled", "the webpush sender is not configured")
     return jsonify(notice_id=notice_id)
 
 
@@ -291,18 +293,18 @@ def publish() -> ResponseReturnValue:
         return _unauthorized()
     body = json_object()
     if body is None or _topic_name(body) is None:
-        return error(400, "bad_request", 'send {"topic": name, "notification": {...}}')
+        return json_error(400, "bad_request", 'send {"topic": name, "notification": {...}}')
     try:
         options = _notification(body.get("notification"))
-    except _BadNotification as exc:
-        return error(400, "bad_notification", str(exc))
+    except BadParameter as exc:
+        return json_error(400, "bad_notification", exc.message)
     notice_type = options.pop("notice_type")
     try:
         published = _ext().topics.publish(
             body["topic"], notice_type, exclude=body.get("exclude"), **options
         )
     except UnknownTopic as exc:
-        return error(400, "unknown_topic", str(exc))
+        return json_error(400, "unknown_topic", str(exc))
     return jsonify(message_id=published.message_id, recipients=len(published.notice_ids))
 
 
@@ -319,14 +321,14 @@ def list_messages() -> ResponseReturnValue:
         start = int(request.args.get("start", "0"))
         end = int(request.args.get("end", str(start + 10)))
     except ValueError:
-        return error(400, "bad_request", "start and end must be whole numbers")
+        return json_error(400, "bad_request", "start and end must be whole numbers")
     if start < 0 or end < start or end - start > MAX_LIST:
-        return error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
+        return json_error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
     topics = _ext().topics
     if not name or topics.get(name) is None:
-        return error(400, "unknown_topic", f"no topic named {name!r}")
+        return json_error(400, "unknown_topic", f"no topic named {name!r}")
     if not service and not topics.is_subscribed(name, user_id):
-        return error(403, "forbidden", "follow this topic to read its notifications")
+        return json_error(403, "forbidden", "follow this topic to read its notifications")
     messages = topics.messages(name, start=start, end=end)
     if not messages:
         return "", 204

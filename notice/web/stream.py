@@ -28,8 +28,9 @@ from flask import Flask, Response, current_app, request
 
 from ..brokers.base import BrokerError, Subscription
 from ..store import NoticeQuery
+from .auth import require_api_user
 from .blueprints import inbox_bp
-from .inbox_api import require_api_user
+from .errors import json_error
 from .inbox_params import parse_int
 
 logger = logging.getLogger("notice")
@@ -88,12 +89,9 @@ def stream() -> Response:
     except BrokerError:
         logger.warning("the live stream's broker is unreachable", exc_info=True)
         # notice.js falls back to polling the count when the stream is refused
-        return Response(
-            '{"error": "stream_unavailable", "message": "try again later"}\n',
-            503,
-            mimetype="application/json",
-            headers={"Retry-After": "30"},
-        )
+        response = json_error(503, "stream_unavailable", "try again later")
+        response.headers["Retry-After"] = "30"
+        return response
     try:
         if last_id is not None:
             replay, unread = _missed(app, user_id, last_id)
