@@ -12,6 +12,7 @@ from flask.sansio.app import App
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from ..errors import NoticeError
+from ..state import state_of
 from .errors import json_error, wants_json
 
 SESSION_KEY = "_notice_csrf"
@@ -29,18 +30,19 @@ def current_user_id() -> Any:
     """The logged-in user's id, or None.
 
     Uses the loader registered with ``notices.user_loader`` if any, else flask-login's
-    ``current_user``.
+    ``current_user``. The id is converted by the app's user-id policy, so the views and
+    the store see one type (flask-login hands out ``"7"`` for ``7``).
     """
-    ext = current_app.extensions["notice"]
-    loader = ext.state().user_loader
-    if loader is not None:
-        return loader()
+    state = state_of()
+    if state.user_loader is not None:
+        user_id = state.user_loader()
+        return None if user_id is None else state.coerce_user_id(user_id)
     from flask_login import current_user
 
     user: Any = current_user
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    return ext.state().coerce_user_id(user.get_id())
+    return state.coerce_user_id(user.get_id())
 
 
 def _unauthorized() -> NoReturn:

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 
+from ..state import state_of
 from ..store import NoticeQuery
 from ..types import NoticeType
 from .errors import BadParameter
@@ -82,7 +83,7 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
     """The listing filters of the current request (``read``, ``type``, ``q``, ``before``,
     ``after``, ``before_id``, ``limit``); raises :class:`BadParameter`."""
     args = request.args if args is None else args
-    cfg = current_app.config
+    settings = state_of().settings
     text = args.get("q", "").strip()
     if len(text) > MAX_TEXT:
         raise BadParameter("q", f"at most {MAX_TEXT} characters")
@@ -102,9 +103,9 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
         after=after,
         before_id=parse_int("before_id", raw_cursor) if raw_cursor else None,
         limit=(
-            parse_int("limit", raw_limit, high=cfg["NOTICE_PAGE_MAX"])
+            parse_int("limit", raw_limit, high=settings.page_max)
             if raw_limit
-            else cfg["NOTICE_PAGE_SIZE"]
+            else settings.page_size
         ),
     )
 

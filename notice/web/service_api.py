@@ -12,23 +12,26 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..errors import SubscriptionError, UnknownTopic
 from ..push import subscriptions as subs
+from ..state import state_of
+from ..topics.topics import Topics
 from ..types import NoticeType
 from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
 from .blueprints import api_bp
 from .errors import BadParameter, json_error
+from .facade import notices
 from .push_views import json_object
 
 #: topic messages one /notifications/list call returns at most
 MAX_LIST = 100
 
 
-def _ext() -> Any:
-    return current_app.extensions["notice"]
+def _topics() -> Topics:
+    return notices().topics
 
 
 def _bearer() -> str | None:
@@ -43,10 +46,11 @@ def service_authorized() -> bool:
         return False
     sent = token.encode()
     # compare with every token, in constant time, so timing tells nothing
+    settings = state_of().settings
     ok = False
-    for known in current_app.config["NOTICE_API_TOKENS"]:
+    for known in settings.api_tokens:
         ok |= hmac.compare_digest(sent, known.encode())
-    hook = current_app.config["NOTICE_API_AUTH"]
+    hook = settings.api_auth
     return ok or (hook is not None and bool(hook(token)))
 
 
@@ -67,7 +71,7 @@ def _topic_name(body: dict[str, Any]) -> str | None:
 @api_bp.get("/vapid/public/key")
 def vapid_public_key() -> ResponseReturnValue:
     """200 ``{"public_key"}``; 404 when Web Push is not configured."""
-    key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
+    key = state_of().push_settings.public_key
     if key is None:
         return json_error(404, "push_disabled", "Web Push is not configured on this server")
     return jsonify(public_key=key)
@@ -82,9 +86,9 @@ def create_topic() -> ResponseReturnValue:
     if body is None or _topic_name(body) is None:
         return json_error(400, "bad_request", 'send {"topic": name, "description": text}')
     try:
-        topic = _ext().topics.create(body["topic"], body.get("description") or "")
+        topic = _topics().create(body["topic"], body.get("description") or "")
     except ValueError as exc:
-        _ext().db.session.rollback()
+        state_of().db.session.rollback()
         return json_error(400, "bad_topic", str(exc))
     return jsonify(topic.to_dict()), 201
 
@@ -94,7 +98,7 @@ def list_topics() -> ResponseReturnValue:
     """Topic names, 200; 204 when there are none. For services and logged-in users."""
     if not service_authorized() and current_user_id() is None:
         return _unauthorized()
-    names = [t.name for t in _ext().topics.all()]
+    names = [t.name for t in _topics().all()]
     if not names:
         return "", 204
     return jsonify(names)
@@ -105,7 +109,7 @@ def delete_topic(name: str) -> ResponseReturnValue:
     """200; 400 when there is no such topic."""
     if not service_authorized():
         return _unauthorized()
-    if not _ext().topics.delete(name):
+    if not _topics().delete(name):
         return json_error(400, "unknown_topic", f"no topic named {name!r}")
     return jsonify(deleted=name)
 
@@ -137,7 +141,7 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
     body = json_object()
     if body is None or _topic_name(body) is None:
         return json_error(400, "bad_request", 'send {"topic": name, "token": subscription}')
-    topics, session = _ext().topics, _ext().db.session
+    topics, session = _topics(), state_of().db.session
     try:
         target = _subscriber(body, service, user_id, create=subscribe)
     except SubscriptionError as exc:
@@ -177,8 +181,7 @@ def _subscriber(
         if service and body.get("user_id") is not None:
             return {"user_id": body["user_id"]}
         return None if service else {"user_id": user_id}
-    ext = _ext()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = state_of()
     if isinstance(token, dict):
         endpoint = token.get("endpoint")
     elif isinstance(token, str):
@@ -187,17 +190,17 @@ def _subscriber(
         raise SubscriptionError("token must be a push subscription object or its endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise SubscriptionError("token has no endpoint")
-    sub = subs.find(ext.db.session, ext.push_models, endpoint)
+    sub = subs.find(state.db.session, state.push_models, endpoint)
     if sub is None and isinstance(token, dict) and create and not service:
         # a browser subscribing to its first topic registers the device on the way
-        info = subs.parse_subscription(token, subs.allow_list(app))
+        info = subs.parse_subscription(token, state.push_settings.allow)
         sub, _ = subs.save(
-            ext.db.session,
-            ext.push_models,
+            state.db.session,
+            state.push_models,
             user_id,
             info,
             user_agent=request.headers.get("User-Agent"),
-            max_per_user=app.config["NOTICE_PUSH_MAX_SUBSCRIPTIONS"],
+            max_per_user=state.push_settings.max_subscriptions,
         )
     if sub is None or (not service and str(sub.user_id) != str(user_id)):
         raise LookupError(endpoint)
@@ -273,14 +276,14 @@ def push_one() -> ResponseReturnValue:
         options = _notification(body.get("notification"))
     except BadParameter as exc:
         return json_error(400, "bad_notification", exc.message)
-    ext = _ext()
+    state = state_of()
     sub = None
     if isinstance(endpoint, str):
-        sub = subs.find(ext.db.session, ext.push_models, endpoint)
+        sub = subs.find(state.db.session, state.push_models, endpoint)
     if sub is None:
         return json_error(400, "unknown_device", "token is not a known push subscription")
     notice_type = options.pop("notice_type")
-    notice_id = ext.topics.push(sub.id, notice_type, **options)
+    notice_id = _topics().push(sub.id, notice_type, **options)
     if notice_id is None:
         return json_error(400, "push_disabled", "the webpush sender is not configured")
     return jsonify(notice_id=notice_id)
@@ -300,7 +303,7 @@ def publish() -> ResponseReturnValue:
         return json_error(400, "bad_notification", exc.message)
     notice_type = options.pop("notice_type")
     try:
-        published = _ext().topics.publish(
+        published = _topics().publish(
             body["topic"], notice_type, exclude=body.get("exclude"), **options
         )
     except UnknownTopic as exc:
@@ -324,7 +327,7 @@ def list_messages() -> ResponseReturnValue:
         return json_error(400, "bad_request", "start and end must be whole numbers")
     if start < 0 or end < start or end - start > MAX_LIST:
         return json_error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
-    topics = _ext().topics
+    topics = _topics()
     if not name or topics.get(name) is None:
         return json_error(400, "unknown_topic", f"no topic named {name!r}")
     if not service and not topics.is_subscribed(name, user_id):
