@@ -2,7 +2,8 @@
 
 :func:`json_error` builds every JSON error response of :mod:`notice.web`. Exceptions
 raised under ``inbox_bp`` are rendered here too: as JSON for JSON clients and under
-``<prefix>/api/``, else left to the app's usual error page.
+``<prefix>/api/``, else left to the app's usual error page. Under ``api_bp`` (a JSON
+API) a :class:`BadParameter` is always JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from ..errors import NoticeError
 from ..state import state_of
-from .blueprints import inbox_bp
+from .blueprints import api_bp, inbox_bp
 
 
 class BadParameter(NoticeError, BadRequest):
@@ -62,4 +63,9 @@ def _inbox_error(exc: HTTPException) -> ResponseReturnValue:
     api_root = state_of().settings.url_prefix.rstrip("/") + "/api/"
     if not (wants_json() or request.path.startswith(api_root)):
         return exc
+    return http_error_json(exc)
+
+
+@api_bp.errorhandler(BadParameter)
+def _api_bad_parameter(exc: BadParameter) -> ResponseReturnValue:
     return http_error_json(exc)

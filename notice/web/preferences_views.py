@@ -29,7 +29,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 
 from .. import links
-from ..errors import BadToken
+from ..errors import BadToken, InvalidUserId
 from ..preferences.preferences import Preferences
 from ..preferences.settings import DIGEST_FREQUENCIES
 from ..state import state_of
@@ -139,10 +139,11 @@ def unsubscribe(token: str) -> Any:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         req = links.read_token(app, token)
-    except BadToken:
+        # signed by us, yet the app's user ids may have changed type since
+        user_id = state_of(app).coerce_user_id(req.user_id)
+    except (BadToken, InvalidUserId):
         return _page("invalid", 400)
     prefs = _prefs()
-    user_id = state_of(app).coerce_user_id(req.user_id)
     digest = req.channel == links.DIGEST
     what = "digest emails" if digest else f"{req.notice_type} notices by {req.channel}"
     if not digest and (req.notice_type not in prefs.types() or req.channel not in prefs.channels()):

@@ -4,7 +4,8 @@ Managing topics and publishing need a service token (``Authorization: Bearer ...
 one of ``NOTICE_API_TOKENS`` or accepted by ``NOTICE_API_AUTH``). Subscribing a
 device is also open to the logged-in owner of the device (with the CSRF token).
 Errors are JSON ``{"error", "message"}`` (:mod:`notice.web.errors`); a malformed body
-is 400.
+is 400, and a ``user_id`` or ``exclude`` that is no user id of this app is a 400
+``bad_parameter`` naming the field.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..errors import SubscriptionError, UnknownTopic
+from ..errors import InvalidUserId, SubscriptionError, UnknownTopic
 from ..push import subscriptions as subs
 from ..state import state_of
 from ..topics.topics import Topics
@@ -58,6 +59,24 @@ def _unauthorized() -> ResponseReturnValue:
     response = json_error(401, "unauthorized", "a valid API token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="notice"'
     return response
+
+
+def _user_id(value: Any, field: str) -> Any:
+    """``value`` as a user id of this app; a :class:`BadParameter` naming ``field``
+    (rendered as a JSON 400) when it is not one, e.g. ``true`` or ``2.5``."""
+    try:
+        return state_of().coerce_user_id(value)
+    except InvalidUserId as exc:
+        raise BadParameter(field, str(exc)) from None
+
+
+def _exclude(value: Any) -> Any:
+    """The ``exclude`` field: one user id, or a list of them."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_user_id(v, "exclude") for v in value]
+    return _user_id(value, "exclude")
 
 
 def _topic_name(body: dict[str, Any]) -> str | None:
@@ -179,7 +198,7 @@ def _subscriber(
     token = body.get("token")
     if token is None:
         if service and body.get("user_id") is not None:
-            return {"user_id": body["user_id"]}
+            return {"user_id": _user_id(body["user_id"], "user_id")}
         return None if service else {"user_id": user_id}
     state = state_of()
     if isinstance(token, dict):
@@ -302,10 +321,9 @@ def publish() -> ResponseReturnValue:
     except BadParameter as exc:
         return json_error(400, "bad_notification", exc.message)
     notice_type = options.pop("notice_type")
+    exclude = _exclude(body.get("exclude"))
     try:
-        published = _topics().publish(
-            body["topic"], notice_type, exclude=body.get("exclude"), **options
-        )
+        published = _topics().publish(body["topic"], notice_type, exclude=exclude, **options)
     except UnknownTopic as exc:
         return json_error(400, "unknown_topic", str(exc))
     return jsonify(message_id=published.message_id, recipients=len(published.notice_ids))
