@@ -233,6 +233,19 @@ def test_required_type_cannot_be_unsubscribed(app_factory):
         assert app.notices.preferences.enabled(9, "System", "memory")
 
 
+def test_a_signed_token_naming_no_user_id_is_refused(app_factory):
+    """A genuine link whose user id is none of this app's (ids changed type since it
+    was signed) is an invalid link, not a server error."""
+    app = _app(app_factory)
+    with app.app_context():
+        path = unsubscribe_url(app, "not-a-number", "Like", "memory")
+    path = path.removeprefix("https://app.example")
+    client = app.test_client()
+    for method in (client.get, client.post):
+        response = method(path)
+        assert response.status_code == 400 and b"not valid" in response.data
+
+
 def test_tampered_expired_or_foreign_tokens_are_refused(app_factory, monkeypatch):
     app = _app(app_factory, NOTICE_UNSUBSCRIBE_MAX_AGE=3600)
     path = _link_path(app, 9, "Like", "memory")

@@ -231,6 +231,33 @@ def test_subscribe_rejects_malformed_bodies(client, path, body, error):
     assert resp.json["error"] == error
 
 
+@pytest.mark.parametrize("path", ["/topics/subscribe", "/topics/unsubscribe"])
+@pytest.mark.parametrize("user_id", [True, 2.5, "seven", [1]])
+def test_a_user_id_that_is_none_is_400_naming_it(api_app, client, path, user_id):
+    _topic(client, "google")
+    body = {"topic": "google", "user_id": user_id}
+    resp = client.post(API + path, json=body, headers=service_headers())
+    assert resp.status_code == 400
+    assert resp.json["error"] == "bad_parameter" and resp.json["parameter"] == "user_id"
+    assert resp.json["message"]
+    with api_app.app_context():
+        assert api_app.notices.topics.subscribers("google") == ([], {})
+
+
+def test_a_user_id_as_text_is_the_same_user(api_app, client):
+    _topic(client, "google")
+    body = {"topic": "google", "user_id": "9"}
+    assert client.post(f"{API}/topics/subscribe", json=body, headers=service_headers()).json == {
+        "topic": "google",
+        "subscribed": True,
+    }
+    body["user_id"] = 9
+    resp = client.post(f"{API}/topics/subscribe", json=body, headers=service_headers())
+    assert resp.json["subscribed"] is False
+    with api_app.app_context():
+        assert api_app.notices.topics.subscribers("google") == ([9], {})
+
+
 def test_browser_subscription_with_a_refused_endpoint_is_400(client, service):
     _topic(client, "google")
     headers = login(client, 5)
@@ -322,6 +349,15 @@ def test_publish_reaches_every_subscriber(api_app, client, service):
         PushService.token_of(b) for b in browsers[:2]
     )
     assert {(m.ttl, m.headers["Urgency"]) for m in service.received} == {(60, "high")}
+
+
+@pytest.mark.parametrize("exclude", [True, 2.5, [12, False]])
+def test_publish_refuses_an_exclude_that_is_no_user_id(client, exclude):
+    _topic(client, "google")
+    body = {"topic": "google", "notification": "t", "exclude": exclude}
+    resp = client.post(f"{API}/notifications/publish", json=body, headers=service_headers())
+    assert resp.status_code == 400
+    assert resp.json["error"] == "bad_parameter" and resp.json["parameter"] == "exclude"
 
 
 @pytest.mark.parametrize(

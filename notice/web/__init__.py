@@ -12,6 +12,7 @@ import pkgutil
 
 from flask import Flask
 
+from ..state import state_of
 from .blueprints import api_bp, inbox_bp
 
 _loaded = False
@@ -27,9 +28,11 @@ def _load_views() -> None:
 
 
 def register_web(app: Flask) -> None:
-    """Register the blueprints unless ``NOTICE_WEB`` is False."""
-    if not app.config["NOTICE_WEB"]:
+    """Register the blueprints unless ``NOTICE_WEB`` is False (called by ``init_app``
+    once the app's state exists)."""
+    settings = state_of(app).settings
+    if not settings.web:
         return
     _load_views()
-    app.register_blueprint(inbox_bp, url_prefix=app.config["NOTICE_URL_PREFIX"])
-    app.register_blueprint(api_bp, url_prefix=app.config["NOTICE_API_PREFIX"])
+    app.register_blueprint(inbox_bp, url_prefix=settings.url_prefix)
+    app.register_blueprint(api_bp, url_prefix=settings.api_prefix)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
+from typing import Any, NoReturn
 
-from flask import abort, current_app, jsonify, redirect, request, session, url_for
+from flask import abort, current_app, redirect, request, session, url_for
 from flask.sansio.app import App
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from ..errors import NoticeError
+from ..state import state_of
+from .errors import json_error, wants_json
 
 SESSION_KEY = "_notice_csrf"
 HEADER = "X-CSRFToken"
@@ -28,23 +30,23 @@ def current_user_id() -> Any:
     """The logged-in user's id, or None.
 
     Uses the loader registered with ``notices.user_loader`` if any, else flask-login's
-    ``current_user``.
+    ``current_user``. The id is converted by the app's user-id policy, so the views and
+    the store see one type (flask-login hands out ``"7"`` for ``7``).
     """
-    ext = current_app.extensions["notice"]
-    loader = ext.state().user_loader
-    if loader is not None:
-        return loader()
+    state = state_of()
+    if state.user_loader is not None:
+        user_id = state.user_loader()
+        return None if user_id is None else state.coerce_user_id(user_id)
     from flask_login import current_user
 
     user: Any = current_user
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    return ext.state().coerce_user_id(user.get_id())
+    return state.coerce_user_id(user.get_id())
 
 
-def wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return request.path.endswith(".json") or best == "application/json" or request.is_json
+def _unauthorized() -> NoReturn:
+    abort(json_error(401, "unauthorized", "log in to see your notices"))
 
 
 def require_user() -> Any:
@@ -57,9 +59,16 @@ def require_user() -> Any:
         view = getattr(login_manager, "login_view", None)
         if view:
             abort(redirect(url_for(view, next=request.full_path)))
-    response = jsonify(error="unauthorized", message="log in to see your notices")
-    response.status_code = 401
-    abort(response)
+    _unauthorized()
+
+
+def require_api_user() -> Any:
+    """The current user's id, or a 401 JSON response (never a login redirect: an API
+    client or an EventSource cannot follow one)."""
+    user_id = current_user_id()
+    if user_id is None:
+        _unauthorized()
+    return user_id
 
 
 def csrf_token() -> str:

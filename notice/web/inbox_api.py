@@ -11,91 +11,53 @@ DELETE   ``/api/notices/<id>``           delete one
 =======  ==============================  ===========================================
 
 Someone else's notice is a 404, exactly like one that does not exist. State changes
-need the CSRF token (``X-CSRFToken`` header, see :mod:`notice.web.auth`).
+need the CSRF token (``X-CSRFToken`` header, see :mod:`notice.web.auth`). Errors are
+JSON (:mod:`notice.web.errors`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import abort, current_app, jsonify, request
+from flask import jsonify
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException, NotFound
 
-from ..state import state_of
-from ..store.reads import delete_notice
-from ..types import ReadStatus
-from .auth import check_csrf, current_user_id, wants_json
+from .auth import check_csrf, require_api_user
 from .blueprints import inbox_bp
-from .inbox_params import BadParameter, mark_targets, notice_query
-
-
-def require_api_user() -> Any:
-    """The current user's id, or a 401 JSON response (never a login redirect: an API
-    client or an EventSource cannot follow one)."""
-    user_id = current_user_id()
-    if user_id is None:
-        response = jsonify(error="unauthorized", message="log in to see your notices")
-        response.status_code = 401
-        abort(response)
-    return user_id
-
-
-def _ext() -> Any:
-    return current_app.extensions["notice"]
-
-
-def _own(user_id: Any, notice_id: int) -> Any:
-    notice = _ext().get(user_id, notice_id)
-    if notice is None:
-        # someone else's notice looks exactly like a missing one
-        raise NotFound("no such notice")
-    return notice
+from .facade import notices
+from .inbox_params import mark_targets, notice_query
+from .inbox_reads import delete_one, own, page, unread_count
 
 
 @inbox_bp.get("/api/notices")
 def api_list() -> ResponseReturnValue:
     user_id = require_api_user()
-    query = notice_query()
-    ext = _ext()
-    # one extra row tells whether an older page exists, so the last page has no cursor
-    rows = ext.list_notices(user_id, _with_limit(query, query.limit + 1))
-    page = rows[: query.limit]
+    rows, next_before_id = page(user_id, notice_query())
     return jsonify(
-        notices=[n.to_dict() for n in page],
-        next_before_id=page[-1].id if len(rows) > query.limit else None,
-        unread=ext.unread_count(user_id),
+        notices=[n.to_dict() for n in rows],
+        next_before_id=next_before_id,
+        unread=unread_count(user_id),
     )
-
-
-def _with_limit(query: Any, limit: int) -> Any:
-    from dataclasses import replace
-
-    return replace(query, limit=limit)
 
 
 @inbox_bp.get("/api/notices/<int:notice_id>")
 def api_get(notice_id: int) -> ResponseReturnValue:
-    return jsonify(notice=_own(require_api_user(), notice_id).to_dict())
+    return jsonify(notice=own(require_api_user(), notice_id).to_dict())
 
 
 @inbox_bp.get("/api/unread-count")
 def api_unread_count() -> ResponseReturnValue:
-    return jsonify(unread=_ext().unread_count(require_api_user()))
+    return jsonify(unread=unread_count(require_api_user()))
 
 
 @inbox_bp.post("/api/notices/<int:notice_id>/<any(read, unread):action>")
 def api_mark_one(notice_id: int, action: str) -> ResponseReturnValue:
     user_id = require_api_user()
     check_csrf()
-    ext = _ext()
-    _own(user_id, notice_id)
-    if action == "read":
-        ext.mark_read(user_id, [notice_id])
-    else:
-        ext.mark_unread(user_id, [notice_id])
-    notice = _own(user_id, notice_id)
-    return jsonify(notice=notice.to_dict(), unread=ext.unread_count(user_id))
+    own(user_id, notice_id)
+    facade = notices()
+    mark = facade.mark_read if action == "read" else facade.mark_unread
+    mark(user_id, [notice_id])
+    notice = own(user_id, notice_id)
+    return jsonify(notice=notice.to_dict(), unread=unread_count(user_id))
 
 
 @inbox_bp.post("/api/notices/<any(read, unread):action>")
@@ -103,10 +65,10 @@ def api_mark_many(action: str) -> ResponseReturnValue:
     user_id = require_api_user()
     check_csrf()
     ids = mark_targets()
-    ext = _ext()
-    mark = ext.mark_read if action == "read" else ext.mark_unread
+    facade = notices()
+    mark = facade.mark_read if action == "read" else facade.mark_unread
     changed = mark(user_id, ids)
-    return jsonify(changed=changed, unread=ext.unread_count(user_id))
+    return jsonify(changed=changed, unread=unread_count(user_id))
 
 
 @inbox_bp.delete("/api/notices/<int:notice_id>")
@@ -115,42 +77,3 @@ def api_delete(notice_id: int) -> ResponseReturnValue:
     check_csrf()
     unread = delete_one(user_id, notice_id)
     return jsonify(deleted=notice_id, unread=unread)
-
-
-def delete_one(user_id: Any, notice_id: int) -> int:
-    """Delete the user's notice (404 if it is not theirs); return the unread count and
-    tell the user's streams when it changed."""
-    ext = _ext()
-    status = delete_notice(ext.db.session, ext.Notice, user_id, notice_id)
-    if status is None:
-        raise NotFound("no such notice")
-    ext.db.session.commit()
-    if status == ReadStatus.UNREAD.value:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        state_of(app).publish_count(user_id, deleted=[notice_id])
-    return int(ext.unread_count(user_id))
-
-
-def _api_root() -> str:
-    return str(current_app.config["NOTICE_URL_PREFIX"]).rstrip("/") + "/api/"
-
-
-@inbox_bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> ResponseReturnValue:
-    """Errors of the inbox's views as JSON for JSON clients; HTML clients get the
-    app's usual error page."""
-    if exc.response is not None:
-        return exc.response
-    if not (wants_json() or request.path.startswith(_api_root())):
-        return exc
-    body: dict[str, Any]
-    if isinstance(exc, BadParameter):
-        body = {"error": "bad_parameter", "parameter": exc.parameter, "message": exc.message}
-    elif type(exc).__name__ == "CSRFError":  # ours or Flask-WTF's
-        body = {"error": "csrf", "message": exc.description}
-    else:
-        name = (exc.name or "error").lower().replace(" ", "_")
-        body = {"error": name, "message": exc.description}
-    response = jsonify(body)
-    response.status_code = exc.code or 500
-    return response

@@ -5,17 +5,20 @@ Plain HTML that works without JavaScript; ``notice.js`` adds live updates on top
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
+from ..state import state_of
 from ..types import NoticeType
 from .auth import check_csrf, require_user
 from .blueprints import inbox_bp
-from .inbox_params import BadParameter, mark_targets, notice_query, parse_int
+from .errors import BadParameter
+from .facade import notices
+from .inbox_params import mark_targets, notice_query, parse_int
+from .inbox_reads import delete_one, get, page, unread_count
 from .inbox_setup import safe_url
 
 _FILTERS = ("read", "type", "q")
@@ -25,16 +28,14 @@ _FILTERS = ("read", "type", "q")
 def inbox() -> ResponseReturnValue:
     user_id = require_user()
     query = notice_query()
-    ext = current_app.extensions["notice"]
-    rows = ext.list_notices(user_id, replace(query, limit=query.limit + 1))
-    page = rows[: query.limit]
+    rows, next_before_id = page(user_id, query)
     filters = {key: request.args.get(key, "") for key in _FILTERS}
     return render_template(
         "notice/inbox.html",
-        notice_base_template=current_app.config["NOTICE_BASE_TEMPLATE"],
-        notices=page,
-        unread=ext.unread_count(user_id),
-        next_before_id=page[-1].id if len(rows) > query.limit else None,
+        notice_base_template=state_of().settings.base_template,
+        notices=rows,
+        unread=unread_count(user_id),
+        next_before_id=next_before_id,
         cursor=query.before_id,
         filters=filters,
         filtered=any(filters.values()),
@@ -49,16 +50,14 @@ def inbox_mark() -> ResponseReturnValue:
     user_id = require_user()
     check_csrf()
     action = request.form.get("action", "")
-    ext = current_app.extensions["notice"]
     if action == "delete":
-        from .inbox_api import delete_one
-
         delete_one(user_id, parse_int("id", request.form.get("id", "")))
     elif action in ("read", "unread"):
         ids = mark_targets()
-        if ids is not None and len(ids) == 1 and ext.get(user_id, ids[0]) is None:
+        if ids is not None and len(ids) == 1 and get(user_id, ids[0]) is None:
             raise NotFound("no such notice")
-        (ext.mark_read if action == "read" else ext.mark_unread)(user_id, ids)
+        facade = notices()
+        (facade.mark_read if action == "read" else facade.mark_unread)(user_id, ids)
     else:
         raise BadParameter("action", "use read, unread or delete")
     return redirect(_back(), code=303)

@@ -1,5 +1,5 @@
 """Reading the inbox's query parameters and JSON bodies; a bad one is a 400 that names
-the parameter and says why."""
+the parameter and says why (:class:`notice.web.errors.BadParameter`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import current_app, request
-from werkzeug.exceptions import BadRequest
+from flask import request
 
-from ..errors import NoticeError
+from ..state import state_of
 from ..store import NoticeQuery
 from ..types import NoticeType
+from .errors import BadParameter
 
 #: longest ``q`` text filter we accept
 MAX_TEXT = 200
@@ -22,18 +22,6 @@ MAX_IDS = 1000
 
 _TRUE = ("1", "true", "yes", "read")
 _FALSE = ("0", "false", "no", "unread")
-
-
-class BadParameter(NoticeError, BadRequest):
-    """A query parameter or body field is missing or malformed (400).
-
-    Rendered as ``{"error": "bad_parameter", "parameter": ..., "message": ...}``.
-    """
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-        self.message = message
 
 
 def parse_bool(name: str, value: str) -> bool | None:
@@ -95,7 +83,7 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
     """The listing filters of the current request (``read``, ``type``, ``q``, ``before``,
     ``after``, ``before_id``, ``limit``); raises :class:`BadParameter`."""
     args = request.args if args is None else args
-    cfg = current_app.config
+    settings = state_of().settings
     text = args.get("q", "").strip()
     if len(text) > MAX_TEXT:
         raise BadParameter("q", f"at most {MAX_TEXT} characters")
@@ -115,9 +103,9 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
         after=after,
         before_id=parse_int("before_id", raw_cursor) if raw_cursor else None,
         limit=(
-            parse_int("limit", raw_limit, high=cfg["NOTICE_PAGE_MAX"])
+            parse_int("limit", raw_limit, high=settings.page_max)
             if raw_limit
-            else cfg["NOTICE_PAGE_SIZE"]
+            else settings.page_size
         ),
     )
 

@@ -29,22 +29,22 @@ from flask.sansio.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 
 from .. import links
-from ..errors import BadToken
+from ..errors import BadToken, InvalidUserId
 from ..preferences.preferences import Preferences
 from ..preferences.settings import DIGEST_FREQUENCIES
+from ..state import state_of
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
+from .errors import json_error
+from .facade import notices
 
 
 def _prefs() -> Preferences:
-    prefs: Preferences = current_app.extensions["notice"].preferences
-    return prefs
+    return notices().preferences
 
 
 def _bad_request(message: str) -> NoReturn:
-    response = jsonify(error="bad_request", message=message)
-    response.status_code = 400
-    abort(response)
+    abort(json_error(400, "bad_request", message))
 
 
 def _document(user_id: Any) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def preferences_page() -> str:
     user_id = require_user()
     return render_template(
         "notice/preferences.html",
-        notice_base_template=current_app.config.get("NOTICE_BASE_TEMPLATE", "notice/base.html"),
+        notice_base_template=state_of().settings.base_template,
         **_document(user_id),
     )
 
@@ -86,7 +86,7 @@ def preferences_form() -> ResponseReturnValue:
             prefs.set(user_id, t, c, f"{t}:{c}" in checked, commit=False)
     if digest:
         prefs.set_digest(user_id, digest, commit=False)
-    current_app.extensions["notice"].db.session.commit()
+    state_of().db.session.commit()
     return redirect(url_for(".preferences_page", saved=1), code=303)
 
 
@@ -130,7 +130,7 @@ def preferences_update() -> Response:
         prefs.set(user_id, t, c, enabled, commit=False)
     if digest is not None:
         prefs.set_digest(user_id, digest, commit=False)
-    current_app.extensions["notice"].db.session.commit()
+    state_of().db.session.commit()
     return jsonify(_document(user_id))
 
 
@@ -139,10 +139,11 @@ def unsubscribe(token: str) -> Any:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         req = links.read_token(app, token)
-    except BadToken:
+        # signed by us, yet the app's user ids may have changed type since
+        user_id = state_of(app).coerce_user_id(req.user_id)
+    except (BadToken, InvalidUserId):
         return _page("invalid", 400)
     prefs = _prefs()
-    user_id = app.extensions["notice"].state(app).coerce_user_id(req.user_id)
     digest = req.channel == links.DIGEST
     what = "digest emails" if digest else f"{req.notice_type} notices by {req.channel}"
     if not digest and (req.notice_type not in prefs.types() or req.channel not in prefs.channels()):

@@ -8,22 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..errors import SubscriptionError
 from ..push import subscriptions as subs
+from ..state import state_of
 from ..store import push as push_store
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
-
-
-def _ext() -> Any:
-    return current_app.extensions["notice"]
-
-
-def error(status: int, code: str, message: str) -> ResponseReturnValue:
-    return jsonify(error=code, message=message), status
+from .errors import json_error
 
 
 def json_object() -> dict[str, Any] | None:
@@ -35,9 +29,9 @@ def json_object() -> dict[str, Any] | None:
 @inbox_bp.get("/push/key")
 def push_key() -> ResponseReturnValue:
     """The VAPID public key browsers pass to ``pushManager.subscribe``."""
-    key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
+    key = state_of().push_settings.public_key
     if key is None:
-        return error(404, "push_disabled", "Web Push is not configured on this server")
+        return json_error(404, "push_disabled", "Web Push is not configured on this server")
     return jsonify(public_key=key)
 
 
@@ -45,7 +39,8 @@ def push_key() -> ResponseReturnValue:
 def push_list() -> ResponseReturnValue:
     """The current user's devices."""
     user_id = require_user()
-    rows = push_store.user_devices(_ext().db.session, _ext().push_models.PushSubscription, user_id)
+    state = state_of()
+    rows = push_store.user_devices(state.db.session, state.push_models.PushSubscription, user_id)
     return jsonify(subscriptions=[{"id": r.id, "endpoint": r.endpoint} for r in rows])
 
 
@@ -60,22 +55,22 @@ def push_subscribe() -> ResponseReturnValue:
     check_csrf()
     body = json_object()
     if body is None:
-        return error(400, "bad_request", "send the subscription as a JSON object")
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    session = _ext().db.session
+        return json_error(400, "bad_request", "send the subscription as a JSON object")
+    state = state_of()
+    session = state.db.session
     try:
-        info = subs.parse_subscription(body.get("subscription", body), subs.allow_list(app))
+        info = subs.parse_subscription(body.get("subscription", body), state.push_settings.allow)
         sub, created = subs.save(
             session,
-            _ext().push_models,
+            state.push_models,
             user_id,
             info,
             user_agent=request.headers.get("User-Agent"),
-            max_per_user=app.config["NOTICE_PUSH_MAX_SUBSCRIPTIONS"],
+            max_per_user=state.push_settings.max_subscriptions,
         )
     except SubscriptionError as exc:
         session.rollback()
-        return error(400, "bad_subscription", str(exc))
+        return json_error(400, "bad_subscription", str(exc))
     session.commit()
     return jsonify(id=sub.id, endpoint=sub.endpoint, created=created), 201 if created else 200
 
@@ -89,12 +84,12 @@ def push_unsubscribe() -> ResponseReturnValue:
     body = json_object()
     endpoint = body.get("endpoint") if body else None
     if not isinstance(endpoint, str) or not endpoint:
-        return error(400, "bad_request", 'send {"endpoint": ...}')
-    session = _ext().db.session
-    removed = subs.remove(session, _ext().push_models, user_id, endpoint)
-    session.commit()
+        return json_error(400, "bad_request", 'send {"endpoint": ...}')
+    state = state_of()
+    removed = subs.remove(state.db.session, state.push_models, user_id, endpoint)
+    state.db.session.commit()
     if not removed:
-        return error(404, "not_found", "no such push subscription")
+        return json_error(404, "not_found", "no such push subscription")
     return jsonify(removed=True)
 
 
@@ -109,20 +104,20 @@ def push_resubscribe() -> ResponseReturnValue:
     """
     body = json_object()
     if body is None:
-        return error(400, "bad_request", "send a JSON object")
+        return json_error(400, "bad_request", "send a JSON object")
     old_endpoint, old_auth = body.get("old_endpoint"), body.get("old_auth")
     if not isinstance(old_endpoint, str) or not isinstance(old_auth, str):
-        return error(400, "bad_request", "old_endpoint and old_auth are required")
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    session = _ext().db.session
+        return json_error(400, "bad_request", "old_endpoint and old_auth are required")
+    state = state_of()
+    session = state.db.session
     try:
-        info = subs.parse_subscription(body.get("subscription"), subs.allow_list(app))
+        info = subs.parse_subscription(body.get("subscription"), state.push_settings.allow)
     except SubscriptionError as exc:
-        return error(400, "bad_subscription", str(exc))
-    sub = subs.resubscribe(session, _ext().push_models, old_endpoint, old_auth, info)
+        return json_error(400, "bad_subscription", str(exc))
+    sub = subs.resubscribe(session, state.push_models, old_endpoint, old_auth, info)
     if sub is None:
         session.rollback()
-        return error(404, "not_found", "no such push subscription")
+        return json_error(404, "not_found", "no such push subscription")
     session.commit()
     return jsonify(id=sub.id, endpoint=sub.endpoint)
 

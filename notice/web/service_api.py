@@ -3,7 +3,9 @@
 Managing topics and publishing need a service token (``Authorization: Bearer ...``,
 one of ``NOTICE_API_TOKENS`` or accepted by ``NOTICE_API_AUTH``). Subscribing a
 device is also open to the logged-in owner of the device (with the CSRF token).
-Errors are JSON ``{"error", "message"}``; a malformed body is 400.
+Errors are JSON ``{"error", "message"}`` (:mod:`notice.web.errors`); a malformed body
+is 400, and a ``user_id`` or ``exclude`` that is no user id of this app is a 400
+``bad_parameter`` naming the field.
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..errors import NoticeError, SubscriptionError, UnknownTopic
+from ..errors import InvalidUserId, SubscriptionError, UnknownTopic
 from ..push import subscriptions as subs
+from ..state import state_of
+from ..topics.topics import Topics
 from ..types import NoticeType
 from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
 from .blueprints import api_bp
-from .push_views import error, json_object
+from .errors import BadParameter, json_error
+from .facade import notices
+from .push_views import json_object
 
 #: topic messages one /notifications/list call returns at most
 MAX_LIST = 100
 
 
-def _ext() -> Any:
-    return current_app.extensions["notice"]
+def _topics() -> Topics:
+    return notices().topics
 
 
 def _bearer() -> str | None:
@@ -41,17 +47,36 @@ def service_authorized() -> bool:
         return False
     sent = token.encode()
     # compare with every token, in constant time, so timing tells nothing
+    settings = state_of().settings
     ok = False
-    for known in current_app.config["NOTICE_API_TOKENS"]:
+    for known in settings.api_tokens:
         ok |= hmac.compare_digest(sent, known.encode())
-    hook = current_app.config["NOTICE_API_AUTH"]
+    hook = settings.api_auth
     return ok or (hook is not None and bool(hook(token)))
 
 
 def _unauthorized() -> ResponseReturnValue:
-    response: Response = jsonify(error="unauthorized", message="a valid API token is required")
+    response = json_error(401, "unauthorized", "a valid API token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="notice"'
-    return response, 401
+    return response
+
+
+def _user_id(value: Any, field: str) -> Any:
+    """``value`` as a user id of this app; a :class:`BadParameter` naming ``field``
+    (rendered as a JSON 400) when it is not one, e.g. ``true`` or ``2.5``."""
+    try:
+        return state_of().coerce_user_id(value)
+    except InvalidUserId as exc:
+        raise BadParameter(field, str(exc)) from None
+
+
+def _exclude(value: Any) -> Any:
+    """The ``exclude`` field: one user id, or a list of them."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_user_id(v, "exclude") for v in value]
+    return _user_id(value, "exclude")
 
 
 def _topic_name(body: dict[str, Any]) -> str | None:
@@ -65,9 +90,9 @@ def _topic_name(body: dict[str, Any]) -> str | None:
 @api_bp.get("/vapid/public/key")
 def vapid_public_key() -> ResponseReturnValue:
     """200 ``{"public_key"}``; 404 when Web Push is not configured."""
-    key = subs.public_key(current_app._get_current_object())  # type: ignore[attr-defined]
+    key = state_of().push_settings.public_key
     if key is None:
-        return error(404, "push_disabled", "Web Push is not configured on this server")
+        return json_error(404, "push_disabled", "Web Push is not configured on this server")
     return jsonify(public_key=key)
 
 
@@ -78,12 +103,12 @@ def create_topic() -> ResponseReturnValue:
         return _unauthorized()
     body = json_object()
     if body is None or _topic_name(body) is None:
-        return error(400, "bad_request", 'send {"topic": name, "description": text}')
+        return json_error(400, "bad_request", 'send {"topic": name, "description": text}')
     try:
-        topic = _ext().topics.create(body["topic"], body.get("description") or "")
+        topic = _topics().create(body["topic"], body.get("description") or "")
     except ValueError as exc:
-        _ext().db.session.rollback()
-        return error(400, "bad_topic", str(exc))
+        state_of().db.session.rollback()
+        return json_error(400, "bad_topic", str(exc))
     return jsonify(topic.to_dict()), 201
 
 
@@ -92,7 +117,7 @@ def list_topics() -> ResponseReturnValue:
     """Topic names, 200; 204 when there are none. For services and logged-in users."""
     if not service_authorized() and current_user_id() is None:
         return _unauthorized()
-    names = [t.name for t in _ext().topics.all()]
+    names = [t.name for t in _topics().all()]
     if not names:
         return "", 204
     return jsonify(names)
@@ -103,8 +128,8 @@ def delete_topic(name: str) -> ResponseReturnValue:
     """200; 400 when there is no such topic."""
     if not service_authorized():
         return _unauthorized()
-    if not _ext().topics.delete(name):
-        return error(400, "unknown_topic", f"no topic named {name!r}")
+    if not _topics().delete(name):
+        return json_error(400, "unknown_topic", f"no topic named {name!r}")
     return jsonify(deleted=name)
 
 
@@ -134,20 +159,22 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
         check_csrf()
     body = json_object()
     if body is None or _topic_name(body) is None:
-        return error(400, "bad_request", 'send {"topic": name, "token": subscription}')
-    topics, session = _ext().topics, _ext().db.session
+        return json_error(400, "bad_request", 'send {"topic": name, "token": subscription}')
+    topics, session = _topics(), state_of().db.session
     try:
         target = _subscriber(body, service, user_id, create=subscribe)
     except SubscriptionError as exc:
         session.rollback()
-        return error(400, "bad_token", str(exc))
+        return json_error(400, "bad_token", str(exc))
     except LookupError:
         session.rollback()
         if service:
-            return error(400, "unknown_device", "no such push subscription")
-        return error(404, "not_found", "no such push subscription")
+            return json_error(400, "unknown_device", "no such push subscription")
+        return json_error(404, "not_found", "no such push subscription")
     if target is None:
-        return error(400, "bad_request", "token (or user_id, with a service token) is required")
+        return json_error(
+            400, "bad_request", "token (or user_id, with a service token) is required"
+        )
     try:
         if subscribe:
             changed = topics.subscribe(body["topic"], **target)
@@ -155,7 +182,7 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
             changed = topics.unsubscribe(body["topic"], **target)
     except UnknownTopic as exc:
         session.rollback()
-        return error(400, "unknown_topic", str(exc))
+        return json_error(400, "unknown_topic", str(exc))
     key = "subscribed" if subscribe else "unsubscribed"
     return jsonify({"topic": body["topic"], key: changed})
 
@@ -171,10 +198,9 @@ def _subscriber(
     token = body.get("token")
     if token is None:
         if service and body.get("user_id") is not None:
-            return {"user_id": body["user_id"]}
+            return {"user_id": _user_id(body["user_id"], "user_id")}
         return None if service else {"user_id": user_id}
-    ext = _ext()
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = state_of()
     if isinstance(token, dict):
         endpoint = token.get("endpoint")
     elif isinstance(token, str):
@@ -183,17 +209,17 @@ def _subscriber(
         raise SubscriptionError("token must be a push subscription object or its endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise SubscriptionError("token has no endpoint")
-    sub = subs.find(ext.db.session, ext.push_models, endpoint)
+    sub = subs.find(state.db.session, state.push_models, endpoint)
     if sub is None and isinstance(token, dict) and create and not service:
         # a browser subscribing to its first topic registers the device on the way
-        info = subs.parse_subscription(token, subs.allow_list(app))
+        info = subs.parse_subscription(token, state.push_settings.allow)
         sub, _ = subs.save(
-            ext.db.session,
-            ext.push_models,
+            state.db.session,
+            state.push_models,
             user_id,
             info,
             user_agent=request.headers.get("User-Agent"),
-            max_per_user=app.config["NOTICE_PUSH_MAX_SUBSCRIPTIONS"],
+            max_per_user=state.push_settings.max_subscriptions,
         )
     if sub is None or (not service and str(sub.user_id) != str(user_id)):
         raise LookupError(endpoint)
@@ -203,49 +229,47 @@ def _subscriber(
 # --- notifications ------------------------------------------------------------------
 
 
-class _BadNotification(NoticeError, ValueError):
-    pass
-
-
 def _safe_url(value: Any, field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 2048:
-        raise _BadNotification(f"{field} must be a URL of at most 2048 characters")
+        raise BadParameter(field, f"{field} must be a URL of at most 2048 characters")
     if value.startswith("/") and not value.startswith("//"):
         return value
     if value.lower().startswith(("https://", "http://")):
         return value
-    raise _BadNotification(f"{field} must be a path (/...) or an http(s) URL")
+    raise BadParameter(field, f"{field} must be a path (/...) or an http(s) URL")
 
 
 def _notification(value: Any) -> dict[str, Any]:
     """Keyword arguments for ``publish``/``push`` from the ``notification`` field:
     ``{"title", "body", "url", "icon", "type", "data", "ttl", "urgency", "topic"}``
-    (a plain string is the title)."""
+    (a plain string is the title); :class:`BadParameter` when it is malformed."""
     if isinstance(value, str):
         value = {"title": value}
     if not isinstance(value, dict):
-        raise _BadNotification("notification must be an object with a title")
+        raise BadParameter("notification", "notification must be an object with a title")
     title = value.get("title")
     if not isinstance(title, str) or not title.strip() or len(title) > 255:
-        raise _BadNotification("notification.title must be a string of 1-255 characters")
+        raise BadParameter(
+            "notification.title", "notification.title must be a string of 1-255 characters"
+        )
     content = value.get("body", "")
     if not isinstance(content, str):
-        raise _BadNotification("notification.body must be a string")
+        raise BadParameter("notification.body", "notification.body must be a string")
     try:
         notice_type = NoticeType(value.get("type", "System"))
     except ValueError as exc:
-        raise _BadNotification(str(exc)) from None
+        raise BadParameter("notification.type", str(exc)) from None
     data = value.get("data")
     if data is not None and not isinstance(data, dict):
-        raise _BadNotification("notification.data must be an object")
+        raise BadParameter("notification.data", "notification.data must be an object")
     push = {k: value[k] for k in ("ttl", "urgency", "topic") if value.get(k) is not None}
     icon = _safe_url(value.get("icon"), "notification.icon")
     if icon:
         push["icon"] = icon
     if "ttl" in push and (not isinstance(push["ttl"], int) or push["ttl"] < 0):
-        raise _BadNotification("notification.ttl must be a whole number of seconds")
+        raise BadParameter("notification.ttl", "notification.ttl must be a whole number of seconds")
     if push:
         data = {**(data or {}), "webpush": push}
     return {
@@ -264,23 +288,23 @@ def push_one() -> ResponseReturnValue:
         return _unauthorized()
     body = json_object()
     if body is None:
-        return error(400, "bad_request", 'send {"token": subscription, "notification": {...}}')
+        return json_error(400, "bad_request", 'send {"token": subscription, "notification": {...}}')
     token = body.get("token")
     endpoint = token.get("endpoint") if isinstance(token, dict) else token
     try:
         options = _notification(body.get("notification"))
-    except _BadNotification as exc:
-        return error(400, "bad_notification", str(exc))
-    ext = _ext()
+    except BadParameter as exc:
+        return json_error(400, "bad_notification", exc.message)
+    state = state_of()
     sub = None
     if isinstance(endpoint, str):
-        sub = subs.find(ext.db.session, ext.push_models, endpoint)
+        sub = subs.find(state.db.session, state.push_models, endpoint)
     if sub is None:
-        return error(400, "unknown_device", "token is not a known push subscription")
+        return json_error(400, "unknown_device", "token is not a known push subscription")
     notice_type = options.pop("notice_type")
-    notice_id = ext.topics.push(sub.id, notice_type, **options)
+    notice_id = _topics().push(sub.id, notice_type, **options)
     if notice_id is None:
-        return error(400, "push_disabled", "the webpush sender is not configured")
+        return json_error(400, "push_disabled", "the webpush sender is not configured")
     return jsonify(notice_id=notice_id)
 
 
@@ -291,18 +315,17 @@ def publish() -> ResponseReturnValue:
         return _unauthorized()
     body = json_object()
     if body is None or _topic_name(body) is None:
-        return error(400, "bad_request", 'send {"topic": name, "notification": {...}}')
+        return json_error(400, "bad_request", 'send {"topic": name, "notification": {...}}')
     try:
         options = _notification(body.get("notification"))
-    except _BadNotification as exc:
-        return error(400, "bad_notification", str(exc))
+    except BadParameter as exc:
+        return json_error(400, "bad_notification", exc.message)
     notice_type = options.pop("notice_type")
+    exclude = _exclude(body.get("exclude"))
     try:
-        published = _ext().topics.publish(
-            body["topic"], notice_type, exclude=body.get("exclude"), **options
-        )
+        published = _topics().publish(body["topic"], notice_type, exclude=exclude, **options)
     except UnknownTopic as exc:
-        return error(400, "unknown_topic", str(exc))
+        return json_error(400, "unknown_topic", str(exc))
     return jsonify(message_id=published.message_id, recipients=len(published.notice_ids))
 
 
@@ -319,14 +342,14 @@ def list_messages() -> ResponseReturnValue:
         start = int(request.args.get("start", "0"))
         end = int(request.args.get("end", str(start + 10)))
     except ValueError:
-        return error(400, "bad_request", "start and end must be whole numbers")
+        return json_error(400, "bad_request", "start and end must be whole numbers")
     if start < 0 or end < start or end - start > MAX_LIST:
-        return error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
-    topics = _ext().topics
+        return json_error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
+    topics = _topics()
     if not name or topics.get(name) is None:
-        return error(400, "unknown_topic", f"no topic named {name!r}")
+        return json_error(400, "unknown_topic", f"no topic named {name!r}")
     if not service and not topics.is_subscribed(name, user_id):
-        return error(403, "forbidden", "follow this topic to read its notifications")
+        return json_error(403, "forbidden", "follow this topic to read its notifications")
     messages = topics.messages(name, start=start, end=end)
     if not messages:
         return "", 204

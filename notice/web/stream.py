@@ -27,9 +27,12 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from ..brokers.base import BrokerError, Subscription
+from ..state import state_of
 from ..store import NoticeQuery
+from . import inbox_reads
+from .auth import require_api_user
 from .blueprints import inbox_bp
-from .inbox_api import require_api_user
+from .errors import json_error
 from .inbox_params import parse_int
 
 logger = logging.getLogger("notice")
@@ -52,33 +55,32 @@ def _last_event_id() -> int | None:
 def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
     """Notices newer than ``after_id`` (oldest first, at most NOTICE_SSE_REPLAY) and the
     unread count, read in a short app context that gives its connection back."""
+    state = state_of(app)
     with app.app_context():
-        ext = app.extensions["notice"]
         try:
-            newest = ext.list_notices(user_id, NoticeQuery(limit=app.config["NOTICE_SSE_REPLAY"]))
+            newest = inbox_reads.notices(user_id, NoticeQuery(limit=state.settings.sse_replay))
             rows = [n.to_dict() for n in reversed(newest) if n.id > after_id]
-            unread = int(ext.unread_count(user_id))
+            unread = inbox_reads.unread_count(user_id)
         finally:
-            ext.db.session.remove()
+            state.db.session.remove()
     return rows, unread
 
 
 def _load_one(app: Flask, user_id: Any, notice_id: int) -> dict[str, Any] | None:
     with app.app_context():
-        ext = app.extensions["notice"]
         try:
-            notice = ext.get(user_id, notice_id)
+            notice = inbox_reads.get(user_id, notice_id)
             return None if notice is None else dict(notice.to_dict())
         finally:
-            ext.db.session.remove()
+            state_of(app).db.session.remove()
 
 
 @inbox_bp.get("/stream")
 def stream() -> Response:
     user_id = require_api_user()
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    ext = app.extensions["notice"]
-    broker = ext.state(app).broker
+    state = state_of(app)
+    broker = state.broker
     if broker is None:
         return Response("the live stream is off (NOTICE_STREAM)\n", 404, mimetype="text/plain")
     last_id = _last_event_id()
@@ -88,18 +90,15 @@ def stream() -> Response:
     except BrokerError:
         logger.warning("the live stream's broker is unreachable", exc_info=True)
         # notice.js falls back to polling the count when the stream is refused
-        return Response(
-            '{"error": "stream_unavailable", "message": "try again later"}\n',
-            503,
-            mimetype="application/json",
-            headers={"Retry-After": "30"},
-        )
+        response = json_error(503, "stream_unavailable", "try again later")
+        response.headers["Retry-After"] = "30"
+        return response
     try:
         if last_id is not None:
             replay, unread = _missed(app, user_id, last_id)
         else:
-            replay, unread = [], ext.unread_count(user_id)
-        ext.db.session.remove()
+            replay, unread = [], inbox_reads.unread_count(user_id)
+        state.db.session.remove()
     except BaseException:
         sub.close()
         raise
@@ -121,7 +120,8 @@ def _events(
     unread: int,
     last_id: int | None,
 ) -> Iterator[str]:
-    heartbeat = float(app.config["NOTICE_SSE_HEARTBEAT"])
+    settings = state_of(app).settings
+    heartbeat = settings.sse_heartbeat
     newest = last_id or 0
     sent: set[int] = set()
 
@@ -136,7 +136,7 @@ def _events(
             yield sse("notice", row, newest)
 
     try:
-        yield f"retry: {int(app.config['NOTICE_SSE_RETRY'])}\n\n"
+        yield f"retry: {settings.sse_retry}\n\n"
         yield from notices(replay)
         yield sse("count", {"unread": unread})
         while True:

@@ -1,0 +1,71 @@
+"""How the web layer answers errors: JSON ``{"error": code, "message": ..., ...}``.
+
+:func:`json_error` builds every JSON error response of :mod:`notice.web`. Exceptions
+raised under ``inbox_bp`` are rendered here too: as JSON for JSON clients and under
+``<prefix>/api/``, else left to the app's usual error page. Under ``api_bp`` (a JSON
+API) a :class:`BadParameter` is always JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from ..errors import NoticeError
+from ..state import state_of
+from .blueprints import api_bp, inbox_bp
+
+
+class BadParameter(NoticeError, BadRequest):
+    """A query parameter or body field is missing or malformed (400).
+
+    Rendered as ``{"error": "bad_parameter", "parameter": ..., "message": ...}``.
+    """
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+
+def json_error(status: int, code: str, message: str | None, **fields: Any) -> Response:
+    """``{"error": code, "message": message, **fields}`` with ``status``."""
+    response = jsonify(error=code, message=message, **fields)
+    response.status_code = status
+    return response
+
+
+def http_error_json(exc: HTTPException) -> Response:
+    """``exc`` as a JSON error: ``bad_parameter`` naming the parameter, ``csrf``, or the
+    HTTP status name (``not_found``...)."""
+    status = exc.code or 500
+    if isinstance(exc, BadParameter):
+        return json_error(status, "bad_parameter", exc.message, parameter=exc.parameter)
+    if type(exc).__name__ == "CSRFError":  # ours or Flask-WTF's
+        return json_error(status, "csrf", exc.description)
+    name = (exc.name or "error").lower().replace(" ", "_")
+    return json_error(status, name, exc.description)
+
+
+def wants_json() -> bool:
+    """Whether the client asked for JSON (``.json`` path, ``Accept`` or a JSON body)."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return request.path.endswith(".json") or best == "application/json" or request.is_json
+
+
+@inbox_bp.errorhandler(HTTPException)
+def _inbox_error(exc: HTTPException) -> ResponseReturnValue:
+    if exc.response is not None:
+        return exc.response
+    api_root = state_of().settings.url_prefix.rstrip("/") + "/api/"
+    if not (wants_json() or request.path.startswith(api_root)):
+        return exc
+    return http_error_json(exc)
+
+
+@api_bp.errorhandler(BadParameter)
+def _api_bad_parameter(exc: BadParameter) -> ResponseReturnValue:
+    return http_error_json(exc)
