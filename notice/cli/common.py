@@ -8,20 +8,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..state import NoticeState
+from ..state import NoticeState, state_of
 from ..sweeper import describe_db_error
 
 
 def current_state() -> NoticeState:
     """The current app's notice state, or a one-line error if notice is not set up."""
-    ext = current_app.extensions.get("notice")
-    if ext is None:
-        raise click.ClickException("notice is not initialised on this app")
-    state: NoticeState = ext.state()
-    return state
+    try:
+        return state_of()
+    except RuntimeError:
+        raise click.ClickException("notice is not initialised on this app") from None
 
 
 @contextmanager

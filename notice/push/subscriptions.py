@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
-
 from ..errors import EndpointRefused, SubscriptionError
 from ..store import push as push_store
 from .config import AllowList
@@ -65,25 +63,6 @@ def parse_subscription(value: Any, allow: AllowList) -> SubscriptionInfo:
     if len(secret) != 16:
         raise SubscriptionError("auth must be a 16-byte secret, base64url")
     return SubscriptionInfo(endpoint, p256dh.rstrip("="), auth.rstrip("="))
-
-
-def allow_list(app: Flask) -> AllowList:
-    return AllowList.parse(app.config["NOTICE_PUSH_ALLOWED_HOSTS"])
-
-
-def public_key(app: Flask) -> str | None:
-    """The VAPID public key browsers subscribe with, or None when push is not set up."""
-    ext = app.extensions["notice"]
-    sender = ext.state(app).senders_by_name.get("webpush")
-    keys = getattr(sender, "keys", None)
-    if keys is not None:
-        return str(keys.public_key)
-    if app.config["NOTICE_VAPID_PRIVATE_KEY"]:
-        from .vapid import load_private_key
-
-        return load_private_key(app.config["NOTICE_VAPID_PRIVATE_KEY"]).public_key
-    configured = app.config["NOTICE_VAPID_PUBLIC_KEY"]
-    return str(configured) if configured else None
 
 
 def find(session: Any, models: PushModels, endpoint: str) -> Any:
