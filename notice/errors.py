@@ -14,7 +14,9 @@ The tree::
     ├── BadParameter            notice.web: a malformed parameter or body field (BadRequest)
     └── DeliveryError           raised by a sender's ``send()`` to steer the delivery
         ├── TransientError      try again later (honours ``retry_after`` seconds)
-        │   └── BrokerError     notice.brokers: the live-stream broker is unreachable
+        │   ├── BrokerError     notice.brokers: the live-stream broker is unreachable
+        │   ├── TimedOut        notice.senders.http: no answer within the request's deadline
+        │   └── Unreachable     notice.senders.http: no connection, or it broke
         ├── PermanentError      never try again; the delivery is final (Dead)
         └── SkipDelivery        nothing to send (no address, expired); final (Skipped)
 
