@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_RETRY_JITTER": 0.1,
     #: deliveries one claim takes (sweeper and dispatcher batches)
     "NOTICE_BATCH_SIZE": 200,
+    #: largest notice content in UTF-8 bytes (what storage, email and brokers carry);
+    #: notice_event raises ValueError past it
+    "NOTICE_MAX_CONTENT": 64 * 1024,
+    #: largest notice ``data``: UTF-8 bytes of its compact JSON encoding
+    "NOTICE_MAX_DATA": 16 * 1024,
     # --- web: inbox, JSON API, live stream -----------------------------------------
     #: register the blueprints (inbox pages, JSON API, stream, service API); False: none
     "NOTICE_WEB": True,
@@ -65,6 +70,13 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_SSE_REPLAY": 100,
     #: events a slow stream may fall behind before it reloads from the database
     "NOTICE_SSE_QUEUE": 100,
+    #: live streams one user may hold open in one process; one more closes their oldest
+    "NOTICE_STREAM_MAX_PER_USER": 5,
+    #: live streams one process holds at most; past it new ones get 429 (Retry-After)
+    "NOTICE_STREAM_MAX": 1000,
+    #: largest request body (bytes) of every notice endpoint (inbox, JSON API, push,
+    #: preferences, service API); a larger one gets 413 ``too_large``
+    "NOTICE_MAX_REQUEST": 256 * 1024,
     #: seconds between unread-count polls of notice.js when the stream is unavailable
     "NOTICE_POLL_INTERVAL": 30,
     #: notices per page in the inbox and the JSON API (``limit`` default / maximum)
@@ -166,6 +178,9 @@ class Settings:
     threads: int
     queue_size: int
     batch_size: int
+    #: NOTICE_MAX_CONTENT and NOTICE_MAX_DATA, in UTF-8 bytes
+    max_content: int
+    max_data: int
     #: how long a claim holds its deliveries (NOTICE_CLAIM_TIMEOUT)
     lease: timedelta
     sweep_grace: timedelta
@@ -180,6 +195,9 @@ class Settings:
     sse_retry: int
     sse_replay: int
     sse_queue: int
+    stream_max_per_user: int
+    stream_max: int
+    max_request: int
     poll_interval: int
     page_size: int
     page_max: int
@@ -195,6 +213,8 @@ class Settings:
             threads=int(cfg["NOTICE_THREADS"]),
             queue_size=int(cfg["NOTICE_QUEUE_SIZE"]),
             batch_size=int(cfg["NOTICE_BATCH_SIZE"]),
+            max_content=int(cfg["NOTICE_MAX_CONTENT"]),
+            max_data=int(cfg["NOTICE_MAX_DATA"]),
             lease=timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"]),
             sweep_grace=timedelta(seconds=cfg["NOTICE_SWEEP_GRACE"]),
             retry=RetryPolicy(
@@ -213,6 +233,9 @@ class Settings:
             sse_retry=int(cfg["NOTICE_SSE_RETRY"]),
             sse_replay=int(cfg["NOTICE_SSE_REPLAY"]),
             sse_queue=int(cfg["NOTICE_SSE_QUEUE"]),
+            stream_max_per_user=int(cfg["NOTICE_STREAM_MAX_PER_USER"]),
+            stream_max=int(cfg["NOTICE_STREAM_MAX"]),
+            max_request=int(cfg["NOTICE_MAX_REQUEST"]),
             poll_interval=int(cfg["NOTICE_POLL_INTERVAL"]),
             page_size=int(cfg["NOTICE_PAGE_SIZE"]),
             page_max=int(cfg["NOTICE_PAGE_MAX"]),
@@ -248,7 +271,14 @@ def validate(app: Flask) -> None:
         raise ConfigurationError(
             f"NOTICE_SENDERS must be a list of sender names or dotted paths, got {senders!r}"
         )
-    for key in ("NOTICE_THREADS", "NOTICE_QUEUE_SIZE", "NOTICE_MAX_ATTEMPTS", "NOTICE_BATCH_SIZE"):
+    for key in (
+        "NOTICE_THREADS",
+        "NOTICE_QUEUE_SIZE",
+        "NOTICE_MAX_ATTEMPTS",
+        "NOTICE_BATCH_SIZE",
+        "NOTICE_MAX_CONTENT",
+        "NOTICE_MAX_DATA",
+    ):
         _positive(app, key)
     for key in ("NOTICE_CLAIM_TIMEOUT", "NOTICE_RETRY_BASE", "NOTICE_RETRY_CAP"):
         _positive(app, key, float)
@@ -275,6 +305,9 @@ def _validate_inbox(app: Flask) -> None:
         "NOTICE_SSE_REPLAY",
         "NOTICE_SSE_QUEUE",
         "NOTICE_POLL_INTERVAL",
+        "NOTICE_STREAM_MAX_PER_USER",
+        "NOTICE_STREAM_MAX",
+        "NOTICE_MAX_REQUEST",
     ):
         _positive(app, key)
     _positive(app, "NOTICE_SSE_HEARTBEAT", float)
@@ -282,6 +315,8 @@ def _validate_inbox(app: Flask) -> None:
     _positive(app, "NOTICE_PAGE_MAX")
     if cfg["NOTICE_PAGE_SIZE"] > cfg["NOTICE_PAGE_MAX"]:
         raise ConfigurationError("NOTICE_PAGE_SIZE must not exceed NOTICE_PAGE_MAX")
+    if cfg["NOTICE_STREAM_MAX_PER_USER"] > cfg["NOTICE_STREAM_MAX"]:
+        raise ConfigurationError("NOTICE_STREAM_MAX_PER_USER must not exceed NOTICE_STREAM_MAX")
     url = cfg["NOTICE_BROKER_URL"]
     if url is not None and (not isinstance(url, str) or not url):
         raise ConfigurationError(

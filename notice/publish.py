@@ -206,6 +206,33 @@ def _current_user_id() -> Any:
     )
 
 
+def check_content_size(content: str, limit: int) -> None:
+    """Raise ValueError when ``content`` is over ``limit`` UTF-8 bytes (NOTICE_MAX_CONTENT)."""
+    # a character is 1-4 bytes: most texts are decided without encoding them, and a
+    # huge one is refused before it is copied
+    if len(content) * 4 <= limit:
+        return
+    size = len(content) if len(content) > limit else len(content.encode("utf-8", "replace"))
+    if size > limit:
+        raise ValueError(
+            f"content is {size}+ bytes (UTF-8); the limit is {limit} bytes (NOTICE_MAX_CONTENT)"
+        )
+
+
+def check_data_size(data: Any, limit: int) -> None:
+    """Raise ValueError when ``data`` is not JSON-serialisable or its compact JSON
+    encoding is over ``limit`` UTF-8 bytes (NOTICE_MAX_DATA)."""
+    try:
+        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"data must be JSON-serialisable: {exc}") from exc
+    size = len(encoded.encode("utf-8", "replace"))
+    if size > limit:
+        raise ValueError(
+            f"data is {size} bytes as JSON (UTF-8); the limit is {limit} bytes (NOTICE_MAX_DATA)"
+        )
+
+
 def build_event(
     state: NoticeState,
     user_id: Any,
@@ -239,6 +266,7 @@ def build_event(
         raise ValueError(f"subject is {len(subject)} characters; the limit is {MAX_SUBJECT}")
     if not isinstance(content, str):
         raise TypeError(f"content must be a string, got {type(content).__name__}")
+    check_content_size(content, state.settings.max_content)
     if url is not None and (not isinstance(url, str) or len(url) > MAX_URL):
         raise ValueError(f"url must be a string of at most {MAX_URL} characters")
     if dedupe_key is not None and (
@@ -246,10 +274,7 @@ def build_event(
     ):
         raise ValueError(f"dedupe_key must be a string of 1-{MAX_DEDUPE_KEY} characters")
     if data is not None:
-        try:
-            json.dumps(data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"data must be JSON-serialisable: {exc}") from exc
+        check_data_size(data, state.settings.max_data)
     if isinstance(expires_at, timedelta):
         expires_at = utcnow() + expires_at
     elif expires_at is not None and (

@@ -29,6 +29,14 @@ CORE = {"NOTICE_STREAM": False}
         ({"NOTICE_RETRY_BASE": 60, "NOTICE_RETRY_CAP": 30}, "must not exceed NOTICE_RETRY_CAP"),
         ({"NOTICE_RETRY_JITTER": 1.5}, r"NOTICE_RETRY_JITTER must be a fraction in \[0, 1\)"),
         ({"NOTICE_SENDERS": ["memory", "memory"]}, "already registered"),
+        ({"NOTICE_MAX_CONTENT": 0}, "NOTICE_MAX_CONTENT must be a positive number"),
+        ({"NOTICE_MAX_DATA": "16k"}, "NOTICE_MAX_DATA must be a positive number"),
+        ({"NOTICE_MAX_REQUEST": 1.5}, "NOTICE_MAX_REQUEST must be a whole number"),
+        ({"NOTICE_STREAM_MAX": 0}, "NOTICE_STREAM_MAX must be a positive number"),
+        (
+            {"NOTICE_STREAM_MAX": 3, "NOTICE_STREAM_MAX_PER_USER": 5},
+            "NOTICE_STREAM_MAX_PER_USER must not exceed NOTICE_STREAM_MAX",
+        ),
     ],
 )
 def test_bad_config_fails_at_startup(app_factory, config, message):

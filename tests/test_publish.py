@@ -99,6 +99,30 @@ def test_bad_arguments_are_refused_clearly(app, notices, kwargs, message):
     assert notices.Notice.query.count() == 0
 
 
+def test_content_and_data_are_bounded_in_utf8_bytes(app_factory):
+    app = app_factory(NOTICE_MAX_CONTENT=100, NOTICE_MAX_DATA=40)
+    with app.app_context():
+        notices = app.notices
+        # exactly at the limits: accepted
+        notice_event(1, subject="s", content="x" * 100, data={"k": "v" * 32})
+        # 34 characters, 102 bytes: the limit counts bytes, not characters
+        with pytest.raises(ValueError, match=r"limit is 100 bytes \(NOTICE_MAX_CONTENT\)"):
+            notice_event(1, subject="s", content="€" * 34)
+        with pytest.raises(ValueError, match="NOTICE_MAX_CONTENT"):
+            notice_event([1, 2], subject="s", content="x" * 5_000_000)
+        with pytest.raises(ValueError, match=r"data is 41 bytes .*\(NOTICE_MAX_DATA\)"):
+            notice_event(1, subject="s", content="", data={"k": "v" * 33})
+        assert notices.Notice.query.count() == 1
+
+
+def test_default_content_limit_is_64_kb(app, notices):
+    notice_event(1, subject="s", content="x" * 65536)
+    with pytest.raises(ValueError, match="the limit is 65536 bytes"):
+        notice_event(1, subject="s", content="x" * 65537)
+    with pytest.raises(ValueError, match="NOTICE_MAX_DATA"):
+        notice_event(1, subject="s", content="", data={"k": "x" * 16384})
+
+
 def test_no_user_and_nobody_logged_in(app):
     with app.test_request_context():
         with pytest.raises(NoRecipientError, match="user_id"):
