@@ -552,3 +552,22 @@ def test_expired_notices_leave_lists_and_counts(web):
     time.sleep(0.1)
     client = client_for(web, 1)
     assert client.get(API).json == {"notices": [], "next_before_id": None, "unread": 0}
+
+
+def test_request_bodies_over_the_limit_are_413_json(app_factory):
+    app = app_factory(NOTICE_MAX_REQUEST=2000, MAX_CONTENT_LENGTH=None)
+    _login(app)
+    ids = publish(app, 1, 2)
+    client = client_for(app, 1)
+    filler = "x" * 2000
+    for path in (f"{API}/read", "/notices/preferences.json", "/notices/push/subscribe"):
+        resp = client.post(
+            path, json={"ids": ids, "pad": filler}, headers={"X-CSRFToken": client.token}
+        )
+        assert resp.status_code == 413, path
+        assert resp.json["error"] == "too_large" and resp.json["limit"] == 2000
+        assert "NOTICE_MAX_REQUEST" in resp.json["message"]
+    # nothing was marked; a body within the limit goes through
+    assert post(client, f"{API}/read", {"ids": ids}).json == {"changed": 2, "unread": 0}
+    # the app's own routes keep the app's limit (none here)
+    assert app.config["MAX_CONTENT_LENGTH"] is None

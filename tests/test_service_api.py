@@ -470,3 +470,60 @@ def test_service_token_calls_work_with_flask_wtf_csrf_protect(db_url, service, c
     assert resp.status_code == 400
     with app.app_context():
         app.db.engine.dispose()
+
+
+# --- size limits --------------------------------------------------------------------
+
+
+def _chunked_post(port: int, path: str, body: bytes) -> tuple[int, Any]:
+    """POST ``body`` with ``Transfer-Encoding: chunked`` (no Content-Length)."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {**service_headers(), "Content-Type": "application/json"}
+        chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))
+        conn.request("POST", path, body=chunks, headers=headers, encode_chunked=True)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_service_bodies_over_the_limit_are_413(app_factory, service):
+    from tests.support.sse import serving
+
+    app = app_factory(**push_config(service), NOTICE_MAX_REQUEST=4000)
+    client = app.test_client()
+    _topic(client, "google")
+    big = {"topic": "google", "notification": {"title": "t", "body": "x" * 4000}}
+    resp = client.post(f"{API}/notifications/publish", json=big, headers=service_headers())
+    assert resp.status_code == 413 and resp.json["error"] == "too_large"
+    # a streamed body without a length is read only up to the limit
+    import json
+
+    with serving(app) as port:
+        status, answer = _chunked_post(
+            port, f"{API}/notifications/publish", json.dumps(big).encode() * 3
+        )
+        assert status == 413 and answer["error"] == "too_large"
+        small = {"topic": "google", "notification": {"title": "t", "body": "fits"}}
+        status, answer = _chunked_post(
+            port, f"{API}/notifications/publish", json.dumps(small).encode()
+        )
+        assert status == 200 and answer["recipients"] == 0
+
+
+def test_notification_over_the_content_limits_is_400(app_factory, service):
+    app = app_factory(**push_config(service), NOTICE_MAX_CONTENT=100, NOTICE_MAX_DATA=50)
+    client = app.test_client()
+    _topic(client, "google")
+    for notification, field in [
+        ({"title": "t", "body": "é" * 51}, "NOTICE_MAX_CONTENT"),
+        ({"title": "t", "data": {"k": "v" * 50}}, "NOTICE_MAX_DATA"),
+    ]:
+        body = {"topic": "google", "notification": notification}
+        resp = client.post(f"{API}/notifications/publish", json=body, headers=service_headers())
+        assert resp.status_code == 400, resp.json
+        assert resp.json["error"] == "bad_notification" and field in resp.json["message"]

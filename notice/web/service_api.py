@@ -17,6 +17,7 @@ from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..errors import InvalidUserId, SubscriptionError, UnknownTopic
+from ..publish import check_content_size, check_data_size
 from ..push import subscriptions as subs
 from ..state import state_of
 from ..topics.topics import Topics
@@ -272,6 +273,16 @@ def _notification(value: Any) -> dict[str, Any]:
         raise BadParameter("notification.ttl", "notification.ttl must be a whole number of seconds")
     if push:
         data = {**(data or {}), "webpush": push}
+    # notice_event's size limits, answered as a 400 naming the field instead of a 500
+    settings = state_of().settings
+    try:
+        check_content_size(content, settings.max_content)
+    except ValueError as exc:
+        raise BadParameter("notification.body", str(exc)) from None
+    try:
+        check_data_size(data, settings.max_data)
+    except ValueError as exc:
+        raise BadParameter("notification.data", str(exc)) from None
     return {
         "notice_type": notice_type,
         "subject": title,
