@@ -39,6 +39,13 @@ def _get_or_404(model: Any, ident: int) -> Any:
     return row
 
 
+def _too_long(text: str) -> bool:
+    """Whether ``text`` is over the notices' content limit (NOTICE_MAX_CONTENT, UTF-8
+    bytes): the form says so instead of notice_event's ValueError becoming a 500."""
+    limit = notices.state().settings.max_content
+    return len(text) > limit or len(text.encode()) > limit
+
+
 def _back(default: str) -> Response:
     return redirect(request.form.get("back") or default)
 
@@ -63,6 +70,9 @@ def create_post() -> Response:
             abort(403)
     if not title:
         flash("A post needs a title.", "error")
+        return _back(url_for("example.index"))
+    if _too_long(body):
+        flash("This post is too long.", "error")
         return _back(url_for("example.index"))
     post = Post(author=_me(), title=title, body=body, group=group)
     db.session.add(post)
@@ -99,6 +109,9 @@ def comment(post_id: int) -> Response:
             abort(400)
     if not body:
         flash("A comment cannot be empty.", "error")
+        return redirect(url_for("example.post", post_id=post.id))
+    if _too_long(body):
+        flash("This comment is too long.", "error")
         return redirect(url_for("example.post", post_id=post.id))
     comment = Comment(post=post, author=_me(), parent=parent, body=body)
     db.session.add(comment)

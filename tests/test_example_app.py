@@ -371,3 +371,25 @@ def test_sweeper_cli_sends_what_the_app_left_waiting(make_app):
         assert db.session.scalars(status).all() == ["Sent"]
         outbox = notices.state(app).sender("memory").outbox
         assert comment.id in [n.id for n in outbox]
+
+
+def test_an_oversized_comment_is_refused_kindly(app):
+    ana = login(app, ANA)
+    pid = post_id(app, "Weekend photos")
+    before = inbox(app, BEN)
+    with app.app_context():
+        comments = len(db.session.get(Post, pid).comments)
+    # over NOTICE_MAX_CONTENT (64 KB) but within the form parser's limit: a flash
+    response = post_form(ana, f"/posts/{pid}/comments", body="x" * 70_000)
+    assert response.status_code == 302
+    page = ana.get(response.headers["Location"]).get_data(as_text=True)
+    assert "This comment is too long." in page
+    # 20 MB: refused before anything is stored, never a 500
+    huge = post_form(ana, f"/posts/{pid}/comments", body="x" * 20_000_000)
+    assert 400 <= huge.status_code < 500 or huge.status_code == 302
+    assert new_notices(app, BEN, before) == []
+    with app.app_context():
+        assert len(db.session.get(Post, pid).comments) == comments
+    # a post's body is bounded the same way
+    refused = post_form(ana, "/posts", title="Long", body="y" * 70_000)
+    assert "This post is too long." in ana.get(refused.headers["Location"]).get_data(as_text=True)
