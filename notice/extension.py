@@ -126,7 +126,11 @@ class Notices:
             # the core owns the broker: a process that writes notices but serves no
             # pages (NOTICE_WEB = False, a worker) still publishes live events
             state.broker = load_broker(
-                settings.broker_url, channel=settings.broker_channel, queue_size=settings.sse_queue
+                settings.broker_url,
+                channel=settings.broker_channel,
+                queue_size=settings.sse_queue,
+                max_streams=settings.stream_max,
+                max_per_user=settings.stream_max_per_user,
             )
             state.publisher = StreamPublisher(self.Notice, state.broker)
         self._states[app] = state

@@ -178,3 +178,26 @@ def test_marking_read_in_one_process_updates_the_count_streamed_by_another(two_s
         assert done.json()["unread"] == 0
         count = alice.until(lambda e: e.event == "count" and "read" in e.data)
         assert count.data == {"unread": 0, "ids": [nid], "read": True}
+
+
+def test_hub_bounds_streams_per_user_and_per_process():
+    from notice.brokers.base import CLOSED, TooManyStreams
+
+    hub = Hub(10, max_streams=3, max_per_user=2)
+    a, b = hub.add("1"), hub.add("1")
+    c = hub.add("1")  # the user's third: their oldest goes
+    assert a.superseded and a.get(timeout=5) == CLOSED
+    assert not b.superseded and len(hub) == 2
+    a.close()  # closing a superseded stream again changes nothing
+    assert len(hub) == 2
+    d = hub.add("2")
+    with pytest.raises(TooManyStreams, match="NOTICE_STREAM_MAX"):
+        hub.add("3")
+    e = hub.add("1")  # at the bound, a user at their own cap may still replace
+    assert b.superseded and len(hub) == 3
+    assert hub.dispatch("1", {"event": "count"}) == 2
+    for sub in (c, e):
+        sub.close()
+    assert len(hub) == 1 and hub.keys() == {"2"}
+    d.close()
+    assert len(hub) == 0 and hub.keys() == set()

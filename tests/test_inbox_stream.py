@@ -3,6 +3,7 @@ and each broker (in-process, Redis pub/sub, PostgreSQL LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -266,3 +267,52 @@ def test_unreachable_broker_refuses_the_stream_so_the_page_polls(app_factory):
         # publishing still works: the notice is stored, the failure only logged
         assert _publish(app, 1, "stored anyway")
     app.notices.state(app).broker.close()
+
+
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # the hub is per process
+def test_one_stream_too_many_for_a_user_closes_their_oldest(stream_app):
+    app = stream_app(NOTICE_STREAM_MAX_PER_USER=2)
+    hub = app.notices.state(app).broker.hub
+    with serving(app) as port:
+        with _stream(port, 1) as oldest, _stream(port, 1) as second, _stream(port, 2) as other:
+            for client in (oldest, second, other):
+                client.next_of("count")
+            with _stream(port, 1) as newest:
+                newest.next_of("count")
+                # the oldest is told why, then ended: notice.js polls instead of
+                # reconnecting (which would close the next oldest in turn)
+                assert oldest.next_of("closed").data == {"reason": "superseded"}
+                with pytest.raises(ConnectionError):
+                    oldest.next()
+                assert len(hub) == 3
+                nid = _publish(app, 1, "still live")
+                for client in (second, newest):
+                    assert client.next_of("notice").data["id"] == nid
+                # another user's stream was not touched
+                assert _publish(app, 2, "for two") == other.next_of("notice").data["id"]
+
+
+@pytest.mark.parametrize("broker_url", [None], indirect=False)  # the hub is per process
+def test_streams_past_the_process_bound_get_429(stream_app):
+    app = stream_app(NOTICE_STREAM_MAX=2, NOTICE_STREAM_MAX_PER_USER=1, NOTICE_SSE_HEARTBEAT=0.2)
+    hub = app.notices.state(app).broker.hub
+    with serving(app) as port:
+        one, two = _stream(port, 1), _stream(port, 2)
+        one.next_of("count")
+        two.next_of("count")
+        refused = SSEClient(port, "/notices/stream", headers={"X-User": "3"})
+        assert refused.status == 429
+        assert refused.response.getheader("Retry-After") == "30"
+        assert json.loads(refused.response.read())["error"] == "too_many_streams"
+        refused.close()
+        # a user at their own cap replaces their stream: the count stays at the bound
+        with _stream(port, 1) as again:
+            again.next_of("count")
+            assert one.next_of("closed").data == {"reason": "superseded"}
+            assert len(hub) == 2
+            # once a client has gone (noticed at a heartbeat) there is room again
+            two.close()
+            assert wait_for(lambda: len(hub) == 1, timeout=5)
+            with _stream(port, 3) as third:
+                assert third.next_of("count").data == {"unread": 0}
+        one.close()

@@ -24,11 +24,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-from ..errors import ConfigurationError, TransientError
+from ..errors import ConfigurationError, NoticeError, TransientError
 from ..types import Message, UserId, user_key
 
 #: a message telling a stream it may have missed messages and must reload from the DB
 RESYNC: Message = {"event": "resync"}
+#: a message telling a stream it was closed for a newer one of the same user
+CLOSED: Message = {"event": "closed"}
 
 #: URL schemes of ``NOTICE_BROKER_URL`` and the class serving each
 BUILTIN_BROKERS: dict[str, str] = {
@@ -42,6 +44,11 @@ BUILTIN_BROKERS: dict[str, str] = {
 
 class BrokerError(TransientError):
     """Publishing failed (the broker is unreachable); the stream sender retries later."""
+
+
+class TooManyStreams(NoticeError):
+    """This process holds ``NOTICE_STREAM_MAX`` streams already; the stream is refused
+    (429) until some end."""
 
 
 def encode(user_id: UserId, message: Message) -> str:
@@ -61,6 +68,8 @@ class Subscription:
         self._hub = hub
         self._queue: queue.Queue[Message] = queue.Queue(maxsize)
         self._lost = False
+        #: closed by the hub for a newer stream of the same user (NOTICE_STREAM_MAX_PER_USER)
+        self.superseded = False
         self.closed = False
 
     def put(self, message: Message) -> None:
@@ -72,12 +81,17 @@ class Subscription:
             self._lost = True
 
     def get(self, timeout: float) -> Message | None:
-        """The next message, :data:`RESYNC` after a loss, or None after ``timeout``."""
+        """The next message, :data:`RESYNC` after a loss, :data:`CLOSED` once
+        superseded, or None after ``timeout``."""
+        if self.superseded:
+            return CLOSED
         if not self._lost:
             try:
                 message = self._queue.get(timeout=timeout)
             except queue.Empty:
                 return None
+            if self.superseded:
+                return CLOSED
             if message is not RESYNC and not self._lost:
                 return message
         self._lost = False
@@ -92,6 +106,15 @@ class Subscription:
             self._queue.put_nowait(RESYNC)
         except queue.Full:
             pass
+
+    def supersede(self) -> None:
+        """Closed by the hub (already removed from it): the reader gets :data:`CLOSED`
+        next, woken now if it is waiting."""
+        self.superseded = self.closed = True
+        try:
+            self._queue.put_nowait(CLOSED)
+        except queue.Full:
+            pass  # a full queue does not block its reader, who sees the flag next
 
     def _drain(self) -> None:
         # everything queued is older than the reload the resync triggers
@@ -121,24 +144,63 @@ class Subscription:
 
 
 class Hub:
-    """This process's subscriptions by user key; thread-safe (and greenlet-safe)."""
+    """This process's subscriptions by user key; thread-safe (and greenlet-safe).
 
-    def __init__(self, maxsize: int = 100) -> None:
+    :param max_streams: subscriptions this process holds at most (``NOTICE_STREAM_MAX``);
+        past it :meth:`add` raises :class:`TooManyStreams`. None: no bound.
+    :param max_per_user: subscriptions one user key holds at most
+        (``NOTICE_STREAM_MAX_PER_USER``); one more supersedes the user's oldest.
+    """
+
+    def __init__(
+        self,
+        maxsize: int = 100,
+        *,
+        max_streams: int | None = None,
+        max_per_user: int | None = None,
+    ) -> None:
         self._lock = threading.Lock()
-        self._subs: dict[str, set[Subscription]] = {}
+        # per key, oldest first (dicts keep insertion order)
+        self._subs: dict[str, dict[Subscription, None]] = {}
+        self._count = 0
         self.maxsize = maxsize
+        self.max_streams = max_streams
+        self.max_per_user = max_per_user
 
     def add(self, key: str) -> Subscription:
+        """A new subscription of ``key``. A user at ``max_per_user`` gets it in place
+        of their oldest, which is superseded (this even when the process is at
+        ``max_streams``: the count stays the same).
+
+        :raise TooManyStreams: the process holds ``max_streams`` subscriptions.
+        """
         sub = Subscription(self, key, self.maxsize)
+        superseded: list[Subscription] = []
         with self._lock:
-            self._subs.setdefault(key, set()).add(sub)
+            group = self._subs.get(key, {})
+            cap = self.max_per_user
+            while cap is not None and group and len(group) >= cap:
+                oldest = next(iter(group))
+                del group[oldest]
+                self._count -= 1
+                superseded.append(oldest)
+            if self.max_streams is not None and self._count >= self.max_streams:
+                raise TooManyStreams(
+                    f"this process holds {self._count} live streams (NOTICE_STREAM_MAX)"
+                )
+            group[sub] = None
+            self._subs[key] = group
+            self._count += 1
+        for old in superseded:
+            old.supersede()
         return sub
 
     def remove(self, sub: Subscription) -> None:
         with self._lock:
             subs = self._subs.get(sub.key)
-            if subs is not None:
-                subs.discard(sub)
+            if subs is not None and sub in subs:
+                del subs[sub]
+                self._count -= 1
                 if not subs:
                     del self._subs[sub.key]
 
@@ -164,7 +226,7 @@ class Hub:
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(len(group) for group in self._subs.values())
+            return self._count
 
 
 class Broker:
@@ -215,9 +277,17 @@ class Broker:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-def load_broker(url: str | None, *, channel: str = "notice", queue_size: int = 100) -> Broker:
+def load_broker(
+    url: str | None,
+    *,
+    channel: str = "notice",
+    queue_size: int = 100,
+    max_streams: int | None = None,
+    max_per_user: int | None = None,
+) -> Broker:
     """The broker for ``NOTICE_BROKER_URL``: None or ``memory://`` for in-process,
-    ``redis://``, ``postgresql://``, or ``"package.module:Class"`` for your own."""
+    ``redis://``, ``postgresql://``, or ``"package.module:Class"`` for your own.
+    ``max_streams`` and ``max_per_user`` bound its hub (see :class:`Hub`)."""
     if not url or url.startswith("memory://"):
         path, url = BUILTIN_BROKERS["memory"], None
     elif "://" in url:
@@ -240,4 +310,7 @@ def load_broker(url: str | None, *, channel: str = "notice", queue_size: int = 1
     if not (isinstance(cls, type) and issubclass(cls, Broker)):
         raise ConfigurationError(f"{path} is not a notice.brokers.Broker subclass")
     broker: Broker = cls(url, channel=channel, queue_size=queue_size)
+    # set on the hub, not passed to the class: brokers of apps keep their signature
+    broker.hub.max_streams = max_streams
+    broker.hub.max_per_user = max_per_user
     return broker

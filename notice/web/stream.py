@@ -6,12 +6,22 @@ Events::
     id: 42
     event: notice         data: <Notice.to_dict()>        each new notice
 
+    event: closed         data: {"reason": "superseded"}  last event: a newer stream
+                                                            of the user replaced this one
+
 The ``id:`` is the newest notice id sent, so a reconnecting ``EventSource`` sends it
 back as ``Last-Event-ID`` and the notices it missed are replayed from the database
 (``?last_event_id=`` does the same for a fresh page). Comments (``: ping``) every
 ``NOTICE_SSE_HEARTBEAT`` seconds keep proxies from closing an idle stream and make a
 write fail soon after the client has gone, which ends the generator and its
 subscription.
+
+Limits per process: a user opening more than ``NOTICE_STREAM_MAX_PER_USER`` streams
+closes their oldest (``event: closed``; notice.js then polls instead of reconnecting).
+The oldest rather than the new one, because the newest is the tab the user is looking
+at, and the oldest is often a reloaded page whose connection is not yet noticed as
+gone. Past ``NOTICE_STREAM_MAX`` streams in the process a new one gets 429 with
+``Retry-After``.
 
 The response generator holds no app context and no database connection while it
 waits: the database is read in short app contexts only when a replay is needed.
@@ -26,7 +36,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
-from ..brokers.base import BrokerError, Subscription
+from ..brokers.base import BrokerError, Subscription, TooManyStreams
 from ..state import state_of
 from ..store import NoticeQuery
 from . import inbox_reads
@@ -93,6 +103,11 @@ def stream() -> Response:
         response = json_error(503, "stream_unavailable", "try again later")
         response.headers["Retry-After"] = "30"
         return response
+    except TooManyStreams as exc:
+        response = json_error(429, "too_many_streams", str(exc))
+        # by then streams of gone clients have been noticed (heartbeats) and dropped
+        response.headers["Retry-After"] = str(state.settings.poll_interval)
+        return response
     try:
         if last_id is not None:
             replay, unread = _missed(app, user_id, last_id)
@@ -154,6 +169,11 @@ def _events(
                     yield from notices([data])
             elif event == "count":
                 yield sse("count", message.get("data", {}))
+            elif event == "closed":
+                # a newer stream of this user took this one's place: tell the client
+                # not to reconnect (that would close the next oldest, in a loop)
+                yield sse("closed", {"reason": "superseded"})
+                return
             elif event == "resync":
                 rows, count = _missed(app, user_id, newest)
                 yield from notices(rows)

@@ -139,6 +139,13 @@
       showToast(notice);
       document.dispatchEvent(new CustomEvent("notice:new", { detail: notice }));
     });
+    source.addEventListener("closed", function () {
+      // a newer tab of this user took over the stream: poll, do not reconnect (that
+      // would close the next oldest tab's stream, and so on)
+      source.close();
+      setStatus("closed");
+      startPolling();
+    });
     source.addEventListener("error", function () {
       // CONNECTING: the browser retries by itself (and sends Last-Event-ID);
       // CLOSED: the server refused the stream, so poll instead
