@@ -137,3 +137,11 @@ def exempt_from_flask_wtf(app: App, target: Any) -> None:
             done = exempt()
 
     app.before_request(exempt_late)
+
+
+def topic_allowed(user_id: Any, topic: str, action: str) -> bool:
+    """Whether ``user_id`` (None: an anonymous device) may ``action`` (``"subscribe"``,
+    ``"history"``, ``"publish"``) topic ``topic``: the app's ``notices.topic_authorizer``
+    decides; without one nobody may, since a topic may mirror a private group."""
+    hook = state_of().topic_authorizer
+    return hook is not None and bool(hook(user_id, topic, action))
