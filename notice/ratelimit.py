@@ -21,10 +21,16 @@ class RateLimiter:
     """Sliding-window counter per key (a client address)."""
 
     def __init__(
-        self, limit: int, *, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        *,
+        window: float = 60.0,
+        max_keys: int = MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.window = window
+        self.max_keys = max_keys
         self._clock = clock
         self._hits: dict[Hashable, deque[float]] = {}
         self._lock = threading.Lock()
@@ -37,7 +43,7 @@ class RateLimiter:
         with self._lock:
             hits = self._hits.get(key)
             if hits is None:
-                if len(self._hits) >= MAX_KEYS:
+                if len(self._hits) >= self.max_keys:
                     self._forget_idle(now)
                 hits = self._hits[key] = deque()
             while hits and hits[0] <= now - self.window:
@@ -51,5 +57,5 @@ class RateLimiter:
         idle = [k for k, h in self._hits.items() if not h or h[-1] <= now - self.window]
         for k in idle:
             del self._hits[k]
-        if len(self._hits) >= MAX_KEYS:  # all busy: start over rather than grow
+        if len(self._hits) >= self.max_keys:  # all busy: start over rather than grow
             self._hits.clear()

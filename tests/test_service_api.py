@@ -575,6 +575,20 @@ def test_the_authorizer_does_not_stand_between_a_service_and_its_topics(api_app,
     assert calls == []
 
 
+def test_without_an_authorizer_users_may_not_use_topics(api_app, client, service):
+    """The default: no authorizer, no topic for users (they may still leave one)."""
+    _topic(client, "google")
+    headers = login(client, 1)
+    for body in ({"topic": "google"}, {"topic": "google", "token": service.new_subscription()}):
+        resp = client.post(f"{API}/topics/subscribe", json=body, headers=headers)
+        assert resp.status_code == 403 and resp.json["error"] == "forbidden"
+    publish = {"topic": "google", "notification": "hi"}
+    resp = client.post(f"{API}/notifications/publish", json=publish, headers=headers)
+    assert resp.status_code == 403
+    assert client.get(f"{API}/notifications/list?topic=google").status_code == 403
+    assert client.get(f"{API}/topics/list").status_code == 204
+
+
 def test_leaving_a_topic_needs_no_permission(api_app, client):
     _topic(client, "group:1")
     with api_app.app_context():
