@@ -45,6 +45,31 @@ def _email_of(user_id: object) -> str | None:
     return email
 
 
+@notices.topic_authorizer
+def _may_use_topic(user_id: object, topic: str, action: str) -> bool:
+    """Who may follow, read and publish to a topic through notice's API.
+
+    ``group:<id>``: the group's members only (a group's posts are for them). ``post:<id>``:
+    whoever can see the post (a post in a group is the group's) may watch it and read
+    its history; only the app itself publishes comments to it. Anonymous devices and
+    unknown topics: nobody.
+    """
+    from .models import Membership, Post
+
+    kind, _, ident = topic.partition(":")
+    if user_id is None or not ident.isdigit():
+        return False
+    uid = int(str(user_id))
+    if kind == "group":
+        return db.session.get(Membership, (int(ident), uid)) is not None
+    if kind == "post" and action != "publish":
+        post = db.session.get(Post, int(ident))
+        if post is None:
+            return False
+        return post.group_id is None or db.session.get(Membership, (post.group_id, uid)) is not None
+    return False
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the example app.
 

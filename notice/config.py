@@ -115,6 +115,13 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_API_TOKENS": [],
     #: optional hook ``f(token) -> bool`` accepting further service API tokens
     "NOTICE_API_AUTH": None,
+    #: let callers with neither a service token nor a login subscribe a browser's push
+    #: subscription to a topic (the seed's flow); the topic authorizer is still asked
+    "NOTICE_API_ANONYMOUS_DEVICES": False,
+    #: the user id owning devices registered anonymously (required when they are on)
+    "NOTICE_API_ANONYMOUS_USER": None,
+    #: anonymous (un)subscribe calls allowed per client address and minute; then 429
+    "NOTICE_API_ANONYMOUS_RATE": 10,
     # --- email, webhook, preferences, digest ---------------------------------------
     #: SMTP server of the "email" sender and the digest
     "NOTICE_MAIL_HOST": "localhost",
@@ -204,6 +211,9 @@ class Settings:
     base_template: str
     api_tokens: tuple[str, ...]
     api_auth: Callable[[str], bool] | None
+    api_anonymous_devices: bool
+    api_anonymous_user: Any
+    api_anonymous_rate: int
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Settings:
@@ -242,6 +252,9 @@ class Settings:
             base_template=str(cfg["NOTICE_BASE_TEMPLATE"]),
             api_tokens=tuple(cfg["NOTICE_API_TOKENS"]),
             api_auth=cfg["NOTICE_API_AUTH"],
+            api_anonymous_devices=cfg["NOTICE_API_ANONYMOUS_DEVICES"],
+            api_anonymous_user=cfg["NOTICE_API_ANONYMOUS_USER"],
+            api_anonymous_rate=int(cfg["NOTICE_API_ANONYMOUS_RATE"]),
         )
 
 
@@ -293,6 +306,7 @@ def validate(app: Flask) -> None:
             f"NOTICE_RETRY_JITTER must be a fraction in [0, 1), e.g. 0.1; got {jitter!r}"
         )
     _validate_inbox(app)
+    _validate_api(app)
     _validate_email(app)
     validate_push(app)
 
@@ -326,6 +340,21 @@ def _validate_inbox(app: Flask) -> None:
     channel = cfg["NOTICE_BROKER_CHANNEL"]
     if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
+
+
+def _validate_api(app: Flask) -> None:
+    """Check the anonymous device keys of the service API."""
+    cfg = app.config
+    on = cfg["NOTICE_API_ANONYMOUS_DEVICES"]
+    if not isinstance(on, bool):
+        raise ConfigurationError(f"NOTICE_API_ANONYMOUS_DEVICES must be True or False, got {on!r}")
+    _positive(app, "NOTICE_API_ANONYMOUS_RATE")
+    owner = cfg["NOTICE_API_ANONYMOUS_USER"]
+    if on and (owner is None or isinstance(owner, bool)):
+        raise ConfigurationError(
+            "NOTICE_API_ANONYMOUS_DEVICES needs NOTICE_API_ANONYMOUS_USER: the user id "
+            "that owns anonymously registered devices (a guest account)"
+        )
 
 
 def _validate_email(app: Flask) -> None:

@@ -31,7 +31,7 @@ from .push.config import PushSettings
 from .push.models import PushModels, build_push_models
 from .senders.base import Sender, load_sender
 from .signals import notice_read, notification, send_observing
-from .state import NoticeState, Route, register_state
+from .state import NoticeState, Route, TopicAuthorizer, register_state
 from .sweeper import sweep
 from .topics.topics import Published, Topics
 from .web import register_web
@@ -79,6 +79,7 @@ class Notices:
         self._routes: list[Route] = []
         self._user_loader: Callable[[], Any] | None = None
         self._email_loader: Callable[[Any], str | None] | None = None
+        self._topic_authorizer: TopicAuthorizer | None = None
         #: per-user channel choices and digest frequency (:class:`notice.preferences.Preferences`)
         self.preference_models = build_preference_models(
             db, user_table=user_table, user_id_type=user_id_type
@@ -120,6 +121,7 @@ class Notices:
             state.add_route(r)
         state.user_loader = self._user_loader
         state.email_loader = self._email_loader
+        state.topic_authorizer = self._topic_authorizer
         state.gates.append(functools.partial(preference_gate, state))
         state.dispatcher = _make_dispatcher(state, app)
         if settings.stream:
@@ -169,6 +171,21 @@ class Notices:
         for state in self._states.values():
             state.email_loader = loader
         return loader
+
+    def topic_authorizer(self, authorizer: TopicAuthorizer) -> TopicAuthorizer:
+        """Decorator: register ``authorizer(user_id, topic_name, action) -> bool``, asked
+        before a logged-in user (or, with ``NOTICE_API_ANONYMOUS_DEVICES``, an anonymous
+        device: ``user_id`` None) subscribes to a topic (``"subscribe"``), reads its
+        history (``"history"``) or publishes to it (``"publish"``) through the web layer.
+
+        Without one, users may do none of these: topics often mirror private groups, so
+        access is the app's to grant. Service-token calls and your own Python calls
+        (``notices.topics``) are not asked.
+        """
+        self._topic_authorizer = authorizer
+        for state in self._states.values():
+            state.topic_authorizer = authorizer
+        return authorizer
 
     # --- senders ---------------------------------------------------------------------
 

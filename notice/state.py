@@ -19,6 +19,7 @@ from flask import Flask, current_app
 
 from .errors import ConfigurationError
 from .filters import Filter
+from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .senders.base import Sender
 from .types import UserIdPolicy
@@ -39,6 +40,13 @@ if TYPE_CHECKING:
 #: ``gate(channel, notice_type, user_ids) -> user ids that may receive on channel``;
 #: how user preferences veto deliveries before rows are written
 Gate = Callable[[str, str, Sequence[Any]], "set[Any] | frozenset[Any]"]
+
+#: ``authorizer(user_id, topic_name, action) -> bool`` with action one of
+#: :data:`TOPIC_ACTIONS`; ``user_id`` is None for an anonymous device
+TopicAuthorizer = Callable[[Any, str, str], bool]
+
+#: what a user may be allowed to do with a topic through the web layer
+TOPIC_ACTIONS = ("subscribe", "history", "publish")
 
 
 @dataclass
@@ -80,6 +88,11 @@ class NoticeState:
         self.gates: list[Gate] = []
         #: the web layer's current-user hook (``Notices.user_loader``); None: flask-login
         self.user_loader: Callable[[], Any] | None = None
+        #: may a user subscribe to, read or publish to a topic through the web layer
+        #: (``Notices.topic_authorizer``); None: nobody may
+        self.topic_authorizer: TopicAuthorizer | None = None
+        #: anonymous device subscriptions per client address (NOTICE_API_ANONYMOUS_RATE)
+        self.anonymous_limiter = RateLimiter(settings.api_anonymous_rate, window=60.0)
         #: ``loader(user_id) -> email address or None`` (``Notices.email_loader``)
         self.email_loader: Callable[[Any], str | None] | None = None
         #: runs deliveries after commit; set by ``init_app``

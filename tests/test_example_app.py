@@ -320,9 +320,7 @@ def test_preferences_page_in_the_layout_turns_email_off_and_on(make_app):
         assert comment.notice_type == "Comment"  # still in the inbox
         with app.app_context():
             channels = db.session.scalars(
-                sa.select(notices.Delivery.channel).where(
-                    notices.Delivery.notice_id == comment.id
-                )
+                sa.select(notices.Delivery.channel).where(notices.Delivery.notice_id == comment.id)
             ).all()
         assert "email" not in channels and "memory" in channels
 
@@ -393,3 +391,61 @@ def test_an_oversized_comment_is_refused_kindly(app):
     # a post's body is bounded the same way
     refused = post_form(ana, "/posts", title="Long", body="y" * 70_000)
     assert "This post is too long." in ana.get(refused.headers["Location"]).get_data(as_text=True)
+
+
+def test_only_members_may_follow_read_or_publish_to_a_group(app):
+    """The example's topic authorizer: a private group's topic is its members'. Before
+    it, a non-member could subscribe through the service API and read the posts."""
+    ana, ben = login(app, ANA), login(app, BEN)
+    created = post_form(ana, "/groups", name="Climbers")
+    gid = int(created.headers["Location"].rsplit("/", 1)[1])
+    post_form(ana, "/posts", title="Secret crag", group_id=gid)
+    topic = f"group:{gid}"
+    api = "/api/v1"
+
+    def calls(client: FlaskClient) -> list[int]:
+        headers = {"X-CSRFToken": csrf(client)}
+        return [
+            client.post(
+                f"{api}/topics/subscribe", json={"topic": topic}, headers=headers
+            ).status_code,
+            client.get(f"{api}/notifications/list?topic={topic}").status_code,
+            client.post(
+                f"{api}/notifications/publish",
+                json={"topic": topic, "notification": "Meet at 8"},
+                headers=headers,
+            ).status_code,
+        ]
+
+    assert calls(ben) == [403, 403, 403]  # not a member
+    refused = ben.get(f"{api}/notifications/list?topic={topic}")
+    assert refused.json["error"] == "forbidden"
+    assert "Secret crag" not in refused.get_data(as_text=True)
+    assert topic not in (ben.get(f"{api}/topics/list").get_json(silent=True) or [])
+    post_form(ben, f"/groups/{gid}/join")
+    before_ana = inbox(app, ANA)
+    assert calls(ben) == [200, 200, 200]  # a member
+    assert ("System", "Meet at 8") in new_notices(app, ANA, before_ana)
+    history = ben.get(f"{api}/notifications/list?topic={topic}").json
+    assert "Meet at 8" in [m["title"] for m in history]
+    post_form(ben, f"/groups/{gid}/join")  # left: refused again
+    assert calls(ben)[1:] == [403, 403]
+
+
+def test_posts_in_a_group_are_watched_only_by_its_members(app):
+    ana, ben = login(app, ANA), login(app, BEN)
+    created = post_form(ana, "/groups", name="Runners")
+    gid = int(created.headers["Location"].rsplit("/", 1)[1])
+    post_form(ana, "/posts", title="Route plan", group_id=gid)
+    post_form(ana, "/posts", title="Open thoughts")
+    headers = {"X-CSRFToken": csrf(ben)}
+    api = "/api/v1"
+    for title, status in (("Route plan", 403), ("Open thoughts", 200)):
+        pid = post_id(app, title)
+        post_form(ana, f"/posts/{pid}/watch")  # makes the post's topic
+        body = {"topic": f"post:{pid}"}
+        resp = ben.post(f"{api}/topics/subscribe", json=body, headers=headers)
+        assert resp.status_code == status, title
+        publish = {"topic": f"post:{pid}", "notification": "spam"}
+        resp = ben.post(f"{api}/notifications/publish", json=publish, headers=headers)
+        assert resp.status_code == 403  # only the app publishes comments

@@ -41,6 +41,19 @@ def client(api_app: Any) -> Any:
     return api_app.test_client()
 
 
+def allow_topics(app: Any, *names: str) -> list[tuple[Any, str, str]]:
+    """Register a topic authorizer letting every user use ``names`` (all topics when
+    none are given); return the list of its ``(user_id, topic, action)`` calls."""
+    calls: list[tuple[Any, str, str]] = []
+
+    @app.notices.topic_authorizer
+    def allow(user_id: Any, topic: str, action: str) -> bool:
+        calls.append((user_id, topic, action))
+        return not names or topic in names
+
+    return calls
+
+
 def _topic(client: Any, name: str) -> None:
     resp = client.post(f"{API}/topics/", json={"topic": name}, headers=service_headers())
     assert resp.status_code == 201
@@ -63,10 +76,14 @@ def test_service_routes_need_a_valid_token(client, method, path, body):
         assert resp.status_code == 401
         assert resp.json["error"] == "unauthorized"
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-    # a logged-in user is not a service
+    # a logged-in user is not a service; publishing is theirs only where the topic
+    # authorizer allows it, and no authorizer allows nothing
     user_headers = login(client, 1)
     resp = getattr(client, method)(API + path, json=body, headers=user_headers)
-    assert resp.status_code == 401
+    if path == "/notifications/publish":
+        assert resp.status_code == 403 and resp.json["error"] == "forbidden"
+    else:
+        assert resp.status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -102,7 +119,7 @@ def test_vapid_public_key(client, app_factory):
 # --- topics -------------------------------------------------------------------------
 
 
-def test_create_list_delete_topics(client):
+def test_create_list_delete_topics(api_app, client):
     headers = service_headers()
     assert client.get(f"{API}/topics/list", headers=headers).status_code == 204
     resp = client.post(
@@ -116,8 +133,10 @@ def test_create_list_delete_topics(client):
     _topic(client, "amazon")
     resp = client.get(f"{API}/topics/list", headers=headers)
     assert resp.status_code == 200 and resp.json == ["amazon", "google"]
-    login(client, 3)  # a logged-in user may list topics too
-    assert client.get(f"{API}/topics/list").json == ["amazon", "google"]
+    login(client, 3)  # a logged-in user lists the topics they may subscribe to
+    assert client.get(f"{API}/topics/list").status_code == 204  # no authorizer: none
+    allow_topics(api_app, "google")
+    assert client.get(f"{API}/topics/list").json == ["google"]
     assert client.delete(f"{API}/topics/google", headers=headers).status_code == 200
     resp = client.delete(f"{API}/topics/google", headers=headers)
     assert resp.status_code == 400 and resp.json["error"] == "unknown_topic"
@@ -152,6 +171,7 @@ def test_create_topic_rejects_malformed_bodies(client, body, kind):
 
 
 def test_browser_subscribes_its_device_to_a_topic(api_app, client, service):
+    allow_topics(api_app)
     _topic(client, "google")
     browser = service.new_subscription()
     headers = login(client, 5)
@@ -172,6 +192,7 @@ def test_browser_subscribes_its_device_to_a_topic(api_app, client, service):
 
 
 def test_user_subscribes_themselves_without_a_token(api_app, client):
+    allow_topics(api_app)
     _topic(client, "graph:7")
     headers = login(client, 6)
     resp = client.post(f"{API}/topics/subscribe", json={"topic": "graph:7"}, headers=headers)
@@ -181,6 +202,7 @@ def test_user_subscribes_themselves_without_a_token(api_app, client):
 
 
 def test_someone_elses_device_is_not_found(api_app, client, service):
+    allow_topics(api_app)
     _topic(client, "google")
     browser = service.new_subscription()
     add_device(api_app, 1, browser)
@@ -258,7 +280,8 @@ def test_a_user_id_as_text_is_the_same_user(api_app, client):
         assert api_app.notices.topics.subscribers("google") == ([9], {})
 
 
-def test_browser_subscription_with_a_refused_endpoint_is_400(client, service):
+def test_browser_subscription_with_a_refused_endpoint_is_400(api_app, client, service):
+    allow_topics(api_app)
     _topic(client, "google")
     headers = login(client, 5)
     browser = {**service.new_subscription(), "endpoint": "https://internal.example/x"}
@@ -412,11 +435,15 @@ def test_list_notifications_rejects_bad_queries(client, query):
     assert resp.status_code == 400
 
 
-def test_list_notifications_for_users_who_follow_the_topic(api_app, client):
+def test_list_notifications_for_users_the_authorizer_allows(api_app, client):
     _topic(client, "google")
     with api_app.app_context():
         api_app.notices.topics.subscribe("google", user_id=1)
         api_app.notices.publish("google", subject="hello")
+    login(client, 1)  # following is not enough without an authorizer
+    resp = client.get(f"{API}/notifications/list?topic=google")
+    assert resp.status_code == 403 and resp.json["error"] == "forbidden"
+    api_app.notices.topic_authorizer(lambda user_id, topic, action: user_id == 1)
     login(client, 2)
     assert client.get(f"{API}/notifications/list?topic=google").status_code == 403
     login(client, 1)
@@ -527,3 +554,214 @@ def test_notification_over_the_content_limits_is_400(app_factory, service):
         resp = client.post(f"{API}/notifications/publish", json=body, headers=service_headers())
         assert resp.status_code == 400, resp.json
         assert resp.json["error"] == "bad_notification" and field in resp.json["message"]
+
+
+# --- topic authorization ------------------------------------------------------------
+
+MEMBERS = {"group:1": {1, 2}}
+
+
+def _members_only(app: Any) -> list[tuple[Any, str, str]]:
+    """An authorizer like a private group's: members of ``MEMBERS`` only."""
+    calls: list[tuple[Any, str, str]] = []
+
+    @app.notices.topic_authorizer
+    def members_only(user_id: Any, topic: str, action: str) -> bool:
+        calls.append((user_id, topic, action))
+        return user_id in MEMBERS.get(topic, set())
+
+    return calls
+
+
+def test_a_non_member_is_refused_subscribe_history_and_publish(api_app, client, service):
+    _topic(client, "group:1")
+    calls = _members_only(api_app)
+    headers = login(client, 3)
+    browser = service.new_subscription()
+    for path, body in [
+        ("/topics/subscribe", {"topic": "group:1"}),
+        ("/topics/subscribe", {"topic": "group:1", "token": browser}),
+        ("/notifications/publish", {"topic": "group:1", "notification": "hi"}),
+    ]:
+        resp = client.post(API + path, json=body, headers=headers)
+        assert resp.status_code == 403, path
+        assert resp.json["error"] == "forbidden" and resp.json["topic"] == "group:1"
+    resp = client.get(f"{API}/notifications/list?topic=group:1")
+    assert resp.status_code == 403 and resp.json["error"] == "forbidden"
+    assert client.get(f"{API}/topics/list").status_code == 204
+    assert [a for _, _, a in calls] == ["subscribe", "subscribe", "publish", "history", "subscribe"]
+    assert {u for u, _, _ in calls} == {3}
+    with api_app.app_context():  # nothing was written, not even the device
+        assert api_app.notices.topics.subscribers("group:1") == ([], {})
+        PS = api_app.notices.push_models.PushSubscription
+        assert api_app.db.session.query(PS).count() == 0
+        assert api_app.notices.topics.messages("group:1") == []
+
+
+def test_a_member_may_subscribe_read_and_publish_as_themselves(api_app, client):
+    _topic(client, "group:1")
+    _members_only(api_app)
+    headers = login(client, 2)
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "group:1"}, headers=headers)
+    assert resp.status_code == 200 and resp.json["subscribed"] is True
+    assert client.get(f"{API}/topics/list").json == ["group:1"]
+    with api_app.app_context():
+        api_app.notices.topics.subscribe("group:1", user_id=1)
+    body = {"topic": "group:1", "notification": "Gear list", "exclude": 2}
+    resp = client.post(f"{API}/notifications/publish", json=body)
+    assert resp.status_code == 400 and resp.json["error"] == "csrf"  # a user needs the token
+    resp = client.post(f"{API}/notifications/publish", json=body, headers=headers)
+    assert resp.status_code == 200 and resp.json["recipients"] == 1
+    resp = client.get(f"{API}/notifications/list?topic=group:1")
+    assert resp.status_code == 200
+    assert [(m["title"], m["sender_id"]) for m in resp.json] == [("Gear list", 2)]
+
+
+def test_the_authorizer_does_not_stand_between_a_service_and_its_topics(api_app, client):
+    _topic(client, "group:1")
+    calls = _members_only(api_app)
+    headers = service_headers()
+    body = {"topic": "group:1", "user_id": 9}
+    assert client.post(f"{API}/topics/subscribe", json=body, headers=headers).status_code == 200
+    body = {"topic": "group:1", "notification": "hi"}
+    resp = client.post(f"{API}/notifications/publish", json=body, headers=headers)
+    assert resp.status_code == 200
+    resp = client.get(f"{API}/notifications/list?topic=group:1", headers=headers)
+    assert resp.status_code == 200
+    assert client.get(f"{API}/topics/list", headers=headers).json == ["group:1"]
+    assert calls == []
+
+
+def test_without_an_authorizer_users_may_not_use_topics(api_app, client, service):
+    """The default: no authorizer, no topic for users (they may still leave one)."""
+    _topic(client, "google")
+    headers = login(client, 1)
+    for body in ({"topic": "google"}, {"topic": "google", "token": service.new_subscription()}):
+        resp = client.post(f"{API}/topics/subscribe", json=body, headers=headers)
+        assert resp.status_code == 403 and resp.json["error"] == "forbidden"
+    publish = {"topic": "google", "notification": "hi"}
+    resp = client.post(f"{API}/notifications/publish", json=publish, headers=headers)
+    assert resp.status_code == 403
+    assert client.get(f"{API}/notifications/list?topic=google").status_code == 403
+    assert client.get(f"{API}/topics/list").status_code == 204
+
+
+def test_leaving_a_topic_needs_no_permission(api_app, client):
+    _topic(client, "group:1")
+    with api_app.app_context():
+        api_app.notices.topics.subscribe("group:1", user_id=5)
+    headers = login(client, 5)  # no authorizer at all
+    resp = client.post(f"{API}/topics/unsubscribe", json={"topic": "group:1"}, headers=headers)
+    assert resp.status_code == 200 and resp.json["unsubscribed"] is True
+
+
+# --- anonymous devices (the seed's flow, opt-in) ------------------------------------
+
+GUEST = 0  # the user id owning anonymously registered devices
+
+
+def _open_app(app_factory: Any, service: PushService, **config: Any) -> Any:
+    app = app_factory(
+        **push_config(
+            service, NOTICE_API_ANONYMOUS_DEVICES=True, NOTICE_API_ANONYMOUS_USER=GUEST, **config
+        )
+    )
+    use_session_login(app)
+    return app
+
+
+@pytest.fixture
+def open_app(app_factory: Any, service: PushService) -> Any:
+    return _open_app(app_factory, service)
+
+
+def test_anonymous_devices_are_refused_by_default(client, service):
+    _topic(client, "google")
+    body = {"topic": "google", "token": service.new_subscription()}
+    for path in ("/topics/subscribe", "/topics/unsubscribe"):
+        resp = client.post(API + path, json=body)
+        assert resp.status_code == 401 and resp.json["error"] == "unauthorized"
+
+
+def test_anonymous_device_subscribes_where_the_authorizer_allows(open_app, service):
+    client = open_app.test_client()
+    _topic(client, "google")
+    _topic(client, "group:1")
+    browser = service.new_subscription()
+    body = {"topic": "google", "token": browser}
+    resp = client.post(f"{API}/topics/subscribe", json=body)
+    assert resp.status_code == 403  # no authorizer: even the opt-in opens no topic
+    calls = allow_topics(open_app, "google")
+    resp = client.post(f"{API}/topics/subscribe", json=body)
+    assert resp.status_code == 200 and resp.json == {"topic": "google", "subscribed": True}
+    assert calls == [(None, "google", "subscribe")]
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "group:1", "token": browser})
+    assert resp.status_code == 403
+    with open_app.app_context():
+        users, devices = open_app.notices.topics.subscribers("google")
+        assert users == [] and list(devices) == [GUEST]
+    published = client.post(
+        f"{API}/notifications/publish",
+        json={"topic": "google", "notification": "Plant 4"},
+        headers=service_headers(),
+    )
+    assert published.status_code == 200 and published.json["recipients"] == 1
+
+
+def test_anonymous_callers_prove_the_device_with_its_keys(open_app, service):
+    client = open_app.test_client()
+    _topic(client, "google")
+    allow_topics(open_app)
+    browser = service.new_subscription()
+    add_device(open_app, 7, browser)  # a user's browser
+    by_endpoint = {"topic": "google", "token": browser["endpoint"]}
+    resp = client.post(f"{API}/topics/subscribe", json=by_endpoint)
+    assert resp.status_code == 400 and resp.json["error"] == "bad_token"
+    forged = {**browser, "keys": service.new_subscription()["keys"]}
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "google", "token": forged})
+    assert resp.status_code == 404
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "google", "token": browser})
+    assert resp.status_code == 200 and resp.json["subscribed"] is True
+    with open_app.app_context():  # the device keeps its owner
+        assert list(open_app.notices.topics.subscribers("google")[1]) == [7]
+    refused = {**service.new_subscription(), "endpoint": "https://internal.example/x"}
+    resp = client.post(f"{API}/topics/subscribe", json={"topic": "google", "token": refused})
+    assert resp.status_code == 400 and resp.json["error"] == "bad_token"
+
+
+def test_anonymous_calls_are_rate_limited_per_address(app_factory, service):
+    open_app = _open_app(app_factory, service, NOTICE_API_ANONYMOUS_RATE=3)
+    client = open_app.test_client()
+    _topic(client, "google")
+    allow_topics(open_app)
+    for _ in range(3):  # NOTICE_API_ANONYMOUS_RATE
+        body = {"topic": "google", "token": service.new_subscription()}
+        assert client.post(f"{API}/topics/subscribe", json=body).status_code == 200
+    body = {"topic": "google", "token": service.new_subscription()}
+    resp = client.post(f"{API}/topics/subscribe", json=body)
+    assert resp.status_code == 429 and resp.json["error"] == "rate_limited"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    other = {"REMOTE_ADDR": "192.0.2.8"}  # another address has its own count
+    assert client.post(f"{API}/topics/subscribe", json=body, environ_base=other).status_code == 200
+    headers = login(client, 4)  # logged-in users and services are not counted
+    assert client.post(f"{API}/topics/subscribe", json=body, headers=headers).status_code == 404
+    resp = client.post(
+        f"{API}/topics/subscribe", json={"topic": "google", "user_id": 4}, headers=service_headers()
+    )
+    assert resp.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"NOTICE_API_ANONYMOUS_DEVICES": True},
+        {"NOTICE_API_ANONYMOUS_DEVICES": "yes", "NOTICE_API_ANONYMOUS_USER": 0},
+        {"NOTICE_API_ANONYMOUS_RATE": 0},
+        {"NOTICE_API_ANONYMOUS_RATE": 2.5},
+    ],
+)
+def test_anonymous_device_settings_are_checked(app_factory, config):
+    from notice.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="NOTICE_API_ANONYMOUS"):
+        app_factory(**config)

@@ -77,14 +77,16 @@ def save(
     info: SubscriptionInfo,
     *,
     user_agent: str | None = None,
-    max_per_user: int = 20,
+    max_per_user: int | None = 20,
 ) -> tuple[Any, bool]:
     """Store ``info`` for ``user_id``; return ``(subscription, created)``.
 
     Subscribing the same browser again is idempotent. A known endpoint moves to another
     user only with the same keys: whoever holds the browser's auth secret *is* that
     browser, while knowing an endpoint URL alone must not let anyone take it over.
-    Beyond ``max_per_user`` devices the least recently used ones are dropped.
+    Beyond ``max_per_user`` devices the least recently used ones are dropped (None:
+    none are, for the guest owning anonymous devices, whose cap would let one caller
+    evict everyone else's).
 
     :raise SubscriptionError: the endpoint is registered with other keys.
     """
@@ -103,7 +105,8 @@ def save(
         auth=info.auth,
         user_agent=(user_agent or "")[:255] or None,
     )
-    push_store.drop_least_used(session, models.PushSubscription, user_id, keep=max_per_user)
+    if max_per_user is not None:
+        push_store.drop_least_used(session, models.PushSubscription, user_id, keep=max_per_user)
     return sub, True
 
 

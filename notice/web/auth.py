@@ -12,7 +12,7 @@ from flask.sansio.app import App
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from ..errors import NoticeError
-from ..state import state_of
+from ..state import TOPIC_ACTIONS, state_of
 from .errors import json_error, wants_json
 
 SESSION_KEY = "_notice_csrf"
@@ -137,3 +137,13 @@ def exempt_from_flask_wtf(app: App, target: Any) -> None:
             done = exempt()
 
     app.before_request(exempt_late)
+
+
+def topic_allowed(user_id: Any, topic: str, action: str) -> bool:
+    """Whether ``user_id`` (None: an anonymous device) may ``action`` (``"subscribe"``,
+    ``"history"``, ``"publish"``) topic ``topic``: the app's ``notices.topic_authorizer``
+    decides; without one nobody may, since a topic may mirror a private group."""
+    if action not in TOPIC_ACTIONS:  # a typo here would silently ask the app the wrong thing
+        raise ValueError(f"unknown topic action {action!r}")
+    hook = state_of().topic_authorizer
+    return hook is not None and bool(hook(user_id, topic, action))

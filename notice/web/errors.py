@@ -3,7 +3,7 @@
 :func:`json_error` builds every JSON error response of :mod:`notice.web`. Exceptions
 raised under ``inbox_bp`` are rendered here too: as JSON for JSON clients and under
 ``<prefix>/api/``, else left to the app's usual error page. Under ``api_bp`` (a JSON
-API) a :class:`BadParameter` is always JSON.
+API) every HTTP error is JSON (a :class:`BadParameter`, a missing CSRF token...).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def _inbox_error(exc: HTTPException) -> ResponseReturnValue:
     return http_error_json(exc)
 
 
-@api_bp.errorhandler(BadParameter)
-def _api_bad_parameter(exc: BadParameter) -> ResponseReturnValue:
+@api_bp.errorhandler(HTTPException)
+def _api_error(exc: HTTPException) -> ResponseReturnValue:
+    if exc.response is not None:
+        return exc.response
     return http_error_json(exc)

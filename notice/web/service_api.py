@@ -1,8 +1,12 @@
 """The "Simple Notification Service" API on ``api_bp`` (``NOTICE_API_PREFIX``).
 
 Managing topics and publishing need a service token (``Authorization: Bearer ...``,
-one of ``NOTICE_API_TOKENS`` or accepted by ``NOTICE_API_AUTH``). Subscribing a
-device is also open to the logged-in owner of the device (with the CSRF token).
+one of ``NOTICE_API_TOKENS`` or accepted by ``NOTICE_API_AUTH``). Subscribing, reading
+a topic's history and publishing are also open to logged-in users (with the CSRF
+token) when ``notices.topic_authorizer`` allows it (403 otherwise); with
+``NOTICE_API_ANONYMOUS_DEVICES`` an anonymous caller may (un)subscribe a browser's
+push subscription, rate-limited per client address. A service token is the app's
+trusted back end: the authorizer is not asked for it.
 Errors are JSON ``{"error", "message"}`` (:mod:`notice.web.errors`); a malformed body
 is 400, and a ``user_id`` or ``exclude`` that is no user id of this app is a 400
 ``bad_parameter`` naming the field.
@@ -22,7 +26,7 @@ from ..push import subscriptions as subs
 from ..state import state_of
 from ..topics.topics import Topics
 from ..types import NoticeType
-from .auth import check_csrf, current_user_id, exempt_from_flask_wtf
+from .auth import check_csrf, current_user_id, exempt_from_flask_wtf, topic_allowed
 from .blueprints import api_bp
 from .errors import BadParameter, json_error
 from .facade import notices
@@ -59,6 +63,23 @@ def service_authorized() -> bool:
 def _unauthorized() -> ResponseReturnValue:
     response = json_error(401, "unauthorized", "a valid API token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="notice"'
+    return response
+
+
+def _forbidden(action: str, name: str) -> ResponseReturnValue:
+    return json_error(403, "forbidden", f"you may not {action} topic {name!r}", topic=name)
+
+
+def _anonymous_limited() -> ResponseReturnValue | None:
+    """A 429 with ``Retry-After`` once this client address is past
+    ``NOTICE_API_ANONYMOUS_RATE`` anonymous calls a minute, else None (and counted).
+    Behind a proxy, ``request.remote_addr`` is the proxy unless the app uses
+    werkzeug's ``ProxyFix``."""
+    wait = state_of().anonymous_limiter.hit(request.remote_addr or "")
+    if not wait:
+        return None
+    response = json_error(429, "rate_limited", f"too many anonymous calls; retry in {wait} s")
+    response.headers["Retry-After"] = str(wait)
     return response
 
 
@@ -115,10 +136,15 @@ def create_topic() -> ResponseReturnValue:
 
 @api_bp.get("/topics/list")
 def list_topics() -> ResponseReturnValue:
-    """Topic names, 200; 204 when there are none. For services and logged-in users."""
-    if not service_authorized() and current_user_id() is None:
+    """Topic names, 200; 204 when there are none. For services, and for logged-in
+    users the topics the authorizer lets them subscribe to."""
+    service = service_authorized()
+    user_id = None if service else current_user_id()
+    if not service and user_id is None:
         return _unauthorized()
     names = [t.name for t in _topics().all()]
+    if not service:
+        names = [n for n in names if topic_allowed(user_id, n, "subscribe")]
     if not names:
         return "", 204
     return jsonify(names)
@@ -150,20 +176,35 @@ def unsubscribe() -> ResponseReturnValue:
 def _subscription(*, subscribe: bool) -> ResponseReturnValue:
     """``{"topic", "token"}``: ``token`` is the device's ``PushSubscription.toJSON()``
     or its endpoint. A service token may also send ``{"topic", "user_id"}``; a
-    logged-in user sending no token (un)subscribes themselves.
+    logged-in user sending no token (un)subscribes themselves. Users and anonymous
+    devices subscribe only where the topic authorizer allows it; leaving is always
+    allowed.
     """
+    settings = state_of().settings
     service = service_authorized()
     user_id = None if service else current_user_id()
-    if not service and user_id is None:
-        return _unauthorized()
-    if not service:
+    anonymous = not service and user_id is None
+    if anonymous:
+        if not settings.api_anonymous_devices:
+            return _unauthorized()
+        # counted before the body is read, so malformed guesses are limited too
+        limited = _anonymous_limited()
+        if limited is not None:
+            return limited
+    elif not service:
         check_csrf()
     body = json_object()
     if body is None or _topic_name(body) is None:
         return json_error(400, "bad_request", 'send {"topic": name, "token": subscription}')
+    name = body["topic"]
+    if subscribe and not service and not topic_allowed(user_id, name, "subscribe"):
+        return _forbidden("subscribe to", name)
     topics, session = _topics(), state_of().db.session
     try:
-        target = _subscriber(body, service, user_id, create=subscribe)
+        if anonymous:
+            target = _anonymous_device(body.get("token"), create=subscribe)
+        else:
+            target = _subscriber(body, service, user_id, create=subscribe)
     except SubscriptionError as exc:
         session.rollback()
         return json_error(400, "bad_token", str(exc))
@@ -178,14 +219,14 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
         )
     try:
         if subscribe:
-            changed = topics.subscribe(body["topic"], **target)
+            changed = topics.subscribe(name, **target)
         else:
-            changed = topics.unsubscribe(body["topic"], **target)
+            changed = topics.unsubscribe(name, **target)
     except UnknownTopic as exc:
         session.rollback()
         return json_error(400, "unknown_topic", str(exc))
     key = "subscribed" if subscribe else "unsubscribed"
-    return jsonify({"topic": body["topic"], key: changed})
+    return jsonify({"topic": name, key: changed})
 
 
 def _subscriber(
@@ -224,6 +265,45 @@ def _subscriber(
         )
     if sub is None or (not service and str(sub.user_id) != str(user_id)):
         raise LookupError(endpoint)
+    return {"push_subscription_id": sub.id}
+
+
+def _anonymous_device(token: Any, *, create: bool) -> dict[str, Any] | None:
+    """``{"push_subscription_id": ...}`` for an anonymous caller's ``token``, which must
+    be the whole subscription: its keys prove the caller is that browser, where an
+    endpoint alone would let anyone (un)subscribe someone else's device.
+
+    A new device is registered for ``NOTICE_API_ANONYMOUS_USER`` (without the
+    per-user device cap, which would let one caller evict every other anonymous
+    device); a known one keeps its owner.
+
+    :raise LookupError: the device is unknown (unsubscribing) or has other keys.
+    :raise SubscriptionError: a malformed or refused subscription.
+    """
+    if token is None:
+        return None
+    if not isinstance(token, dict):
+        raise SubscriptionError("send the whole push subscription, keys included")
+    state = state_of()
+    info = subs.parse_subscription(token, state.push_settings.allow)
+    sub = subs.find(state.db.session, state.push_models, info.endpoint)
+    if sub is None and create:
+        owner = state.coerce_user_id(state.settings.api_anonymous_user)
+        sub, _ = subs.save(
+            state.db.session,
+            state.push_models,
+            owner,
+            info,
+            user_agent=request.headers.get("User-Agent"),
+            max_per_user=None,
+        )
+    elif sub is not None and not (
+        hmac.compare_digest(str(sub.auth), info.auth)
+        and hmac.compare_digest(str(sub.p256dh), info.p256dh)
+    ):
+        sub = None
+    if sub is None:
+        raise LookupError(info.endpoint)
     return {"push_subscription_id": sub.id}
 
 
@@ -321,12 +401,20 @@ def push_one() -> ResponseReturnValue:
 
 @api_bp.post("/notifications/publish")
 def publish() -> ResponseReturnValue:
-    """``{"topic", "notification", "exclude"?}``: to every subscriber of the topic."""
-    if not service_authorized():
+    """``{"topic", "notification", "exclude"?}``: to every subscriber of the topic.
+    For services, and for users the topic authorizer lets publish (the user is then
+    the sender)."""
+    service = service_authorized()
+    user_id = None if service else current_user_id()
+    if not service and user_id is None:
         return _unauthorized()
+    if not service:
+        check_csrf()
     body = json_object()
     if body is None or _topic_name(body) is None:
         return json_error(400, "bad_request", 'send {"topic": name, "notification": {...}}')
+    if not service and not topic_allowed(user_id, body["topic"], "publish"):
+        return _forbidden("publish to", body["topic"])
     try:
         options = _notification(body.get("notification"))
     except BadParameter as exc:
@@ -334,7 +422,9 @@ def publish() -> ResponseReturnValue:
     notice_type = options.pop("notice_type")
     exclude = _exclude(body.get("exclude"))
     try:
-        published = _topics().publish(body["topic"], notice_type, exclude=exclude, **options)
+        published = _topics().publish(
+            body["topic"], notice_type, exclude=exclude, sender_id=user_id, **options
+        )
     except UnknownTopic as exc:
         return json_error(400, "unknown_topic", str(exc))
     return jsonify(message_id=published.message_id, recipients=len(published.notice_ids))
@@ -343,7 +433,8 @@ def publish() -> ResponseReturnValue:
 @api_bp.get("/notifications/list")
 def list_messages() -> ResponseReturnValue:
     """``?topic=&start=&end=``: what was published to a topic, newest first; 204 when
-    nothing is in range. For services, and for users who follow the topic."""
+    nothing is in range. For services, and for users the topic authorizer lets read
+    the history."""
     service = service_authorized()
     user_id = None if service else current_user_id()
     if not service and user_id is None:
@@ -357,10 +448,11 @@ def list_messages() -> ResponseReturnValue:
     if start < 0 or end < start or end - start > MAX_LIST:
         return json_error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
     topics = _topics()
+    # asked before the topic is looked up, so a refusal tells nothing about it
+    if not service and not (name and topic_allowed(user_id, name, "history")):
+        return _forbidden("read", name)
     if not name or topics.get(name) is None:
         return json_error(400, "unknown_topic", f"no topic named {name!r}")
-    if not service and not topics.is_subscribed(name, user_id):
-        return json_error(403, "forbidden", "follow this topic to read its notifications")
     messages = topics.messages(name, start=start, end=end)
     if not messages:
         return "", 204
