@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,13 +66,15 @@ def claim(
     limit: int,
     ids: Sequence[int] | None = None,
     where: sa.ColumnElement[bool] | None = None,
+    skip: Collection[int] = (),
 ) -> tuple[str, list[int]]:
     """Atomically reserve up to ``limit`` deliveries; return ``(token, ids)``.
 
     With ``ids`` (the after-commit dispatcher) those rows are taken if nobody holds them,
-    whatever their due time; without, the due rows oldest first (the sweeper). Claiming
-    bumps ``attempts`` and sets a lease; on PostgreSQL rows locked by another claimer are
-    skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
+    whatever their due time; without, the due rows oldest first (the sweeper). Rows in
+    ``skip`` are never taken (this process still runs an abandoned send of theirs).
+    Claiming bumps ``attempts`` and sets a lease; on PostgreSQL rows locked by another
+    claimer are skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
     ``BEGIN IMMEDIATE`` so claimers take turns.
     """
     token = new_token()
@@ -83,7 +85,11 @@ def claim(
         else due_condition(delivery, now)
     )
     if ids is not None:
+        if skip:
+            ids = [i for i in ids if i not in skip]
         cond = sa.and_(cond, c.id.in_(ids))
+    elif skip:
+        cond = sa.and_(cond, c.id.not_in(list(skip)))
     if where is not None:
         cond = sa.and_(cond, where)
     pick = (
@@ -160,14 +166,20 @@ def finish(
     outcomes: Sequence[Outcome],
     *,
     now: datetime,
+    released: Sequence[int] = (),
 ) -> list[Outcome]:
     """Record outcomes for rows this claim still owns; return the ones recorded.
 
     A row whose lease was taken over (its ``claim_token`` changed) is left alone, so a
     slow worker never overwrites the new owner's result. The notices' ``send_status``
     roll-up is recomputed in the same transaction.
+
+    ``released`` rows were claimed but never sent (the lease was running out, the worker
+    is stopping): their claim is undone in the same transaction (``attempts`` back down,
+    lease and token cleared), so they are due again at once and their next claim is not
+    counted as a lost lease.
     """
-    if not outcomes:
+    if not outcomes and not released:
         return []
     c = delivery.c
     by_id = {o.delivery_id: o for o in outcomes}
@@ -237,6 +249,17 @@ def finish(
             )
         if recorded:
             roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
+        for part in chunks(list(released)):
+            conn.execute(
+                sa.update(delivery)
+                .where(c.id.in_(part), c.claim_token == token)
+                .values(
+                    attempts=c.attempts - 1,
+                    claimed_until=None,
+                    claim_token=None,
+                    update_at=now,
+                )
+            )
         conn.commit()
     return recorded
 

@@ -1,0 +1,148 @@
+"""Delivery under faults: a send that hangs (NOTICE_SEND_TIMEOUT). Every test runs on
+SQLite and PostgreSQL; worker processes are in tests/test_sweeper_concurrency.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from notice import Sender, notice_event
+from notice.columns import utcnow
+from notice.sweeper import sweep
+from tests.support.waiting import wait_for
+
+CORE = {"NOTICE_STREAM": False}
+
+
+class Hangs(Sender):
+    """Hangs on the notices of users in ``hang_for`` (once each) until ``release`` is
+    set; records every other send."""
+
+    name = "hangs"
+
+    def __init__(self) -> None:
+        self.hang_for: set[int] = set()
+        self.release = threading.Event()
+        self.hung: list[int] = []
+        self.sent: list[int] = []
+
+    def send(self, notice: Any) -> None:
+        if notice.user_id in self.hang_for:
+            self.hang_for.discard(notice.user_id)
+            self.hung.append(notice.id)
+            self.release.wait(timeout=60)
+            return  # too late: this result is dropped
+        self.sent.append(notice.id)
+
+
+@pytest.fixture
+def hangs() -> Iterator[Hangs]:
+    sender = Hangs()
+    yield sender
+    sender.release.set()  # no thread outlives its test
+
+
+def _rows(app: Any, channel: str | None = None) -> list[Any]:
+    d, n = app.notices.Delivery.__table__, app.notices.Notice.__table__
+    stmt = sa.select(d, n.c.user_id).join(n, n.c.id == d.c.notice_id).order_by(d.c.id)
+    if channel is not None:
+        stmt = stmt.where(d.c.channel == channel)
+    with app.app_context(), app.db.engine.connect() as conn:
+        return list(conn.execute(stmt))
+
+
+# --- a hung send (NOTICE_SEND_TIMEOUT) ---------------------------------------------------
+
+
+def test_a_hung_send_times_out_and_the_rest_of_the_batch_goes_on(app_factory, hangs):
+    app = app_factory(
+        NOTICE_DISPATCH="none", NOTICE_SEND_TIMEOUT=0.5, NOTICE_CLAIM_TIMEOUT=2, **CORE
+    )
+    app.notices.register_sender(hangs)
+    hangs.hang_for = {2}
+    with app.app_context():
+        notice_event([1, 2, 3, 4], subject="s", content="", channels=["memory", "hangs"])
+        report = app.notices.deliver_due()
+        memory = app.notices.sender("memory")
+    assert (report.claimed, report.sent, report.failed) == (8, 7, 1)
+    by_user = {r.user_id: r for r in _rows(app, "hangs")}
+    hung = by_user[2]
+    assert (hung.status, hung.last_error, hung.claim_token) == (
+        "Error",
+        "timed out after 0.5 s",
+        None,
+    )
+    assert hung.next_attempt_at > utcnow()  # retried after its backoff
+    # the sends after it in the batch, and the other channel, went out
+    assert {u: r.status for u, r in by_user.items() if u != 2} == {1: "Sent", 3: "Sent", 4: "Sent"}
+    assert {r.status for r in _rows(app, "memory")} == {"Sent"} and len(memory.outbox) == 4
+
+    # due, but its abandoned send is still running in this process: not claimed again
+    later = utcnow() + timedelta(hours=1)
+    assert sweep(app, now=later).claimed == 0
+    hangs.release.set()
+    state = app.notices.state(app)
+    assert wait_for(lambda: not state.hung_sends.delivery_ids(), timeout=10)
+    (row,) = [r for r in _rows(app, "hangs") if r.user_id == 2]
+    assert row.status == "Error"  # the late return changed nothing
+    report = sweep(app, now=later)
+    assert (report.claimed, report.sent) == (1, 1)
+    assert sorted(hangs.sent) == sorted(r.notice_id for r in _rows(app, "hangs"))
+
+
+def test_channels_send_side_by_side(app_factory):
+    """One channel never waits for another: a send that waits for the other channel's
+    sends to happen finds them done (in turn, it would have waited forever)."""
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_SENDERS=[], **CORE)
+    seen: list[bool] = []
+
+    class Waits(Sender):
+        name = "waits"
+
+        def send(self, notice: Any) -> None:
+            seen.append(wait_for(lambda: len(others.sent) == 3, timeout=10))
+
+    class Others(Sender):
+        name = "others"
+        sent: list[int] = []
+
+        def send(self, notice: Any) -> None:
+            self.sent.append(notice.id)
+
+    app.notices.register_sender(Waits())  # its deliveries come first in every batch
+    others = app.notices.register_sender(Others())
+    with app.app_context():
+        notice_event([1, 2, 3], subject="s", content="")
+        assert app.notices.deliver_due().sent == 6
+    assert seen == [True, True, True]
+
+
+def test_a_sender_hung_on_every_call_gets_a_bounded_number_of_threads(app_factory, hangs):
+    from notice.sending import MAX_HUNG_PER_CHANNEL
+
+    app = app_factory(
+        NOTICE_DISPATCH="none",
+        NOTICE_SENDERS=[],
+        NOTICE_SEND_TIMEOUT=0.2,
+        NOTICE_CLAIM_TIMEOUT=30,
+        **CORE,
+    )
+    app.notices.register_sender(hangs)
+    users = list(range(1, MAX_HUNG_PER_CHANNEL + 4))
+    hangs.hang_for = set(users)
+    with app.app_context():
+        notice_event(users, subject="s", content="")
+        report = app.notices.deliver_due()
+    assert report.failed == len(users)
+    assert len(hangs.hung) == MAX_HUNG_PER_CHANNEL
+    errors = [r.last_error for r in _rows(app)]
+    assert errors.count("timed out after 0.2 s") == MAX_HUNG_PER_CHANNEL
+    assert errors[-1] == (
+        f"{MAX_HUNG_PER_CHANNEL} earlier calls into 'hangs' are still hung in this process"
+    )
