@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     #: seconds one call into a sender (open, send, close) may take; past that the send is
     #: abandoned and recorded as a transient failure, and the batch goes on without it
     "NOTICE_SEND_TIMEOUT": 30,
+    #: leases a delivery may lose without an outcome (its worker died or froze mid-send)
+    #: before it is Dead as a poison row
+    "NOTICE_MAX_LEASE_EXPIRIES": 3,
     #: seconds the sweeper leaves a new delivery to the after-commit dispatcher
     "NOTICE_SWEEP_GRACE": 30,
     #: attempts per delivery, the first included, before it is final (Dead)
@@ -174,6 +177,8 @@ class Settings:
     lease: timedelta
     #: seconds one call into a sender may take (NOTICE_SEND_TIMEOUT)
     send_timeout: float
+    #: lost leases after which a delivery is Dead (NOTICE_MAX_LEASE_EXPIRIES)
+    max_lease_expiries: int
     sweep_grace: timedelta
     retry: RetryPolicy
     web: bool
@@ -203,6 +208,7 @@ class Settings:
             batch_size=int(cfg["NOTICE_BATCH_SIZE"]),
             lease=timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"]),
             send_timeout=float(cfg["NOTICE_SEND_TIMEOUT"]),
+            max_lease_expiries=int(cfg["NOTICE_MAX_LEASE_EXPIRIES"]),
             sweep_grace=timedelta(seconds=cfg["NOTICE_SWEEP_GRACE"]),
             retry=RetryPolicy(
                 base=float(cfg["NOTICE_RETRY_BASE"]),
@@ -255,7 +261,13 @@ def validate(app: Flask) -> None:
         raise ConfigurationError(
             f"NOTICE_SENDERS must be a list of sender names or dotted paths, got {senders!r}"
         )
-    for key in ("NOTICE_THREADS", "NOTICE_QUEUE_SIZE", "NOTICE_MAX_ATTEMPTS", "NOTICE_BATCH_SIZE"):
+    for key in (
+        "NOTICE_THREADS",
+        "NOTICE_QUEUE_SIZE",
+        "NOTICE_MAX_ATTEMPTS",
+        "NOTICE_BATCH_SIZE",
+        "NOTICE_MAX_LEASE_EXPIRIES",
+    ):
         _positive(app, key)
     for key in (
         "NOTICE_CLAIM_TIMEOUT",

@@ -160,9 +160,9 @@ def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]
     sending.
 
     A delivery is a plain row (``id``, ``notice_id``, ``channel``, ``target``,
-    ``attempts``) and each notice a :class:`NoticeView`, loaded once however many
-    deliveries it has: building ORM objects (identity map, instance state) for every
-    notice of a large fan-out took half of the delivery time.
+    ``attempts``, ``lease_expiries``) and each notice a :class:`NoticeView`, loaded once
+    however many deliveries it has: building ORM objects (identity map, instance state)
+    for every notice of a large fan-out took half of the delivery time.
     """
     rows, notice_rows = store.load_claimed(
         state.engine,
@@ -190,14 +190,18 @@ def _run_batch(
     engine = state.engine
     try:
         pairs = _load(state, ids)
+        decided = _screen(state, pairs)
     except BaseException:
-        # nothing was sent: hand the rows back rather than leave them to their lease
+        # nothing was sent: hand the rows back, so a database hiccup here is not
+        # mistaken for a worker that died mid-send (a lost lease)
         _give_back(state, token, ids)
         raise
     pairs_by_id = {d.id: (d, n) for d, n in pairs}
-    outcomes: list[store.Outcome] = []
+    outcomes = list(decided.values())
     shares: dict[str, tuple[Sender, list[tuple[Any, Any]]]] = {}
     for delivery, notice in pairs:
+        if delivery.id in decided:
+            continue
         sender = state.senders_by_name.get(delivery.channel)
         if sender is None:
             err = TransientError(f"no sender named {delivery.channel!r} is registered")
@@ -238,6 +242,18 @@ def _run_batch(
     sending.wait_closed()
     _announce(state, recorded, pairs_by_id)
     return bool(outcomes), bool(sending.unsent)
+
+
+def _screen(state: NoticeState, pairs: Sequence[tuple[Any, Any]]) -> dict[int, store.Outcome]:
+    """Outcomes decided before any send: poison rows."""
+    decided: dict[int, store.Outcome] = {}
+    most = state.settings.max_lease_expiries
+    for delivery, notice in pairs:
+        if delivery.lease_expiries >= most:
+            error = f"lease expired {delivery.lease_expiries} times without an outcome: poison row"
+            logger.error("delivery %s (%s): %s", delivery.id, delivery.channel, error)
+            decided[delivery.id] = store.Outcome(delivery.id, notice.id, DeliveryStatus.DEAD, error)
+    return decided
 
 
 def _give_back(state: NoticeState, token: str, ids: Sequence[int]) -> None:

@@ -1,9 +1,11 @@
-"""Delivery under faults: a send that hangs (NOTICE_SEND_TIMEOUT). Every test runs on
-SQLite and PostgreSQL; worker processes are in tests/test_sweeper_concurrency.py.
+"""Delivery under faults: a send that hangs (NOTICE_SEND_TIMEOUT) and a row whose lease
+keeps running out (poison rows). Every test runs on SQLite and PostgreSQL; worker
+processes are in tests/test_sweeper_concurrency.py.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from notice import Sender, notice_event
+from notice import Sender, notice_event, store
 from notice.columns import utcnow
 from notice.sweeper import sweep
 from tests.support.waiting import wait_for
@@ -146,3 +148,75 @@ def test_a_sender_hung_on_every_call_gets_a_bounded_number_of_threads(app_factor
     assert errors[-1] == (
         f"{MAX_HUNG_PER_CHANNEL} earlier calls into 'hangs' are still hung in this process"
     )
+
+
+# --- lost leases: poison rows --------------------------------------------------------------
+
+
+def test_a_lease_lost_three_times_makes_a_poison_row(app_factory):
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_CLAIM_TIMEOUT=60, **CORE)
+    with app.app_context():
+        notice_event(1, subject="s", content="")
+        state = app.notices.state(app)
+        table = app.notices.Delivery.__table__
+        memory = app.notices.sender("memory")
+    step = timedelta(seconds=61)
+    t = utcnow()
+    # three workers claim the row in turn and die with it (no outcome, no release)
+    for lost in range(3):
+        with app.app_context():
+            _, ids = store.claim(state.engine, table, now=t, lease=state.lease, limit=10)
+        assert len(ids) == 1
+        (row,) = _rows(app)
+        assert row.lease_expiries == lost
+        t += step
+    # a row that lost a lease or two is sent as usual; at the third it is not sent again
+    report = sweep(app, now=t)
+    assert (report.claimed, report.gave_up, report.sent) == (1, 1, 0)
+    (row,) = _rows(app)
+    assert (row.status, row.lease_expiries, row.claim_token) == ("Dead", 3, None)
+    assert row.last_error == "lease expired 3 times without an outcome: poison row"
+    assert memory.outbox == []
+    with app.app_context():
+        assert app.notices.Notice.query.one().send_status == "Error"
+
+    runner = app.test_cli_runner()
+    data = json.loads(runner.invoke(args=["notice", "stats", "--json"]).stdout)
+    assert data["deliveries"]["poisoned"] == 1
+    text = runner.invoke(args=["notice", "stats"]).stdout
+    assert "poison rows: 1 Dead after their lease expired 3 times without an outcome" in text
+
+    result = runner.invoke(args=["notice", "retry", "--status", "dead"])
+    assert "re-queued 1 deliveries" in result.stdout, result.output
+    (row,) = _rows(app)
+    assert (row.status, row.attempts, row.lease_expiries) == ("Error", 0, 0)
+    assert sweep(app).sent == 1 and len(memory.outbox) == 1
+    assert (
+        json.loads(runner.invoke(args=["notice", "stats", "--json"]).stdout)["deliveries"][
+            "poisoned"
+        ]
+        == 0
+    )
+
+
+def test_only_lost_leases_count(app_factory, hangs):
+    """Failures, time-outs and batches given back unsent are outcomes (or undone
+    claims), not lost leases."""
+    app = app_factory(
+        NOTICE_DISPATCH="none",
+        NOTICE_SENDERS=[],
+        NOTICE_SEND_TIMEOUT=0.2,
+        NOTICE_CLAIM_TIMEOUT=1,
+        NOTICE_MAX_LEASE_EXPIRIES=1,
+        **CORE,
+    )
+    app.notices.register_sender(hangs)
+    hangs.hang_for = {1}
+    with app.app_context():
+        notice_event([1, 2], subject="s", content="")
+        assert app.notices.deliver_due().failed == 1
+    hangs.release.set()
+    state = app.notices.state(app)
+    assert wait_for(lambda: not state.hung_sends.delivery_ids(), timeout=10)
+    assert sweep(app, now=utcnow() + timedelta(hours=1)).sent == 1
+    assert [(r.status, r.lease_expiries) for r in _rows(app)] == [("Sent", 0), ("Sent", 0)]

@@ -26,6 +26,8 @@ CORE = {"NOTICE_STREAM": False}
         ({"NOTICE_CLAIM_TIMEOUT": True}, "NOTICE_CLAIM_TIMEOUT must be a positive number"),
         ({"NOTICE_SEND_TIMEOUT": 0}, "NOTICE_SEND_TIMEOUT must be a positive number"),
         ({"NOTICE_SEND_TIMEOUT": "30"}, "NOTICE_SEND_TIMEOUT must be a positive number"),
+        ({"NOTICE_MAX_LEASE_EXPIRIES": 0}, "NOTICE_MAX_LEASE_EXPIRIES must be a positive"),
+        ({"NOTICE_MAX_LEASE_EXPIRIES": 2.5}, "NOTICE_MAX_LEASE_EXPIRIES must be a whole number"),
         (
             {"NOTICE_CLAIM_TIMEOUT": 30},
             r"NOTICE_CLAIM_TIMEOUT \(30 s\) must be longer than NOTICE_SEND_TIMEOUT \(30 s\)",

@@ -313,7 +313,7 @@ def test_a_second_sigterm_exits_at_once_after_recording(app_factory, db_url, tmp
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM, _stderr(proc)
     row = _row(app, "rec_a", stuck)
-    assert (row.status, row.claim_token) == ("Error", None)
+    assert (row.status, row.claim_token, row.lease_expiries) == ("Error", None, 0)
     assert row.last_error == "interrupted by SystemExit while sending"
     assert set(read_log(str(log))) == sent
     # rec_a's queued sends were given back: due again, never tried

@@ -73,7 +73,8 @@ def claim(
     With ``ids`` (the after-commit dispatcher) those rows are taken if nobody holds them,
     whatever their due time; without, the due rows oldest first (the sweeper). Rows in
     ``skip`` are never taken (this process still runs an abandoned send of theirs).
-    Claiming bumps ``attempts`` and sets a lease; on PostgreSQL rows locked by another
+    Claiming bumps ``attempts`` and sets a lease; taking over a row whose lease ran out
+    with no outcome also bumps ``lease_expiries``. On PostgreSQL rows locked by another
     claimer are skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
     ``BEGIN IMMEDIATE`` so claimers take turns.
     """
@@ -106,6 +107,10 @@ def claim(
             claimed_until=now + lease,
             claim_token=token,
             attempts=c.attempts + 1,
+            # a token still set means the last claim ended with neither an outcome nor a
+            # release: its worker died or froze with the row in hand (finish and release
+            # clear the token; the claim condition admits only an expired lease)
+            lease_expiries=c.lease_expiries + sa.case((c.claim_token.is_(None), 0), else_=1),
             update_at=now,
         )
         .returning(c.id)
@@ -125,8 +130,9 @@ def load_claimed(
     notice_columns: Sequence[str],
 ) -> tuple[list[Any], list[Any]]:
     """The claimed deliveries (``id``, ``notice_id``, ``channel``, ``target``,
-    ``attempts``, in id order) and the ``notice_columns`` of their notices, each notice
-    once however many deliveries it has, read in one short connection."""
+    ``attempts``, ``lease_expiries``, in id order) and the ``notice_columns`` of their
+    notices, each notice once however many deliveries it has, read in one short
+    connection."""
     d = delivery.c
     columns = [notice.c[name] for name in notice_columns]
     rows: list[Any] = []
@@ -135,7 +141,7 @@ def load_claimed(
         for part in chunks(list(ids)):
             rows.extend(
                 conn.execute(
-                    sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts)
+                    sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts, d.lease_expiries)
                     .where(d.id.in_(part))
                     .order_by(d.id)
                 )
