@@ -60,6 +60,20 @@ SendOne = Callable[[Sender, Any, Any], Outcome]
 Fail = Callable[[Any, Any, BaseException, str | None], Outcome]
 
 
+def must_propagate(exc: BaseException) -> bool:
+    """Whether ``exc``, caught around delivery work, must be raised again.
+
+    Only ``KeyboardInterrupt`` and ``SystemExit`` in the main thread (Ctrl-C, a
+    worker's second SIGTERM) ask the process to stop. Anywhere else (a sender's
+    ``sys.exit()``, ``asyncio.CancelledError``, gevent's ``Timeout``) one would just end
+    a dispatcher thread or the worker loop for good, and lose the batch's outcomes.
+    """
+    return (
+        isinstance(exc, (KeyboardInterrupt, SystemExit))
+        and threading.current_thread() is threading.main_thread()
+    )
+
+
 class HungSends:
     """The calls into senders this process abandoned that have not returned yet (one
     registry per app state)."""

@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from .delivery import Report, deliver
+from .sending import must_propagate
 from .state import NoticeState, state_of
 
 logger = logging.getLogger("notice.sweeper")
@@ -80,8 +81,10 @@ def run_worker(
     at once, so a backlog drains without waiting. A stop request is honoured within one
     send timeout: no new send starts, the sends in flight end or time out, their
     outcomes are recorded and the rest of the batch is given back. Errors never end the
-    loop: they are logged and the next pass waits ``interval * 2^(failures-1)``, at most
-    ``max_backoff`` seconds.
+    loop, whatever their kind (a ``SystemExit`` or ``CancelledError`` from a signal
+    receiver too; only ``KeyboardInterrupt`` and ``SystemExit`` in the main thread
+    stop it): they are logged and the next pass waits ``interval * 2^(failures-1)``, at
+    most ``max_backoff`` seconds.
 
     :param on_pass: called with each successful pass's report (the CLI prints it).
     """
@@ -101,10 +104,12 @@ def run_worker(
             _drop_connections(state)
             stop_event.wait(wait)
             continue
-        except Exception:  # noqa: BLE001 - a worker must outlive one bad pass
+        except BaseException as exc:  # noqa: BLE001 - a worker must outlive one bad pass
+            if must_propagate(exc):
+                raise
             failures += 1
             wait = _backoff(interval, failures, max_backoff)
-            logger.exception("sweep failed; retrying in %.1f s", wait)
+            logger.error("sweep failed; retrying in %.1f s", wait, exc_info=exc)
             stop_event.wait(wait)
             continue
         if failures:

@@ -1,11 +1,14 @@
-"""Delivery under faults: a send that hangs (NOTICE_SEND_TIMEOUT) and a row whose lease
-keeps running out (poison rows). Every test runs on SQLite and PostgreSQL; worker
-processes are in tests/test_sweeper_concurrency.py.
+"""Delivery under faults: a send that hangs (NOTICE_SEND_TIMEOUT), a row whose lease
+keeps running out (poison rows), and senders raising BaseException. Every test runs on
+SQLite and PostgreSQL; worker processes are in tests/test_sweeper_concurrency.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import signal
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +19,8 @@ import sqlalchemy as sa
 
 from notice import Sender, notice_event, store
 from notice.columns import utcnow
-from notice.sweeper import sweep
+from notice.signals import notice_sent
+from notice.sweeper import run_worker, sweep
 from tests.support.waiting import wait_for
 
 CORE = {"NOTICE_STREAM": False}
@@ -220,3 +224,197 @@ def test_only_lost_leases_count(app_factory, hangs):
     assert wait_for(lambda: not state.hung_sends.delivery_ids(), timeout=10)
     assert sweep(app, now=utcnow() + timedelta(hours=1)).sent == 1
     assert [(r.status, r.lease_expiries) for r in _rows(app)] == [("Sent", 0), ("Sent", 0)]
+
+
+# --- BaseException from a sender -----------------------------------------------------------
+
+BASE_EXCEPTIONS = [
+    pytest.param(lambda: SystemExit(3), "SystemExit", id="SystemExit"),
+    pytest.param(KeyboardInterrupt, "KeyboardInterrupt", id="KeyboardInterrupt"),
+    pytest.param(asyncio.CancelledError, "CancelledError", id="CancelledError"),
+    pytest.param(GeneratorExit, "GeneratorExit", id="GeneratorExit"),
+]
+
+
+class Raises(Sender):
+    """Raises the scripted exceptions, one per send, then sends."""
+
+    name = "raises"
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.sent: list[int] = []
+
+    def send(self, notice: Any) -> None:
+        if self.script:
+            raise self.script.pop(0)()
+        self.sent.append(notice.id)
+
+
+@pytest.mark.parametrize(("make", "name"), BASE_EXCEPTIONS)
+def test_base_exception_from_a_sender_is_a_transient_failure(app_factory, make, name):
+    app = app_factory(**CORE)  # sync: delivered in notice_event's commit
+    raises = app.notices.register_sender(Raises(make))
+    with app.app_context():
+        notice_event(1, subject="s", content="")  # nothing escapes
+        memory = app.notices.sender("memory")
+    rows = {r.channel: r for r in _rows(app)}
+    assert rows["memory"].status == "Sent"
+    assert rows["raises"].status == "Error" and rows["raises"].last_error.startswith(name)
+    report = sweep(app, now=rows["raises"].next_attempt_at + timedelta(seconds=1))
+    assert (report.claimed, report.sent) == (1, 1)
+    assert len(memory.outbox) == 1 and len(raises.sent) == 1  # nothing sent twice
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_thread_dispatcher_outlives_base_exceptions_and_replaces_dead_threads(app_factory):
+    app = app_factory(NOTICE_DISPATCH="thread", NOTICE_THREADS=1, **CORE)
+    dispatcher = app.notices.state(app).dispatcher
+    app.notices.register_sender(Raises(SystemExit, KeyboardInterrupt, asyncio.CancelledError))
+    later = iter([asyncio.CancelledError, KeyboardInterrupt])
+
+    def on_sent(sender: Any, **kw: Any) -> None:
+        # an observer raising BaseException, after the outcomes are recorded
+        if kw["channel"] == "memory":
+            exc = next(later, None)
+            if exc is not None:
+                raise exc()
+
+    class Fatal(logging.Handler):
+        """Raises SystemExit while the dispatcher logs a failed batch: the one way left
+        to end its thread."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("delivering") and not died.is_set():
+                died.set()
+                raise SystemExit(1)
+
+    died = threading.Event()
+    handler = Fatal()
+    logging.getLogger("notice").addHandler(handler)
+    notice_sent.connect(on_sent, sender=app)
+    try:
+        with app.app_context():
+            Delivery = app.notices.Delivery
+
+            def sent() -> int:
+                app.db.session.rollback()
+                return int(Delivery.query.filter_by(status="Sent").count())
+
+            notice_event(1, subject="s", content="")
+            assert wait_for(lambda: died.is_set(), timeout=20)
+            assert wait_for(lambda: not dispatcher._threads[0].is_alive(), timeout=20)
+            for user in (2, 3, 4):  # a new thread takes them
+                notice_event(user, subject="s", content="")
+            assert wait_for(lambda: sent() == 5, timeout=20)
+    finally:
+        notice_sent.disconnect(on_sent, sender=app)
+        logging.getLogger("notice").removeHandler(handler)
+    statuses = sorted((r.user_id, r.channel, r.status) for r in _rows(app))
+    assert statuses == [
+        (1, "memory", "Sent"),
+        (1, "raises", "Error"),
+        (2, "memory", "Sent"),
+        (2, "raises", "Error"),
+        (3, "memory", "Sent"),
+        (3, "raises", "Error"),
+        (4, "memory", "Sent"),
+        (4, "raises", "Sent"),
+    ]
+    assert dispatcher._threads[0].is_alive()
+
+
+def test_worker_outlives_base_exceptions(app_factory):
+    app = app_factory(NOTICE_DISPATCH="none", **CORE)
+    raises = app.notices.register_sender(Raises(SystemExit, asyncio.CancelledError))
+    observer_raised = threading.Event()
+
+    def on_sent(sender: Any, **kw: Any) -> None:
+        if not observer_raised.is_set():
+            observer_raised.set()
+            raise asyncio.CancelledError
+
+    notice_sent.connect(on_sent, sender=app)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_worker, args=(app, 0.05, stop), kwargs={"max_backoff": 0.1}
+    )
+    thread.start()
+    try:
+        with app.app_context():
+            notice_event([1, 2, 3], subject="s", content="")
+        # sends raised SystemExit and CancelledError, an observer CancelledError: the
+        # loop goes on
+        with app.app_context():
+            memory = app.notices.sender("memory")
+        assert wait_for(lambda: len(raises.sent) == 1 and observer_raised.is_set(), timeout=20)
+        with app.app_context():
+            notice_event(4, subject="after", content="")
+        assert wait_for(lambda: len(raises.sent) == 2 and len(memory.outbox) == 4, timeout=20)
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+        notice_sent.disconnect(on_sent, sender=app)
+    assert not thread.is_alive()
+
+
+def test_ctrl_c_propagates_only_after_the_batch_is_recorded(app_factory):
+    """KeyboardInterrupt in the main thread (Ctrl-C in a script or `flask notice sweep`)
+    is raised again, but only once what was sent is recorded: the send in flight is a
+    failure (not retried while it may still run here), the rest is given back."""
+    release = threading.Event()
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_SENDERS=[], **CORE)
+
+    closed = threading.Event()
+
+    class Quick(Sender):
+        name = "quick"
+        sent: list[int] = []
+
+        def send(self, notice: Any) -> None:
+            self.sent.append(notice.id)
+
+        def close(self) -> None:
+            closed.set()  # after its outcomes are in
+
+    class Interrupts(Sender):
+        name = "interrupts"
+        calls = 0
+
+        def send(self, notice: Any) -> None:
+            Interrupts.calls += 1
+            if Interrupts.calls == 1:
+                # Ctrl-C, while the main thread waits on this send
+                assert closed.wait(timeout=10)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                release.wait(timeout=60)
+
+    quick = app.notices.register_sender(Quick())
+    app.notices.register_sender(Interrupts())
+    try:
+        with app.app_context():
+            notice_event([1, 2, 3], subject="s", content="")
+            with pytest.raises(KeyboardInterrupt):
+                app.notices.deliver_due()
+        rows = [(r.user_id, r.channel, r.status, r.claim_token) for r in _rows(app)]
+        assert sorted(rows) == [
+            (1, "interrupts", "Error", None),
+            (1, "quick", "Sent", None),
+            (2, "interrupts", "Wait", None),  # given back, never tried
+            (2, "quick", "Sent", None),
+            (3, "interrupts", "Wait", None),
+            (3, "quick", "Sent", None),
+        ]
+        (failed,) = [r for r in _rows(app) if r.status == "Error"]
+        assert failed.last_error == "interrupted by KeyboardInterrupt while sending"
+        assert {r.attempts for r in _rows(app) if r.status == "Wait"} == {0}
+        # the two given back go now; the interrupted one waits for its send to return
+        report = sweep(app, now=utcnow() + timedelta(hours=1))
+        assert (report.claimed, report.sent) == (2, 2)
+    finally:
+        release.set()
+    state = app.notices.state(app)
+    assert wait_for(lambda: not state.hung_sends.delivery_ids(), timeout=10)
+    assert sweep(app, now=utcnow() + timedelta(hours=1)).sent == 1
+    assert len(quick.sent) == 3
