@@ -10,9 +10,10 @@ import functools
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from . import store
 from .columns import utcnow
 from .errors import PermanentError, SkipDelivery, TransientError
 from .models import VIEW_COLUMNS, NoticeView
+from .preferences import preferences
 from .senders.base import Sender
 from .sending import SendBatch
 from .signals import notice_failed, notice_sent, send_observing
@@ -33,6 +35,15 @@ logger = logging.getLogger("notice")
 
 #: stored error text is cut to this many characters
 MAX_ERROR = 1000
+
+#: ``last_error`` of a delivery skipped because the user turned its type and channel off
+#: after it was written (while it waited for a retry, say)
+TURNED_OFF = "turned off by the user's preferences"
+
+#: deliveries of notices written (and their preferences checked) less than this long
+#: before the claim are not checked again: the after-commit dispatch of a new notice
+#: would run the routing gate's query twice within milliseconds
+RECHECK_AFTER = timedelta(seconds=1)
 
 
 @dataclass
@@ -190,7 +201,7 @@ def _run_batch(
     engine = state.engine
     try:
         pairs = _load(state, ids)
-        decided = _screen(state, pairs)
+        decided = _screen(state, pairs, now)
     except BaseException:
         # nothing was sent: hand the rows back, so a database hiccup here is not
         # mistaken for a worker that died mid-send (a lost lease)
@@ -244,15 +255,43 @@ def _run_batch(
     return bool(outcomes), bool(sending.unsent)
 
 
-def _screen(state: NoticeState, pairs: Sequence[tuple[Any, Any]]) -> dict[int, store.Outcome]:
-    """Outcomes decided before any send: poison rows."""
+def _screen(
+    state: NoticeState, pairs: Sequence[tuple[Any, Any]], now: datetime
+) -> dict[int, store.Outcome]:
+    """Outcomes decided before any send: poison rows, and deliveries the user's
+    preferences refuse now.
+
+    The preferences were checked when the rows were written, but a retry may come much
+    later: a user who unsubscribed from a Comment email while it waited out an SMTP 451
+    must not get it. One query per channel and notice type of the batch (the routing
+    gate's), in a session of its own that is closed before any send; none for notices
+    written less than :data:`RECHECK_AFTER` before ``now``.
+    """
     decided: dict[int, store.Outcome] = {}
     most = state.settings.max_lease_expiries
+    fresh = now - RECHECK_AFTER
+    groups: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
     for delivery, notice in pairs:
         if delivery.lease_expiries >= most:
             error = f"lease expired {delivery.lease_expiries} times without an outcome: poison row"
             logger.error("delivery %s (%s): %s", delivery.id, delivery.channel, error)
             decided[delivery.id] = store.Outcome(delivery.id, notice.id, DeliveryStatus.DEAD, error)
+        elif notice.create_at <= fresh:
+            groups[(delivery.channel, notice.notice_type)].append((delivery, notice))
+    if not groups:
+        return decided
+    # a fresh app context: a session of our own, removed (its connection returned) on
+    # exit; the caller's session may hold a transaction of its own
+    with state.app.app_context():
+        for (channel, notice_type), group in groups.items():
+            allowed = preferences.allowed(
+                state, channel, notice_type, [n.user_id for _, n in group]
+            )
+            for delivery, notice in group:
+                if notice.user_id not in allowed:
+                    decided[delivery.id] = store.Outcome(
+                        delivery.id, notice.id, DeliveryStatus.SKIPPED, TURNED_OFF
+                    )
     return decided
 
 

@@ -1,6 +1,7 @@
 """Delivery under faults: a send that hangs (NOTICE_SEND_TIMEOUT), a row whose lease
-keeps running out (poison rows), and senders raising BaseException. Every test runs on
-SQLite and PostgreSQL; worker processes are in tests/test_sweeper_concurrency.py.
+keeps running out (poison rows), senders raising BaseException, and preferences changed
+while a delivery waited. Every test runs on SQLite and PostgreSQL; worker processes are
+in tests/test_sweeper_concurrency.py.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
-from notice import Sender, notice_event, store
+from notice import NoticeType, Sender, notice_event, store
 from notice.columns import utcnow
 from notice.signals import notice_sent
 from notice.sweeper import run_worker, sweep
+from tests.support.emailapp import deliveries, email_app
+from tests.support.smtpserver import SMTPServer
 from tests.support.waiting import wait_for
 
 CORE = {"NOTICE_STREAM": False}
@@ -418,3 +422,87 @@ def test_ctrl_c_propagates_only_after_the_batch_is_recorded(app_factory):
     assert wait_for(lambda: not state.hung_sends.delivery_ids(), timeout=10)
     assert sweep(app, now=utcnow() + timedelta(hours=1)).sent == 1
     assert len(quick.sent) == 3
+
+
+# --- preferences and expiry at send time ---------------------------------------------------
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    with SMTPServer() as server:
+        yield server
+
+
+def test_unsubscribing_stops_a_pending_retry(app_factory, smtp):
+    from notice.links import unsubscribe_url
+
+    smtp.script_data(["451 4.3.0 Try again later"])
+    app = email_app(app_factory, smtp, NOTICE_DISPATCH="sync")
+    with app.app_context():
+        notice_event(7, NoticeType.COMMENT, subject="a comment", content="")
+        notice_event(7, NoticeType.LIKE, subject="a like", content="")
+        [comment, like] = deliveries(app)
+        assert (comment.status, like.status) == ("Error", "Sent")
+        link = unsubscribe_url(app, 7, "Comment", "email")
+    # the user one-clicks unsubscribe (from the Like email they did get)
+    client = app.test_client()
+    response = client.post(urlsplit(link).path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and b"You are unsubscribed" in response.data
+    report = sweep(app, now=comment.next_attempt_at + timedelta(seconds=1))
+    assert (report.claimed, report.skipped, report.sent) == (1, 1, 0)
+    with app.app_context():
+        comment, like = deliveries(app)
+    assert (comment.status, comment.last_error) == (
+        "Skipped",
+        "turned off by the user's preferences",
+    )
+    assert [m.message["Subject"] for m in smtp.messages] == ["a like"]
+
+
+def test_preferences_are_read_once_per_channel_and_type_of_a_batch(app_factory):
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_SENDERS=["memory", "log"], **CORE)
+    app.notices.register_sender(Raises())
+    users = list(range(1, 21))
+    with app.app_context():
+        notice_event(users, NoticeType.COMMENT, subject="c", content="")
+        notice_event(users, NoticeType.LIKE, subject="l", content="")
+        # turned off after the rows were written
+        for user in (3, 4):
+            app.notices.preferences.set(user, "Comment", "memory", False)
+        app.notices.preferences.set(5, "Like", "raises", False)
+        engine = app.db.engine
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "notice_preference" in statement:
+            statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        # a minute later: the rows' preference checks are no longer fresh
+        report = sweep(app, now=utcnow() + timedelta(minutes=1), limit=200)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    # (memory, raises) x (Comment, Like); the log channel is never gated
+    assert len(statements) == 4
+    assert report.claimed == 120 and report.skipped == 3
+    skipped = sorted((r.user_id, r.channel) for r in _rows(app) if r.status == "Skipped")
+    assert skipped == [(3, "memory"), (4, "memory"), (5, "raises")]
+    assert {r.last_error for r in _rows(app) if r.status == "Skipped"} == {
+        "turned off by the user's preferences"
+    }
+
+
+def test_a_notice_that_expired_while_waiting_for_its_retry_is_skipped(app_factory, smtp):
+    smtp.script_data(["451 4.3.0 Try again later"])
+    app = email_app(app_factory, smtp)
+    with app.app_context():
+        notice_event(1, subject="soon stale", content="", expires_at=timedelta(seconds=40))
+        [d] = deliveries(app)
+        assert d.status == "Error"
+    report = sweep(app, now=d.next_attempt_at + timedelta(seconds=30))
+    assert (report.claimed, report.expired) == (1, 1)
+    with app.app_context():
+        [d] = deliveries(app)
+    assert (d.status, d.last_error) == ("Skipped", "expired before it was sent")
+    assert smtp.messages == []
