@@ -31,7 +31,14 @@ DEFAULTS: dict[str, Any] = {
     #: deliveries the thread pool queues before leaving the rest to the sweeper
     "NOTICE_QUEUE_SIZE": 10_000,
     #: seconds a claimed delivery stays reserved; after that another worker may take it
+    #: (must be longer than NOTICE_SEND_TIMEOUT)
     "NOTICE_CLAIM_TIMEOUT": 300,
+    #: seconds one call into a sender (open, send, close) may take; past that the send is
+    #: abandoned and recorded as a transient failure, and the batch goes on without it
+    "NOTICE_SEND_TIMEOUT": 30,
+    #: leases a delivery may lose without an outcome (its worker died or froze mid-send)
+    #: before it is Dead as a poison row
+    "NOTICE_MAX_LEASE_EXPIRIES": 3,
     #: seconds the sweeper leaves a new delivery to the after-commit dispatcher
     "NOTICE_SWEEP_GRACE": 30,
     #: attempts per delivery, the first included, before it is final (Dead)
@@ -190,6 +197,10 @@ class Settings:
     max_data: int
     #: how long a claim holds its deliveries (NOTICE_CLAIM_TIMEOUT)
     lease: timedelta
+    #: seconds one call into a sender may take (NOTICE_SEND_TIMEOUT)
+    send_timeout: float
+    #: lost leases after which a delivery is Dead (NOTICE_MAX_LEASE_EXPIRIES)
+    max_lease_expiries: int
     sweep_grace: timedelta
     retry: RetryPolicy
     web: bool
@@ -226,6 +237,8 @@ class Settings:
             max_content=int(cfg["NOTICE_MAX_CONTENT"]),
             max_data=int(cfg["NOTICE_MAX_DATA"]),
             lease=timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"]),
+            send_timeout=float(cfg["NOTICE_SEND_TIMEOUT"]),
+            max_lease_expiries=int(cfg["NOTICE_MAX_LEASE_EXPIRIES"]),
             sweep_grace=timedelta(seconds=cfg["NOTICE_SWEEP_GRACE"]),
             retry=RetryPolicy(
                 base=float(cfg["NOTICE_RETRY_BASE"]),
@@ -291,10 +304,24 @@ def validate(app: Flask) -> None:
         "NOTICE_BATCH_SIZE",
         "NOTICE_MAX_CONTENT",
         "NOTICE_MAX_DATA",
+        "NOTICE_MAX_LEASE_EXPIRIES",
     ):
         _positive(app, key)
-    for key in ("NOTICE_CLAIM_TIMEOUT", "NOTICE_RETRY_BASE", "NOTICE_RETRY_CAP"):
+    for key in (
+        "NOTICE_CLAIM_TIMEOUT",
+        "NOTICE_SEND_TIMEOUT",
+        "NOTICE_RETRY_BASE",
+        "NOTICE_RETRY_CAP",
+    ):
         _positive(app, key, float)
+    claim, send = app.config["NOTICE_CLAIM_TIMEOUT"], app.config["NOTICE_SEND_TIMEOUT"]
+    if claim <= send:
+        # a send may run for the whole send timeout; a lease no longer than that runs out
+        # under a healthy send, and a second worker claims and sends the same row
+        raise ConfigurationError(
+            f"NOTICE_CLAIM_TIMEOUT ({claim:g} s) must be longer than NOTICE_SEND_TIMEOUT "
+            f"({send:g} s): a lease has to outlast a send that runs into its timeout"
+        )
     grace = app.config["NOTICE_SWEEP_GRACE"]
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise ConfigurationError(f"NOTICE_SWEEP_GRACE must be a number >= 0, got {grace!r}")

@@ -6,11 +6,14 @@ The after-commit dispatcher and the retry sweeper both come through
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -19,6 +22,9 @@ from . import store
 from .columns import utcnow
 from .errors import PermanentError, SkipDelivery, TransientError
 from .models import VIEW_COLUMNS, NoticeView
+from .preferences import preferences
+from .senders.base import Sender
+from .sending import SendBatch
 from .signals import notice_failed, notice_sent, send_observing
 from .types import DeliveryStatus
 
@@ -29,6 +35,15 @@ logger = logging.getLogger("notice")
 
 #: stored error text is cut to this many characters
 MAX_ERROR = 1000
+
+#: ``last_error`` of a delivery skipped because the user turned its type and channel off
+#: after it was written (while it waited for a retry, say)
+TURNED_OFF = "turned off by the user's preferences"
+
+#: deliveries of notices written (and their preferences checked) less than this long
+#: before the claim are not checked again: the after-commit dispatch of a new notice
+#: would run the routing gate's query twice within milliseconds
+RECHECK_AFTER = timedelta(seconds=1)
 
 
 @dataclass
@@ -43,8 +58,9 @@ class Report:
     gave_up: int = 0
     expired: int = 0
     skipped: int = 0
-    #: not sent because our lease was running out, or sent but finished by someone else
-    #: after it ran out (our result was dropped); either way the row is another's now
+    #: not sent because our lease was running out or the worker is stopping (given back,
+    #: due again at once), or sent but finished by someone else after our lease ran out
+    #: (our result was dropped)
     lost_lease: int = 0
 
     def add(self, other: Report) -> None:
@@ -62,6 +78,7 @@ def deliver(
     now: datetime | None = None,
     limit: int | None = None,
     where: sa.ColumnElement[bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> Report:
     """Claim deliveries (``ids``, or whatever is due), send them, record the outcomes.
 
@@ -69,15 +86,24 @@ def deliver(
     batches of ``NOTICE_BATCH_SIZE`` until nothing due is left.
 
     Must run inside the app's context. Holds no database connection while senders run.
+    Each call into a sender is bounded by ``NOTICE_SEND_TIMEOUT`` (:mod:`notice.sending`).
+
+    :param stop: once set, no new send starts: the sends in flight end (or time out),
+        the outcomes are recorded, the rest of the batch is given back and no further
+        batch is claimed (a worker's SIGTERM).
     """
     report = Report()
     engine = state.engine
     delivery_table = state.models.Delivery.__table__
-    notice_table = state.models.Notice.__table__
     batch = limit or state.batch_size
     pending = list(ids) if ids is not None else None
-    while True:
+    while stop is None or not stop.is_set():
         now_ = now or utcnow()
+        # the lease budget runs on the monotonic clock from before the claim: ``now``
+        # may be a test's future time
+        started = time.monotonic()
+        # never claim a delivery whose abandoned send may still be running here
+        skip = state.hung_sends.delivery_ids()
         if pending is not None:
             if not pending:
                 break
@@ -90,24 +116,28 @@ def deliver(
                 limit=batch,
                 ids=part,
                 where=where,
+                skip=skip,
             )
         else:
             token, claimed = store.claim(
-                engine, delivery_table, now=now_, lease=state.lease, limit=batch, where=where
+                engine,
+                delivery_table,
+                now=now_,
+                lease=state.lease,
+                limit=batch,
+                where=where,
+                skip=skip,
             )
         report.claimed += len(claimed)
-        if claimed:
-            outcomes, pairs = _send_all(state, claimed, now_)
-            recorded = store.finish(
-                engine, delivery_table, notice_table, token, outcomes, now=utcnow()
-            )
-            # not recorded (the lease was taken over) or not sent (it was running out)
-            report.lost_lease += len(pairs) - len(recorded)
-            _count(report, recorded)
-            _announce(state, recorded, pairs)
+        progressed, gave_back = (
+            _run_batch(state, report, token, claimed, now_, started, stop)
+            if claimed
+            else (False, False)
+        )
         if pending is None:
-            # with a limit: one batch of that size; without: drain what is due now
-            if limit is not None or len(claimed) < batch:
+            # with a limit: one batch of that size; without: drain what is due now,
+            # including what a batch gave back, as long as batches get anything done
+            if limit is not None or not progressed or (len(claimed) < batch and not gave_back):
                 break
     return report
 
@@ -141,9 +171,9 @@ def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]
     sending.
 
     A delivery is a plain row (``id``, ``notice_id``, ``channel``, ``target``,
-    ``attempts``) and each notice a :class:`NoticeView`, loaded once however many
-    deliveries it has: building ORM objects (identity map, instance state) for every
-    notice of a large fan-out took half of the delivery time.
+    ``attempts``, ``lease_expiries``) and each notice a :class:`NoticeView`, loaded once
+    however many deliveries it has: building ORM objects (identity map, instance state)
+    for every notice of a large fan-out took half of the delivery time.
     """
     rows, notice_rows = store.load_claimed(
         state.engine,
@@ -156,50 +186,128 @@ def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]
     return [(row, notices[row.notice_id]) for row in rows if row.notice_id in notices]
 
 
-def _send_all(
-    state: NoticeState, ids: Sequence[int], now: datetime
-) -> tuple[list[store.Outcome], dict[int, tuple[Any, Any]]]:
-    """Send every claimed delivery, grouped per channel so senders can batch."""
-    pairs_by_id = {d.id: (d, n) for d, n in _load(state, ids)}
-    by_channel: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
-    for delivery, notice in pairs_by_id.values():
-        by_channel[delivery.channel].append((delivery, notice))
-    outcomes: list[store.Outcome] = []
-    # stop sending a little before our lease runs out: after it another worker may claim
-    # the rest of the batch, and both would send. What is left stays claimed until the
-    # lease expires, then the sweeper takes it.
-    stop_at = max(now, utcnow()) + state.lease * 0.9
-    for channel, pairs in by_channel.items():
-        sender = state.senders_by_name.get(channel)
+def _run_batch(
+    state: NoticeState,
+    report: Report,
+    token: str,
+    ids: Sequence[int],
+    now: datetime,
+    started: float,
+    stop: threading.Event | None,
+) -> tuple[bool, bool]:
+    """Send one claimed batch and record it in ``report``. Return whether any delivery
+    got an outcome and whether any was given back unsent. Raises, after recording, what
+    interrupted the main thread."""
+    engine = state.engine
+    try:
+        pairs = _load(state, ids)
+        decided = _screen(state, pairs, now)
+    except BaseException:
+        # nothing was sent: hand the rows back, so a database hiccup here is not
+        # mistaken for a worker that died mid-send (a lost lease)
+        _give_back(state, token, ids)
+        raise
+    pairs_by_id = {d.id: (d, n) for d, n in pairs}
+    outcomes = list(decided.values())
+    shares: dict[str, tuple[Sender, list[tuple[Any, Any]]]] = {}
+    for delivery, notice in pairs:
+        if delivery.id in decided:
+            continue
+        sender = state.senders_by_name.get(delivery.channel)
         if sender is None:
-            err = TransientError(f"no sender named {channel!r} is registered")
-            outcomes.extend(_failure(state, d, n, err, now) for d, n in pairs)
+            err = TransientError(f"no sender named {delivery.channel!r} is registered")
+            outcomes.append(_failure(state, delivery, notice, err, now))
             continue
-        opened = False
-        try:
-            sender.open()
-            opened = True
-        except Exception as exc:  # noqa: BLE001 - a sender's failure is recorded, not raised
-            logger.exception("sender %r failed to open a batch", channel)
-            outcomes.extend(_failure(state, d, n, exc, now) for d, n in pairs)
-        if not opened:
-            continue
-        try:
-            for delivery, notice in pairs:
-                if utcnow() >= stop_at:
-                    logger.warning(
-                        "lease nearly over: leaving the rest of a %r batch to the sweeper "
-                        "(NOTICE_CLAIM_TIMEOUT is short for this sender)",
-                        channel,
+        shares.setdefault(delivery.channel, (sender, []))[1].append((delivery, notice))
+    settings = state.settings
+    lease = state.lease.total_seconds()
+    sending = SendBatch(
+        state.app,
+        timeout=settings.send_timeout,
+        # the last send may start when it can still time out well inside the lease: after
+        # the lease another worker may claim the rest of the batch, and both would send
+        stop_at=started + (lease - settings.send_timeout) * 0.9,
+        stop=stop,
+        hung=state.hung_sends,
+        send_one=functools.partial(_send_one, state, now=now),
+        fail=lambda d, n, exc, error: _failure(state, d, n, exc, now, error=error),
+    )
+    if shares:
+        sending.run(shares)
+    outcomes.extend(sending.outcomes)
+    recorded = store.finish(
+        engine,
+        state.models.Delivery.__table__,
+        state.models.Notice.__table__,
+        token,
+        outcomes,
+        now=utcnow(),
+        released=sending.unsent,
+    )
+    # given back (the lease was running out, or stopping), or finished by someone else
+    # after our lease ran out (our result was dropped)
+    report.lost_lease += len(sending.unsent) + len(outcomes) - len(recorded)
+    _count(report, recorded)
+    if sending.interrupted is not None:
+        raise sending.interrupted
+    sending.wait_closed()
+    _announce(state, recorded, pairs_by_id)
+    return bool(outcomes), bool(sending.unsent)
+
+
+def _screen(
+    state: NoticeState, pairs: Sequence[tuple[Any, Any]], now: datetime
+) -> dict[int, store.Outcome]:
+    """Outcomes decided before any send: poison rows, and deliveries the user's
+    preferences refuse now.
+
+    The preferences were checked when the rows were written, but a retry may come much
+    later: a user who unsubscribed from a Comment email while it waited out an SMTP 451
+    must not get it. One query per channel and notice type of the batch (the routing
+    gate's), in a session of its own that is closed before any send; none for notices
+    written less than :data:`RECHECK_AFTER` before ``now``.
+    """
+    decided: dict[int, store.Outcome] = {}
+    most = state.settings.max_lease_expiries
+    fresh = now - RECHECK_AFTER
+    groups: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
+    for delivery, notice in pairs:
+        if delivery.lease_expiries >= most:
+            error = f"lease expired {delivery.lease_expiries} times without an outcome: poison row"
+            logger.error("delivery %s (%s): %s", delivery.id, delivery.channel, error)
+            decided[delivery.id] = store.Outcome(delivery.id, notice.id, DeliveryStatus.DEAD, error)
+        elif notice.create_at <= fresh:
+            groups[(delivery.channel, notice.notice_type)].append((delivery, notice))
+    if not groups:
+        return decided
+    # a fresh app context: a session of our own, removed (its connection returned) on
+    # exit; the caller's session may hold a transaction of its own
+    with state.app.app_context():
+        for (channel, notice_type), group in groups.items():
+            allowed = preferences.allowed(
+                state, channel, notice_type, [n.user_id for _, n in group]
+            )
+            for delivery, notice in group:
+                if notice.user_id not in allowed:
+                    decided[delivery.id] = store.Outcome(
+                        delivery.id, notice.id, DeliveryStatus.SKIPPED, TURNED_OFF
                     )
-                    break
-                outcomes.append(_send_one(state, sender, delivery, notice, now))
-        finally:
-            try:
-                sender.close()
-            except Exception:  # noqa: BLE001
-                logger.exception("sender %r failed to close its batch", channel)
-    return outcomes, pairs_by_id
+    return decided
+
+
+def _give_back(state: NoticeState, token: str, ids: Sequence[int]) -> None:
+    try:
+        store.finish(
+            state.engine,
+            state.models.Delivery.__table__,
+            state.models.Notice.__table__,
+            token,
+            [],
+            now=utcnow(),
+            released=ids,
+        )
+    except Exception:  # noqa: BLE001 - best effort: the lease frees them otherwise
+        logger.debug("giving claimed deliveries back failed", exc_info=True)
 
 
 def _send_one(
@@ -218,15 +326,26 @@ def _send_one(
         sender.send_to(notice, delivery.target)
     except SkipDelivery as exc:
         return store.Outcome(delivery.id, notice.id, DeliveryStatus.SKIPPED, _describe(exc))
-    except Exception as exc:  # noqa: BLE001 - recorded on the delivery and logged
+    except BaseException as exc:  # noqa: BLE001 - recorded on the delivery and logged
+        # BaseException too: SystemExit, KeyboardInterrupt, CancelledError or gevent's
+        # Timeout from a sender would end its send thread and lose the outcome
         return _failure(state, delivery, notice, exc, now)
     return store.Outcome(delivery.id, notice.id, DeliveryStatus.SENT)
 
 
 def _failure(
-    state: NoticeState, delivery: Any, notice: Any, exc: BaseException, now: datetime
+    state: NoticeState,
+    delivery: Any,
+    notice: Any,
+    exc: BaseException,
+    now: datetime,
+    *,
+    error: str | None = None,
 ) -> store.Outcome:
-    error = _describe(exc)
+    """The outcome of a failed attempt: Dead on a permanent error or out of attempts,
+    otherwise Error with the next attempt per the retry policy. ``error`` replaces the
+    exception's text in ``last_error``."""
+    error = error or _describe(exc)
     if isinstance(exc, PermanentError):
         logger.warning("delivery %s (%s) failed for good: %s", delivery.id, delivery.channel, error)
         return store.Outcome(delivery.id, notice.id, DeliveryStatus.DEAD, error)

@@ -194,6 +194,12 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
             sa.String(8), nullable=False, default=DeliveryStatus.WAIT.value
         )
         attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+        #: leases lost without an outcome: claims that took the row over after its lease
+        #: ran out (its worker died or froze mid-send); at NOTICE_MAX_LEASE_EXPIRIES it
+        #: is Dead, so a row that kills or freezes every worker taking it stops doing so
+        lease_expiries: Mapped[int] = mapped_column(
+            sa.Integer, nullable=False, default=0, server_default="0"
+        )
         next_attempt_at: Mapped[datetime] = mapped_column(
             UTCDateTime, nullable=False, default=utcnow
         )

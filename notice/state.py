@@ -22,6 +22,7 @@ from .filters import Filter
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .senders.base import Sender
+from .sending import HungSends
 from .types import UserIdPolicy
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class NoticeState:
         #: the live stream's broker and the publisher feeding it (None: no stream)
         self.broker: Broker | None = None
         self.publisher: StreamPublisher | None = None
+        #: sends this process abandoned past NOTICE_SEND_TIMEOUT that have not returned;
+        #: claims skip their deliveries
+        self.hung_sends = HungSends()
 
     @property
     def app(self) -> Flask:

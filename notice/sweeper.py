@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from .delivery import Report, deliver
+from .sending import must_propagate
 from .state import NoticeState, state_of
 
 logger = logging.getLogger("notice.sweeper")
@@ -34,7 +35,11 @@ def _state_of(target: Flask | NoticeState) -> NoticeState:
 
 
 def sweep(
-    state_or_app: Flask | NoticeState, now: datetime | None = None, limit: int | None = None
+    state_or_app: Flask | NoticeState,
+    now: datetime | None = None,
+    limit: int | None = None,
+    *,
+    stop: threading.Event | None = None,
 ) -> Report:
     """Run one sweep pass and return its :class:`~notice.delivery.Report`.
 
@@ -44,11 +49,13 @@ def sweep(
     :param state_or_app: the app, or its ``NoticeState``.
     :param now: the time to sweep at (tests move it forward instead of sleeping).
     :param limit: the most deliveries to claim in this pass.
+    :param stop: once set, the pass starts no new send, records the sends in flight
+        (each bounded by ``NOTICE_SEND_TIMEOUT``) and gives the rest back.
     """
     state = _state_of(state_or_app)
     with state.app.app_context():
         try:
-            return deliver(state, now=now, limit=limit)
+            return deliver(state, now=now, limit=limit, stop=stop)
         finally:
             state.db.session.remove()
 
@@ -71,9 +78,13 @@ def run_worker(
     """Sweep every ``interval`` seconds until ``stop_event`` is set; return passes run.
 
     A pass takes one batch (``NOTICE_BATCH_SIZE``); a full batch is followed by another
-    at once, so a backlog drains without waiting and a stop request is honoured after
-    at most one batch. Errors never end the loop: they are logged and the next pass
-    waits ``interval * 2^(failures-1)``, at most ``max_backoff`` seconds.
+    at once, so a backlog drains without waiting. A stop request is honoured within one
+    send timeout: no new send starts, the sends in flight end or time out, their
+    outcomes are recorded and the rest of the batch is given back. Errors never end the
+    loop, whatever their kind (a ``SystemExit`` or ``CancelledError`` from a signal
+    receiver too; only ``KeyboardInterrupt`` and ``SystemExit`` in the main thread
+    stop it): they are logged and the next pass waits ``interval * 2^(failures-1)``, at
+    most ``max_backoff`` seconds.
 
     :param on_pass: called with each successful pass's report (the CLI prints it).
     """
@@ -81,7 +92,7 @@ def run_worker(
     passes = failures = 0
     while not stop_event.is_set():
         try:
-            report = sweep(state, limit=state.batch_size)
+            report = sweep(state, limit=state.batch_size, stop=stop_event)
         except SQLAlchemyError as exc:
             failures += 1
             wait = _backoff(interval, failures, max_backoff)
@@ -93,10 +104,12 @@ def run_worker(
             _drop_connections(state)
             stop_event.wait(wait)
             continue
-        except Exception:  # noqa: BLE001 - a worker must outlive one bad pass
+        except BaseException as exc:  # noqa: BLE001 - a worker must outlive one bad pass
+            if must_propagate(exc):
+                raise
             failures += 1
             wait = _backoff(interval, failures, max_backoff)
-            logger.exception("sweep failed; retrying in %.1f s", wait)
+            logger.error("sweep failed; retrying in %.1f s", wait, exc_info=exc)
             stop_event.wait(wait)
             continue
         if failures:
@@ -126,6 +139,8 @@ def _drop_connections(state: NoticeState) -> None:
 def stop_on_signals(stop_event: threading.Event) -> Callable[[], None]:
     """Set ``stop_event`` on SIGTERM or SIGINT (a second signal exits at once).
 
+    The second signal raises ``SystemExit`` in the main thread; a pass waiting on its
+    sends records their outcomes (those in flight as interrupted) before it propagates.
     Must be called from the main thread. Returns a function restoring the previous
     handlers.
     """
@@ -133,7 +148,10 @@ def stop_on_signals(stop_event: threading.Event) -> Callable[[], None]:
     def handle(signum: int, _frame: FrameType | None) -> None:
         if stop_event.is_set():
             raise SystemExit(128 + signum)
-        logger.info("%s received: finishing the current pass", signal.Signals(signum).name)
+        logger.info(
+            "%s received: stopping once the sends in flight end (a second signal exits at once)",
+            signal.Signals(signum).name,
+        )
         stop_event.set()
 
     previous: dict[int, Any] = {

@@ -144,7 +144,7 @@ app = Flask("child")
 app.config.update(
     SQLALCHEMY_DATABASE_URI={url!r}, NOTICE_SENDERS=[], NOTICE_STREAM=False,
     NOTICE_DISPATCH="thread", NOTICE_THREADS=1, NOTICE_SWEEP_GRACE=0,
-    NOTICE_CLAIM_TIMEOUT=1,
+    NOTICE_CLAIM_TIMEOUT=1, NOTICE_SEND_TIMEOUT=0.5,
 )
 db = SQLAlchemy()
 notices = Notices(db=db)

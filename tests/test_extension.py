@@ -24,6 +24,18 @@ CORE = {"NOTICE_STREAM": False}
         ({"NOTICE_THREADS": 0}, "NOTICE_THREADS must be a positive number"),
         ({"NOTICE_BATCH_SIZE": 1.5}, "NOTICE_BATCH_SIZE must be a whole number"),
         ({"NOTICE_CLAIM_TIMEOUT": True}, "NOTICE_CLAIM_TIMEOUT must be a positive number"),
+        ({"NOTICE_SEND_TIMEOUT": 0}, "NOTICE_SEND_TIMEOUT must be a positive number"),
+        ({"NOTICE_SEND_TIMEOUT": "30"}, "NOTICE_SEND_TIMEOUT must be a positive number"),
+        ({"NOTICE_MAX_LEASE_EXPIRIES": 0}, "NOTICE_MAX_LEASE_EXPIRIES must be a positive"),
+        ({"NOTICE_MAX_LEASE_EXPIRIES": 2.5}, "NOTICE_MAX_LEASE_EXPIRIES must be a whole number"),
+        (
+            {"NOTICE_CLAIM_TIMEOUT": 30},
+            r"NOTICE_CLAIM_TIMEOUT \(30 s\) must be longer than NOTICE_SEND_TIMEOUT \(30 s\)",
+        ),
+        (
+            {"NOTICE_CLAIM_TIMEOUT": 2, "NOTICE_SEND_TIMEOUT": 4.5},
+            r"NOTICE_CLAIM_TIMEOUT \(2 s\) must be longer than NOTICE_SEND_TIMEOUT \(4.5 s\)",
+        ),
         ({"NOTICE_SWEEP_GRACE": -1}, "NOTICE_SWEEP_GRACE must be a number >= 0"),
         ({"NOTICE_SWEEP_GRACE": "30"}, "NOTICE_SWEEP_GRACE must be a number >= 0"),
         ({"NOTICE_RETRY_BASE": 60, "NOTICE_RETRY_CAP": 30}, "must not exceed NOTICE_RETRY_CAP"),

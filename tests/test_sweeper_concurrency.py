@@ -182,7 +182,7 @@ def test_killed_worker_is_finished_after_its_lease(app_factory, db_url, tmp_path
     assert duplicates <= in_flight
 
 
-def test_sigterm_finishes_the_current_batch(app_factory, db_url, tmp_path):
+def test_sigterm_stops_after_the_sends_in_flight(app_factory, db_url, tmp_path):
     app = _app(app_factory)
     _publish(app, 100, "stop")
     log = tmp_path / "sent.log"
@@ -190,12 +190,17 @@ def test_sigterm_finishes_the_current_batch(app_factory, db_url, tmp_path):
         assert wait_for(lambda: len(read_log(str(log))) >= 10, timeout=30), _stderr(proc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, _stderr(proc)
-    sent = _statuses(app)["Sent"]
-    # every send it made is recorded, nothing is left leased, and it stopped early
-    assert sent == len(read_log(str(log)))
+    statuses = _statuses(app)
+    # every send it made is recorded, it stopped early, and what it had claimed but not
+    # sent is back in the queue (not leased, attempt undone)
+    assert statuses["Sent"] == len(read_log(str(log)))
+    assert 0 < statuses["Sent"] < 200 and statuses["Sent"] + statuses["Wait"] == 200
     assert _leased(app) == 0
-    assert 0 < sent < 200 and sent % 50 == 0
-    assert "SIGTERM received: finishing the current pass" in _stderr(proc)
+    d = app.notices.Delivery.__table__
+    with app.app_context(), app.db.engine.connect() as conn:
+        waiting = conn.execute(sa.select(d.c.attempts).where(d.c.status == "Wait")).scalars()
+        assert set(waiting) <= {0}
+    assert "SIGTERM received: stopping once the sends in flight end" in _stderr(proc)
 
 
 @pytest.mark.parametrize(
@@ -229,3 +234,88 @@ def test_worker_rides_out_a_database_outage(app_factory, db_url, tmp_path):
     counts = Counter(read_log(str(log)))
     assert set(counts) == {(c, i) for i in first + second for c in CHANNELS}
     assert max(counts.values()) == 1
+
+
+def _hung(log: Path) -> list[tuple[int, int]]:
+    """``(notice id, pid)`` of every send that hung (tests.support.sweepapp)."""
+    try:
+        lines = Path(f"{log}.hung").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [(int(a), int(b)) for a, b in (line.split() for line in lines)]
+
+
+def _row(app: Any, channel: str, notice_id: int) -> Any:
+    d = app.notices.Delivery.__table__
+    with app.app_context(), app.db.engine.connect() as conn:
+        return conn.execute(
+            sa.select(d).where(d.c.channel == channel, d.c.notice_id == notice_id)
+        ).one()
+
+
+HANG = {
+    "NOTICE_TEST_HANG": "hang",
+    "NOTICE_TEST_SEND_TIMEOUT": "0.5",
+    "NOTICE_TEST_CLAIM_TIMEOUT": "2",
+    "NOTICE_TEST_RETRY_BASE": "0.2",
+    "NOTICE_TEST_BATCH": "20",
+}
+
+
+def test_a_hung_send_holds_up_nothing_and_sigterm_still_stops(app_factory, db_url, tmp_path):
+    """Two workers and one send hanging for 60 s (NOTICE_SEND_TIMEOUT 0.5 s): it times
+    out in each worker once (never retried beside its own abandoned attempt), everything
+    else goes out exactly once, and SIGTERM stops both workers."""
+    app = _app(app_factory)
+    (stuck,) = _publish(app, 1, "hang")
+    later = _publish(app, 100, "later")
+    log = tmp_path / "sent.log"
+    expected = {(c, i) for i in later for c in CHANNELS} | {("rec_b", stuck)}
+    with _worker(db_url, log, **HANG) as one, _worker(db_url, log, **HANG) as two:
+        assert wait_for(lambda: set(read_log(str(log))) == expected, timeout=60), _stderr(one)
+        # after its backoff the other worker takes it and hangs too; then neither may
+        # take it while its own abandoned send may still be running
+        assert wait_for(lambda: len(_hung(log)) == 2, timeout=30), _stderr(one)
+        for proc in (one, two):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (one, two):
+            assert proc.wait(timeout=20) == 0, _stderr(proc)
+    hung = _hung(log)
+    assert [n for n, _ in hung] == [stuck, stuck]
+    assert {pid for _, pid in hung} == {one.pid, two.pid}
+    row = _row(app, "rec_a", stuck)
+    assert (row.status, row.attempts, row.claim_token) == ("Error", 2, None)
+    assert row.last_error == "timed out after 0.5 s"
+    counts = Counter(read_log(str(log)))
+    assert set(counts) == expected and max(counts.values()) == 1
+    assert _statuses(app) == Counter({"Sent": 201, "Error": 1})
+    for proc in (one, two):
+        err = _stderr(proc)
+        assert "Traceback" not in err and "timed out after 0.5 s" in err
+
+
+def test_a_second_sigterm_exits_at_once_after_recording(app_factory, db_url, tmp_path):
+    """The first SIGTERM waits for the send in flight (here up to 60 s); a second one
+    exits at once, after recording the batch: the hung send as interrupted, what was sent
+    as Sent, the rest given back, nothing left leased."""
+    app = _app(app_factory)
+    (stuck,) = _publish(app, 1, "hang")
+    others = _publish(app, 5, "other")
+    log = tmp_path / "sent.log"
+    env = {**HANG, "NOTICE_TEST_SEND_TIMEOUT": "60", "NOTICE_TEST_CLAIM_TIMEOUT": "120"}
+    with _worker(db_url, log, **env) as proc:
+        # rec_a's other sends queue behind the hung one; rec_b's go out
+        sent = {("rec_b", i) for i in [stuck, *others]}
+        assert wait_for(lambda: len(_hung(log)) == 1, timeout=30), _stderr(proc)
+        assert wait_for(lambda: set(read_log(str(log))) == sent, timeout=30), _stderr(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: "SIGTERM received" in _stderr(proc), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM, _stderr(proc)
+    row = _row(app, "rec_a", stuck)
+    assert (row.status, row.claim_token, row.lease_expiries) == ("Error", None, 0)
+    assert row.last_error == "interrupted by SystemExit while sending"
+    assert set(read_log(str(log))) == sent
+    # rec_a's queued sends were given back: due again, never tried
+    assert _statuses(app) == Counter({"Sent": 6, "Wait": 5, "Error": 1})
+    assert _leased(app) == 0

@@ -140,6 +140,7 @@ def stats_command(as_json: bool) -> None:
             state.models.Delivery.__table__,
             state.models.Notice.__table__,
             now=utcnow(),
+            max_lease_expiries=state.settings.max_lease_expiries,
         )
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -155,6 +156,12 @@ def stats_command(as_json: bool) -> None:
         for channel, counts in d["by_channel"].items():
             click.echo(f"{channel:<{width}}" + "".join(f"{counts.get(s, 0):>9}" for s in statuses))
     click.echo("pending by age: " + ", ".join(f"{k} {v}" for k, v in d["pending_by_age"].items()))
+    if d["poisoned"]:
+        click.echo(
+            f"poison rows: {d['poisoned']} Dead after their lease expired "
+            f"{state.settings.max_lease_expiries} times without an outcome "
+            "(`flask notice retry --status dead` re-queues them)"
+        )
     oldest = d["oldest_pending"]
     if oldest is None:
         click.echo("oldest pending: none")

@@ -68,7 +68,9 @@ def sweep_command(limit: int | None, as_json: bool) -> None:
     help="Seconds between passes when nothing is due.",
 )
 def worker_command(interval: float) -> None:
-    """Sweep until SIGTERM or SIGINT, finishing the current pass before exiting.
+    """Sweep until SIGTERM or SIGINT: then stop once the sends in flight end (at most
+    NOTICE_SEND_TIMEOUT), giving the rest of the batch back; a second signal exits at
+    once, after recording what was sent.
 
     A database outage is logged and retried with exponential backoff; the worker
     never exits on its own.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..aftercommit import call_after_commit
+from ..sending import must_propagate
 
 logger = logging.getLogger("notice")
 
@@ -64,7 +65,16 @@ class SyncDispatcher(Dispatcher):
     """
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
-        self._deliver(delivery_ids)
+        try:
+            self._deliver(delivery_ids)
+        except Exception:
+            raise  # the after-commit hook logs it
+        except BaseException as exc:
+            # a CancelledError from a signal receiver, say: it would escape the caller's
+            # notice_event() after its commit (Ctrl-C in the main thread still does)
+            if must_propagate(exc):
+                raise
+            logger.error("delivering %d deliveries raised", len(delivery_ids), exc_info=exc)
 
 
 class NoDispatcher(Dispatcher):
@@ -95,15 +105,28 @@ class ThreadDispatcher(Dispatcher):
         self._queued = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"notice-dispatch-{i}", daemon=True)
-            for i in range(threads)
-        ]
+        self._threads_lock = threading.Lock()
+        self._threads = [self._thread(i) for i in range(threads)]
         for thread in self._threads:
             thread.start()
         atexit.register(self.shutdown)
 
+    def _thread(self, i: int) -> threading.Thread:
+        return threading.Thread(target=self._run, name=f"notice-dispatch-{i}", daemon=True)
+
+    def _replace_dead_threads(self) -> None:
+        # _run survives whatever a batch raises, but a thread can still end (an
+        # exception from a logging handler, say); a pool that only shrank would end up
+        # queueing work nobody runs
+        with self._threads_lock:
+            for i, thread in enumerate(self._threads):
+                if not thread.is_alive() and not self._stopping.is_set():
+                    logger.warning("dispatch thread %s died; starting a new one", thread.name)
+                    self._threads[i] = self._thread(i)
+                    self._threads[i].start()
+
     def submit(self, delivery_ids: Sequence[int]) -> None:
+        self._replace_dead_threads()
         ids = list(delivery_ids)
         # reserve room and enqueue under one lock: two submitters checking the room
         # first and enqueueing after could together overshoot the bound, and a submit
@@ -146,7 +169,8 @@ class ThreadDispatcher(Dispatcher):
                 return
             try:
                 self._deliver(ids)
-            except Exception:  # noqa: BLE001 - rows stay claimable; the sweeper retries
+            except BaseException:  # noqa: BLE001 - rows stay claimable; the sweeper retries
+                # BaseException too (SystemExit, CancelledError): it used to end the thread
                 logger.exception("delivering %d deliveries failed", len(ids))
 
     def shutdown(self, wait: bool = True) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,13 +69,16 @@ def claim(
     limit: int,
     ids: Sequence[int] | None = None,
     where: sa.ColumnElement[bool] | None = None,
+    skip: Collection[int] = (),
 ) -> tuple[str, list[int]]:
     """Atomically reserve up to ``limit`` deliveries; return ``(token, ids)``.
 
     With ``ids`` (the after-commit dispatcher) those rows are taken if nobody holds them,
-    whatever their due time; without, the due rows oldest first (the sweeper). Claiming
-    bumps ``attempts`` and sets a lease; on PostgreSQL rows locked by another claimer are
-    skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
+    whatever their due time; without, the due rows oldest first (the sweeper). Rows in
+    ``skip`` are never taken (this process still runs an abandoned send of theirs).
+    Claiming bumps ``attempts`` and sets a lease; taking over a row whose lease ran out
+    with no outcome also bumps ``lease_expiries``. On PostgreSQL rows locked by another
+    claimer are skipped (``FOR UPDATE SKIP LOCKED``), on SQLite the claim runs under
     ``BEGIN IMMEDIATE`` so claimers take turns. A claim that finds its pooled connection
     dead runs once more on a fresh one (at worst a claim whose COMMIT was lost holds its
     rows until the lease ends; nothing is sent under it).
@@ -88,7 +91,11 @@ def claim(
         else due_condition(delivery, now)
     )
     if ids is not None:
+        if skip:
+            ids = [i for i in ids if i not in skip]
         cond = sa.and_(cond, c.id.in_(ids))
+    elif skip:
+        cond = sa.and_(cond, c.id.not_in(list(skip)))
     if where is not None:
         cond = sa.and_(cond, where)
     pick = (
@@ -105,6 +112,10 @@ def claim(
             claimed_until=now + lease,
             claim_token=token,
             attempts=c.attempts + 1,
+            # a token still set means the last claim ended with neither an outcome nor a
+            # release: its worker died or froze with the row in hand (finish and release
+            # clear the token; the claim condition admits only an expired lease)
+            lease_expiries=c.lease_expiries + sa.case((c.claim_token.is_(None), 0), else_=1),
             update_at=now,
         )
         .returning(c.id)
@@ -126,9 +137,9 @@ def load_claimed(
     notice_columns: Sequence[str],
 ) -> tuple[list[Any], list[Any]]:
     """The claimed deliveries (``id``, ``notice_id``, ``channel``, ``target``,
-    ``attempts``, in id order) and the ``notice_columns`` of their notices, each notice
-    once however many deliveries it has, read in one short connection (again on a fresh
-    one if that turns out dead)."""
+    ``attempts``, ``lease_expiries``, in id order) and the ``notice_columns`` of their
+    notices, each notice once however many deliveries it has, read in one short
+    connection (again on a fresh one if that turns out dead)."""
     d = delivery.c
     columns = [notice.c[name] for name in notice_columns]
 
@@ -138,7 +149,7 @@ def load_claimed(
         for part in chunks(list(ids)):
             rows.extend(
                 conn.execute(
-                    sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts)
+                    sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts, d.lease_expiries)
                     .where(d.id.in_(part))
                     .order_by(d.id)
                 )
@@ -171,12 +182,18 @@ def finish(
     outcomes: Sequence[Outcome],
     *,
     now: datetime,
+    released: Sequence[int] = (),
 ) -> list[Outcome]:
     """Record outcomes for rows this claim still owns; return the ones recorded.
 
     A row whose lease was taken over (its ``claim_token`` changed) is left alone, so a
     slow worker never overwrites the new owner's result. The notices' ``send_status``
     roll-up is recomputed in the same transaction.
+
+    ``released`` rows were claimed but never sent (the lease was running out, the worker
+    is stopping): their claim is undone in the same transaction (``attempts`` back down,
+    lease and token cleared), so they are due again at once and their next claim is not
+    counted as a lost lease.
 
     The transaction runs again (:data:`FINISH_ATTEMPTS` runs in all, briefly apart) when
     it loses its connection, is a deadlock victim, fails a serialization check or finds
@@ -185,7 +202,7 @@ def finish(
     run record only what the first did not (after a COMMIT lost with its connection
     that can be nothing: those rows then count as lost, and are not sent again).
     """
-    if not outcomes:
+    if not outcomes and not released:
         return []
     c = delivery.c
     by_id = {o.delivery_id: o for o in outcomes}
@@ -255,6 +272,17 @@ def finish(
             )
         if recorded:
             roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
+        for part in chunks(list(released)):
+            conn.execute(
+                sa.update(delivery)
+                .where(c.id.in_(part), c.claim_token == token)
+                .values(
+                    attempts=c.attempts - 1,
+                    claimed_until=None,
+                    claim_token=None,
+                    update_at=now,
+                )
+            )
         return recorded
 
     return run_transaction(

@@ -111,9 +111,10 @@ def requeue(
     """Make failed deliveries ``ids`` due now with a fresh attempt budget; return how
     many changed.
 
-    They become ``Error`` with ``attempts`` 0 and ``next_attempt_at`` ``now``, keeping
-    ``last_error`` until the next attempt replaces it. The state is checked again in
-    the update, so a row sent or claimed since it was listed is left alone.
+    They become ``Error`` with ``attempts`` and ``lease_expiries`` 0 and
+    ``next_attempt_at`` ``now``, keeping ``last_error`` until the next attempt replaces
+    it. The state is checked again in the update, so a row sent or claimed since it was
+    listed is left alone.
     """
     c = delivery.c
     changed = 0
@@ -128,6 +129,8 @@ def requeue(
                 .values(
                     status=DeliveryStatus.ERROR.value,
                     attempts=0,
+                    # a poison row gets its full budget of lost leases again
+                    lease_expiries=0,
                     next_attempt_at=now,
                     claimed_until=None,
                     claim_token=None,
@@ -142,9 +145,17 @@ def requeue(
 # --- stats ---------------------------------------------------------------------------
 
 
-def stats(engine: Engine, delivery: sa.Table, notice: sa.Table, *, now: datetime) -> dict[str, Any]:
+def stats(
+    engine: Engine,
+    delivery: sa.Table,
+    notice: sa.Table,
+    *,
+    now: datetime,
+    max_lease_expiries: int = 3,
+) -> dict[str, Any]:
     """Counts for operators: deliveries by status, by channel and status, pending
-    deliveries by age, the oldest pending one, and notice totals. JSON-ready."""
+    deliveries by age, the oldest pending one, poison rows (Dead after
+    ``max_lease_expiries`` lost leases) and notice totals. JSON-ready."""
     d, n = delivery.c, notice.c
     pending = d.status.in_(PENDING_STATES)
     age_case = sa.case(
@@ -174,6 +185,11 @@ def stats(engine: Engine, delivery: sa.Table, notice: sa.Table, *, now: datetime
         leased = conn.execute(
             sa.select(sa.func.count()).where(pending, d.claimed_until > now)
         ).scalar_one()
+        poisoned = conn.execute(
+            sa.select(sa.func.count()).where(
+                d.status == DeliveryStatus.DEAD.value, d.lease_expiries >= max_lease_expiries
+            )
+        ).scalar_one()
         total, unread = conn.execute(
             sa.select(
                 sa.func.count(),
@@ -200,6 +216,7 @@ def stats(engine: Engine, delivery: sa.Table, notice: sa.Table, *, now: datetime
             "pending_by_age": ages,
             "due_now": int(due),
             "in_flight": int(leased),
+            "poisoned": int(poisoned),
             "oldest_pending": oldest_info,
         },
         "notices": {"total": int(total), "unread": int(unread)},

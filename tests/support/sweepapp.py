@@ -7,7 +7,12 @@ Configured from the environment, so a test can start many workers on one databas
 - ``NOTICE_TEST_SEND_DELAY``: seconds each send sleeps (a slow sender, for crash tests);
 - ``NOTICE_TEST_BATCH``: ``NOTICE_BATCH_SIZE``;
 - ``NOTICE_TEST_START``: a path; the app announces itself with ``<path>.<pid>`` and
-  waits (at most 30 s) until ``<path>`` exists, so many workers start together.
+  waits (at most 30 s) until ``<path>`` exists, so many workers start together;
+- ``NOTICE_TEST_HANG``: a subject; ``rec_a`` sends of notices with it append
+  ``"<notice id> <pid>"`` to ``<log>.hung`` and hang for 60 s (and record nothing);
+- ``NOTICE_TEST_SEND_TIMEOUT``, ``NOTICE_TEST_CLAIM_TIMEOUT``, ``NOTICE_TEST_RETRY_BASE``:
+  ``NOTICE_SEND_TIMEOUT``, ``NOTICE_CLAIM_TIMEOUT``, ``NOTICE_RETRY_BASE`` (and
+  ``NOTICE_RETRY_CAP`` twice the base).
 
 The recording senders write ``"<channel> <notice id> <pid>\\n"`` with one ``write`` on
 an ``O_APPEND`` descriptor: lines from concurrent processes never interleave.
@@ -34,6 +39,16 @@ class RecordA(Sender):
     name = "rec_a"
 
     def send_to(self, notice: Any, target: str) -> None:
+        if self.name == "rec_a" and notice.subject == os.environ.get("NOTICE_TEST_HANG"):
+            fd = os.open(
+                os.environ["NOTICE_TEST_LOG"] + ".hung", os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            )
+            try:
+                os.write(fd, f"{notice.id} {os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
+            time.sleep(60)
+            return
         delay = float(os.environ.get("NOTICE_TEST_SEND_DELAY", "0"))
         if delay:
             time.sleep(delay)
@@ -88,6 +103,11 @@ def create_app() -> Flask:
         NOTICE_DISPATCH="none",
         NOTICE_BATCH_SIZE=int(os.environ.get("NOTICE_TEST_BATCH", "200")),
     )
+    for key in ("SEND_TIMEOUT", "CLAIM_TIMEOUT", "RETRY_BASE"):
+        if os.environ.get(f"NOTICE_TEST_{key}"):
+            app.config[f"NOTICE_{key}"] = float(os.environ[f"NOTICE_TEST_{key}"])
+    if os.environ.get("NOTICE_TEST_RETRY_BASE"):
+        app.config["NOTICE_RETRY_CAP"] = 2 * app.config["NOTICE_RETRY_BASE"]
     db = SQLAlchemy()
     notices = Notices(db=db)
     db.init_app(app)
