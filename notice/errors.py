@@ -12,6 +12,7 @@ The tree::
     ├── BadToken                a tampered, malformed or expired unsubscribe token (ValueError)
     ├── CSRFError               notice.web.auth: missing or wrong CSRF token (werkzeug BadRequest)
     ├── BadParameter            notice.web: a malformed parameter or body field (BadRequest)
+    ├── TooManyStreams          notice.brokers: this process holds NOTICE_STREAM_MAX streams
     └── DeliveryError           raised by a sender's ``send()`` to steer the delivery
         ├── TransientError      try again later (honours ``retry_after`` seconds)
         │   ├── BrokerError     notice.brokers: the live-stream broker is unreachable
