@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError
+from .links import link_origins
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
 from .retry import RetryPolicy
@@ -70,6 +71,10 @@ DEFAULTS: dict[str, Any] = {
     #: notices per page in the inbox and the JSON API (``limit`` default / maximum)
     "NOTICE_PAGE_SIZE": 20,
     "NOTICE_PAGE_MAX": 100,
+    #: origins a notice's absolute url may link to, e.g. ["https://docs.example.com"];
+    #: paths on this site (/x) always link, and so does the NOTICE_BASE_URL origin.
+    #: Any other url is shown as text in the inbox, pop-ups, emails and pushes
+    "NOTICE_LINK_ORIGINS": [],
     #: template the inbox page extends (must define ``{% block notice_content %}``)
     "NOTICE_BASE_TEMPLATE": "notice/base.html",
     # --- web push and topics -------------------------------------------------------
@@ -186,6 +191,9 @@ class Settings:
     base_template: str
     api_tokens: tuple[str, ...]
     api_auth: Callable[[str], bool] | None
+    #: normalised origins absolute notice links may point at (NOTICE_LINK_ORIGINS and
+    #: the NOTICE_BASE_URL origin; see :func:`notice.links.safe_link`)
+    link_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Settings:
@@ -219,6 +227,7 @@ class Settings:
             base_template=str(cfg["NOTICE_BASE_TEMPLATE"]),
             api_tokens=tuple(cfg["NOTICE_API_TOKENS"]),
             api_auth=cfg["NOTICE_API_AUTH"],
+            link_origins=link_origins(cfg),
         )
 
 
@@ -291,6 +300,7 @@ def _validate_inbox(app: Flask) -> None:
     channel = cfg["NOTICE_BROKER_CHANNEL"]
     if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
+    link_origins(cfg)
 
 
 def _validate_email(app: Flask) -> None:
