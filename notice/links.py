@@ -25,7 +25,6 @@ from flask import Flask
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from .errors import BadToken, ConfigurationError
-from .state import state_of
 
 SALT = "notice.unsubscribe"
 #: backslashes, whitespace and control characters: browsers read "/\\host" as
@@ -114,7 +113,7 @@ def unsubscribe_url(app: Flask, user_id: Any, notice_type: str | None, channel: 
 def absolute_link(app: Flask, url: str | None) -> str | None:
     """``url`` as an email link: :func:`safe_link` with the app's origins, a path made
     absolute against the base; None when it is no link."""
-    link = safe_link(url, app_link_origins(app))
+    link = safe_link(url, link_origins(app.config))
     if link is None or not link.startswith("/"):
         return link
     return urljoin(base_url(app) + "/", link)
@@ -200,11 +199,6 @@ def link_origins(cfg: Mapping[str, Any]) -> frozenset[str]:
     base = cfg.get("NOTICE_BASE_URL")
     own = origin_of(base) if isinstance(base, str) else None
     return origins | {own} if own else origins
-
-
-def app_link_origins(app: Flask) -> frozenset[str]:
-    """:func:`link_origins` of ``app``, as read once by ``init_app``."""
-    return state_of(app).settings.link_origins
 
 
 def with_link(notice: Mapping[str, Any], allowed_origins: Collection[str]) -> dict[str, Any]:
