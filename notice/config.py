@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError
+from .links import link_origins
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
 from .retry import RetryPolicy
@@ -89,6 +90,10 @@ DEFAULTS: dict[str, Any] = {
     #: notices per page in the inbox and the JSON API (``limit`` default / maximum)
     "NOTICE_PAGE_SIZE": 20,
     "NOTICE_PAGE_MAX": 100,
+    #: origins a notice's absolute url may link to, e.g. ["https://docs.example.com"];
+    #: paths on this site (/x) always link, and so does the NOTICE_BASE_URL origin.
+    #: Any other url is shown as text in the inbox, pop-ups, emails and pushes
+    "NOTICE_LINK_ORIGINS": [],
     #: template the inbox page extends (must define ``{% block notice_content %}``)
     "NOTICE_BASE_TEMPLATE": "notice/base.html",
     # --- web push and topics -------------------------------------------------------
@@ -225,6 +230,9 @@ class Settings:
     api_anonymous_devices: bool
     api_anonymous_user: Any
     api_anonymous_rate: int
+    #: normalised origins absolute notice links may point at (NOTICE_LINK_ORIGINS and
+    #: the NOTICE_BASE_URL origin; see :func:`notice.links.safe_link`)
+    link_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Settings:
@@ -268,6 +276,7 @@ class Settings:
             api_anonymous_devices=cfg["NOTICE_API_ANONYMOUS_DEVICES"],
             api_anonymous_user=cfg["NOTICE_API_ANONYMOUS_USER"],
             api_anonymous_rate=int(cfg["NOTICE_API_ANONYMOUS_RATE"]),
+            link_origins=link_origins(cfg),
         )
 
 
@@ -367,6 +376,7 @@ def _validate_inbox(app: Flask) -> None:
     channel = cfg["NOTICE_BROKER_CHANNEL"]
     if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
+    link_origins(cfg)
 
 
 def _validate_api(app: Flask) -> None:

@@ -290,6 +290,9 @@ def build_event(
                 f"unknown channel(s) {', '.join(sorted(unknown))}; this app has: "
                 f"{', '.join(sorted(state.senders_by_name)) or 'no senders'}"
             )
+    for name, sender in state.senders_by_name.items():
+        if wanted is None or name in wanted:
+            sender.validate_data(data)
     chosen: dict[str, dict[str, tuple[str, ...]]] | None = None
     if targets is not None:
         strangers = set(targets) - set(state.senders_by_name)

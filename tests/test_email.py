@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -86,6 +87,33 @@ def test_javascript_url_never_becomes_a_link(app_factory, smtp):
         notice_event(1, subject="x", content="", url="javascript:alert(1)")
     _, text, html = _parts(smtp.messages[0])
     assert "javascript:" not in html and "javascript:" not in text
+
+
+def test_only_same_site_paths_and_allowed_origins_are_links_in_emails(app_factory, smtp):
+    app = email_app(app_factory, smtp, NOTICE_LINK_ORIGINS=["https://docs.example.org"])
+    links = {
+        "/posts/1": f"{BASE_URL}/posts/1",
+        "https://docs.example.org/a": "https://docs.example.org/a",
+        f"{BASE_URL}/own": f"{BASE_URL}/own",  # NOTICE_BASE_URL's origin is allowed
+    }
+    not_links = (
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "https://other.example/x",
+    )
+    with app.app_context():
+        for url in (*links, *not_links):
+            notice_event(1, subject=url, content="", url=url)
+    for mail in smtp.messages:
+        url = mail.message["Subject"]
+        _, text, html = _parts(mail)
+        if url in links:
+            assert f'href="{links[url]}"' in html and links[url] in text
+        else:  # shown as the subject only; every link is one of ours
+            assert all(h.startswith(BASE_URL) for h in re.findall(r'href="([^"]*)"', html))
+            assert "Open</a>" not in html and text.count(url) == 1
+    assert len(smtp.messages) == len(links) + len(not_links)
 
 
 def test_451_is_retried_then_sent(app_factory, smtp):

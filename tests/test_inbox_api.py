@@ -413,18 +413,59 @@ def test_subject_and_content_are_escaped_everywhere(web):
     assert body.json["notices"][0]["subject"] == "<script>alert('s')</script>"
 
 
-def test_only_safe_urls_are_linked(web):
-    for url in (
-        "/posts/1",
-        "https://example.org/x",
-        "//evil.example",
-        "/\\evil.example",
-        "data:text/html,x",
-    ):
-        publish(web, 1, subject=url, url=url)
-    page = client_for(web, 1).get("/notices/").text
-    assert 'href="/posts/1"' in page and 'href="https://example.org/x"' in page
-    assert 'href="//evil' not in page and 'href="/\\evil' not in page and 'href="data:' not in page
+#: never links: another host (protocol-relative or behind a backslash), script, data,
+#: and an absolute URL whose origin is not in NOTICE_LINK_ORIGINS
+NOT_LINKS = (
+    "//evil.example/x",
+    "/\\evil.example",
+    "javascript:alert(1)",
+    "data:text/html,x",
+    "https://other.example/x",
+)
+LINKS = ("/posts/1", "https://docs.example.org/a")
+
+
+def test_only_same_site_paths_and_allowed_origins_are_links(app_factory):
+    app = app_factory(NOTICE_LINK_ORIGINS=["https://Docs.Example.org:443"])
+    _login(app)
+    for url in LINKS + NOT_LINKS:
+        publish(app, 1, subject=url, url=url)
+    client = client_for(app, 1)
+    page = client.get("/notices/").text
+    hrefs = set(re.findall(r'href="([^"]*)"', page))
+    assert set(LINKS) <= hrefs
+    assert not any(
+        h.startswith(("//", "/\\", "javascript:", "data:", "https://other")) for h in hrefs
+    )
+    assert set(LINKS) == set(re.findall(r'data-notice-url="([^"]*)"', page))
+    # the JSON notice.js reads: url as stored, link only when the server approves it
+    rows = client.get(API).json["notices"]
+    assert {n["url"]: n["link"] for n in rows} == {
+        **{url: url for url in LINKS},
+        **{url: None for url in NOT_LINKS},
+    }
+    one = client.get(f"{API}/{rows[0]['id']}").json["notice"]
+    assert (one["url"], one["link"]) == ("https://other.example/x", None)
+    marked = post(client, f"{API}/{rows[-1]['id']}/read").json["notice"]
+    assert (marked["url"], marked["link"]) == ("/posts/1", "/posts/1")
+
+
+def test_absolute_urls_are_text_unless_their_origin_is_allowed(app_factory):
+    app = app_factory(NOTICE_BASE_URL="https://app.example")
+    _login(app)
+    publish(app, 1, subject="own", url="https://app.example/posts/2")
+    publish(app, 1, subject="other", url="https://docs.example.org/a")
+    rows = client_for(app, 1).get(API).json["notices"]
+    assert [n["link"] for n in rows] == [None, "https://app.example/posts/2"]
+
+
+@pytest.mark.parametrize(
+    "origins",
+    ["https://a.example", ["https://a.example/path"], ["ftp://a.example"], ["a.example"], [7]],
+)
+def test_bad_link_origins_fail_at_startup(app_factory, origins):
+    with pytest.raises(ConfigurationError, match="NOTICE_LINK_ORIGINS"):
+        app_factory(NOTICE_LINK_ORIGINS=origins)
 
 
 def test_inbox_page_filters_pagination_and_forms(app_factory):

@@ -3,6 +3,7 @@ PostgreSQL brokers across two real server processes sharing one database."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -11,11 +12,14 @@ import threading
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
 import requests
 
 from notice.brokers import RESYNC, Hub, load_broker
 from notice.brokers.inprocess import InProcessBroker
+from notice.brokers.pgnotify import conninfo
 from notice.errors import ConfigurationError
 from tests.support.sse import SSEClient
 
@@ -65,6 +69,49 @@ def test_load_broker(url, kind):
 def test_load_broker_refuses_unknown(url):
     with pytest.raises(ConfigurationError):
         load_broker(url)
+
+
+def _send_raw(broker_url: str, channel: str, raw: bytes) -> None:
+    """Put ``raw`` on the broker's channel the way any other client could."""
+    if broker_url.startswith("redis"):
+        client = redis.Redis.from_url(broker_url)
+        try:
+            client.publish(f"{channel}:7", raw)
+        finally:
+            client.close()
+        return
+    with psycopg.connect(conninfo(broker_url), autocommit=True) as conn:
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, raw.decode("utf-8", "replace")))
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ],
+)
+def test_a_malformed_message_is_logged_and_skipped_not_a_lost_connection(request, kind, caplog):
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "pg_database_url")
+    channel = f"t{uuid.uuid4().hex[:12]}"
+    broker = load_broker(url, channel=channel)
+    secret = b'{"u": "7", "m": "the private text of a notice'
+    try:
+        with broker.subscribe(7) as sub, caplog.at_level(logging.WARNING, logger="notice"):
+            for raw in (secret, b"\xff\xfe", b'{"u": "7"}', b'{"u": [], "m": {}}', b"[1]"):
+                _send_raw(url, channel, raw)
+            broker.publish(7, {"event": "count", "data": {"unread": 1}})
+            # not RESYNC: the listener kept its connection and the streams their place
+            assert sub.get(timeout=10) == {"event": "count", "data": {"unread": 1}}
+            broker.publish(7, {"event": "count", "data": {"unread": 2}})
+            assert sub.get(timeout=10) == {"event": "count", "data": {"unread": 2}}
+    finally:
+        broker.close()
+    skipped = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(skipped) == 5
+    assert f"of {len(secret)} bytes on {channel}" in skipped[0]
+    assert not any("private" in r.getMessage() for r in caplog.records)
+    assert not any("lost its connection" in r.getMessage() for r in caplog.records)
 
 
 class Server:

@@ -87,6 +87,25 @@ def test_new_notices_and_count_changes_arrive(stream_app):
         assert count.data == {"unread": 1, "ids": [nid], "read": True}
 
 
+def test_streamed_notices_carry_the_link_notice_js_may_follow(stream_app):
+    app = stream_app(NOTICE_LINK_ORIGINS=["https://docs.example.org"])
+    urls = ("/posts/1", "https://docs.example.org/a", "//evil.example/x", "javascript:x")
+    with serving(app) as port, _stream(port) as client:
+        client.next_of("count")
+        for url in urls:
+            _publish(app, 1, url, url=url)
+        links = {}
+        while len(links) < len(urls):
+            event = client.next_of("notice")
+            links[event.data["url"]] = event.data["link"]
+    assert links == {
+        "/posts/1": "/posts/1",
+        "https://docs.example.org/a": "https://docs.example.org/a",
+        "//evil.example/x": None,
+        "javascript:x": None,
+    }
+
+
 def test_last_event_id_replays_what_was_missed(stream_app):
     app = stream_app()
     with serving(app) as port:

@@ -21,7 +21,7 @@ from notice.columns import utcnow
 from notice.config import DEFAULTS
 from notice.delivery import deliver
 from notice.errors import EndpointRefused
-from notice.push.config import AllowList
+from notice.push.config import AllowList, origin
 from notice.push.vapid import load_private_key
 from notice.senders.http import retry_after
 from notice.senders.webpush import MAX_PAYLOAD, fit_payload
@@ -132,6 +132,113 @@ def test_each_push_signs_fresh_claims_for_its_own_origin(app_factory, service):
         assert statuses == {"Sent"}
         assert [m.claims["aud"] for m in service.received] == [service.origin] * 2
         assert [m.claims["aud"] for m in other.received] == [other.origin] * 2
+
+
+def test_aud_is_the_normalised_origin_of_the_endpoint(app_factory, service):
+    port = service.origin.rpartition(":")[2]
+    # a push service checks aud against its own origin exactly: lower-case host
+    service.audience = f"http://localhost:{port}"
+    app = app_factory(**push_config(service, NOTICE_PUSH_ALLOWED_HOSTS=[service.audience]))
+    browser = service.new_subscription()
+    add_device(
+        app,
+        1,
+        {
+            **browser,
+            "endpoint": browser["endpoint"].replace(service.origin, f"HTTP://LocalHost:{port}"),
+        },
+    )
+    with app.app_context():
+        notice_event(1, subject="one", content="")
+        [delivery] = deliveries(app)
+    assert delivery.status == DeliveryStatus.SENT.value, delivery.last_error
+    [msg] = service.received
+    assert msg.claims["aud"] == f"http://localhost:{port}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "aud"),
+    [
+        ("https://Push.Example.com:443/x", "https://push.example.com"),
+        ("HTTPS://push.example.com/x?y#z", "https://push.example.com"),
+        ("https://push.example.com:8443/x", "https://push.example.com:8443"),
+        ("http://Push.Example.com:80/x", "http://push.example.com"),
+        ("https://[::1]:443/x", "https://[::1]"),
+    ],
+)
+def test_origin_is_normalised(endpoint, aud):
+    assert origin(endpoint) == aud
+
+
+def test_only_same_site_paths_and_allowed_origins_are_push_links(app_factory, service):
+    app = app_factory(**push_config(service, NOTICE_LINK_ORIGINS=["https://docs.example.org"]))
+    add_device(app, 1, service.new_subscription())
+    urls = {
+        "/posts/1": "/posts/1",
+        "https://docs.example.org/a": "https://docs.example.org/a",
+        "//evil.example/x": None,
+        "/\\evil.example": None,
+        "javascript:alert(1)": None,
+        "https://other.example/x": None,
+    }
+    with app.app_context():
+        for url in urls:
+            notice_event(1, subject=url, content="", url=url)
+    assert {m.json()["title"]: m.json()["url"] for m in service.received} == urls
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"ttl": "60"}, "ttl"),
+        ({"ttl": -1}, "ttl"),
+        ({"ttl": 28 * 24 * 3600 + 1}, "ttl"),
+        ({"ttl": True}, "ttl"),
+        ({"urgency": "urgent"}, "urgency"),
+        ({"topic": "has space"}, "topic"),
+        ({"topic": "t" * 33}, "topic"),
+        ({"icon": 7}, "icon"),
+        ({"icon": "javascript:alert(1)"}, "icon"),
+        ({"icon": "//evil.example/i.png"}, "icon"),
+        ("high", "webpush"),
+    ],
+)
+def test_bad_push_options_are_refused_at_publish(push_app, service, options, field):
+    add_device(push_app, 1, service.new_subscription())
+    with push_app.app_context():
+        with pytest.raises(ValueError, match=field):
+            notice_event(1, subject="s", content="", data={"webpush": options})
+        Notice = push_app.notices.models.Notice
+        assert push_app.db.session.scalar(sa.select(sa.func.count()).select_from(Notice)) == 0
+        assert deliveries(push_app) == []
+    assert service.attempts == []
+
+
+def test_push_options_at_the_limits_are_accepted(push_app, service):
+    add_device(push_app, 1, service.new_subscription())
+    with push_app.app_context():
+        notice_event(
+            1,
+            subject="s",
+            content="",
+            data={
+                "webpush": {
+                    "ttl": 28 * 24 * 3600,
+                    "urgency": "very-low",
+                    "topic": "t" * 32,
+                    "icon": "https://cdn.example/i.png",
+                }
+            },
+        )
+        notice_event(1, subject="nones", content="", data={"webpush": {"ttl": None}})
+    first, second = service.received
+    assert (first.ttl, first.headers["Urgency"], first.headers["Topic"]) == (
+        28 * 24 * 3600,
+        "very-low",
+        "t" * 32,
+    )
+    assert first.json()["icon"] == "https://cdn.example/i.png"
+    assert second.ttl == 86_400
 
 
 def test_three_devices_are_three_independent_deliveries(push_app, service):
@@ -261,7 +368,14 @@ def test_payload_that_cannot_fit_fails_before_sending(push_app, service):
     browser = service.new_subscription()
     add_device(push_app, 3, browser)
     with push_app.app_context():
-        notice_event(3, subject="x", data={"webpush": {"icon": "/" + "i" * 4000}}, content="")
+        # the longest url and icon publish accepts, together over the limit
+        notice_event(
+            3,
+            subject="x",
+            url="/" + "u" * 2047,
+            data={"webpush": {"icon": "/" + "i" * 2047}},
+            content="",
+        )
         [delivery] = deliveries(push_app)
     assert delivery.status == DeliveryStatus.DEAD.value
     assert "limit" in delivery.last_error
@@ -553,8 +667,11 @@ def test_resubscribe_cannot_take_over_another_users_device(push_app, service):
     add_device(push_app, 1, victim)
     client = push_app.test_client()
     hijack = {**victim, "keys": attacker["keys"]}
-    body = {"old_endpoint": attacker["endpoint"], "old_auth": attacker["keys"]["auth"],
-            "subscription": hijack}
+    body = {
+        "old_endpoint": attacker["endpoint"],
+        "old_auth": attacker["keys"]["auth"],
+        "subscription": hijack,
+    }
     assert client.post("/notices/push/resubscribe", json=body).status_code == 404
     with push_app.app_context():
         subs = {s.user_id: s for s in _subs(push_app)}

@@ -55,9 +55,21 @@ def encode(user_id: UserId, message: Message) -> str:
     return json.dumps({"u": user_key(user_id), "m": message}, separators=(",", ":"))
 
 
+class BadMessage(ValueError):
+    """A broker message that is not what :func:`encode` writes."""
+
+
 def decode(raw: str | bytes) -> tuple[str, Message]:
-    body = json.loads(raw)
-    return str(body["u"]), dict(body["m"])
+    """The user key and message of ``raw``; raise :class:`BadMessage` when it is not
+    one :func:`encode` wrote."""
+    try:
+        body = json.loads(raw)
+        key, message = body["u"], body["m"]
+    except (ValueError, TypeError, KeyError, IndexError):
+        raise BadMessage("not a notice broker message") from None
+    if not isinstance(key, (str, int)) or isinstance(key, bool) or not isinstance(message, dict):
+        raise BadMessage("not a notice broker message")
+    return str(key), message
 
 
 class Subscription:

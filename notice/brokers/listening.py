@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Any
 
-from .base import Broker
+from .base import BadMessage, Broker, decode
 
 logger = logging.getLogger("notice")
 
@@ -40,6 +40,24 @@ class ListeningBroker(Broker):
         """Feed messages from ``conn`` into :attr:`hub` until ``stop`` is set; raise
         when the connection fails."""
         raise NotImplementedError
+
+    def deliver(self, raw: str | bytes, channel: str) -> None:
+        """Decode one received message and hand it to this process's streams. A
+        malformed one (anyone who can publish on the channel can send it) is logged and
+        skipped: it says nothing about the connection, and treating it as a lost one
+        would make every stream reload from the database."""
+        try:
+            key, message = decode(raw)
+        except BadMessage:
+            # its length and channel only: the content may be someone's private notice
+            logger.warning(
+                "%s broker: skipped a malformed message of %d bytes on %s",
+                self.name,
+                len(raw),
+                channel,
+            )
+            return
+        self.hub.dispatch(key, message)
 
     def close_listener(self, conn: Any) -> None:
         try:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from ..store import notify as notify_store
-from .base import BrokerError, decode, encode
+from .base import BrokerError, encode
 from .listening import ListeningBroker
 
 #: bytes of payload we send inline; PostgreSQL refuses more than 8000
@@ -80,8 +80,7 @@ class PostgresBroker(ListeningBroker):
     def listen(self, conn: Any, stop: threading.Event) -> None:
         while not stop.is_set():
             for notify in conn.notifies(timeout=1.0):
-                key, message = decode(notify.payload)
-                self.hub.dispatch(key, message)
+                self.deliver(notify.payload, notify.channel)
                 if stop.is_set():
                     break
 

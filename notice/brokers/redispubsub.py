@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from ..types import user_key
-from .base import BrokerError, decode, encode
+from .base import BrokerError, encode
 from .listening import ListeningBroker
 
 
@@ -67,8 +67,10 @@ class RedisBroker(ListeningBroker):
         while not stop.is_set():
             reply = conn.get_message(timeout=1.0)
             if reply is not None and reply["type"] == "pmessage":
-                key, message = decode(reply["data"])
-                self.hub.dispatch(key, message)
+                channel = reply["channel"]
+                if isinstance(channel, bytes):
+                    channel = channel.decode("utf-8", "replace")
+                self.deliver(reply["data"], str(channel))
 
     def close(self) -> None:
         super().close()

@@ -15,8 +15,14 @@ from urllib.parse import SplitResult, urlsplit
 from flask import Flask
 
 from ..errors import ConfigurationError, EndpointRefused
+from ..links import origin_of, safe_link
 
 URGENCIES = ("very-low", "low", "normal", "high")
+#: the longest TTL a notice may ask for: 28 days, what the big push services keep at most
+MAX_TTL = 28 * 24 * 3600
+#: RFC 8030 Topic: at most 32 characters of the URL-safe base64 alphabet
+TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+MAX_ICON = 2048
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
@@ -108,9 +114,56 @@ def _port(parts: SplitResult) -> int:
 
 
 def origin(endpoint: str) -> str:
-    """``scheme://host[:port]`` of an endpoint: the VAPID ``aud`` claim."""
-    parts = urlsplit(endpoint)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    """The VAPID ``aud`` claim of an endpoint: its normalised origin, lower-case scheme
+    and host without the default port, since push services compare it with their own
+    origin exactly (``https://Push.Example.com:443/x`` -> ``https://push.example.com``)."""
+    found = origin_of(endpoint)
+    if found is None:
+        raise EndpointRefused("endpoint has no http(s) origin")
+    return found
+
+
+def _is_url(value: str) -> bool:
+    """A path on this site or an absolute http(s) URL (by the link rule's syntax)."""
+    own = origin_of(value)
+    return safe_link(value, {own} if own else ()) is not None
+
+
+def push_options(data: object) -> dict[str, Any]:
+    """The per-notice push options in ``data["webpush"]``, checked: ``ttl`` whole
+    seconds in 0..:data:`MAX_TTL`, ``urgency`` one of :data:`URGENCIES`, ``topic`` an
+    RFC 8030 topic, ``icon`` a path or http(s) URL. Options set to None are left out.
+
+    :raise ValueError: naming the first wrong field.
+    """
+    raw = data.get("webpush") if isinstance(data, Mapping) else None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError('data["webpush"] must be an object of ttl, urgency, topic and icon')
+    options = {k: v for k, v in raw.items() if v is not None}
+    ttl = options.get("ttl")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL
+    ):
+        raise ValueError(
+            f'data["webpush"]["ttl"] must be whole seconds from 0 to {MAX_TTL} (28 days)'
+        )
+    urgency = options.get("urgency")
+    if urgency is not None and urgency not in URGENCIES:
+        raise ValueError(f'data["webpush"]["urgency"] must be one of {", ".join(URGENCIES)}')
+    topic = options.get("topic")
+    if topic is not None and (not isinstance(topic, str) or not TOPIC_RE.match(topic)):
+        raise ValueError('data["webpush"]["topic"] must be 1-32 characters of [A-Za-z0-9_-]')
+    icon = options.get("icon")
+    if icon is not None and (
+        not isinstance(icon, str) or len(icon) > MAX_ICON or not _is_url(icon)
+    ):
+        raise ValueError(
+            f'data["webpush"]["icon"] must be a path (/...) or an http(s) URL of at most '
+            f"{MAX_ICON} characters"
+        )
+    return options
 
 
 @dataclass(frozen=True)

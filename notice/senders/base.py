@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigurationError
 from ..types import UserId
@@ -49,6 +49,13 @@ class Sender:
         missing from the mapping gets none. Called inside the publishing transaction.
         """
         return None
+
+    def validate_data(self, data: Any) -> None:
+        """Check, at publish time, the options this sender reads from a notice's
+        ``data`` (e.g. ``data["webpush"]``); raise ValueError naming the wrong field.
+        A mistake is then the publisher's error and nothing is written, instead of a
+        delivery failing (or being retried) later. Called by ``notice_event`` for every
+        sender the event may use; the default accepts anything."""
 
     def open(self) -> None:
         """Called before a batch of sends (e.g. open one SMTP connection)."""

@@ -1,7 +1,7 @@
 """Web Push (RFC 8030/8291/8292): one delivery per browser subscription.
 
 Each send encrypts the payload for the browser (aes128gcm, via ``pywebpush``), signs a
-VAPID JWT with a *fresh* claims dict (``aud`` is the endpoint's origin, ``exp`` a few
+VAPID JWT with a *fresh* claims dict (``aud`` is the endpoint's normalised origin, ``exp`` a few
 minutes ahead) and POSTs it through one reused ``requests.Session`` with an explicit
 timeout and without following redirects. Push service answers map onto the delivery
 errors:
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,8 @@ from ..errors import (
     SkipDelivery,
     TransientError,
 )
-from ..push.config import URGENCIES, AllowList, origin
+from ..links import link_origins, safe_link
+from ..push.config import AllowList, origin, push_options
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
 from ..state import state_of
 from ..store import push as push_store
@@ -66,7 +66,6 @@ MAX_ENCRYPTED = 4096
 MAX_PAYLOAD = MAX_ENCRYPTED - 86 - 1 - 16
 #: lifetime of each VAPID JWT; push services refuse more than 24 h
 VAPID_EXP_SECONDS = 10 * 60
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class WebPushSender(Sender):
@@ -107,10 +106,15 @@ class WebPushSender(Sender):
         self.ttl = int(cfg["NOTICE_PUSH_TTL"])
         self.urgency: str = cfg["NOTICE_PUSH_URGENCY"]
         self.icon: str | None = cfg["NOTICE_PUSH_ICON"]
+        self.link_origins = link_origins(cfg)
         self._db = app.extensions["sqlalchemy"]
 
     def _models(self) -> PushModels:
         return state_of().push_models
+
+    def validate_data(self, data: Any) -> None:
+        """Check ``data["webpush"]`` (see :func:`notice.push.config.push_options`)."""
+        push_options(data)
 
     # --- routing ----------------------------------------------------------------------
 
@@ -158,17 +162,23 @@ class WebPushSender(Sender):
             self.allow.check(sub["endpoint"])
         except EndpointRefused as exc:
             raise PermanentError(f"refused to push: {exc}") from None
-        options = _options(notice)
+        try:
+            options = push_options(notice.data)
+        except ValueError as exc:
+            # written before publish checked the options: retrying cannot fix it
+            raise PermanentError(str(exc)) from None
         body = self.payload(notice, icon=options.get("icon") or self.icon)
         headers = self.headers(options)
-        self.post(sub, body, headers, ttl=int(options.get("ttl", self.ttl)))
+        self.post(sub, body, headers, ttl=options.get("ttl", self.ttl))
 
     def payload(self, notice: Any, *, icon: str | None = None) -> bytes:
-        """The JSON the service worker receives; body trimmed to fit (see module doc)."""
+        """The JSON the service worker receives; body trimmed to fit (see module doc).
+        ``url`` is the notice's link (:func:`notice.links.safe_link`), None when its
+        url may not be one: the service worker opens it on a click."""
         message: dict[str, Any] = {
             "title": notice.subject,
             "body": notice.content or "",
-            "url": notice.url,
+            "url": safe_link(notice.url, self.link_origins),
             "icon": icon,
             "id": notice.id,
             "type": str(notice.notice_type),
@@ -176,15 +186,11 @@ class WebPushSender(Sender):
         return fit_payload(message)
 
     def headers(self, options: Mapping[str, Any]) -> dict[str, str]:
-        urgency = options.get("urgency", self.urgency)
-        if urgency not in URGENCIES:
-            raise PermanentError(f"push urgency must be one of {', '.join(URGENCIES)}")
-        headers = {"Urgency": urgency}
+        """The Urgency and Topic headers of checked :func:`push_options`."""
+        headers = {"Urgency": str(options.get("urgency", self.urgency))}
         topic = options.get("topic")
         if topic is not None:
-            if not isinstance(topic, str) or not _TOPIC_RE.match(topic):
-                raise PermanentError("push topic must be 1-32 characters of [A-Za-z0-9_-]")
-            headers["Topic"] = topic
+            headers["Topic"] = str(topic)
         return headers
 
     def post(
@@ -268,13 +274,6 @@ class WebPushSender(Sender):
     def _delete(self, sub_id: int) -> None:
         table = self._models().PushSubscription.__table__
         push_store.delete_device(self._db.engine, table, sub_id)
-
-
-def _options(notice: Any) -> dict[str, Any]:
-    """Per-notice push options: ``data={"webpush": {"ttl", "urgency", "topic", "icon"}}``."""
-    data = notice.data
-    options = data.get("webpush") if isinstance(data, Mapping) else None
-    return dict(options) if isinstance(options, Mapping) else {}
 
 
 def fit_payload(message: dict[str, Any], limit: int = MAX_PAYLOAD) -> bytes:

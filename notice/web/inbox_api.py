@@ -13,13 +13,20 @@ DELETE   ``/api/notices/<id>``           delete one
 Someone else's notice is a 404, exactly like one that does not exist. State changes
 need the CSRF token (``X-CSRFToken`` header, see :mod:`notice.web.auth`). Errors are
 JSON (:mod:`notice.web.errors`).
+
+Each notice carries ``link``: its ``url`` if a browser may follow it
+(:func:`notice.links.safe_link`), else null; ``url`` is as stored.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
+from ..links import with_link
+from ..state import state_of
 from .auth import check_csrf, require_api_user
 from .blueprints import inbox_bp
 from .facade import notices
@@ -27,12 +34,16 @@ from .inbox_params import mark_targets, notice_query
 from .inbox_reads import delete_one, own, page, unread_count
 
 
+def _json(notice: Any) -> dict[str, Any]:
+    return with_link(notice.to_dict(), state_of().settings.link_origins)
+
+
 @inbox_bp.get("/api/notices")
 def api_list() -> ResponseReturnValue:
     user_id = require_api_user()
     rows, next_before_id = page(user_id, notice_query())
     return jsonify(
-        notices=[n.to_dict() for n in rows],
+        notices=[_json(n) for n in rows],
         next_before_id=next_before_id,
         unread=unread_count(user_id),
     )
@@ -40,7 +51,7 @@ def api_list() -> ResponseReturnValue:
 
 @inbox_bp.get("/api/notices/<int:notice_id>")
 def api_get(notice_id: int) -> ResponseReturnValue:
-    return jsonify(notice=own(require_api_user(), notice_id).to_dict())
+    return jsonify(notice=_json(own(require_api_user(), notice_id)))
 
 
 @inbox_bp.get("/api/unread-count")
@@ -57,7 +68,7 @@ def api_mark_one(notice_id: int, action: str) -> ResponseReturnValue:
     mark = facade.mark_read if action == "read" else facade.mark_unread
     mark(user_id, [notice_id])
     notice = own(user_id, notice_id)
-    return jsonify(notice=notice.to_dict(), unread=unread_count(user_id))
+    return jsonify(notice=_json(notice), unread=unread_count(user_id))
 
 
 @inbox_bp.post("/api/notices/<any(read, unread):action>")

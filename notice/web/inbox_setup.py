@@ -4,12 +4,11 @@ globals of the templates (``notice_unread_count()``, ``notice_safe_url``,
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import g
 from flask.sansio.blueprints import BlueprintSetupState
 
 from ..config import Settings
+from ..links import safe_link
 from ..state import state_of
 from .auth import current_user_id
 from .blueprints import inbox_bp
@@ -42,13 +41,6 @@ def notice_unread_count() -> int:
 
 
 def safe_url(url: str | None) -> str | None:
-    """``url`` if a browser may follow it from a notice (http, https or a path on this
-    site), else None: a ``javascript:`` or ``data:`` link never reaches a page."""
-    if not url or "\\" in url or any(ord(c) < 33 for c in url.strip()):
-        return None  # "/\\host" is "//host" to browsers
-    parts = urlsplit(url.strip())
-    if parts.scheme in ("http", "https") and parts.netloc:
-        return url.strip()
-    if not parts.scheme and not parts.netloc and url.strip().startswith("/"):
-        return url.strip()
-    return None
+    """``url`` if a notice may link to it from a page (:func:`notice.links.safe_link`
+    with the app's ``NOTICE_LINK_ORIGINS``), else None."""
+    return safe_link(url, state_of().settings.link_origins)

@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from ..errors import InvalidUserId, SubscriptionError, UnknownTopic
 from ..publish import check_content_size, check_data_size
 from ..push import subscriptions as subs
+from ..push.config import push_options
 from ..state import state_of
 from ..topics.topics import Topics
 from ..types import NoticeType
@@ -351,6 +352,10 @@ def _notification(value: Any) -> dict[str, Any]:
         push["icon"] = icon
     if "ttl" in push and (not isinstance(push["ttl"], int) or push["ttl"] < 0):
         raise BadParameter("notification.ttl", "notification.ttl must be a whole number of seconds")
+    try:
+        push_options({"webpush": push})  # what notice_event would refuse: a 400, not a 500
+    except ValueError as exc:
+        raise BadParameter("notification", str(exc)) from None
     if push:
         data = {**(data or {}), "webpush": push}
     # notice_event's size limits, answered as a 400 naming the field instead of a 500

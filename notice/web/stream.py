@@ -4,7 +4,7 @@ Events::
 
     event: count          data: {"unread": 3, ...}        on connect and on every change
     id: 42
-    event: notice         data: <Notice.to_dict()>        each new notice
+    event: notice         data: <Notice.to_dict()> + link   each new notice
 
     event: closed         data: {"reason": "superseded"}  last event: a newer stream
                                                             of the user replaced this one
@@ -37,6 +37,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from ..brokers.base import BrokerError, Subscription, TooManyStreams
+from ..links import with_link
 from ..state import state_of
 from ..store import NoticeQuery
 from . import inbox_reads
@@ -148,7 +149,7 @@ def _events(
             sent.add(row["id"])
             # the id only grows, so Last-Event-ID is always the newest notice seen
             newest = max(newest, row["id"])
-            yield sse("notice", row, newest)
+            yield sse("notice", with_link(row, settings.link_origins), newest)
 
     try:
         yield f"retry: {settings.sse_retry}\n\n"

@@ -424,6 +424,9 @@ class PushService:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.origin = ""
+        #: the VAPID ``aud`` required, when not :attr:`origin` (e.g. the service reached
+        #: as ``localhost``)
+        self.audience: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -637,7 +640,7 @@ class PushService:
         headers = handler.headers
         claims, _k = verify_vapid(
             headers.get("Authorization"),
-            self.origin,
+            self.audience or self.origin,
             crypto_key=headers.get("Crypto-Key"),
             expected_key=self.vapid_public_key,
             leeway=self.exp_leeway,

@@ -5,11 +5,13 @@
  *  - opens an EventSource on data-stream and keeps every [data-notice-count] badge on
  *    the page equal to the unread count;
  *  - shows a dismissible pop-up (top right) for each new notice; clicking it marks the
- *    notice read and follows its url; clicking an inbox item does the same;
+ *    notice read and follows its link; clicking an inbox item does the same;
  *  - polls data-count every data-poll seconds when Server-Sent Events are unavailable.
  * It dispatches "notice:new" (detail: notice) and "notice:count" (detail: {unread})
  * on document, and sets <html data-notice-stream="open|polling|closed">.
- * Text from notices is only ever set with textContent, never parsed as HTML.
+ * Text from notices is only ever set with textContent, never parsed as HTML. Only a
+ * link the server approved is followed: a notice's "link" field (null when its url
+ * may not be a link), an inbox item's data-notice-url; never the raw "url".
  */
 (function () {
   "use strict";
@@ -43,7 +45,8 @@
     document.dispatchEvent(new CustomEvent("notice:count", { detail: { unread: n } }));
   }
 
-  // only http(s) or a path on this site; never javascript: or data:
+  // the server already approved the link; refusing anything but http(s) here as well
+  // keeps a javascript: URL out even if a page or an older server got that wrong
   function safeUrl(url) {
     if (!url) { return null; }
     try {
@@ -101,7 +104,7 @@
     close.textContent = "\u00d7";
     close.addEventListener("click", function (ev) { ev.stopPropagation(); dismiss(toast); });
     toast.appendChild(close);
-    toast.addEventListener("click", function () { dismiss(toast); open(notice.id, notice.url); });
+    toast.addEventListener("click", function () { dismiss(toast); open(notice.id, notice.link); });
     toasts.insertBefore(toast, toasts.firstChild);
     while (toasts.children.length > 5) { toasts.removeChild(toasts.lastChild); }
     setTimeout(function () { dismiss(toast); }, 15000);
