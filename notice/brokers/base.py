@@ -55,7 +55,7 @@ def encode(user_id: UserId, message: Message) -> str:
     return json.dumps({"u": user_key(user_id), "m": message}, separators=(",", ":"))
 
 
-class BadMessage(ValueError):
+class BadMessage(NoticeError, ValueError):
     """A broker message that is not what :func:`encode` writes."""
 
 

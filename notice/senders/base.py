@@ -50,7 +50,7 @@ class Sender:
         """
         return None
 
-    def validate_data(self, data: Any) -> None:
+    def validate_data(self, data: object) -> None:
         """Check, at publish time, the options this sender reads from a notice's
         ``data`` (e.g. ``data["webpush"]``); raise ValueError naming the wrong field.
         A mistake is then the publisher's error and nothing is written, instead of a

@@ -112,7 +112,7 @@ class WebPushSender(Sender):
     def _models(self) -> PushModels:
         return state_of().push_models
 
-    def validate_data(self, data: Any) -> None:
+    def validate_data(self, data: object) -> None:
         """Check ``data["webpush"]`` (see :func:`notice.push.config.push_options`)."""
         push_options(data)
 
