@@ -79,6 +79,9 @@ TEXT = st.one_of(
     NUMBER_TEXT,
     DATETIME_TEXT,
 )
+PLAUSIBLE = st.sampled_from(
+    ["", "1", "10", "true", "false", "all", "System", "t", "2026-01-01T00:00:00Z", "2026-01-01"]
+)
 PARAMS = [
     "q", "read", "type", "before", "after", "before_id", "limit", "topic", "start",
     "end", "last_event_id", "id", "ids", "all", "action", "next", "saved",
@@ -139,9 +142,11 @@ def request_to(draw: st.DrawFn, method: str, rule: str) -> dict[str, Any]:
         return quote(draw(TEXT), safe="")
 
     path = _RULE_ARG.sub(value, rule)
-    # mostly the names the views read, so the values reach the parsers
-    key = st.one_of(st.sampled_from(PARAMS), st.sampled_from(PARAMS), TEXT)
-    query = draw(st.lists(st.tuples(key, TEXT), max_size=4))
+    # mostly the names the views read with plausible values, so that one bad value
+    # among good ones gets past the first check and reaches the deeper parsers
+    value_text = st.one_of(PLAUSIBLE, PLAUSIBLE, TEXT)
+    query = list(draw(st.dictionaries(st.sampled_from(PARAMS), value_text, max_size=5)).items())
+    query += draw(st.lists(st.tuples(TEXT, TEXT), max_size=1))
     body = draw(BODIES)
     return {
         "method": method,
