@@ -26,6 +26,16 @@ GROUP = NoticeType("Group")
 WATCHING = NoticeType("Watching")
 
 
+#: notice's limit on a subject (``notice.publish.MAX_SUBJECT``)
+MAX_SUBJECT = 255
+
+
+def _subject(text: str) -> str:
+    """``text`` cut to the subject limit: an 80-character name and a 200-character
+    title together can exceed it, and publishing refuses longer subjects."""
+    return text if len(text) <= MAX_SUBJECT else text[: MAX_SUBJECT - 1] + "…"
+
+
 def group_topic(group: Group) -> str:
     return f"group:{group.id}"
 
@@ -64,7 +74,7 @@ def post_created(post: Post) -> None:
     notice_event(
         author.id,
         OWNER,
-        subject=f"You published “{post.title}”",
+        subject=_subject(f"You published “{post.title}”"),
         content="You will hear about comments, likes and saves on it.",
         url=url,
         commit=False,
@@ -74,13 +84,13 @@ def post_created(post: Post) -> None:
     )
     _fan_out(
         followers, NoticeType.POST, author,
-        subject=f"{author.name} posted “{post.title}”", content=post.body[:200], url=url,
+        subject=_subject(f"{author.name} posted “{post.title}”"), content=post.body[:200], url=url,
     )
     if post.group is not None:
         notices.publish(
             group_topic(post.group),
             GROUP,
-            subject=f"{author.name} posted in {post.group.name}: “{post.title}”",
+            subject=_subject(f"{author.name} posted in {post.group.name}: “{post.title}”"),
             content=post.body[:200],
             url=url,
             exclude=author.id,
@@ -103,14 +113,15 @@ def comment_created(comment: Comment) -> None:
     if post.author_id not in told:
         _notify(
             post.author_id, NoticeType.COMMENT, actor,
-            subject=f"{actor.name} commented on “{post.title}”", content=comment.body, url=url,
+            subject=_subject(f"{actor.name} commented on “{post.title}”"),
+            content=comment.body, url=url,
         )
         told.add(post.author_id)
     # not notices.publish: its exclude= takes one id, and people told above hear once
     watchers = watcher_ids(post)
     _fan_out(
         (u for u in watchers if u not in told), WATCHING, actor,
-        subject=f"{actor.name} commented on “{post.title}”, which you watch",
+        subject=_subject(f"{actor.name} commented on “{post.title}”, which you watch"),
         content=comment.body, url=url,
     )
 
@@ -118,14 +129,14 @@ def comment_created(comment: Comment) -> None:
 def liked(post: Post, actor: User) -> None:
     _notify(
         post.author_id, NoticeType.LIKE, actor,
-        subject=f"{actor.name} liked “{post.title}”", content="", url=_post_url(post),
+        subject=_subject(f"{actor.name} liked “{post.title}”"), content="", url=_post_url(post),
     )
 
 
 def saved(post: Post, actor: User) -> None:
     _notify(
         post.author_id, NoticeType.SAVE, actor,
-        subject=f"{actor.name} saved “{post.title}”", content="", url=_post_url(post),
+        subject=_subject(f"{actor.name} saved “{post.title}”"), content="", url=_post_url(post),
     )
 
 

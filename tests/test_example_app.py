@@ -160,6 +160,22 @@ def test_ana_comments_on_bens_post(app):
     assert "Looks &lt;b&gt;great&lt;/b&gt;!" in page
 
 
+def test_a_long_name_commenting_on_a_long_title_is_cut_to_fit(app):
+    ben = login(app, BEN)
+    title = "T" * 200  # the longest the post form keeps
+    assert post_form(ben, "/posts", title=title, body="").status_code == 302
+    pid = post_id(app, title)
+    long_name = app.test_client()
+    name = "N" * 80  # the longest signup takes
+    post_form(long_name, "/signup", name=name, email="long@example.org", password="x" * 12)
+    before = inbox(app, BEN)
+    response = post_form(long_name, f"/posts/{pid}/comments", body="hi")
+    assert response.status_code == 302
+    [(kind, subject)] = new_notices(app, BEN, before)
+    assert kind == "Comment" and len(subject) == 255
+    assert subject.startswith(f"{name} commented on “TTT") and subject.endswith("T…")
+
+
 def test_reply_and_watchers_each_hear_once(app):
     ana, ben = login(app, ANA), login(app, BEN)
     cleo = app.test_client()

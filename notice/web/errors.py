@@ -4,19 +4,28 @@
 raised under ``inbox_bp`` are rendered here too: as JSON for JSON clients and under
 ``<prefix>/api/``, else left to the app's usual error page. Under ``api_bp`` (a JSON
 API) every HTTP error is JSON (a :class:`BadParameter`, a missing CSRF token...).
+
+Input the checks of :mod:`notice.web.inbox_params` let through and the database still
+refuses (``DataError``: a value out of range or not storable; ``IntegrityError``: a
+reference to a row that does not exist, or a duplicate) is a 400 or 409, never a 500:
+the transaction is rolled back and the error logged, since it may also be a bug.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import BadRequest, HTTPException
+from sqlalchemy.exc import DataError, IntegrityError
+from werkzeug.exceptions import BadRequest, Conflict, HTTPException
 
 from ..errors import NoticeError
 from ..state import state_of
 from .blueprints import api_bp, inbox_bp
+
+logger = logging.getLogger("notice")
 
 
 class BadParameter(NoticeError, BadRequest):
@@ -71,3 +80,23 @@ def _api_error(exc: HTTPException) -> ResponseReturnValue:
     if exc.response is not None:
         return exc.response
     return http_error_json(exc)
+
+
+@inbox_bp.errorhandler(DataError)
+@inbox_bp.errorhandler(IntegrityError)
+def _inbox_refused(exc: DataError | IntegrityError) -> ResponseReturnValue:
+    return _inbox_error(_refused(exc))
+
+
+@api_bp.errorhandler(DataError)
+@api_bp.errorhandler(IntegrityError)
+def _api_refused(exc: DataError | IntegrityError) -> ResponseReturnValue:
+    return http_error_json(_refused(exc))
+
+
+def _refused(exc: DataError | IntegrityError) -> HTTPException:
+    state_of().db.session.rollback()
+    logger.warning("the database refused a request's input: %s", exc.orig)
+    if isinstance(exc, IntegrityError):
+        return Conflict("the database refused this change; it may refer to a missing row")
+    return BadRequest("the database refused a value of this request")

@@ -1,24 +1,35 @@
-"""Reading the inbox's query parameters and JSON bodies; a bad one is a 400 that names
-the parameter and says why (:class:`notice.web.errors.BadParameter`)."""
+"""Reading the web layer's query parameters, path values and JSON bodies; a bad one is
+a 400 that names the parameter and says why (:class:`notice.web.errors.BadParameter`).
+
+Everything is checked here, before it reaches SQL: ids are whole numbers in the id
+columns' range, text holds no NUL (PostgreSQL cannot store it), JSON bodies are
+standard JSON (no ``NaN``/``Infinity``) nested at most :data:`MAX_JSON_DEPTH` deep.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import request
 
 from ..state import state_of
 from ..store import NoticeQuery
 from ..types import NoticeType
+from .blueprints import api_bp, inbox_bp
 from .errors import BadParameter
 
 #: longest ``q`` text filter we accept
 MAX_TEXT = 200
 #: most ids one mark request may name
 MAX_IDS = 1000
+#: the largest id: every id column is a BigInteger
+ID_MAX = 2**63 - 1
+#: deepest nesting of arrays and objects a JSON body may have
+MAX_JSON_DEPTH = 32
 
 _TRUE = ("1", "true", "yes", "read")
 _FALSE = ("0", "false", "no", "unread")
@@ -47,15 +58,25 @@ def parse_datetime(name: str, value: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise BadParameter(name, "use an ISO 8601 datetime, e.g. 2026-01-31T12:00:00Z") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    try:
+        # the database compares in UTC: year 1 at +14:00 is before year 1 there
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise BadParameter(name, "out of range") from None
 
 
 def parse_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -> int:
+    """``value`` (text or a JSON number) as a whole number in ``[low, high]``."""
     if isinstance(value, bool):
+        raise BadParameter(name, "must be a whole number")
+    if isinstance(value, str) and len(value.strip()) > 40:
+        # no number we accept is this long; int() of a huge text costs quadratic time
         raise BadParameter(name, "must be a whole number")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadParameter(name, "must be a whole number") from None
     if isinstance(value, float) and value != number:
         raise BadParameter(name, "must be a whole number")
@@ -63,6 +84,77 @@ def parse_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise BadParameter(name, f"must be {bound}")
     return number
+
+
+def parse_id(name: str, value: Any, *, low: int = 1) -> int:
+    """A row id: a whole number from ``low`` to :data:`ID_MAX` (a larger one is no id,
+    and a database error if it reached SQL)."""
+    return parse_int(name, value, low=low, high=ID_MAX)
+
+
+def parse_text(name: str, value: str) -> str:
+    """``value`` unless it holds a NUL character, which no text column can store."""
+    if "\x00" in value:
+        raise BadParameter(name, "must not contain NUL characters")
+    return value
+
+
+def json_body(parameter: str = "body") -> Any:
+    """The request's JSON body; None when there is none or it is not JSON.
+
+    Only standard JSON is accepted: ``NaN`` and ``Infinity`` (which Python's ``json``
+    would take) and nesting deeper than :data:`MAX_JSON_DEPTH` are a
+    :class:`BadParameter` naming ``parameter``, as is a NUL in any string.
+    """
+    if not request.is_json:
+        return None
+    text = request.get_data(cache=True)
+
+    def no_constant(name: str) -> NoReturn:
+        raise BadParameter(parameter, f"{name} is not standard JSON")
+
+    try:
+        body = json.loads(text, parse_constant=no_constant)
+    except RecursionError:
+        raise BadParameter(parameter, f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # not JSON at all: JSONDecodeError, UnicodeDecodeError
+        return None
+    _check_json(body, parameter)
+    return body
+
+
+def _check_json(body: Any, parameter: str) -> None:
+    # iterative, so checking depth cannot itself overflow the stack
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            parse_text(parameter, value)
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadParameter(parameter, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                parse_text(parameter, key)
+                stack.append((item, depth + 1))
+        else:
+            stack.extend((item, depth + 1) for item in value)
+
+
+@inbox_bp.url_value_preprocessor
+@api_bp.url_value_preprocessor
+def _check_request(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Before every view: ids in the path are in range, and no path value or query
+    parameter holds a NUL."""
+    for key, value in (values or {}).items():
+        if isinstance(value, int):
+            parse_id(key, value, low=0)
+        elif isinstance(value, str):
+            parse_text(key, value)
+    for key, value in request.args.items(multi=True):
+        parse_text(parse_text("query", key), value)
 
 
 def parse_types(values: list[str]) -> tuple[str, ...]:
@@ -84,7 +176,7 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
     ``after``, ``before_id``, ``limit``); raises :class:`BadParameter`."""
     args = request.args if args is None else args
     settings = state_of().settings
-    text = args.get("q", "").strip()
+    text = parse_text("q", args.get("q", "")).strip()
     if len(text) > MAX_TEXT:
         raise BadParameter("q", f"at most {MAX_TEXT} characters")
     before = parse_datetime("before", args.get("before", ""))
@@ -101,7 +193,7 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
         text=text or None,
         before=before,
         after=after,
-        before_id=parse_int("before_id", raw_cursor) if raw_cursor else None,
+        before_id=parse_id("before_id", raw_cursor) if raw_cursor else None,
         limit=(
             parse_int("limit", raw_limit, high=settings.page_max)
             if raw_limit
@@ -114,7 +206,7 @@ def mark_targets() -> list[int] | None:
     """Which notices a mark request names: ``{"ids": [...]}`` or ``{"all": true}`` as
     JSON, or form fields ``id`` (repeated) / ``all``; None means all."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        body = json_body()
         if not isinstance(body, dict):
             raise BadParameter("body", 'send a JSON object such as {"ids": [1, 2]}')
         everything, ids = body.get("all"), body.get("ids")
@@ -133,4 +225,4 @@ def mark_targets() -> list[int] | None:
         raise BadParameter("ids", "must be a non-empty list of notice ids")
     if len(ids) > MAX_IDS:
         raise BadParameter("ids", f"at most {MAX_IDS} per request")
-    return [parse_int("ids", i) for i in ids]
+    return [parse_id("ids", i) for i in ids]

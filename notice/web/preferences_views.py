@@ -27,6 +27,7 @@ from flask import (
 )
 from flask.sansio.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import IntegrityError
 
 from .. import links
 from ..errors import BadToken, InvalidUserId
@@ -37,6 +38,7 @@ from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 from .errors import json_error
 from .facade import notices
+from .inbox_params import json_body
 
 
 def _prefs() -> Preferences:
@@ -101,7 +103,7 @@ def preferences_update() -> Response:
     optional); everything is checked before anything is written."""
     user_id = require_user()
     check_csrf()
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or not set(body) <= {"preferences", "digest"}:
         _bad_request('send JSON {"preferences": {type: {channel: bool}}, "digest": ...}')
     prefs = _prefs()
@@ -152,10 +154,15 @@ def unsubscribe(token: str) -> Any:
         return _page("required", 409 if request.method == "POST" else 200, what=what)
     if request.method == "GET":
         return _page("confirm", 200, what=what, action=request.path)
-    if digest:
-        prefs.set_digest(user_id, "off")
-    else:
-        prefs.set(user_id, str(req.notice_type), req.channel, False)
+    try:
+        if digest:
+            prefs.set_digest(user_id, "off")
+        else:
+            prefs.set(user_id, str(req.notice_type), req.channel, False)
+    except IntegrityError:
+        # the user has been deleted since the link was sent (user_table foreign key)
+        state_of(app).db.session.rollback()
+        return _page("invalid", 404)
     return _page("done", 200, what=what)
 
 

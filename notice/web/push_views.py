@@ -18,11 +18,14 @@ from ..store import push as push_store
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
 from .errors import json_error
+from .inbox_params import json_body
 
 
 def json_object() -> dict[str, Any] | None:
-    """The request's JSON object body, or None when it is missing or malformed."""
-    body = request.get_json(silent=True)
+    """The request's JSON object body, or None when it is missing or malformed; a
+    :class:`~notice.web.errors.BadParameter` when it is not standard JSON or too deep
+    (:func:`~notice.web.inbox_params.json_body`)."""
+    body = json_body()
     return body if isinstance(body, dict) else None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import InvalidUserId, SubscriptionError, UnknownTopic
 from ..publish import check_content_size, check_data_size
@@ -31,6 +32,7 @@ from .auth import check_csrf, current_user_id, exempt_from_flask_wtf, topic_allo
 from .blueprints import api_bp
 from .errors import BadParameter, json_error
 from .facade import notices
+from .inbox_params import ID_MAX, parse_int
 from .push_views import json_object
 
 #: topic messages one /notifications/list call returns at most
@@ -226,6 +228,12 @@ def _subscription(*, subscribe: bool) -> ResponseReturnValue:
     except UnknownTopic as exc:
         session.rollback()
         return json_error(400, "unknown_topic", str(exc))
+    except IntegrityError:
+        # a user the app does not have: refused by Notices(user_table=...)'s foreign key
+        session.rollback()
+        if "user_id" not in target:
+            raise
+        return json_error(404, "not_found", "no such user", parameter="user_id")
     key = "subscribed" if subscribe else "unsubscribed"
     return jsonify({"topic": name, key: changed})
 
@@ -445,12 +453,10 @@ def list_messages() -> ResponseReturnValue:
     if not service and user_id is None:
         return _unauthorized()
     name = request.args.get("topic", "")
-    try:
-        start = int(request.args.get("start", "0"))
-        end = int(request.args.get("end", str(start + 10)))
-    except ValueError:
-        return json_error(400, "bad_request", "start and end must be whole numbers")
-    if start < 0 or end < start or end - start > MAX_LIST:
+    start = parse_int("start", request.args.get("start") or "0", low=0, high=ID_MAX)
+    raw_end = request.args.get("end")
+    end = parse_int("end", raw_end, low=0, high=ID_MAX) if raw_end else min(start + 10, ID_MAX)
+    if end < start or end - start > MAX_LIST:
         return json_error(400, "bad_request", f"need 0 <= start <= end <= start + {MAX_LIST}")
     topics = _topics()
     # asked before the topic is looked up, so a refusal tells nothing about it

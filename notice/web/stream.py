@@ -44,7 +44,7 @@ from . import inbox_reads
 from .auth import require_api_user
 from .blueprints import inbox_bp
 from .errors import json_error
-from .inbox_params import parse_int
+from .inbox_params import parse_id
 
 logger = logging.getLogger("notice")
 
@@ -60,7 +60,7 @@ def _last_event_id() -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id", "")
     if not raw.strip():
         return None
-    return parse_int("Last-Event-ID", raw.strip(), low=0)
+    return parse_id("Last-Event-ID", raw.strip(), low=0)
 
 
 def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
