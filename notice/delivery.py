@@ -104,30 +104,21 @@ def deliver(
         started = time.monotonic()
         # never claim a delivery whose abandoned send may still be running here
         skip = state.hung_sends.delivery_ids()
+        part: Sequence[int] | None = None
         if pending is not None:
             if not pending:
                 break
             part, pending = pending[:batch], pending[batch:]
-            token, claimed = store.claim(
-                engine,
-                delivery_table,
-                now=now_,
-                lease=state.lease,
-                limit=batch,
-                ids=part,
-                where=where,
-                skip=skip,
-            )
-        else:
-            token, claimed = store.claim(
-                engine,
-                delivery_table,
-                now=now_,
-                lease=state.lease,
-                limit=batch,
-                where=where,
-                skip=skip,
-            )
+        token, claimed = store.claim(
+            engine,
+            delivery_table,
+            now=now_,
+            lease=state.lease,
+            limit=batch,
+            ids=part,
+            where=where,
+            skip=skip,
+        )
         report.claimed += len(claimed)
         progressed, gave_back = (
             _run_batch(state, report, token, claimed, now_, started, stop)

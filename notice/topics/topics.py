@@ -164,7 +164,8 @@ class Topics:
         if (user_id is None) == (push_subscription_id is None):
             raise TypeError("give exactly one of user_id or push_subscription_id")
         if user_id is not None:
-            return {"user_id": user_id}
+            # the one user-id policy, as for publishing ("7" and 7 are one subscriber)
+            return {"user_id": state_of().coerce_user_id(user_id)}
         return {"push_subscription_id": push_subscription_id}
 
     def subscribers(self, name: str) -> tuple[list[Any], dict[Any, list[int]]]:
