@@ -47,6 +47,11 @@ def allowed(
     return {u for u in user_ids if choices.get(user_key(u), default)}
 
 
+def _channels(state: NoticeState) -> list[str]:
+    """The channels users choose from: the app's senders but the internal ones."""
+    return sorted(set(state.senders_by_name) - INTERNAL_CHANNELS)
+
+
 class Preferences:
     """The preference API, ``notices.preferences``; needs an app context.
 
@@ -67,7 +72,7 @@ class Preferences:
 
     def channels(self) -> list[str]:
         """The current app's channels users choose from (sender names), sorted."""
-        return sorted(set(state_of().senders_by_name) - INTERNAL_CHANNELS)
+        return _channels(state_of())
 
     def types(self) -> list[str]:
         """Every registered notice type value, sorted."""
@@ -86,12 +91,14 @@ class Preferences:
     def get(self, user_id: Any) -> dict[str, dict[str, bool]]:
         """``{notice_type: {channel: enabled}}`` for every type and channel, defaults
         filled in."""
-        user_id = state_of().coerce_user_id(user_id)
-        stored = preference_store.choices(self._session(), self.Preference, user_id)
-        channels = self.channels()
+        state = state_of()  # once, not per type and channel
+        settings = state.preference_settings
+        user_id = state.coerce_user_id(user_id)
+        stored = preference_store.choices(state.db.session, self.Preference, user_id)
+        channels = _channels(state)
         return {
             t: {
-                c: True if self.is_required(t) else stored.get((t, c), self.default(t, c))
+                c: True if settings.is_required(t) else stored.get((t, c), settings.default(t, c))
                 for c in channels
             }
             for t in self.types()
