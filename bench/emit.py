@@ -13,7 +13,14 @@ For each database it prints, measured in this run on this machine:
 * the reference: the DBAPI driver's own ``executemany`` (sqlite3 / psycopg) inserting
   10,000 equivalent rows into a plain table with the notice table's columns;
 
-and the ratios fan-out / raw and single / raw. Target: fan-out >= 30 % of raw.
+* single calls/s with dispatch none and thread (what the caller waits for);
+* the single-emit floor: raw driver SQL on the same tables doing what a sync emit must
+  (insert notice + leased delivery, commit; send; mark both sent, commit);
+
+and the ratios against them. Targets: single sync >= 0.5 of the 2-commit floor; fan-out
+write only >= 30 % of raw, sync fan-out >= 15 % of raw. ``--memory`` instead prints the
+peak RSS of a 10,000 and a 100,000-recipient fan-out, each in a fresh subprocess
+(target: 100k <= 1.5x 10k). DNH comparisons live in ``bench/peer.py``.
 PostgreSQL runs in a private database created in the ``test`` cluster on 127.0.0.1 and
 dropped afterwards (``--pg-admin-url`` to change). Each measurement is the best of a few
 repetitions; the whole run takes well under two minutes.
@@ -188,6 +195,59 @@ def single_calls_per_second(app: Flask) -> float:
         return calls / elapsed
 
 
+def floor_calls_per_second(app: Flask) -> float:
+    """The 2-commit floor: raw driver SQL on the app's own tables doing what a sync emit
+    has to (notice + delivery already leased in one commit, the send, both marked sent in
+    a second commit), with nothing else around it."""
+    with app.app_context():
+        engine = app.extensions["bench"][0].engine
+        pg = engine.dialect.name == "postgresql"
+        raw = engine.raw_connection()
+    q = "%s" if pg else "?"
+    now: Any = datetime.now(timezone.utc)
+    if not pg:
+        now = now.replace(tzinfo=None).isoformat(" ")
+    insert_notice = (
+        f"INSERT INTO notice ({RAW_COLUMNS}) VALUES ({', '.join([q] * 15)}) RETURNING id"
+    )
+    insert_delivery = (
+        "INSERT INTO notice_delivery (notice_id, channel, target, status, attempts, "
+        "lease_expiries, next_attempt_at, claimed_until, claim_token, create_at, update_at) "
+        f"VALUES ({q}, 'memory', '', 'Wait', 1, 0, {q}, {q}, 'tok', {q}, {q}) RETURNING id"
+    )
+    mark_sent = (
+        f"UPDATE notice_delivery SET status = 'Sent', sent_at = {q}, claimed_until = NULL, "
+        f"claim_token = NULL WHERE id = {q} AND claim_token = 'tok'"
+    )
+    roll_up = f"UPDATE notice SET send_status = 'Sent', update_at = {q} WHERE id = {q}"
+    outbox: list[tuple[int, int]] = []
+
+    def once(user_id: int) -> None:
+        cur = raw.cursor()
+        cur.execute(insert_notice, raw_row(user_id, now))
+        notice_id = cur.fetchone()[0]
+        cur.execute(insert_delivery, (notice_id, now, now, now, now))
+        delivery_id = cur.fetchone()[0]
+        raw.commit()
+        outbox.append((notice_id, delivery_id))  # the send
+        cur.execute(mark_sent, (now, delivery_id))
+        cur.execute(roll_up, (now, notice_id))
+        raw.commit()
+        cur.close()
+
+    try:
+        for u in range(20):
+            once(u)
+        calls = 0
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < SINGLE_SECONDS:
+            once(calls % 1000)
+            calls += 1
+        return calls / elapsed
+    finally:
+        raw.close()
+
+
 def fan_out_seconds(app: Flask) -> float:
     sends = app.config["NOTICE_DISPATCH"] == "sync"
     with app.app_context():
@@ -212,6 +272,12 @@ def fan_out_seconds(app: Flask) -> float:
         return best(once)
 
 
+#: single-emit variants measured besides sync dispatch: what the caller waits for
+SINGLE_VARIANTS = {
+    "single, dispatch none (write only)": {"NOTICE_DISPATCH": "none"},
+    "single, dispatch thread": {"NOTICE_DISPATCH": "thread"},
+}
+
 #: fan-out variants measured besides the default configuration
 VARIANTS = {
     "fan-out, NOTICE_BATCH_SIZE=2000": {"NOTICE_BATCH_SIZE": 2000},
@@ -219,15 +285,21 @@ VARIANTS = {
 }
 
 
-def run_notice(url: str) -> tuple[float, float, dict[str, float]]:
-    """``(single calls/s, fan-out rows/s, {variant: rows/s})``."""
-    apps = [make_app(url)] + [make_app(url, **config) for config in VARIANTS.values()]
+def run_notice(url: str) -> dict[str, float]:
+    """Every measurement of one database, by label (calls/s or rows/s)."""
+    configs = {"sync": {}, **SINGLE_VARIANTS, **VARIANTS}
+    apps = {name: make_app(url, **config) for name, config in configs.items()}
     try:
-        single = single_calls_per_second(apps[0])
-        rates = [FAN_OUT / fan_out_seconds(app) for app in apps]
-        return single, rates[0], dict(zip(VARIANTS, rates[1:], strict=True))
+        out = {"floor": floor_calls_per_second(apps["sync"])}
+        out["single sync"] = single_calls_per_second(apps["sync"])
+        for name in SINGLE_VARIANTS:
+            out[name] = single_calls_per_second(apps[name])
+        out["fan-out sync"] = FAN_OUT / fan_out_seconds(apps["sync"])
+        for name in VARIANTS:
+            out[name] = FAN_OUT / fan_out_seconds(apps[name])
+        return out
     finally:
-        for app in apps:
+        for app in apps.values():
             app.extensions["notice"].state(app).dispatcher.shutdown()
             with app.app_context():
                 app.extensions["bench"][0].engine.dispose()
@@ -261,40 +333,100 @@ def postgres_urls(admin_url: str) -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-def report(
-    label: str, raw_rate: float, single: float, fan_rate: float, variants: dict[str, float]
-) -> None:
+def report(label: str, raw_rate: float, m: dict[str, float]) -> None:
+    floor = m["floor"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
     print(f"{label}:")
-    print(f"  raw executemany insert              {raw_rate:10,.0f} rows/s   (reference)")
+    print(f"  raw executemany insert ({FAN_OUT:,} rows)     {raw_rate:10,.0f} rows/s  (reference)")
+    print(f"  raw 2-commit single-emit floor          {floor:10,.0f} calls/s (reference)")
+    single = m["single sync"]
     print(
-        f"  fan-out, {FAN_OUT:,} recipients (defaults) {fan_rate:10,.0f} rows/s  "
-        f"{fan_rate / raw_rate:6.1%} of raw  (target >= 30%: "
-        f"{'met' if fan_rate >= 0.3 * raw_rate else 'MISSED'})"
+        f"  single notice_event, sync, memory       {single:10,.0f} calls/s "
+        f"{single / floor:5.2f}x floor (target >= 0.5: {verdict(single >= 0.5 * floor)})"
     )
-    for name, rate in variants.items():
-        print(f"  {name:<36}{rate:10,.0f} rows/s   {rate / raw_rate:6.1%} of raw")
+    for name in SINGLE_VARIANTS:
+        rate = m[name]
+        print(f"  {name:<40}{rate:10,.0f} calls/s {rate / floor:5.2f}x floor")
+    fan = m["fan-out sync"]
     print(
-        f"  single notice_event                 {single:10,.0f} calls/s  "
-        f"{single / raw_rate:6.1%} of raw"
+        f"  fan-out {FAN_OUT:,}, sync, memory sender     {fan:10,.0f} rows/s  "
+        f"{fan / raw_rate:6.1%} of raw (target >= 15%: {verdict(fan >= 0.15 * raw_rate)})"
+    )
+    for name in VARIANTS:
+        rate = m[name]
+        target = ""
+        if "write only" in name:
+            target = f" (target >= 30%: {verdict(rate >= 0.3 * raw_rate)})"
+        print(f"  {name:<40}{rate:10,.0f} rows/s  {rate / raw_rate:6.1%} of raw{target}")
+
+
+def peak_rss_kib(url: str, recipients: int) -> int:
+    """Peak RSS (KiB) of a fresh process that sets up the app and fans out once."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(recipients), "--url", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+def rss_child(url: str, recipients: int) -> None:
+    import resource
+
+    app = make_app(url)
+    with app.app_context():
+        # a no-op send: the memory sender's outbox would itself grow with recipients
+        app.extensions["bench"][1].sender("memory").send_to = lambda notice, target: None
+        publish(range(recipients))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def memory_report(label: str, url_for: Callable[[int], str]) -> None:
+    small, large = (peak_rss_kib(url_for(n), n) for n in (FAN_OUT, 10 * FAN_OUT))
+    print(f"{label}: peak RSS of one fan-out, fresh process each")
+    print(f"  {FAN_OUT:>7,} recipients {small / 1024:8.1f} MiB (reference)")
+    print(
+        f"  {10 * FAN_OUT:>7,} recipients {large / 1024:8.1f} MiB  {large / small:4.2f}x "
+        f"(target <= 1.5x: {'met' if large <= 1.5 * small else 'MISSED'})"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--memory", action="store_true", help="peak RSS, 10k vs 100k")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument(
         "--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
     args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.url, args.rss_child)
+        return
+    if args.memory:
+        if args.only in (None, "sqlite"):
+            with tempfile.TemporaryDirectory(prefix="notice-bench-") as tmp:
+                memory_report("SQLite", lambda n: f"sqlite:///{tmp}/rss{n}.db")
+        if args.only in (None, "postgresql"):
+            with postgres_urls(args.pg_admin_url) as (url, _):
+                memory_report("PostgreSQL", lambda n: url)
+        return
     print(f"fan-out of {FAN_OUT:,}; best of {REPEAT}; single calls for {SINGLE_SECONDS:.0f} s")
     if args.only in (None, "sqlite"):
         with sqlite_urls() as (url, raw_path):
             raw_rate = FAN_OUT / raw_sqlite(raw_path)
-            report("SQLite (file, WAL)", raw_rate, *run_notice(url))
+            report("SQLite (file, WAL)", raw_rate, run_notice(url))
     if args.only in (None, "postgresql"):
         with postgres_urls(args.pg_admin_url) as (url, raw_url):
             raw_rate = FAN_OUT / raw_postgres(raw_url)
-            report("PostgreSQL (127.0.0.1, psycopg 3)", raw_rate, *run_notice(url))
+            report("PostgreSQL (127.0.0.1, psycopg 3)", raw_rate, run_notice(url))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -71,6 +71,98 @@ class Report:
         return asdict(self)
 
 
+class ClaimedDelivery(NamedTuple):
+    """One delivery row as the send needs it (what :func:`store.load_claimed` reads)."""
+
+    id: int
+    notice_id: int
+    channel: str
+    target: str
+    attempts: int
+    lease_expiries: int
+
+
+@dataclass
+class ClaimedBatch:
+    """Deliveries written already leased to this process ("born claimed"), with the
+    values their send needs, held in memory since the write.
+
+    The publisher builds one per event when the dispatcher sends in this process (sync,
+    thread); after commit :func:`deliver_claimed` sends from it and finishes under
+    :attr:`token`: no claim, no read. If the process dies first, the lease runs out and
+    the sweeper takes the rows as it takes any abandoned claim.
+    """
+
+    #: the claim token the rows were written with (:func:`store.claims.process_token`)
+    token: str
+    #: ``time.monotonic()`` at the write: the lease runs from there
+    started: float
+    pairs: list[tuple[ClaimedDelivery, NoticeView]]
+    #: notice id -> its ``send_status`` after the finish, filled in by the send
+    settled: dict[int, str] = field(default_factory=dict)
+    #: send nothing: undo the leases (a dispatcher's full queue, or its shutdown)
+    give_back: bool = False
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def ids(self) -> list[int]:
+        return [d.id for d, _ in self.pairs]
+
+    @classmethod
+    def merge(cls, batches: Iterable[ClaimedBatch]) -> ClaimedBatch:
+        """One batch of several (the thread dispatcher's group of small emits); the
+        lease budget is the oldest one's."""
+        batches = list(batches)
+        if len(batches) == 1:
+            return batches[0]
+        tokens = {b.token for b in batches}
+        if len(tokens) != 1:
+            raise ValueError("only batches born under one claim token can be merged")
+        pairs = [pair for b in batches for pair in b.pairs]
+        return cls(tokens.pop(), min(b.started for b in batches), pairs)
+
+
+def deliver_claimed(
+    state: NoticeState, batch: ClaimedBatch, *, stop: threading.Event | None = None
+) -> Report:
+    """Send a born-claimed batch from memory and finish it, in parts of
+    ``NOTICE_BATCH_SIZE`` (one finish transaction each). Must run inside the app's
+    context.
+
+    What the lease no longer covers (a caller that held its transaction open for most
+    of it, a part that comes up late in a large fan-out) is given back unsent, due at
+    once for the sweeper: see :class:`~notice.sending.SendBatch`'s ``stop_at``.
+    """
+    report = Report(claimed=len(batch.pairs))
+    if batch.give_back:
+        store.finish(
+            state.engine,
+            state.models.Delivery.__table__,
+            state.models.Notice.__table__,
+            batch.token,
+            [],
+            now=utcnow(),
+            released=batch.ids,
+        )
+        report.lost_lease = len(batch.pairs)
+        return report
+    size = state.batch_size
+    for start in range(0, len(batch.pairs), size):
+        if stop is not None and stop.is_set():
+            rest = [d.id for d, _ in batch.pairs[start:]]
+            _give_back(state, batch.token, rest)
+            report.lost_lease += len(rest)
+            break
+        part = batch.pairs[start : start + size]
+        recorded = _run_batch(state, report, batch.token, part, utcnow(), batch.started, stop)[2]
+        for o in recorded:
+            if o.send_status is not None:
+                batch.settled[o.notice_id] = o.send_status
+    return report
+
+
 def deliver(
     state: NoticeState,
     *,
@@ -121,7 +213,7 @@ def deliver(
         )
         report.claimed += len(claimed)
         progressed, gave_back = (
-            _run_batch(state, report, token, claimed, now_, started, stop)
+            _run_claimed(state, report, token, claimed, now_, started, stop)
             if claimed
             else (False, False)
         )
@@ -133,12 +225,16 @@ def deliver(
     return report
 
 
-def deliver_in_app(state: NoticeState, ids: Sequence[int]) -> Report:
-    """:func:`deliver` ``ids`` inside a fresh app context: what dispatchers run (after the
+def deliver_in_app(state: NoticeState, work: Sequence[int] | ClaimedBatch) -> Report:
+    """:func:`deliver` ``work`` (delivery ids to claim, or a born-claimed batch for
+    :func:`deliver_claimed`) inside a fresh app context: what dispatchers run (after the
     caller's commit, or on a pool thread, or in a Celery worker), so senders and hooks
     get a ``db.session`` of their own, removed again at the end."""
     with state.app.app_context():
-        report = deliver(state, ids=ids)
+        if isinstance(work, ClaimedBatch):
+            report = deliver_claimed(state, work)
+        else:
+            report = deliver(state, ids=work)
     logger.debug("delivered: %s", report.as_dict())
     return report
 
@@ -177,7 +273,7 @@ def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]
     return [(row, notices[row.notice_id]) for row in rows if row.notice_id in notices]
 
 
-def _run_batch(
+def _run_claimed(
     state: NoticeState,
     report: Report,
     token: str,
@@ -186,17 +282,35 @@ def _run_batch(
     started: float,
     stop: threading.Event | None,
 ) -> tuple[bool, bool]:
-    """Send one claimed batch and record it in ``report``. Return whether any delivery
-    got an outcome and whether any was given back unsent. Raises, after recording, what
-    interrupted the main thread."""
-    engine = state.engine
+    """Load a batch just claimed, then :func:`_run_batch` it."""
     try:
         pairs = _load(state, ids)
-        decided = _screen(state, pairs, now)
     except BaseException:
         # nothing was sent: hand the rows back, so a database hiccup here is not
         # mistaken for a worker that died mid-send (a lost lease)
         _give_back(state, token, ids)
+        raise
+    progressed, gave_back, _ = _run_batch(state, report, token, pairs, now, started, stop)
+    return progressed, gave_back
+
+
+def _run_batch(
+    state: NoticeState,
+    report: Report,
+    token: str,
+    pairs: Sequence[tuple[Any, NoticeView]],
+    now: datetime,
+    started: float,
+    stop: threading.Event | None,
+) -> tuple[bool, bool, list[store.Outcome]]:
+    """Send one claimed batch and record it in ``report``, in one finish transaction.
+    Return whether any delivery got an outcome, whether any was given back unsent, and
+    the outcomes recorded. Raises, after recording, what interrupted the main thread."""
+    engine = state.engine
+    try:
+        decided = _screen(state, pairs, now)
+    except BaseException:
+        _give_back(state, token, [d.id for d, _ in pairs])  # nothing was sent
         raise
     pairs_by_id = {d.id: (d, n) for d, n in pairs}
     outcomes = list(decided.values())
@@ -243,7 +357,7 @@ def _run_batch(
         raise sending.interrupted
     sending.wait_closed()
     _announce(state, recorded, pairs_by_id)
-    return bool(outcomes), bool(sending.unsent)
+    return bool(outcomes), bool(sending.unsent), recorded
 
 
 def _screen(

@@ -5,20 +5,25 @@ library's receiver turns the event into Notice and delivery rows.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from sqlalchemy.orm import make_transient_to_detached
 
 from . import store
 from .aftercommit import EARLY, call_after_commit
 from .columns import utcnow
+from .delivery import ClaimedBatch, ClaimedDelivery
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
+from .models import NoticeView
 from .signals import notice_created, notification, send_observing
 from .state import NoticeState, state_of
+from .store.claims import process_token
 from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus, user_key
 
 MAX_SUBJECT = 255
@@ -37,6 +42,11 @@ class PublishResult:
     delivery_ids: list[int] = field(default_factory=list)
     #: set by the receiver: it ran (an event with no new rows is still written)
     written: bool = False
+    #: the new deliveries written already leased to this process, with what their send
+    #: needs (None: the dispatcher claims them itself)
+    claimed: ClaimedBatch | None = None
+    #: the first new notice as written (what a single-user ``notice_event`` returns)
+    first: NoticeView | None = None
 
 
 @dataclass(frozen=True)
@@ -150,8 +160,31 @@ def notice_event(
     result = event.result
     if not event.single:
         return result.notice_ids
+    if result.first is not None and commit:
+        return _as_model(session, state.models.Notice, result)
+    # commit=False: the caller's transaction may still roll back (taking the id back on
+    # SQLite), so the notice comes from the session, as any row of that transaction
     ids = result.notice_ids or result.existing_ids
     return session.get(state.models.Notice, ids[0]) if ids else None
+
+
+def _as_model(session: Any, notice_model: Any, result: PublishResult) -> Any:
+    """The ORM ``Notice`` of the notice just written, built from the values written and
+    put in ``session`` as if loaded (reading it back was a round trip per emit); its
+    ``send_status`` is the one a synchronous send recorded, if it ran."""
+    view = result.first
+    assert view is not None
+    if session.identity_key(notice_model, view.id) in session.identity_map:
+        # an object of a rolled-back transaction under a reused id (SQLite): reload
+        return session.get(notice_model, view.id)
+    values = {name: getattr(view, name) for name in NoticeView.__dataclass_fields__}
+    if result.claimed is not None:
+        values["send_status"] = result.claimed.settled.get(view.id, view.send_status)
+    notice = notice_model(**values)
+    make_transient_to_detached(notice)
+    # a flush of this session must not write it again; merge would SELECT it
+    session.add(notice)
+    return notice
 
 
 def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> None:
@@ -181,7 +214,10 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
         raise
     notice_ids = event.result.notice_ids
     assert state.dispatcher is not None
-    defer_until_commit(session, state.dispatcher, event.result.delivery_ids)
+    claimed = event.result.claimed
+    defer_until_commit(
+        session, state.dispatcher, claimed if claimed is not None else event.result.delivery_ids
+    )
     publisher = state.publisher
     if publisher is not None and notice_ids:
         engine = state.engine
@@ -193,6 +229,27 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
         )
     if notice_ids:
         send_observing(notice_created, app, notice_ids=notice_ids, event=event)
+
+
+def _views(
+    shared: dict[str, Any],
+    written: list[tuple[int, Any]],
+    statuses: list[str],
+    user_ids: tuple[Any, ...],
+    dedupe: bool,
+) -> dict[int, NoticeView]:
+    """``{notice id: NoticeView}`` of the notices written, from the values written."""
+    status_of = {user_key(u): status for u, status in zip(user_ids, statuses, strict=True)}
+    # one JSON copy for every view: a caller changing its dict after the call (a thread
+    # sends later) must not change what is sent
+    data = shared["data"]
+    if data is not None:
+        data = json.loads(json.dumps(data))
+    base = {**shared, "data": data}
+    return {
+        notice_id: NoticeView(id=notice_id, user_id=u, send_status=status_of[user_key(u)], **base)
+        for notice_id, u in written
+    }
 
 
 def _current_user_id() -> Any:
@@ -406,8 +463,30 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         missing = [u for u in user_ids if user_key(u) not in new_users]
         assert event.dedupe_key is not None
         existing = store.deduplicated_ids(session, Notice.__table__, missing, event.dedupe_key)
-    # a new delivery is the dispatcher's for a grace period before the sweeper may take it
-    first_try = now if state.dispatch_mode == "none" else now + state.sweep_grace
+    dispatcher = state.dispatcher
+    born = dispatcher is not None and dispatcher.sends_claimed
+    delivery_shared: dict[str, Any] = {
+        "status": DeliveryStatus.WAIT.value,
+        "create_at": now,
+        "update_at": now,
+    }
+    if born:
+        # born claimed: leased to this process in the same INSERT, so the send after
+        # commit needs no claim; if we die first, the lease runs out and the sweeper
+        # takes them (attempts counts this first try, as a claim would)
+        token = process_token()
+        started = time.monotonic()
+        delivery_shared.update(
+            attempts=1,
+            next_attempt_at=now,
+            claimed_until=now + state.lease,
+            claim_token=token,
+        )
+    else:
+        # a new delivery is the dispatcher's for a grace period before the sweeper may
+        # take it
+        first_try = now if state.dispatch_mode == "none" else now + state.sweep_grace
+        delivery_shared.update(attempts=0, next_attempt_at=first_try)
     notice_ids: list[int] = []
     d_notice: list[int] = []
     d_channel: list[str] = []
@@ -419,19 +498,17 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
             d_channel.append(channel)
             d_target.append(target)
     delivery_ids = store.insert_delivery_columns(
-        session,
-        Delivery.__table__,
-        {
-            "status": DeliveryStatus.WAIT.value,
-            "attempts": 0,
-            "next_attempt_at": first_try,
-            "create_at": now,
-            "update_at": now,
-        },
-        d_notice,
-        d_channel,
-        d_target,
+        session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
     )
+    if written and (born or event.single):
+        views = _views(shared, written, statuses, user_ids, dedupe)
+        event.result.first = views[written[0][0]]
+        if born and delivery_ids:
+            pairs = [
+                (ClaimedDelivery(d, n, c, t, 1, 0), views[n])
+                for d, n, c, t in zip(delivery_ids, d_notice, d_channel, d_target, strict=True)
+            ]
+            event.result.claimed = ClaimedBatch(token, started, pairs)
     event.result.delivery_ids.extend(delivery_ids)
     event.result.notice_ids.extend(notice_ids)
     event.result.existing_ids.extend(existing)

@@ -3,6 +3,12 @@
 Rows are written inside the caller's transaction; their delivery ids are handed to the
 app's dispatcher only after that transaction commits (:mod:`notice.aftercommit`; a
 rollback drops them: no row, no send).
+
+A dispatcher that sends in this process (:attr:`Dispatcher.sends_claimed`: sync,
+thread) gets its deliveries written already leased to it, and after commit a
+:class:`~notice.delivery.ClaimedBatch` holding what their send needs: it sends from
+memory, with no claim and no re-read. The others (none, Celery) get delivery ids,
+claimed by whoever runs them.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..aftercommit import call_after_commit
+from ..delivery import ClaimedBatch
 from ..sending import must_propagate
 
 logger = logging.getLogger("notice")
@@ -23,19 +30,29 @@ logger = logging.getLogger("notice")
 #: seconds the thread pool waits, in all, for its batches in flight at shutdown
 SHUTDOWN_GRACE = 5.0
 
-#: ``deliver(delivery_ids)``: claim, send and record those deliveries inside the app's
-#: context (:func:`notice.delivery.deliver_in_app` bound to one app's state)
-Deliver = Callable[[Sequence[int]], object]
+#: ``deliver(work)``: send and record deliveries inside the app's context: delivery ids
+#: (claimed first) or a born-claimed batch (:func:`notice.delivery.deliver_in_app` bound
+#: to one app's state)
+Deliver = Callable[[Any], object]
+
+#: what a dispatcher is handed after commit: delivery ids, or a born-claimed batch
+Work = Sequence[int] | ClaimedBatch
 
 
-def defer_until_commit(session: Any, dispatcher: Dispatcher, delivery_ids: Sequence[int]) -> None:
-    """Hand ``delivery_ids`` to ``dispatcher`` once ``session``'s transaction commits."""
-    if delivery_ids:
-        ids = list(delivery_ids)
+def defer_until_commit(session: Any, dispatcher: Dispatcher, work: Work) -> None:
+    """Hand ``work`` to ``dispatcher`` once ``session``'s transaction commits."""
+    if len(work):
+        submit: Callable[[], None]
+        if isinstance(work, ClaimedBatch):
+            batch = work
+            submit = lambda: dispatcher.submit_claimed(batch)  # noqa: E731
+        else:
+            ids = list(work)
+            submit = lambda: dispatcher.submit(ids)  # noqa: E731
         call_after_commit(
             session,
-            lambda: dispatcher.submit(ids),
-            description=f"dispatching {len(ids)} deliveries (the sweeper will retry them)",
+            submit,
+            description=f"dispatching {len(work)} deliveries (the sweeper will retry them)",
         )
 
 
@@ -46,10 +63,19 @@ class Dispatcher:
         when it runs.
     """
 
+    #: True when this dispatcher sends in this process, right after commit: the
+    #: publisher then writes deliveries already leased to it and hands over a
+    #: :class:`~notice.delivery.ClaimedBatch` instead of ids
+    sends_claimed = False
+
     def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    def submit_claimed(self, batch: ClaimedBatch) -> None:
+        """Send a born-claimed batch (only dispatchers with :attr:`sends_claimed`)."""
         raise NotImplementedError
 
     def shutdown(self, wait: bool = True) -> None:
@@ -64,7 +90,15 @@ class SyncDispatcher(Dispatcher):
     a fresh app context with a ``db.session`` of their own.
     """
 
+    sends_claimed = True
+
+    def submit_claimed(self, batch: ClaimedBatch) -> None:
+        self._run(batch)
+
     def submit(self, delivery_ids: Sequence[int]) -> None:
+        self._run(delivery_ids)
+
+    def _run(self, delivery_ids: Work) -> None:
         try:
             self._deliver(delivery_ids)
         except Exception:
@@ -87,11 +121,18 @@ class NoDispatcher(Dispatcher):
 class ThreadDispatcher(Dispatcher):
     """A bounded pool of daemon threads fed by a queue bounded in deliveries.
 
+    The caller waits only for its write: after commit its born-claimed batch is queued,
+    and a thread sends it. A thread takes what is queued behind the batch it picked up
+    as well, up to ``NOTICE_BATCH_SIZE`` deliveries, so a burst of small emits becomes
+    one send pass and one finish transaction.
+
     At most ``queue_size`` deliveries wait in memory (``NOTICE_QUEUE_SIZE``); what does
-    not fit, and at interpreter exit what was not claimed yet, is dropped from memory
-    only: those rows stay Wait and the sweeper sends them. Threads are daemons so a
-    stuck sender cannot hang the process at exit.
+    not fit, and at interpreter exit what was not sent yet, is given back (its lease
+    undone, due at once) for the sweeper. Threads are daemons so a stuck sender cannot
+    hang the process at exit.
     """
+
+    sends_claimed = True
 
     def __init__(self, deliver: Deliver, *, threads: int, queue_size: int, batch_size: int) -> None:
         super().__init__(deliver)
@@ -100,7 +141,7 @@ class ThreadDispatcher(Dispatcher):
         # the bound is kept in deliveries by the counter below, not by the queue: a
         # queue bounded in items filled up with one-delivery items (one per single-user
         # emit), so a burst of 200 emits left ~190 to the sweeper with a 10,000 bound
-        self._queue: queue.Queue[list[int] | None] = queue.Queue()
+        self._queue: queue.Queue[list[int] | ClaimedBatch | None] = queue.Queue()
         #: deliveries put on the queue and not taken off by a thread yet
         self._queued = 0
         self._lock = threading.Lock()
@@ -125,69 +166,139 @@ class ThreadDispatcher(Dispatcher):
                     self._threads[i] = self._thread(i)
                     self._threads[i].start()
 
+    def _parts(self, work: Work) -> list[list[int] | ClaimedBatch]:
+        size = self._batch_size
+        if isinstance(work, ClaimedBatch):
+            return [
+                ClaimedBatch(work.token, work.started, work.pairs[start : start + size])
+                for start in range(0, len(work.pairs), size)
+            ]
+        ids = list(work)
+        return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+    def submit_claimed(self, batch: ClaimedBatch) -> None:
+        self._enqueue(batch)
+
     def submit(self, delivery_ids: Sequence[int]) -> None:
+        self._enqueue(delivery_ids)
+
+    def _enqueue(self, delivery_ids: Work) -> None:
         self._replace_dead_threads()
-        ids = list(delivery_ids)
+        total = len(delivery_ids)
+        left: list[list[int] | ClaimedBatch] = []
         # reserve room and enqueue under one lock: two submitters checking the room
         # first and enqueueing after could together overshoot the bound, and a submit
         # racing shutdown could enqueue behind its drain
         with self._lock:
+            parts = self._parts(delivery_ids)
             if self._stopping.is_set():
-                return
-            room = max(0, self._queue_size - self._queued)
-            taken = ids[:room]
-            self._queued += len(taken)
-            # one claim batch per item: at shutdown only the batch in flight is still
-            # running, the rest is dropped from the queue before anyone claimed it
-            size = self._batch_size
-            for start in range(0, len(taken), size):
-                self._queue.put_nowait(taken[start : start + size])
-        if len(taken) < len(ids):
-            logger.warning(
-                "dispatch queue full (NOTICE_QUEUE_SIZE=%d deliveries); "
-                "%d deliveries left to the sweeper",
-                self._queue_size,
-                len(ids) - len(taken),
-            )
+                left = parts
+            else:
+                # one batch per item: at shutdown only the batch in flight is still
+                # running, the rest is given back before anyone sent it
+                for part in parts:
+                    if self._queued + len(part) > self._queue_size:
+                        left.append(part)
+                        continue
+                    self._queued += len(part)
+                    self._queue.put_nowait(part)
+        if left:
+            dropped = sum(len(part) for part in left)
+            if not self._stopping.is_set():
+                logger.warning(
+                    "dispatch queue full (NOTICE_QUEUE_SIZE=%d deliveries); "
+                    "%d of %d deliveries left to the sweeper",
+                    self._queue_size,
+                    dropped,
+                    total,
+                )
+            self._give_back(left)
 
-    def _take(self) -> list[int] | None:
-        """The next batch, counted off the bound; raises :class:`queue.Empty`."""
+    def _give_back(self, items: list[list[int] | ClaimedBatch]) -> None:
+        """Undo the leases of born-claimed batches not sent, so the sweeper takes them
+        at once instead of after the lease (ids were never claimed: nothing to undo)."""
+        for item in items:
+            if isinstance(item, ClaimedBatch) and item.pairs:
+                try:
+                    self._deliver(
+                        ClaimedBatch(item.token, item.started, item.pairs, give_back=True)
+                    )
+                except Exception:  # noqa: BLE001 - the lease frees them otherwise
+                    logger.debug("giving %d deliveries back failed", len(item), exc_info=True)
+
+    def _take(self, block: bool = True) -> list[int] | ClaimedBatch | None:
+        """The next item, counted off the bound; raises :class:`queue.Empty`."""
         # a timeout, so a thread notices shutdown even if it missed its wake-up item
-        ids = self._queue.get(timeout=0.5)
-        if ids:
+        item = self._queue.get(timeout=0.5) if block else self._queue.get_nowait()
+        if item:
             with self._lock:
-                self._queued -= len(ids)
-        return ids
+                self._queued -= len(item)
+        return item
+
+    def _group(self, first: ClaimedBatch) -> tuple[ClaimedBatch, list[int] | ClaimedBatch | None]:
+        """``first`` and the born-claimed batches queued right behind it, up to a batch;
+        and the item that ended the group, if one was taken (it runs next)."""
+        group = [first]
+        size = len(first)
+        while size < self._batch_size:
+            try:
+                item = self._take(block=False)
+            except queue.Empty:
+                return ClaimedBatch.merge(group), None
+            if (
+                not isinstance(item, ClaimedBatch)
+                or item.token != first.token
+                or size + len(item) > self._batch_size
+            ):
+                return ClaimedBatch.merge(group), item
+            group.append(item)
+            size += len(item)
+        return ClaimedBatch.merge(group), None
 
     def _run(self) -> None:
+        carried: list[int] | ClaimedBatch | None = None
         while not self._stopping.is_set():
-            try:
-                ids = self._take()
-            except queue.Empty:
-                continue
-            if ids is None or self._stopping.is_set():
+            item: list[int] | ClaimedBatch | None
+            if carried is not None:
+                item, carried = carried, None
+            else:
+                try:
+                    item = self._take()
+                except queue.Empty:
+                    continue
+            if item is None:
                 return
+            if self._stopping.is_set():
+                self._give_back([item])
+                return
+            if isinstance(item, ClaimedBatch):
+                item, carried = self._group(item)
             try:
-                self._deliver(ids)
+                self._deliver(item)
             except BaseException:  # noqa: BLE001 - rows stay claimable; the sweeper retries
                 # BaseException too (SystemExit, CancelledError): it used to end the thread
-                logger.exception("delivering %d deliveries failed", len(ids))
+                logger.exception("delivering %d deliveries failed", len(item))
+        if carried is not None:
+            self._give_back([carried])
 
     def shutdown(self, wait: bool = True) -> None:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        dropped = 0
+        drained: list[list[int] | ClaimedBatch] = []
         with self._lock:
             while True:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                dropped += len(item) if item else 0
+                if item:
+                    drained.append(item)
+            dropped = sum(len(item) for item in drained)
             self._queued -= dropped
         if dropped:
             logger.info("dispatcher stopping: %d deliveries left Wait for the sweeper", dropped)
+            self._give_back(drained)
         for _ in self._threads:
             self._queue.put_nowait(None)  # unbounded: every thread gets its wake-up
         if wait:

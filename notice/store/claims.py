@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..types import PENDING_STATES, DeliveryStatus, SendStatus
-from .common import chunks, lock_ids, run_transaction
+from .common import cached, in_list, run_transaction
 
 #: runs of :func:`finish` in all when its transaction is a deadlock victim, fails a
 #: serialization check, finds SQLite locked or loses its connection
@@ -23,7 +24,25 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-def due_condition(delivery: sa.Table, now: datetime) -> sa.ColumnElement[bool]:
+_process_token: tuple[int, str] = (0, "")
+
+
+def process_token() -> str:
+    """The claim token deliveries are born with in this process (a new one after a fork).
+
+    One token per process rather than per emit lets the thread dispatcher finish the
+    rows of many emits in one guarded statement. It guards as a fresh one does: a claim
+    that takes a row over after its lease ran out writes a token of its own, so our late
+    finish matches nothing; and no other process writes this one.
+    """
+    global _process_token
+    pid = os.getpid()
+    if _process_token[0] != pid:
+        _process_token = (pid, new_token())
+    return _process_token[1]
+
+
+def due_condition(delivery: sa.Table, now: datetime | Any) -> sa.ColumnElement[bool]:
     """Pending, due, and not held by a live lease."""
     c = delivery.c
     return sa.and_(
@@ -45,7 +64,7 @@ def waiting(delivery: sa.Table) -> sa.ColumnElement[bool]:
     return delivery.c.status == DeliveryStatus.WAIT.value
 
 
-def _unleased(delivery: sa.Table, now: datetime, dialect: str) -> sa.ColumnElement[bool]:
+def _unleased(delivery: sa.Table, now: Any, dialect: str) -> sa.ColumnElement[bool]:
     c = delivery.c
     # the caller's id list is the selective part; on SQLite "status || ''" keeps the
     # planner off ix_delivery_due, through which it would filter every pending row of the
@@ -84,33 +103,63 @@ def claim(
     rows until the lease ends; nothing is sent under it).
     """
     token = new_token()
-    c = delivery.c
-    cond = (
-        _unleased(delivery, now, engine.dialect.name)
-        if ids is not None
-        else due_condition(delivery, now)
-    )
+    dialect = engine.dialect.name
+    by_ids = ids is not None
+    params: dict[str, Any] = {
+        "c_now": now,
+        "c_until": now + lease,
+        "c_token": token,
+        "c_limit": limit,
+    }
     if ids is not None:
-        if skip:
-            ids = [i for i in ids if i not in skip]
-        cond = sa.and_(cond, c.id.in_(ids))
-    elif skip:
-        cond = sa.and_(cond, c.id.not_in(list(skip)))
+        params["c_ids"] = [i for i in ids if i not in skip] if skip else list(ids)
+    if skip:
+        params["c_skip"] = list(skip)
+    if where is None:
+        key = f"claim:{'ids' if by_ids else 'due'}:{'skip' if skip else ''}"
+        stmt = cached(
+            delivery, key, dialect, lambda: _claim_statement(delivery, dialect, by_ids, skip, None)
+        )
+    else:  # an ad-hoc condition (the CLI's retry): built for this call
+        stmt = _claim_statement(delivery, dialect, by_ids, skip, where)
+    claimed = run_transaction(
+        engine,
+        lambda conn: [row[0] for row in conn.execute(stmt, params)],
+        write=True,
+        what="claiming deliveries",
+    )
+    return token, claimed
+
+
+def _claim_statement(
+    delivery: sa.Table,
+    dialect: str,
+    by_ids: bool,
+    skip: Collection[int],
+    where: sa.ColumnElement[bool] | None,
+) -> Any:
+    c = delivery.c
+    now = sa.bindparam("c_now", type_=c.next_attempt_at.type)
+    cond = _unleased(delivery, now, dialect) if by_ids else due_condition(delivery, now)
+    if by_ids:
+        cond = sa.and_(cond, in_list(c.id, "c_ids", dialect))
+    if skip:
+        cond = sa.and_(cond, sa.not_(in_list(c.id, "c_skip", dialect)))
     if where is not None:
         cond = sa.and_(cond, where)
     pick = (
         sa.select(c.id)
         .where(cond)
         .order_by(c.next_attempt_at, c.id)
-        .limit(limit)
+        .limit(sa.bindparam("c_limit", type_=sa.Integer))
         .with_for_update(skip_locked=True)
     )
-    stmt = (
+    return (
         sa.update(delivery)
         .where(c.id.in_(pick.scalar_subquery()))
         .values(
-            claimed_until=now + lease,
-            claim_token=token,
+            claimed_until=sa.bindparam("c_until", type_=c.claimed_until.type),
+            claim_token=sa.bindparam("c_token", type_=c.claim_token.type),
             attempts=c.attempts + 1,
             # a token still set means the last claim ended with neither an outcome nor a
             # release: its worker died or froze with the row in hand (finish and release
@@ -120,13 +169,6 @@ def claim(
         )
         .returning(c.id)
     )
-    claimed = run_transaction(
-        engine,
-        lambda conn: [row[0] for row in conn.execute(stmt)],
-        write=True,
-        what="claiming deliveries",
-    )
-    return token, claimed
 
 
 def load_claimed(
@@ -140,23 +182,27 @@ def load_claimed(
     ``attempts``, ``lease_expiries``, in id order) and the ``notice_columns`` of their
     notices, each notice once however many deliveries it has, read in one short
     connection (again on a fresh one if that turns out dead)."""
-    d = delivery.c
-    columns = [notice.c[name] for name in notice_columns]
+    dialect = engine.dialect.name
+
+    def build_deliveries() -> Any:
+        d = delivery.c
+        return (
+            sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts, d.lease_expiries)
+            .where(in_list(d.id, "ids", dialect))
+            .order_by(d.id)
+        )
+
+    def build_notices() -> Any:
+        columns = [notice.c[name] for name in notice_columns]
+        return sa.select(*columns).where(in_list(notice.c.id, "ids", dialect))
+
+    rows_stmt = cached(delivery, "load", dialect, build_deliveries)
+    notices_stmt = cached(notice, "load:" + ",".join(notice_columns), dialect, build_notices)
 
     def read(conn: Connection) -> tuple[list[Any], list[Any]]:
-        rows: list[Any] = []
-        notices: list[Any] = []
-        for part in chunks(list(ids)):
-            rows.extend(
-                conn.execute(
-                    sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts, d.lease_expiries)
-                    .where(d.id.in_(part))
-                    .order_by(d.id)
-                )
-            )
-        for part in chunks(sorted({row.notice_id for row in rows})):
-            notices.extend(conn.execute(sa.select(*columns).where(notice.c.id.in_(part))))
-        return rows, notices
+        rows = list(conn.execute(rows_stmt, {"ids": list(ids)}))
+        notice_ids = sorted({row.notice_id for row in rows})
+        return rows, list(conn.execute(notices_stmt, {"ids": notice_ids}))
 
     return run_transaction(engine, read, what="loading claimed deliveries")
 
@@ -172,6 +218,8 @@ class Outcome:
     next_attempt_at: datetime | None = None
     #: a skipped delivery because its notice expired (counted apart in reports)
     expired: bool = False
+    #: set by :func:`finish`: the notice's ``send_status`` after its roll-up
+    send_status: str | None = None
 
 
 def finish(
@@ -204,61 +252,33 @@ def finish(
     """
     if not outcomes and not released:
         return []
-    c = delivery.c
+    dialect = engine.dialect.name
     by_id = {o.delivery_id: o for o in outcomes}
-    # successes share every value, so they take one UPDATE per chunk, guarded by the
-    # token; the rest differ row by row (error, next attempt) and go through executemany
+    # successes share every value: one UPDATE for all of them, guarded by the token; the
+    # rest differ row by row (error, next attempt): locked in one SELECT, then one
+    # executemany
     sent_ids = [o.delivery_id for o in outcomes if o.status is DeliveryStatus.SENT]
     rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
+    notice_ids = sorted({o.notice_id for o in outcomes})
+    stmts = _finish_statements(delivery, notice, dialect)
 
     def record(conn: Connection) -> list[Outcome]:
-        _lock_notices(conn, notice, sorted({o.notice_id for o in outcomes}))
+        if dialect != "sqlite" and notice_ids:
+            # finishers of one notice's deliveries take turns (see _finish_statements)
+            conn.execute(stmts["lock"], {"ids": notice_ids})
         owned: set[int] = set()
-        for part in chunks(sent_ids):
-            rows = conn.execute(
-                sa.update(delivery)
-                .where(c.id.in_(part), c.claim_token == token)
-                .values(
-                    status=DeliveryStatus.SENT.value,
-                    last_error=None,
-                    sent_at=now,
-                    claimed_until=None,
-                    claim_token=None,
-                    update_at=now,
-                )
-                .returning(c.id)
-            )
+        if sent_ids:
+            rows = conn.execute(stmts["sent"], {"ids": sent_ids, "tok": token, "now": now})
             owned.update(row[0] for row in rows)
         sent_owned = set(owned)
-        for part in chunks(rest):
-            rows = conn.execute(
-                sa.select(c.id).where(c.id.in_(part), c.claim_token == token).with_for_update()
-            )
+        if rest:
+            rows = conn.execute(stmts["owned"], {"ids": rest, "tok": token})
             owned.update(row[0] for row in rows)
         recorded = [by_id[i] for i in by_id if i in owned]
         others = [o for o in recorded if o.delivery_id not in sent_owned]
         if others:
-            stmt = (
-                sa.update(delivery)
-                .where(c.id == sa.bindparam("b_id"))
-                .values(
-                    status=sa.bindparam("b_status"),
-                    last_error=sa.bindparam("b_error"),
-                    next_attempt_at=sa.case(
-                        (
-                            sa.bindparam("b_next", type_=c.next_attempt_at.type).is_(None),
-                            c.next_attempt_at,
-                        ),
-                        else_=sa.bindparam("b_next", type_=c.next_attempt_at.type),
-                    ),
-                    sent_at=sa.bindparam("b_sent", type_=c.sent_at.type),
-                    claimed_until=None,
-                    claim_token=None,
-                    update_at=now,
-                )
-            )
             conn.execute(
-                stmt,
+                stmts["other"],
                 [
                     {
                         "b_id": o.delivery_id,
@@ -266,23 +286,21 @@ def finish(
                         "b_error": o.error,
                         "b_next": o.next_attempt_at,
                         "b_sent": now if o.status is DeliveryStatus.SENT else None,
+                        "now": now,
                     }
                     for o in others
                 ],
             )
         if recorded:
-            roll_up(conn, delivery, notice, sorted({o.notice_id for o in recorded}), now=now)
-        for part in chunks(list(released)):
-            conn.execute(
-                sa.update(delivery)
-                .where(c.id.in_(part), c.claim_token == token)
-                .values(
-                    attempts=c.attempts - 1,
-                    claimed_until=None,
-                    claim_token=None,
-                    update_at=now,
-                )
-            )
+            rolled = sorted({o.notice_id for o in recorded})
+            settled = {
+                row[0]: row[1]
+                for row in conn.execute(stmts["roll_up"], {"ids": rolled, "now": now})
+            }
+            for o in recorded:
+                o.send_status = settled.get(o.notice_id)
+        if released:
+            conn.execute(stmts["release"], {"ids": list(released), "tok": token, "now": now})
         return recorded
 
     return run_transaction(
@@ -295,18 +313,61 @@ def finish(
     )
 
 
-def _lock_notices(conn: Connection, notice: sa.Table, notice_ids: Sequence[int]) -> None:
-    """Make finishers of one notice's deliveries take turns (PostgreSQL).
+def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> dict[str, Any]:
+    """The statements of :func:`finish`, built once per table and dialect.
 
-    Without it two workers finishing different deliveries of one notice each compute
-    the roll-up before the other commits, both see the other delivery still Wait, and
-    the notice stays Wait for good. Locking in id order keeps finishers deadlock-free;
-    SQLite's ``BEGIN IMMEDIATE`` already serialises them.
+    ``lock`` makes finishers of one notice's deliveries take turns (PostgreSQL): without
+    it two workers finishing different deliveries of one notice each compute the roll-up
+    before the other commits, both see the other delivery still Wait, and the notice
+    stays Wait for good. Locking in id order keeps finishers deadlock-free; SQLite's
+    ``BEGIN IMMEDIATE`` already serialises them.
     """
-    if conn.dialect.name == "sqlite":
-        return
-    for part in chunks(notice_ids):
-        lock_ids(conn, notice, notice.c.id.in_(part))
+
+    def build() -> dict[str, Any]:
+        c = delivery.c
+        now = sa.bindparam("now", type_=c.update_at.type)
+        mine = sa.and_(in_list(c.id, "ids", dialect), c.claim_token == sa.bindparam("tok"))
+        next_at = sa.bindparam("b_next", type_=c.next_attempt_at.type)
+        return {
+            "lock": sa.select(notice.c.id)
+            .where(in_list(notice.c.id, "ids", dialect))
+            .order_by(notice.c.id)
+            .with_for_update(),
+            "sent": sa.update(delivery)
+            .where(mine)
+            .values(
+                status=DeliveryStatus.SENT.value,
+                last_error=None,
+                sent_at=now,
+                claimed_until=None,
+                claim_token=None,
+                update_at=now,
+            )
+            .returning(c.id),
+            "owned": sa.select(c.id).where(mine).with_for_update(),
+            "other": sa.update(delivery)
+            .where(c.id == sa.bindparam("b_id"))
+            .values(
+                status=sa.bindparam("b_status"),
+                last_error=sa.bindparam("b_error"),
+                next_attempt_at=sa.case((next_at.is_(None), c.next_attempt_at), else_=next_at),
+                sent_at=sa.bindparam("b_sent", type_=c.sent_at.type),
+                claimed_until=None,
+                claim_token=None,
+                update_at=now,
+            ),
+            "roll_up": _roll_up_statement(delivery, notice, dialect),
+            "release": sa.update(delivery)
+            .where(mine)
+            .values(
+                attempts=c.attempts - 1,
+                claimed_until=None,
+                claim_token=None,
+                update_at=now,
+            ),
+        }
+
+    return cached(delivery, "finish", dialect, build)
 
 
 def roll_up(
@@ -318,24 +379,21 @@ def roll_up(
     now: datetime,
 ) -> None:
     """Recompute ``send_status`` of ``notice_ids`` (each with deliveries) from their
-    deliveries.
+    deliveries, in one statement (the ids bound as one array)."""
+    dialect = conn.dialect.name
+    stmt = cached(
+        delivery, "roll_up", dialect, lambda: _roll_up_statement(delivery, notice, dialect)
+    )
+    conn.execute(stmt, {"ids": list(notice_ids), "now": now})
+
+
+def _roll_up_statement(delivery: sa.Table, notice: sa.Table, dialect: str) -> Any:
+    """``UPDATE notice ... FROM (aggregate of their deliveries) RETURNING id, send_status``.
 
     One aggregate over just these notices' deliveries (``notice_id`` index), joined in
     with ``UPDATE ... FROM``: per-notice ``EXISTS`` tests let PostgreSQL hash every
     pending delivery of the table once per batch instead.
     """
-    stmt = _roll_up_statement(delivery, notice)
-    for part in chunks(notice_ids):
-        conn.execute(stmt, {"roll_ids": list(part), "roll_now": now})
-
-
-def _roll_up_statement(delivery: sa.Table, notice: sa.Table) -> Any:
-    # built once per table pair and kept on the table (it goes when the models go):
-    # constructing the aggregate subquery and its column proxies cost more than running
-    # it for a single notice
-    cached = delivery.info.get("notice_roll_up")
-    if cached is not None and cached[0] is notice:
-        return cached[1]
     c = delivery.c
     rank = sa.case(
         (c.status.in_((DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)), 2),
@@ -344,7 +402,7 @@ def _roll_up_statement(delivery: sa.Table, notice: sa.Table) -> Any:
     )
     worst = (
         sa.select(c.notice_id, sa.func.max(rank).label("worst"))
-        .where(c.notice_id.in_(sa.bindparam("roll_ids", expanding=True)))
+        .where(in_list(c.notice_id, "ids", dialect))
         .group_by(c.notice_id)
         .subquery("worst")
     )
@@ -353,13 +411,9 @@ def _roll_up_statement(delivery: sa.Table, notice: sa.Table) -> Any:
         (worst.c.worst == 1, SendStatus.WAIT.value),
         else_=SendStatus.SENT.value,
     )
-    stmt = (
+    return (
         sa.update(notice)
         .where(notice.c.id == worst.c.notice_id)
-        .values(
-            send_status=status,
-            update_at=sa.bindparam("roll_now", type_=notice.c.update_at.type),
-        )
+        .values(send_status=status, update_at=sa.bindparam("now", type_=notice.c.update_at.type))
+        .returning(notice.c.id, notice.c.send_status)
     )
-    delivery.info["notice_roll_up"] = (notice, stmt)
-    return stmt

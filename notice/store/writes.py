@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .common import chunks
+from .common import cached, in_list
 
 
 def insert_notices(
@@ -107,7 +107,7 @@ def insert_delivery_columns(
     targets: list[str],
 ) -> list[int]:
     """:func:`insert_deliveries` for rows given column-wise (see
-    :func:`insert_notice_columns`)."""
+    :func:`insert_notice_columns`); the ids in the order of the columns."""
     varying: dict[str, list[Any]] = {
         "notice_id": notice_ids,
         "channel": channels,
@@ -115,7 +115,9 @@ def insert_delivery_columns(
     }
     fan_out = _fan_out_columns(session, delivery_table, shared, varying, (delivery_table.c.id,))
     if fan_out is not None:
-        return [row[0] for row in fan_out]
+        # ids grow in the SELECT's order (see insert_notices): sorted, they line up with
+        # the columns, which a born-claimed send pairs them with
+        return sorted(row[0] for row in fan_out)
     rows = [
         {**shared, "notice_id": n, "channel": c, "target": t}
         for n, c, t in zip(notice_ids, channels, targets, strict=True)
@@ -254,9 +256,17 @@ def delete_notices(
 ) -> None:
     """Delete notices and their deliveries (explicitly: SQLite cascades only with
     ``foreign_keys=ON``); undoes a publish whose ``notification`` receiver raised."""
-    for part in chunks(list(ids)):
-        session.execute(sa.delete(delivery_table).where(delivery_table.c.notice_id.in_(part)))
-        session.execute(sa.delete(notice_table).where(notice_table.c.id.in_(part)))
+    dialect = session.get_bind().dialect.name
+
+    def build() -> tuple[Any, Any]:
+        return (
+            sa.delete(delivery_table).where(in_list(delivery_table.c.notice_id, "ids", dialect)),
+            sa.delete(notice_table).where(in_list(notice_table.c.id, "ids", dialect)),
+        )
+
+    deliveries, notices = cached(notice_table, "delete", dialect, build)
+    session.execute(deliveries, {"ids": list(ids)})
+    session.execute(notices, {"ids": list(ids)})
 
 
 def deduplicated_ids(
@@ -265,11 +275,13 @@ def deduplicated_ids(
     """Ids of the notices ``user_ids`` already have under ``dedupe_key`` (the ones a
     deduplicated insert skipped)."""
     c = notice_table.c
-    found: list[int] = []
-    for part in chunks(list(user_ids)):
-        found.extend(
-            session.execute(
-                sa.select(c.id).where(c.user_id.in_(part), c.dedupe_key == dedupe_key)
-            ).scalars()
-        )
-    return found
+    dialect = session.get_bind().dialect.name
+    stmt = cached(
+        notice_table,
+        "deduplicated",
+        dialect,
+        lambda: sa.select(c.id).where(
+            in_list(c.user_id, "users", dialect), c.dedupe_key == sa.bindparam("key")
+        ),
+    )
+    return list(session.execute(stmt, {"users": list(user_ids), "key": dedupe_key}).scalars())
