@@ -33,17 +33,19 @@ def allowed(
 
     The routing gate (``NoticeState.gates``, bound to one app's state), so it runs in
     the publishing transaction: one query for the whole list (PostgreSQL gets the ids as
-    one array parameter), none when the type is required or the channel internal.
+    one array parameter), none when the type is required, the channel internal, or no
+    user stored any choice (:func:`~notice.store.preferences.any_stored`).
     """
     settings = state.preference_settings
     t = str(notice_type)
     if channel in INTERNAL_CHANNELS or settings.is_required(t) or not user_ids:
         return set(user_ids)
     default = settings.default(t, channel)
+    session, model = state.db.session, state.preference_models.Preference
+    if not preference_store.any_stored(session, model):
+        return set(user_ids) if default else set()
     # keyed by user_key: callers may hold ids as "7" where the database says 7
-    choices = preference_store.choices_of(
-        state.db.session, state.preference_models.Preference, t, channel, user_ids
-    )
+    choices = preference_store.choices_of(session, model, t, channel, user_ids)
     return {u for u in user_ids if choices.get(user_key(u), default)}
 
 

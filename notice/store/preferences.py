@@ -8,6 +8,9 @@ the digest settings model class (``notice_digest``).
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +25,35 @@ from .common import upsert
 #: is one query for a whole fan-out wherever it can be, and SQLite's limit on bound
 #: parameters (32766) is what caps one IN list; stay below it
 _SQLITE_IN_MAX = 30_000
+
+
+#: seconds a "no choice stored" answer of :func:`any_stored` is trusted. A choice stored
+#: through another process (or engine) within that window may be missed by a publish,
+#: as one stored while the publish ran always could; stored through this one it is
+#: seen at once (:func:`set_choice`)
+NONE_STORED_TTL = 1.0
+
+# engine -> True once a choice is known to exist (for good: the gate then queries), or
+# the monotonic time "none stored" was last read
+_stored: weakref.WeakKeyDictionary[Any, bool | float] = weakref.WeakKeyDictionary()
+_stored_lock = threading.Lock()
+
+
+def any_stored(session: Session, preference: Any) -> bool:
+    """Whether any user stored any choice: when none did, the routing gate needs no
+    query (the defaults decide). Asked of the database at most once per
+    :data:`NONE_STORED_TTL` while the answer is no; never again once it is yes."""
+    engine = session.get_bind()
+    known = _stored.get(engine)
+    if known is True:
+        return True
+    if known is not None and time.monotonic() - known < NONE_STORED_TTL:
+        return False
+    found = session.execute(sa.select(sa.literal(1)).select_from(preference).limit(1)).first()
+    with _stored_lock:
+        if _stored.get(engine) is not True:  # a set_choice meanwhile wins
+            _stored[engine] = True if found is not None else time.monotonic()
+    return found is not None
 
 
 def choices(session: Session, preference: Any, user_id: Any) -> dict[tuple[str, str], bool]:
@@ -78,6 +110,8 @@ def set_choice(
     now: datetime,
 ) -> None:
     """Store ``user_id``'s choice for ``notice_type`` on ``channel``, made at ``now``."""
+    with _stored_lock:
+        _stored[session.get_bind()] = True
     upsert(
         session,
         preference.__table__,

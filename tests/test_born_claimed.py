@@ -1,0 +1,256 @@
+"""Deliveries born claimed: written leased to the sending process, sent from memory
+after commit, finished once per batch; ids bound as arrays; no avoidable round trip."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from notice import NoticeType, Sender, notice_event
+from notice.columns import utcnow
+from notice.sweeper import sweep
+from tests.support.waiting import wait_for
+
+CORE = {"NOTICE_STREAM": False}
+
+#: an id list expanded into one parameter per id (what array binds replace)
+EXPANDED_IN = re.compile(
+    r"\b(id|notice_id|user_id) IN \(\s*(\?|%\(|__\[POSTCOMPILE)", re.IGNORECASE
+)
+
+
+@contextmanager
+def recording(app: Any) -> Iterator[list[str]]:
+    """Every statement the app's engine runs, and ``COMMIT`` for each commit."""
+    statements: list[str] = []
+    with app.app_context():
+        engine = app.db.engine
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def on_commit(conn: Any) -> None:
+        statements.append("COMMIT")
+
+    sa.event.listen(engine, "before_cursor_execute", on_execute)
+    sa.event.listen(engine, "commit", on_commit)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", on_execute)
+        sa.event.remove(engine, "commit", on_commit)
+
+
+def _after_write(statements: list[str]) -> list[str]:
+    """The statements after the publishing transaction's commit."""
+    return statements[statements.index("COMMIT") + 1 :]
+
+
+def _deliveries(app: Any) -> list[Any]:
+    d = app.notices.Delivery.__table__
+    with app.app_context(), app.db.engine.connect() as conn:
+        return list(conn.execute(sa.select(d).order_by(d.c.id)))
+
+
+class Peek(Sender):
+    """Records, while sending, the delivery rows as the database holds them then."""
+
+    name = "peek"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[Any, ...]] = []
+
+    def send(self, notice: Any) -> None:
+        d = self.app.notices.Delivery.__table__
+        with self.app.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(d.c.claim_token, d.c.claimed_until, d.c.attempts).where(
+                    d.c.notice_id == notice.id
+                )
+            ).one()
+        self.seen.append(tuple(row))
+
+
+def test_deliveries_are_born_claimed_and_sent_without_a_claim_or_read(app_factory):
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_SENDERS=[], **CORE)
+    peek = Peek(app)
+    app.notices.register_sender(peek)
+    with app.app_context(), recording(app) as statements:
+        n = notice_event(1, subject="s", content="")
+    # during the send the row was already leased, by the write itself
+    [(token, until, attempts)] = peek.seen
+    assert token is not None and until > utcnow() and attempts == 1
+    # after commit (the sender's own peek aside): the finish's statements only, in one
+    # transaction; no claim (which bumps attempts), no read of deliveries or notices
+    after = [
+        s
+        for s in _after_write(statements)
+        if not s.startswith("SELECT notice_delivery.claim_token")
+    ]
+    assert after.count("COMMIT") == 1
+    assert [s for s in after if "attempts + " in s] == []
+    assert [s for s in after if s.startswith("SELECT") and "FOR UPDATE" not in s] == []
+    # the Notice returned is built from the values written: no reload either
+    assert n.send_status == "Sent" and n.subject == "s"
+    [row] = _deliveries(app)
+    assert (row.status, row.claim_token, row.claimed_until, row.attempts) == (
+        "Sent",
+        None,
+        None,
+        1,
+    )
+
+
+def test_a_process_that_dies_after_commit_leaves_them_to_the_sweeper(app_factory):
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_CLAIM_TIMEOUT=60, **CORE)
+    state = app.notices.state(app)
+    # the process "dies" between its commit and its send: the batch is never sent
+    state.dispatcher.submit_claimed = lambda batch: None  # type: ignore[method-assign]
+    with app.app_context():
+        notice_event([1, 2], subject="s", content="")
+    memory = app.notices.state(app).sender("memory")
+    assert memory.outbox == []
+    # the lease holds: the sweeper does not take them yet
+    assert sweep(app, now=utcnow() + timedelta(seconds=30)).claimed == 0
+    # once it ran out, the sweeper takes them over, counted as a lost lease
+    report = sweep(app, now=utcnow() + timedelta(seconds=61))
+    assert (report.claimed, report.sent) == (2, 2)
+    assert sorted(n.user_id for n in memory.outbox) == [1, 2]
+    assert [(r.status, r.attempts, r.lease_expiries) for r in _deliveries(app)] == [
+        ("Sent", 2, 1),
+        ("Sent", 2, 1),
+    ]
+
+
+def test_one_finish_transaction_per_batch_and_array_binds(app_factory):
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE=10, **CORE)
+    with app.app_context(), recording(app) as statements:
+        ids = notice_event(range(1, 31), subject="s", content="")
+    assert len(ids) == 30
+    after = _after_write(statements)
+    # 30 deliveries in batches of 10: three finishes, each one transaction
+    assert after.count("COMMIT") == 3
+    assert len(app.notices.state(app).sender("memory").outbox) == 30
+    expanded = [s for s in statements if EXPANDED_IN.search(s)]
+    assert expanded == []
+    with app.app_context():
+        Notice = app.notices.Notice
+        assert Notice.query.filter_by(send_status="Sent").count() == 30
+
+
+def test_a_retry_finish_writes_outcomes_set_wise_under_the_token(app_factory):
+    class Flaky(Sender):
+        name = "flaky"
+        calls = 0
+
+        def send(self, notice: Any) -> None:
+            Flaky.calls += 1
+            if notice.user_id % 2:
+                raise RuntimeError("down")
+
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_SENDERS=[], **CORE)
+    app.notices.register_sender(Flaky())
+    with app.app_context(), recording(app) as statements:
+        notice_event([1, 2, 3, 4], subject="s", content="")
+    assert _after_write(statements).count("COMMIT") == 1
+    assert not [s for s in statements if EXPANDED_IN.search(s)]
+    rows = _deliveries(app)
+    assert [r.status for r in rows] == ["Error", "Sent", "Error", "Sent"]
+    assert all(r.claim_token is None for r in rows)
+    with app.app_context():
+        statuses = dict(
+            app.db.session.execute(
+                sa.select(app.notices.Notice.user_id, app.notices.Notice.send_status)
+            ).all()
+        )
+    assert statuses == {1: "Error", 2: "Sent", 3: "Error", 4: "Sent"}
+
+
+def test_a_stolen_lease_is_not_overwritten_by_the_late_finish(app_factory):
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Slow(Sender):
+        name = "slow"
+
+        def send(self, notice: Any) -> None:
+            entered.set()
+            assert release.wait(timeout=20)
+
+    app = app_factory(NOTICE_DISPATCH="thread", NOTICE_THREADS=1, NOTICE_SENDERS=[], **CORE)
+    app.notices.register_sender(Slow())
+    with app.app_context():
+        notice_event(1, subject="s", content="")
+    assert entered.wait(timeout=20)
+    # the lease "ran out": another worker takes the row over and records its outcome
+    d = app.notices.Delivery.__table__
+    with app.app_context(), app.db.engine.begin() as conn:
+        conn.execute(sa.update(d).values(claim_token="thief", last_error="the thief's"))
+    release.set()
+    app.notices.state(app).dispatcher.shutdown()  # waits for the batch in flight
+    [row] = _deliveries(app)
+    assert (row.status, row.claim_token, row.last_error) == ("Wait", "thief", "the thief's")
+
+
+def test_no_preference_query_when_no_choice_is_stored(app_factory):
+    app = app_factory(NOTICE_DISPATCH="sync", **CORE)
+    with app.app_context():
+        notice_event(1, NoticeType.COMMENT, subject="warm-up", content="")
+        with recording(app) as statements:
+            notice_event(2, NoticeType.COMMENT, subject="s", content="")
+            notice_event([3, 4], NoticeType.COMMENT, subject="s", content="")
+        assert [s for s in statements if "notice_preference" in s] == []
+        # a choice stored through this process is seen by the next publish
+        app.notices.preferences.set(5, "Comment", "memory", False)
+        with recording(app) as statements:
+            notice_event([5, 6], NoticeType.COMMENT, subject="s", content="")
+        assert len([s for s in statements if "notice_preference" in s]) == 1
+    sent = sorted(n.user_id for n in app.notices.state(app).sender("memory").outbox)
+    assert sent == [1, 2, 3, 4, 6]
+
+
+def test_thread_dispatch_groups_queued_emits_into_one_send_and_one_finish(app_factory):
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Gate(Sender):
+        name = "gate"
+        sent: list[int] = []
+
+        def send(self, notice: Any) -> None:
+            if notice.user_id == 0:
+                entered.set()
+                assert release.wait(timeout=20)
+            Gate.sent.append(notice.user_id)
+
+    app = app_factory(NOTICE_DISPATCH="thread", NOTICE_THREADS=1, NOTICE_SENDERS=[], **CORE)
+    app.notices.register_sender(Gate())
+    dispatcher = app.notices.state(app).dispatcher
+    with app.app_context():
+        notice_event(0, subject="first", content="")
+        assert entered.wait(timeout=20)
+        with recording(app) as statements:
+            # the caller waits for its write only: these queue behind the first send
+            for user in range(1, 6):
+                notice_event(user, subject="s", content="")
+            writes = statements.count("COMMIT")
+            release.set()
+            assert wait_for(lambda: len(Gate.sent) == 6, timeout=20)
+            assert wait_for(
+                lambda: app.notices.Notice.query.filter_by(send_status="Sent").count() == 6,
+                timeout=20,
+            )
+            dispatcher.shutdown()
+    assert writes == 5
+    sent_updates = [s for s in statements if s.startswith("UPDATE notice_delivery SET status")]
+    # the first emit's finish, then one finish for the five queued behind it
+    assert statements.count("COMMIT") - writes == 2
+    assert len(sent_updates) == 2
+    assert Gate.sent == [0, 1, 2, 3, 4, 5]
