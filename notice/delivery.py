@@ -26,7 +26,7 @@ from .preferences import preferences
 from .senders.base import Sender
 from .sending import SendBatch
 from .signals import notice_failed, notice_sent, send_observing
-from .types import DeliveryStatus
+from .types import DeliveryStatus, SendStatus
 
 if TYPE_CHECKING:
     from .state import NoticeState
@@ -83,6 +83,58 @@ class ClaimedDelivery(NamedTuple):
 
 
 @dataclass
+class ClaimedSegment:
+    """One event's born-claimed deliveries, column-wise: the values its notices share
+    stored once, and per delivery only its ids, user, channel and target.
+
+    A fan-out's views are built a send part at a time (:meth:`pairs`): a view and a row
+    object per recipient, held from the write to the end of the send, grew a fan-out's
+    peak memory with its recipients.
+    """
+
+    #: the :class:`NoticeView` fields the event's notices share (all but ``id``,
+    #: ``user_id`` and ``send_status``, which is Wait for a notice with deliveries)
+    shared: dict[str, Any]
+    delivery_ids: list[int] = field(default_factory=list)
+    notice_ids: list[int] = field(default_factory=list)
+    user_ids: list[Any] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.delivery_ids)
+
+    def slice(self, start: int, stop: int) -> ClaimedSegment:
+        return ClaimedSegment(
+            self.shared,
+            self.delivery_ids[start:stop],
+            self.notice_ids[start:stop],
+            self.user_ids[start:stop],
+            self.channels[start:stop],
+            self.targets[start:stop],
+        )
+
+    def pairs(self) -> list[tuple[ClaimedDelivery, NoticeView]]:
+        """``(delivery, notice)`` pairs, one view per notice."""
+        views: dict[int, NoticeView] = {}
+        out = []
+        wait = SendStatus.WAIT.value
+        for d, n, u, c, t in zip(
+            self.delivery_ids,
+            self.notice_ids,
+            self.user_ids,
+            self.channels,
+            self.targets,
+            strict=True,
+        ):
+            view = views.get(n)
+            if view is None:
+                view = views[n] = NoticeView(id=n, user_id=u, send_status=wait, **self.shared)
+            out.append((ClaimedDelivery(d, n, c, t, 1, 0), view))
+        return out
+
+
+@dataclass
 class ClaimedBatch:
     """Deliveries written already leased to this process ("born claimed"), with the
     values their send needs, held in memory since the write.
@@ -97,18 +149,35 @@ class ClaimedBatch:
     token: str
     #: ``time.monotonic()`` at the write: the lease runs from there
     started: float
-    pairs: list[tuple[ClaimedDelivery, NoticeView]]
+    segments: list[ClaimedSegment] = field(default_factory=list)
     #: notice id -> its ``send_status`` after the finish, filled in by the send
     settled: dict[int, str] = field(default_factory=dict)
     #: send nothing: undo the leases (a dispatcher's full queue, or its shutdown)
     give_back: bool = False
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return sum(len(s) for s in self.segments)
 
     @property
     def ids(self) -> list[int]:
-        return [d.id for d, _ in self.pairs]
+        return [i for s in self.segments for i in s.delivery_ids]
+
+    def split(self, size: int) -> list[ClaimedBatch]:
+        """Batches of at most ``size`` deliveries, in order."""
+        out: list[ClaimedBatch] = []
+        room = 0
+        for segment in self.segments:
+            start = 0
+            while start < len(segment):
+                if not room:
+                    out.append(ClaimedBatch(self.token, self.started))
+                    room = size
+                take = min(room, len(segment) - start)
+                whole = take == len(segment)
+                out[-1].segments.append(segment if whole else segment.slice(start, start + take))
+                start += take
+                room -= take
+        return out
 
     @classmethod
     def merge(cls, batches: Iterable[ClaimedBatch]) -> ClaimedBatch:
@@ -120,8 +189,8 @@ class ClaimedBatch:
         tokens = {b.token for b in batches}
         if len(tokens) != 1:
             raise ValueError("only batches born under one claim token can be merged")
-        pairs = [pair for b in batches for pair in b.pairs]
-        return cls(tokens.pop(), min(b.started for b in batches), pairs)
+        segments = [segment for b in batches for segment in b.segments]
+        return cls(tokens.pop(), min(b.started for b in batches), segments)
 
 
 def deliver_claimed(
@@ -135,7 +204,7 @@ def deliver_claimed(
     of it, a part that comes up late in a large fan-out) is given back unsent, due at
     once for the sweeper: see :class:`~notice.sending.SendBatch`'s ``stop_at``.
     """
-    report = Report(claimed=len(batch.pairs))
+    report = Report(claimed=len(batch))
     if batch.give_back:
         store.finish(
             state.engine,
@@ -146,17 +215,17 @@ def deliver_claimed(
             now=utcnow(),
             released=batch.ids,
         )
-        report.lost_lease = len(batch.pairs)
+        report.lost_lease = len(batch)
         return report
-    size = state.batch_size
-    for start in range(0, len(batch.pairs), size):
+    parts = batch.split(state.batch_size)
+    for i, part in enumerate(parts):
         if stop is not None and stop.is_set():
-            rest = [d.id for d, _ in batch.pairs[start:]]
+            rest = [d for p in parts[i:] for d in p.ids]
             _give_back(state, batch.token, rest)
             report.lost_lease += len(rest)
             break
-        part = batch.pairs[start : start + size]
-        recorded = _run_batch(state, report, batch.token, part, utcnow(), batch.started, stop)[2]
+        pairs = [pair for segment in part.segments for pair in segment.pairs()]
+        recorded = _run_batch(state, report, batch.token, pairs, utcnow(), batch.started, stop)[2]
         for o in recorded:
             if o.send_status is not None:
                 batch.settled[o.notice_id] = o.send_status

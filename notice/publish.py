@@ -17,7 +17,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from . import store
 from .aftercommit import EARLY, call_after_commit
 from .columns import utcnow
-from .delivery import ClaimedBatch, ClaimedDelivery
+from .delivery import ClaimedBatch, ClaimedSegment
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .models import NoticeView
@@ -29,6 +29,11 @@ from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus, user_key
 MAX_SUBJECT = 255
 MAX_URL = 2048
 MAX_DEDUPE_KEY = 255
+
+#: recipients routed and written per step of a fan-out (one ``INSERT ... SELECT`` of
+#: notices and one of deliveries each): bounds its peak memory, while a step stays
+#: large enough that a 10,000-recipient fan-out is still a single step
+STREAM_CHUNK = store.writes.FAN_OUT_CHUNK
 
 
 @dataclass
@@ -231,27 +236,6 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
         send_observing(notice_created, app, notice_ids=notice_ids, event=event)
 
 
-def _views(
-    shared: dict[str, Any],
-    written: list[tuple[int, Any]],
-    statuses: list[str],
-    user_ids: tuple[Any, ...],
-    dedupe: bool,
-) -> dict[int, NoticeView]:
-    """``{notice id: NoticeView}`` of the notices written, from the values written."""
-    status_of = {user_key(u): status for u, status in zip(user_ids, statuses, strict=True)}
-    # one JSON copy for every view: a caller changing its dict after the call (a thread
-    # sends later) must not change what is sent
-    data = shared["data"]
-    if data is not None:
-        data = json.loads(json.dumps(data))
-    base = {**shared, "data": data}
-    return {
-        notice_id: NoticeView(id=notice_id, user_id=u, send_status=status_of[user_key(u)], **base)
-        for notice_id, u in written
-    }
-
-
 def _current_user_id() -> Any:
     from flask_login import current_user
 
@@ -423,7 +407,12 @@ def on_notification(app: Any, *, event: NoticeEvent, **_: Any) -> None:
 
 def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     """The library's ``notification`` receiver: write the event's rows in
-    ``db.session`` and record them on ``event.result`` (dispatched after commit)."""
+    ``db.session`` and record them on ``event.result`` (dispatched after commit).
+
+    Recipients are routed and written :data:`STREAM_CHUNK` at a time, so a fan-out's
+    peak memory does not grow with its recipients beyond one chunk: what is kept across
+    chunks is the new ids and, for a born-claimed send, a few columns per delivery.
+    """
     session = state.db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
     dedupe = event.dedupe_key is not None
@@ -434,7 +423,6 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     user_ids = (
         tuple(sorted(dict.fromkeys(event.user_ids), key=user_key)) if dedupe else event.user_ids
     )
-    routes = route(state, event, tuple(dict.fromkeys(user_ids)))
     now = utcnow()
     # the values every notice of the event shares; only user_id and send_status vary
     shared = {
@@ -452,17 +440,11 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         "create_at": now,
         "update_at": now,
     }
-    wait, sent = SendStatus.WAIT.value, SendStatus.SENT.value
-    statuses = [wait if routes[user_key(u)] else sent for u in user_ids]
-    written = store.insert_notice_columns(
-        session, Notice.__table__, shared, list(user_ids), statuses, dedupe=dedupe
-    )
-    existing: list[int] = []
-    if dedupe and len(written) < len(user_ids):
-        new_users = {user_key(u) for _, u in written}
-        missing = [u for u in user_ids if user_key(u) not in new_users]
-        assert event.dedupe_key is not None
-        existing = store.deduplicated_ids(session, Notice.__table__, missing, event.dedupe_key)
+    # what the send and the caller see of the notices: one JSON copy of ``data``, so a
+    # caller changing its dict after the call (a thread sends later) changes nothing sent
+    seen = dict(shared)
+    if event.data is not None:
+        seen["data"] = json.loads(json.dumps(event.data))
     dispatcher = state.dispatcher
     born = dispatcher is not None and dispatcher.sends_claimed
     delivery_shared: dict[str, Any] = {
@@ -470,12 +452,14 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         "create_at": now,
         "update_at": now,
     }
+    segment: ClaimedSegment | None = None
     if born:
         # born claimed: leased to this process in the same INSERT, so the send after
         # commit needs no claim; if we die first, the lease runs out and the sweeper
         # takes them (attempts counts this first try, as a claim would)
         token = process_token()
         started = time.monotonic()
+        segment = ClaimedSegment(seen)
         delivery_shared.update(
             attempts=1,
             next_attempt_at=now,
@@ -487,30 +471,47 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         # take it
         first_try = now if state.dispatch_mode == "none" else now + state.sweep_grace
         delivery_shared.update(attempts=0, next_attempt_at=first_try)
-    notice_ids: list[int] = []
-    d_notice: list[int] = []
-    d_channel: list[str] = []
-    d_target: list[str] = []
-    for notice_id, u in written:
-        notice_ids.append(notice_id)
-        for channel, target in routes[user_key(u)]:
-            d_notice.append(notice_id)
-            d_channel.append(channel)
-            d_target.append(target)
-    delivery_ids = store.insert_delivery_columns(
-        session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
-    )
-    if written and (born or event.single):
-        views = _views(shared, written, statuses, user_ids, dedupe)
-        event.result.first = views[written[0][0]]
-        if born and delivery_ids:
-            pairs = [
-                (ClaimedDelivery(d, n, c, t, 1, 0), views[n])
-                for d, n, c, t in zip(delivery_ids, d_notice, d_channel, d_target, strict=True)
-            ]
-            event.result.claimed = ClaimedBatch(token, started, pairs)
-    event.result.delivery_ids.extend(delivery_ids)
-    event.result.notice_ids.extend(notice_ids)
-    event.result.existing_ids.extend(existing)
-    event.result.written = True
-    return event.result
+    result = event.result
+    wait, sent = SendStatus.WAIT.value, SendStatus.SENT.value
+    for start in range(0, len(user_ids), STREAM_CHUNK):
+        part = user_ids[start : start + STREAM_CHUNK]
+        routes = route(state, event, tuple(dict.fromkeys(part)))
+        statuses = [wait if routes[user_key(u)] else sent for u in part]
+        written = store.insert_notice_columns(
+            session, Notice.__table__, shared, list(part), statuses, dedupe=dedupe
+        )
+        if dedupe and len(written) < len(part):
+            new_users = {user_key(u) for _, u in written}
+            missing = [u for u in part if user_key(u) not in new_users]
+            assert event.dedupe_key is not None
+            result.existing_ids.extend(
+                store.deduplicated_ids(session, Notice.__table__, missing, event.dedupe_key)
+            )
+        if event.single and written:
+            notice_id, u = written[0]
+            result.first = NoticeView(id=notice_id, user_id=u, send_status=statuses[0], **seen)
+        d_notice: list[int] = []
+        d_user: list[Any] = []
+        d_channel: list[str] = []
+        d_target: list[str] = []
+        for notice_id, u in written:
+            result.notice_ids.append(notice_id)
+            for channel, target in routes[user_key(u)]:
+                d_notice.append(notice_id)
+                d_user.append(u)
+                d_channel.append(channel)
+                d_target.append(target)
+        delivery_ids = store.insert_delivery_columns(
+            session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
+        )
+        result.delivery_ids.extend(delivery_ids)
+        if segment is not None:
+            segment.delivery_ids.extend(delivery_ids)
+            segment.notice_ids.extend(d_notice)
+            segment.user_ids.extend(d_user)
+            segment.channels.extend(d_channel)
+            segment.targets.extend(d_target)
+    if segment is not None and len(segment):
+        result.claimed = ClaimedBatch(token, started, [segment])
+    result.written = True
+    return result

@@ -169,10 +169,7 @@ class ThreadDispatcher(Dispatcher):
     def _parts(self, work: Work) -> list[list[int] | ClaimedBatch]:
         size = self._batch_size
         if isinstance(work, ClaimedBatch):
-            return [
-                ClaimedBatch(work.token, work.started, work.pairs[start : start + size])
-                for start in range(0, len(work.pairs), size)
-            ]
+            return list(work.split(size))
         ids = list(work)
         return [ids[start : start + size] for start in range(0, len(ids), size)]
 
@@ -218,10 +215,10 @@ class ThreadDispatcher(Dispatcher):
         """Undo the leases of born-claimed batches not sent, so the sweeper takes them
         at once instead of after the lease (ids were never claimed: nothing to undo)."""
         for item in items:
-            if isinstance(item, ClaimedBatch) and item.pairs:
+            if isinstance(item, ClaimedBatch) and len(item):
                 try:
                     self._deliver(
-                        ClaimedBatch(item.token, item.started, item.pairs, give_back=True)
+                        ClaimedBatch(item.token, item.started, item.segments, give_back=True)
                     )
                 except Exception:  # noqa: BLE001 - the lease frees them otherwise
                     logger.debug("giving %d deliveries back failed", len(item), exc_info=True)
