@@ -16,8 +16,8 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from . import store
 from .aftercommit import EARLY, call_after_commit
+from .claimed import ClaimedBatch, ClaimedSegment
 from .columns import utcnow
-from .delivery import ClaimedBatch, ClaimedSegment
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .models import NoticeView

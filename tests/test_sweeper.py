@@ -176,14 +176,29 @@ def test_sent_channel_is_never_resent_while_another_is_retried(make):
     assert len(memory.outbox) == 1 and len(flaky.sent) == 1
 
 
-def test_new_deliveries_wait_for_the_grace_period(make):
-    app, flaky = make(NOTICE_DISPATCH="thread", NOTICE_SWEEP_GRACE=30)
-    app.notices.state(app).dispatcher.shutdown()  # a dispatcher that never runs them
+def test_new_deliveries_are_the_dispatchers_while_their_lease_lasts(make):
+    app, flaky = make(NOTICE_DISPATCH="thread", NOTICE_CLAIM_TIMEOUT=60)
+    state = app.notices.state(app)
+    # a dispatcher that took the batch and never ran it (its process froze): the rows
+    # were written leased to it, so the sweeper leaves them alone until the lease ends
+    state.dispatcher.submit_claimed = lambda batch: None
     with app.app_context():
         notice_event(1, subject="s", content="c", channels=BOTH)
     now = utcnow()
     assert sweep(app, now=now).claimed == 0
-    assert sweep(app, now=now + timedelta(seconds=31)).sent == 2
+    assert sweep(app, now=now + timedelta(seconds=31)).claimed == 0
+    assert sweep(app, now=now + timedelta(seconds=61)).sent == 2
+    state.dispatcher.shutdown()
+
+
+def test_a_stopped_dispatcher_gives_new_deliveries_to_the_sweeper_at_once(make):
+    app, flaky = make(NOTICE_DISPATCH="thread")
+    app.notices.state(app).dispatcher.shutdown()  # a dispatcher that never runs them
+    with app.app_context():
+        notice_event(1, subject="s", content="c", channels=BOTH)
+    # their lease was undone when the dispatcher refused them: no wait for it to end
+    report = sweep(app, now=utcnow())
+    assert (report.claimed, report.sent, report.lost_lease) == (2, 2, 0)
 
 
 def test_dead_workers_lease_is_taken_over_and_its_late_result_dropped(make):

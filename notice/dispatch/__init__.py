@@ -6,7 +6,7 @@ rollback drops them: no row, no send).
 
 A dispatcher that sends in this process (:attr:`Dispatcher.sends_claimed`: sync,
 thread) gets its deliveries written already leased to it, and after commit a
-:class:`~notice.delivery.ClaimedBatch` holding what their send needs: it sends from
+:class:`~notice.claimed.ClaimedBatch` holding what their send needs: it sends from
 memory, with no claim and no re-read. The others (none, Celery) get delivery ids,
 claimed by whoever runs them.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..aftercommit import call_after_commit
-from ..delivery import ClaimedBatch
+from ..claimed import ClaimedBatch
 from ..sending import must_propagate
 
 logger = logging.getLogger("notice")
@@ -65,7 +65,7 @@ class Dispatcher:
 
     #: True when this dispatcher sends in this process, right after commit: the
     #: publisher then writes deliveries already leased to it and hands over a
-    #: :class:`~notice.delivery.ClaimedBatch` instead of ids
+    #: :class:`~notice.claimed.ClaimedBatch` instead of ids
     sends_claimed = False
 
     def __init__(self, deliver: Deliver) -> None:
