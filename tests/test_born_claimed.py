@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from notice import NoticeType, Sender, notice_event
@@ -254,3 +255,40 @@ def test_thread_dispatch_groups_queued_emits_into_one_send_and_one_finish(app_fa
     assert statements.count("COMMIT") - writes == 2
     assert len(sent_updates) == 2
     assert Gate.sent == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_fan_out_is_written_and_sent_in_chunks(app_factory, monkeypatch):
+    from notice import publish
+
+    monkeypatch.setattr(publish, "STREAM_CHUNK", 3)
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE=4, **CORE)
+    with app.app_context(), recording(app) as statements:
+        ids = notice_event(range(1, 11), subject="s", content="", dedupe_key="k")
+        again = notice_event(range(8, 13), subject="s", content="", dedupe_key="k")
+    # chunks of at most 3 recipients, a delivery INSERT each: four for the first call;
+    # the second call's first chunk (8, 9, 10) is all deduplicated, its second writes
+    inserts = [s for s in statements if s.startswith("INSERT INTO notice_delivery")]
+    assert len(inserts) == 4 + 1
+    assert len(ids) == 10 and ids == sorted(ids) and len(again) == 2
+    sent = sorted(n.user_id for n in app.notices.state(app).sender("memory").outbox)
+    assert sent == list(range(1, 13))
+    with app.app_context():
+        Notice = app.notices.Notice
+        assert Notice.query.filter_by(send_status="Sent").count() == 12
+
+
+def test_claimed_batches_split_and_merge_in_order():
+    from notice.claimed import ClaimedBatch, ClaimedSegment
+
+    def segment(first: int, n: int) -> ClaimedSegment:
+        ids = list(range(first, first + n))
+        return ClaimedSegment({}, ids, ids, ids, ["c"] * n, [""] * n)
+
+    batch = ClaimedBatch("t", 1.0, [segment(1, 5), segment(6, 2), segment(8, 4)])
+    parts = batch.split(3)
+    assert [p.ids for p in parts] == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11]]
+    merged = ClaimedBatch.merge(parts)
+    assert merged.ids == list(range(1, 12)) and len(merged) == 11
+    other = ClaimedBatch("u", 0.5, [segment(20, 1)])
+    with pytest.raises(ValueError, match="one claim token"):
+        ClaimedBatch.merge([batch, other])
