@@ -40,7 +40,8 @@ DEFAULTS: dict[str, Any] = {
     #: leases a delivery may lose without an outcome (its worker died or froze mid-send)
     #: before it is Dead as a poison row
     "NOTICE_MAX_LEASE_EXPIRIES": 3,
-    #: seconds the sweeper leaves a new delivery to the after-commit dispatcher
+    #: seconds the sweeper leaves a new delivery to the Celery dispatcher (sync and
+    #: thread write theirs leased to themselves)
     "NOTICE_SWEEP_GRACE": 30,
     #: attempts per delivery, the first included, before it is final (Dead)
     "NOTICE_MAX_ATTEMPTS": 10,
