@@ -1,5 +1,5 @@
-"""The born-claimed path under a crash: a publisher with sync dispatch killed (-9) while
-it sends its own fan-out; concurrent sweeper processes finish the rest once the lease
+"""The born-claimed path under a crash: a publisher with sync or thread dispatch killed
+(-9) while it sends its own fan-out; concurrent sweeper processes finish the rest once the lease
 runs out. Nothing is lost; only the batch in flight may be sent twice."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests.support.sweepapp import RECORDING_SENDERS, read_log
@@ -23,7 +24,7 @@ BATCH = 50
 LEASE = 4
 
 PUBLISHER = """
-import os, sys
+import os, sys, time
 sys.path.insert(0, {root!r})
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -32,8 +33,8 @@ from notice import Notices, notice_event
 app = Flask("publisher")
 app.config.update(
     SQLALCHEMY_DATABASE_URI={url!r}, NOTICE_SENDERS={senders!r}, NOTICE_STREAM=False,
-    NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE={batch}, NOTICE_CLAIM_TIMEOUT={lease},
-    NOTICE_SEND_TIMEOUT=1,
+    NOTICE_DISPATCH={dispatch!r}, NOTICE_THREADS=1, NOTICE_BATCH_SIZE={batch},
+    NOTICE_CLAIM_TIMEOUT={lease}, NOTICE_SEND_TIMEOUT=1,
 )
 db = SQLAlchemy()
 notices = Notices(db=db)
@@ -41,17 +42,20 @@ db.init_app(app)
 notices.init_app(app)
 with app.app_context():
     notice_event(list(range(1, {users} + 1)), subject="crash", content="", channels={channels!r})
+time.sleep(60)  # a thread dispatcher sends in the background until the kill
 """
 
 
+@pytest.mark.parametrize("dispatch", ["sync", "thread"])
 def test_a_publisher_killed_mid_send_leaves_its_deliveries_to_the_sweepers(
-    app_factory, db_url, tmp_path
+    app_factory, db_url, tmp_path, dispatch
 ):
     app = _app(app_factory)  # creates the tables
     log = tmp_path / "sent.log"
     script = PUBLISHER.format(
         root=str(ROOT),
         url=db_url,
+        dispatch=dispatch,
         senders=RECORDING_SENDERS,
         batch=BATCH,
         lease=LEASE,
@@ -108,7 +112,10 @@ def test_a_publisher_killed_mid_send_leaves_its_deliveries_to_the_sweepers(
             w.__exit__(None, None, None)
     counts = Counter(read_log(str(log)))
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"\nborn claimed, publisher killed: {leased} left leased, {duplicates} sent twice")
+    print(
+        f"\nborn claimed ({dispatch}), publisher killed: {leased} left leased, "
+        f"{duplicates} sent twice"
+    )
     assert set(counts) == expected  # zero lost
     # sent twice: only what the killed batch had sent without recording it
     assert duplicates <= BATCH
