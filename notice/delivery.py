@@ -183,7 +183,8 @@ def deliver_in_app(state: NoticeState, work: Sequence[int] | ClaimedBatch) -> Re
             report = deliver_claimed(state, work)
         else:
             report = deliver(state, ids=work)
-    logger.debug("delivered: %s", report.as_dict())
+    if logger.isEnabledFor(logging.DEBUG):  # as_dict() costs more than a small send
+        logger.debug("delivered: %s", report.as_dict())
     return report
 
 
