@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from .common import upsert
+from .common import cached, in_list, upsert
 
 #: ids per ``IN`` list on SQLite, far above :data:`~notice.store.common.CHUNK`: the gate
 #: is one query for a whole fan-out wherever it can be, and SQLite's limit on bound
@@ -73,30 +72,36 @@ def choices_of(
     """``{str(user_id): enabled}`` for the users of ``user_ids`` who chose about
     ``notice_type`` on ``channel``; the others are left out.
 
-    One query for the whole list: PostgreSQL gets the ids as one array parameter,
-    SQLite as IN lists of up to 30,000. Keyed by ``str``: callers may hold ids as "7"
-    where the database says 7.
+    One query for the whole list, the ids bound as one parameter
+    (:func:`~notice.store.common.in_list`); on SQLite user ids that JSON cannot carry
+    (not int or str) go as IN lists of up to 30,000 instead. Keyed by ``str``: callers
+    may hold ids as "7" where the database says 7.
     """
     P = preference
     unique = list(dict.fromkeys(user_ids))
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" or all(type(u) in (int, str) for u in unique):
+        table = P.__table__
+        stmt = cached(
+            table,
+            "choices_of",
+            dialect,
+            lambda: sa.select(table.c.user_id, table.c.enabled).where(
+                table.c.notice_type == sa.bindparam("t"),
+                table.c.channel == sa.bindparam("c"),
+                in_list(table.c.user_id, "users", dialect),
+            ),
+        )
+        rows = session.execute(stmt, {"t": notice_type, "c": channel, "users": unique})
+        return {str(u): bool(e) for u, e in rows}
     found: dict[str, bool] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        parts: list[Sequence[Any]] = [unique]
-    else:
-        parts = [unique[i : i + _SQLITE_IN_MAX] for i in range(0, len(unique), _SQLITE_IN_MAX)]
-    for part in parts:
+    for start in range(0, len(unique), _SQLITE_IN_MAX):
+        part = unique[start : start + _SQLITE_IN_MAX]
         stmt = sa.select(P.user_id, P.enabled).where(
-            P.notice_type == notice_type, P.channel == channel, _user_in(P.user_id, part, session)
+            P.notice_type == notice_type, P.channel == channel, P.user_id.in_(part)
         )
         found.update((str(u), bool(e)) for u, e in session.execute(stmt))
     return found
-
-
-def _user_in(column: Any, ids: Sequence[Any], session: Session) -> sa.ColumnElement[bool]:
-    if session.get_bind().dialect.name == "postgresql":
-        array = sa.bindparam("user_ids", list(ids), type_=postgresql.ARRAY(column.type))
-        return column == sa.any_(array)  # type: ignore[no-any-return]
-    return column.in_(ids)  # type: ignore[no-any-return]
 
 
 def set_choice(
