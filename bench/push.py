@@ -42,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 
 from notice import Notices, notice_event  # noqa: E402
 from notice.delivery import deliver  # noqa: E402
-from notice.dispatch import ThreadDispatcher  # noqa: E402
 from notice.push.vapid import generate  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -63,7 +62,7 @@ def _service_main(conn: Connection, public_key: str, devices: int) -> None:
             conn.send(len(service.received))
 
 
-def _make_app(url: str, keys: Any, origin: str, **config: Any) -> Flask:
+def _make_app(url: str, keys: Any, origin: str, *, create: bool = True, **config: Any) -> Flask:
     app = Flask("bench_push")
     settings: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": url,
@@ -82,9 +81,10 @@ def _make_app(url: str, keys: Any, origin: str, **config: Any) -> Flask:
     notices.init_app(app)
     app.db = db  # type: ignore[attr-defined]
     app.notices = notices  # type: ignore[attr-defined]
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    if create:
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
     return app
 
 
@@ -151,10 +151,23 @@ def bench_sequential(app: Flask, users: list[int]) -> float:
     return len(ids) / elapsed
 
 
-def bench_threads(app: Flask, users: list[int], threads: int, chunk: int = 25) -> float:
+def bench_threads(
+    app: Flask, users: list[int], threads: int, keys: Any, origin: str, chunk: int = 25
+) -> float:
+    """The app's own thread-pool dispatcher (``NOTICE_DISPATCH = "thread"``, built by
+    ``init_app`` whatever its constructor looks like) fed ``chunk`` ids at a time."""
     ids = _pending(app, users, "threads")
-    state = app.notices.state(app)  # type: ignore[attr-defined]
-    pool = ThreadDispatcher(state, threads=threads, queue_size=len(ids))
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    pooled = _make_app(
+        url,
+        keys,
+        origin,
+        create=False,
+        NOTICE_DISPATCH="thread",
+        NOTICE_THREADS=threads,
+        NOTICE_QUEUE_SIZE=len(ids),
+    )
+    pool = pooled.notices.state(pooled).dispatcher  # type: ignore[attr-defined]
     try:
         start = time.perf_counter()
         for i in range(0, len(ids), chunk):
@@ -167,6 +180,9 @@ def bench_threads(app: Flask, users: list[int], threads: int, chunk: int = 25) -
         elapsed = time.perf_counter() - start
     finally:
         pool.shutdown()
+        with pooled.app_context():
+            for engine in pooled.db.engines.values():  # type: ignore[attr-defined]
+                engine.dispose()
     return len(ids) / elapsed
 
 
@@ -258,7 +274,7 @@ def main() -> None:
         app = _make_app(url, keys, origin)
         users = _register(app, subscriptions[:n])
         sequential = bench_sequential(app, users)
-        threaded = bench_threads(app, users, args.threads)
+        threaded = bench_threads(app, users, args.threads, keys, origin)
         reference = bench_pywebpush(keys, subscriptions[n : 2 * n])
         raw = bench_raw_posts(keys, subscriptions[2 * n :])
         fan_out, rows = bench_fan_out(url, keys, origin)
