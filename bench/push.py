@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--devices", type=int, default=600)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
     keys = generate()
@@ -273,9 +274,14 @@ def main() -> None:
         n = args.devices
         app = _make_app(url, keys, origin)
         users = _register(app, subscriptions[:n])
-        sequential = bench_sequential(app, users)
+        # the library and its reference take turns, each keeping its best: on a shared
+        # machine the load changes within a minute, and one measured after the other
+        # compared two different machines
+        sequential = reference = 0.0
+        for _ in range(args.rounds):
+            sequential = max(sequential, bench_sequential(app, users))
+            reference = max(reference, bench_pywebpush(keys, subscriptions[n : 2 * n]))
         threaded = bench_threads(app, users, args.threads, keys, origin)
-        reference = bench_pywebpush(keys, subscriptions[n : 2 * n])
         raw = bench_raw_posts(keys, subscriptions[2 * n :])
         fan_out, rows = bench_fan_out(url, keys, origin)
         parent.send("count")
@@ -293,8 +299,10 @@ def main() -> None:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.dispose()
 
-    assert received == 4 * n, f"push service accepted {received} of {4 * n} pushes"
-    print(f"database: {args.db}, {n} devices, push service in a child process")
+    expected = (2 * args.rounds + 2) * n
+    assert received == expected, f"push service accepted {received} of {expected} pushes"
+    print(f"database: {args.db}, {n} devices, push service in a child process; "
+          f"sequential and pywebpush: best of {args.rounds} rounds taken in turns")  # fmt: skip
     print(f"pushes/s, sequential (whole delivery path):  {sequential:8.0f}")
     print(f"pushes/s, thread pool ({args.threads} threads):           {threaded:8.0f}")
     print(f"reference: pywebpush.webpush() calls/s:      {reference:8.0f}")
