@@ -1,15 +1,15 @@
 """``NOTICE_DISPATCH = "celery"``: one small Celery task per batch of deliveries.
 
 After the caller's commit, :class:`CeleryDispatcher` publishes one ``notice.deliver``
-task per ``NOTICE_CELERY_BATCH`` deliveries, carrying only their ids (one task per
-delivery cost ~7.4 ms of CPU each, a task of 100 ids ~0.3 ms per delivery). The task
-claims the rows exactly as the sweeper does (:func:`notice.delivery.deliver`), each
-row on its own, so a task the broker hands out twice (Celery runs ``acks_late`` tasks
-at least once) finds its rows leased or finished and sends none of them again. When
-the broker is unreachable at publish time, or hangs (each publish gives up after
-``NOTICE_CELERY_PUBLISH_TIMEOUT``), the rows simply stay Wait and the sweeper sends
-them once ``NOTICE_SWEEP_GRACE`` has passed: nothing is lost and the caller never sees
-the broker's error.
+task per ``NOTICE_CELERY_BATCH`` deliveries, carrying only their ids (a task per
+delivery cost ~13 ms of worker and database CPU each, tasks of 100 ids ~0.3-0.45 ms
+per delivery: ``bench/load.py --celery-cpu``). The task claims the rows exactly as the
+sweeper does (:func:`notice.delivery.deliver`), each row on its own, so a task the
+broker hands out twice (Celery runs ``acks_late`` tasks at least once) finds its rows
+leased or finished and sends none of them again. When the broker is unreachable at
+publish time, or hangs (each publish gives up after ``NOTICE_CELERY_PUBLISH_TIMEOUT``),
+the rows simply stay Wait and the sweeper sends them once ``NOTICE_SWEEP_GRACE`` has
+passed: nothing is lost and the caller never sees the broker's error.
 
 The Celery app is, in this order: the one given to ``notices.init_celery(celery_app)``,
 ``NOTICE_CELERY_APP`` (an instance or ``"package.module:attr"``), or

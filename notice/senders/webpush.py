@@ -140,7 +140,9 @@ class WebPushSender(Sender):
         ids = [int(target) for _, target in items if target.isdigit()]
         if ids:
             table = self._models().PushSubscription.__table__
-            self._local.subs = push_store.load_many_for_send(self._db.engine, table, ids)
+            found = push_store.load_many_for_send(self._db.engine, table, ids)
+            # None: gone, known without asking again at send time
+            self._local.subs = {sub_id: found.get(sub_id) for sub_id in ids}
 
     def close(self) -> None:
         ok: set[int] = getattr(self._local, "ok", set())
