@@ -127,17 +127,20 @@ def _pending(app: Flask, users: list[int], subject: str) -> list[int]:
 
 
 def _sent(app: Flask, ids: list[int]) -> int:
+    """How many of ``ids`` are Sent. Polled while the thread pool sends, in this process:
+    one cheap statement (the ids of one publish are one range; no other delivery is
+    written meanwhile) instead of 500-id ``IN`` lists, whose compiling took CPU from the
+    pool being measured."""
     Delivery = app.notices.Delivery  # type: ignore[attr-defined]
     with app.app_context():
         app.db.session.remove()  # type: ignore[attr-defined]
-        total = 0
-        for start in range(0, len(ids), 500):
-            total += app.db.session.execute(  # type: ignore[attr-defined]
+        return int(
+            app.db.session.execute(  # type: ignore[attr-defined]
                 sa.select(sa.func.count())
                 .select_from(Delivery)
-                .where(Delivery.id.in_(ids[start : start + 500]), Delivery.status == "Sent")
+                .where(Delivery.id.between(min(ids), max(ids)), Delivery.status == "Sent")
             ).scalar_one()
-        return total
+        )
 
 
 def bench_sequential(app: Flask, users: list[int]) -> float:
@@ -176,7 +179,7 @@ def bench_threads(
         while _sent(app, ids) < len(ids):
             if time.monotonic() > deadline:
                 raise SystemExit("thread-pool run did not finish within 120 s")
-            time.sleep(0.02)
+            time.sleep(0.05)
         elapsed = time.perf_counter() - start
     finally:
         pool.shutdown()
