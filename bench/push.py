@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import shutil
 import sys
 import tempfile
 import time
@@ -297,6 +298,7 @@ def main() -> None:
     finally:
         parent.send("stop")
         proc.join(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file: one per run was left
         if admin is not None:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
