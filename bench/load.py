@@ -8,6 +8,7 @@ Run from the repository root (loopback only; PostgreSQL on 127.0.0.1:5432, Redis
                                     # duplicated delivery (tests/test_load_short.py)
     python bench/load.py --rate 40  # open loop: 40 requests/s offered, not back to back
     python bench/load.py --celery-broker amqp://guest:guest@127.0.0.1:5672//  # RabbitMQ
+    python bench/load.py --celery-cpu   # only the Celery CPU per delivery (below)
 
 It starts, all on loopback: 2 gunicorn app processes (gevent workers, one port each),
 2 Celery workers (threads) on Redis, 2 sweepers (``flask notice worker``, or a
@@ -24,6 +25,11 @@ Printed: notices and deliveries per second, end-to-end latency (notice ``create_
 the recorded send) p50/p99/max, request latency, SSE events, lost and duplicated
 deliveries, and the reference measured in the same run: one process, one thread,
 ``NOTICE_DISPATCH = "sync"``, no failures (ratio = system / reference).
+
+The full run (and ``--celery-cpu`` alone) then prints the CPU milliseconds per
+delivery, Celery worker plus database, of one worker running a 2,000-delivery fan-out
+with a no-op sender: one task per delivery beside ``NOTICE_CELERY_BATCH`` ids per task,
+measured in the same run. Target: <= 1 ms per delivery.
 """
 
 from __future__ import annotations
@@ -344,6 +350,127 @@ def check(app: Any, acked: list[int]) -> dict[str, Any]:
     }
 
 
+# --- Celery: CPU per delivery -------------------------------------------------------
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) ``pid`` has used; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # fields after "(comm)": state is field 3, utime and stime fields 14 and 15
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backends(conn: sa.Connection) -> dict[int, float]:
+    """CPU seconds of every server process of this database but ``conn``'s own."""
+    pids = conn.exec_driver_sql(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    ).scalars()
+    return {pid: _cpu(pid) for pid in pids}
+
+
+def celery_cpu(args: argparse.Namespace, batch: int | None, n: int) -> tuple[float, float]:
+    """Worker and database CPU ms per delivery for ``n`` deliveries (one fan-out, a no-op
+    sender) run by one Celery worker, ``batch`` ids per task (None: the library's
+    one-task-per-delivery, before ``NOTICE_CELERY_BATCH`` existed).
+
+    The rows are written with dispatch "none", the worker is started and answers a ping,
+    then the ids are published through the app's own dispatcher; CPU is read from
+    ``/proc`` (worker process; the PostgreSQL backends of this database, which run on
+    this machine) from just before the publish to the last delivery Sent.
+    """
+    tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    logdir = Path(tempfile.mkdtemp(prefix="notice-cpu-"))
+    queue = f"notice-cpu-{tag}"
+    with pg_database(args.pg_admin_url, f"notice_cpu_{tag}") as db_url:
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            LOAD_DB_URL=db_url,
+            LOAD_QUEUE=queue,
+            LOAD_REDIS_URL=args.redis_url,
+            LOAD_CELERY_BROKER=args.celery_broker or args.redis_url,
+            LOAD_CHANNEL=f"cpu{uuid.uuid4().hex[:8]}",
+            LOAD_SENDER="NoopSender",
+        )
+        env.pop("LOAD_CELERY_BATCH", None)
+        if batch is not None:
+            env["LOAD_CELERY_BATCH"] = str(batch)
+        os.environ.pop("LOAD_CELERY_BATCH", None)
+        os.environ.update(env)
+        procs = Processes(logdir, env)
+        writer = create_tables(NOTICE_DISPATCH="none")
+        publisher = create_app()
+        try:
+            with writer.app_context():
+                notice_event(list(range(1, n + 1)), subject="cpu", content="bench/load.py")
+                delivery = writer.notices.Delivery.__table__
+                with writer.db.engine.connect() as conn:
+                    ids = list(conn.execute(sa.select(delivery.c.id)).scalars())
+                writer.db.engine.dispose()
+            proc = procs.start("celery", [
+                sys.executable, "-m", "celery", "-A", "bench.load_app:celery_app", "worker",
+                "--pool=threads", "-c", "4", "-Q", queue, "-n", f"cpu-{queue}@%h",
+                "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+                "--without-heartbeat",
+            ])  # fmt: skip
+            celery_app = publisher.extensions["celery"]
+            end = time.monotonic() + 40
+            while not celery_app.control.ping(timeout=0.5):
+                procs.check_alive()
+                if time.monotonic() > end:
+                    raise RuntimeError("the Celery worker did not answer")
+            monitor = sa.create_engine(db_url, poolclass=sa.pool.StaticPool)
+            with monitor.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                db_before, worker_before = _backends(conn), _cpu(proc.pid)
+                dispatcher = publisher.notices.state(publisher).dispatcher
+                dispatcher.submit(ids)
+                end = time.monotonic() + 300
+                while pending_count(monitor, delivery):
+                    procs.check_alive()
+                    if time.monotonic() > end:
+                        raise RuntimeError("the Celery worker did not drain its queue")
+                    time.sleep(0.1)
+                worker_cpu = _cpu(proc.pid) - worker_before
+                db_after = _backends(conn)
+            monitor.dispose()
+            db_cpu = sum(cpu - db_before.get(pid, 0.0) for pid, cpu in db_after.items())
+            dispatcher.shutdown()
+        finally:
+            procs.stop()
+            with publisher.app_context():
+                publisher.db.engine.dispose()
+            shutil.rmtree(logdir, ignore_errors=True)
+    return worker_cpu * 1000 / n, db_cpu * 1000 / n
+
+
+def report_celery_cpu(args: argparse.Namespace) -> None:
+    """Print CPU ms per delivery, one task per delivery beside batched tasks."""
+    n = args.cpu_deliveries
+    from notice.config import DEFAULTS
+
+    batched = "NOTICE_CELERY_BATCH" in DEFAULTS
+    log(f"Celery CPU: {n} deliveries, one task each")
+    one = celery_cpu(args, 1 if batched else None, n)
+    print(f"Celery CPU per delivery (worker + database), {n} deliveries, no-op sender:")
+    print(f"  one task per delivery: {sum(one):.2f} ms (worker {one[0]:.2f} + database "
+          f"{one[1]:.2f})")  # fmt: skip
+    if not batched:
+        print("  (this notice has no NOTICE_CELERY_BATCH: one task per delivery only)")
+        return
+    size = DEFAULTS["NOTICE_CELERY_BATCH"]
+    log(f"Celery CPU: {n} deliveries, {size} per task")
+    many = celery_cpu(args, size, n)
+    print(f"  {size} deliveries per task (NOTICE_CELERY_BATCH default): {sum(many):.2f} ms "
+          f"(worker {many[0]:.2f} + database {many[1]:.2f}); "
+          f"{sum(many) / sum(one):.3f}x one task per delivery; target <= 1 ms")  # fmt: skip
+
+
 # --- main ----------------------------------------------------------------------------
 
 
@@ -554,6 +681,12 @@ def main() -> int:
         "--celery-broker",
         help="Celery broker URL, e.g. amqp://guest:guest@127.0.0.1:5672// (default: Redis)",
     )
+    parser.add_argument(
+        "--celery-cpu",
+        action="store_true",
+        help="only measure Celery CPU ms per delivery (one task per delivery vs batches)",
+    )
+    parser.add_argument("--cpu-deliveries", type=int, default=2000)
     args = parser.parse_args()
     for url in (args.pg_admin_url, args.redis_url, args.celery_broker or args.redis_url):
         host = sa.make_url(url).host if "postgres" in url else urlsplit(url).hostname
@@ -565,7 +698,13 @@ def main() -> int:
 
         mode = replace(mode, seconds=args.seconds)
     os.environ["LOAD_FAIL_RATE"] = str(args.fail_rate)
-    return run(mode, args)
+    if args.celery_cpu:
+        report_celery_cpu(args)
+        return 0
+    status = run(mode, args)
+    if mode is FULL:
+        report_celery_cpu(args)
+    return status
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Every process builds the same app from ``LOAD_*`` environment variables (set by
 It dispatches through Celery (Flask's ``celery_init_app`` pattern with a FlaskTask),
 streams over Redis, and sends with :class:`FlakySender`, which fails a fraction of its
 calls transiently and writes each successful send to ``load_send`` so the script can
-count lost and duplicated deliveries across processes. The ``/load`` endpoints are
+count lost and duplicated deliveries across processes (``LOAD_SENDER=NoopSender``:
+a sender that does nothing, for the CPU cost per delivery). The ``/load`` endpoints are
 for the benchmark only: they trust an ``X-Load-User`` header and have no CSRF check.
 """
 
@@ -66,6 +67,16 @@ class FlakySender(Sender):
         self.send_to(notice, "")
 
 
+class NoopSender(Sender):
+    """Sends nothing: what ``bench/load.py --celery-cpu`` measures is the library's own
+    cost per delivery, not a sender's."""
+
+    name = "noop"
+
+    def send(self, notice: Any) -> None:
+        pass
+
+
 def celery_init_app(app: Flask) -> Celery:
     """Flask's documented Celery pattern: tasks run inside an app context."""
 
@@ -89,7 +100,7 @@ def create_app(**overrides: Any) -> Flask:
         SECRET_KEY="bench-only",
         SQLALCHEMY_DATABASE_URI=env["LOAD_DB_URL"],
         SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 10, "max_overflow": 20},
-        NOTICE_SENDERS=["bench.load_app:FlakySender"],
+        NOTICE_SENDERS=[f"bench.load_app:{env.get('LOAD_SENDER', 'FlakySender')}"],
         NOTICE_DISPATCH="celery",
         NOTICE_CELERY_QUEUE=env.get("LOAD_QUEUE", "notice-load"),
         # retries soon, so the drain after the run is short
@@ -112,6 +123,8 @@ def create_app(**overrides: Any) -> Flask:
             NOTICE_BROKER_CHANNEL=env.get("LOAD_CHANNEL", "noticeload"),
             NOTICE_SSE_HEARTBEAT=1.0,
         )
+    if "LOAD_CELERY_BATCH" in env and "NOTICE_CELERY_BATCH" in DEFAULTS:
+        app.config["NOTICE_CELERY_BATCH"] = int(env["LOAD_CELERY_BATCH"])
     app.config.update(overrides)
     db = SQLAlchemy()
     notices = Notices(db=db)

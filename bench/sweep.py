@@ -216,10 +216,14 @@ def main() -> None:
         if 1 in mine and len(mine) > 1:
             top = max(mine)
             print(f"{backend}: {top} workers / 1 worker = {mine[top] / mine[1]:.2f}x")
-    pg4 = [lib for b, w, lib, _ in rows if b == "postgresql" and w == 4]
+    pg4 = [(lib, raw) for b, w, lib, raw in rows if b == "postgresql" and w == 4]
     if pg4:
-        verdict = "met" if pg4[0] >= 3000 else "NOT met"
-        print(f"target >= 3000 deliveries/s with 4 workers on PostgreSQL: {verdict} ({pg4[0]:.0f})")
+        lib, raw = pg4[0]
+        verdict = "met" if lib >= 10_000 else "NOT met"
+        print(
+            f"target (issue 13) >= 10,000 deliveries/s with 4 workers on PostgreSQL: {verdict} "
+            f"({lib:.0f}/s; {lib / raw:.2f}x the raw claim+finish loop's {raw:.0f}/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -181,6 +181,8 @@ DEFAULTS: dict[str, Any] = {
     #: seconds a publish may wait on the broker (connect, each read and write); past
     #: that the deliveries stay Wait for the sweeper
     "NOTICE_CELERY_PUBLISH_TIMEOUT": 2.0,
+    #: most delivery ids one Celery task carries (each still claimed on its own)
+    "NOTICE_CELERY_BATCH": 100,
 }
 
 _DISPATCH_MODES = ("sync", "thread", "celery", "none")
@@ -234,6 +236,8 @@ class Settings:
     #: normalised origins absolute notice links may point at (NOTICE_LINK_ORIGINS and
     #: the NOTICE_BASE_URL origin; see :func:`notice.links.safe_link`)
     link_origins: frozenset[str] = frozenset()
+    #: most delivery ids one Celery task carries (NOTICE_CELERY_BATCH)
+    celery_batch: int = 100
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Settings:
@@ -278,6 +282,7 @@ class Settings:
             api_anonymous_user=cfg["NOTICE_API_ANONYMOUS_USER"],
             api_anonymous_rate=int(cfg["NOTICE_API_ANONYMOUS_RATE"]),
             link_origins=link_origins(cfg),
+            celery_batch=int(cfg["NOTICE_CELERY_BATCH"]),
         )
 
 
@@ -317,6 +322,7 @@ def validate(app: Flask) -> None:
         "NOTICE_MAX_LEASE_EXPIRIES",
     ):
         _positive(app, key)
+    _positive(app, "NOTICE_CELERY_BATCH")
     for key in (
         "NOTICE_CLAIM_TIMEOUT",
         "NOTICE_SEND_TIMEOUT",

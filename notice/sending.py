@@ -434,9 +434,13 @@ class SendBatch:
             if lane.generation != generation:
                 return False
             call = lane.call = _Call("open", time.monotonic())
+            # snapshot under the lock: the watcher may take items off ``pending``
+            items = [(notice, delivery.target) for delivery, notice in lane.pending]
         failure: BaseException | None = None
         try:
             lane.sender.open()
+            # the batch's targets in one query, not one per send (bench/push.py)
+            lane.sender.prepare(items)
         except BaseException as exc:  # noqa: BLE001 - a sender's failure is recorded
             failure = exc
         with self._lock:

@@ -183,6 +183,64 @@ def test_the_same_task_delivered_twice_sends_once(publisher, worker, queue):
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT.value, 1)
 
 
+def _queued_batches(redis_url: str, queue: str) -> list[list[int]]:
+    """The delivery ids of each ``notice.deliver`` task waiting in ``queue`` (kombu's
+    Redis transport keeps a queue as a list of JSON envelopes, newest first)."""
+    import base64
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        envelopes = [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+    finally:
+        client.close()
+    batches = []
+    for envelope in reversed(envelopes):
+        assert envelope["headers"]["task"] == TASK_NAME
+        args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        batches.append(args[0])
+    return batches
+
+
+@pytest.mark.redis
+def test_one_task_carries_a_batch_of_deliveries(publisher, worker, queue, redis_url):
+    app = publisher(NOTICE_CELERY_BATCH=3)
+    with app.app_context():
+        notice_event(list(range(1, 8)), subject="fan-out", content="")
+    ids = [d.id for d in _deliveries(app)]
+    assert len(ids) == 7
+    # published before any worker runs: the tasks wait in the queue, 3 + 3 + 1 ids
+    assert _queued_batches(redis_url, queue) == [ids[0:3], ids[3:6], ids[6:7]]
+    proc = worker()
+    assert wait_for(lambda: _all_sent(app), WORKER_WAIT)
+    sends = _sends(app)
+    assert sorted(s.notice_id for s in sends) == sorted(d.notice_id for d in _deliveries(app))
+    assert {s.pid for s in sends} == {proc.pid}
+
+
+@pytest.mark.redis
+def test_a_batch_task_delivered_twice_sends_each_delivery_once(publisher, worker, queue):
+    # dispatch "none": the only tasks are those published here: one batch handed out
+    # twice (acks_late redelivery) and one overlapping it, run concurrently by the
+    # worker's two threads
+    app = publisher(NOTICE_DISPATCH="none")
+    with app.app_context():
+        notice_event([1, 2, 3, 4], subject="batch", content="")
+    ids = [d.id for d in _deliveries(app)]
+    task = app.celery_app.tasks[TASK_NAME]  # type: ignore[attr-defined]
+    batches = [ids[:3], ids[:3], ids[2:]]
+    results = [task.apply_async((b,), queue=queue, ignore_result=False) for b in batches]
+    worker()
+    reports = [r.get(timeout=WORKER_WAIT) for r in results]
+    assert sum(r["sent"] for r in reports) == 4
+    assert sum(r["claimed"] for r in reports) == 4
+    sends = _sends(app)
+    assert sorted(s.notice_id for s in sends) == sorted(d.notice_id for d in _deliveries(app))
+    assert all((d.status, d.attempts) == (DeliveryStatus.SENT.value, 1) for d in _deliveries(app))
+
+
 @pytest.mark.parametrize("broker", ["refusing", "hung"])
 def test_broker_down_at_publish_leaves_the_delivery_to_the_sweeper(publisher, caplog, broker):
     # refusing: bound, never listening, so connections are refused; hung: listening
@@ -263,6 +321,8 @@ def test_without_a_celery_app_the_delivery_waits(app_factory, caplog):
         ({"NOTICE_CELERY_TASK_OPTIONS": ["retry"]}, "NOTICE_CELERY_TASK_OPTIONS"),
         ({"NOTICE_CELERY_APP": object()}, "celery.Celery instance"),
         ({"NOTICE_CELERY_PUBLISH_TIMEOUT": 0}, "NOTICE_CELERY_PUBLISH_TIMEOUT"),
+        ({"NOTICE_CELERY_BATCH": 0}, "NOTICE_CELERY_BATCH"),
+        ({"NOTICE_CELERY_BATCH": 2.5}, "NOTICE_CELERY_BATCH"),
     ],
 )
 def test_bad_celery_config_fails_at_startup(app_factory, config, message):

@@ -750,6 +750,58 @@ def test_retry_for_a_removed_device_never_reaches_the_next_users_device(push_app
     assert service.received == []
 
 
+def _count_subscription_reads(app: Any) -> list[str]:
+    """Every SELECT on the subscription table the app's engine runs from now on."""
+    statements: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "push_subscription" in statement:
+            statements.append(statement)
+
+    with app.app_context():
+        sa.event.listen(app.db.engine, "before_cursor_execute", before)
+    return statements
+
+
+def test_a_batch_loads_its_subscriptions_in_one_query(app_factory, service):
+    app = app_factory(**push_config(service, NOTICE_DISPATCH="none"))
+    browsers = [service.new_subscription(f"b{i}") for i in range(5)]
+    for user, browser in enumerate(browsers, start=1):
+        add_device(app, user, browser)
+    add_device(app, 5, service.new_subscription("b5"))  # user 5: two devices
+    with app.app_context():
+        notice_event([1, 2, 3, 4, 5], subject="batch", content="")
+    reads = _count_subscription_reads(app)
+    with app.app_context():
+        report = deliver(app.notices.state())
+        rows = deliveries(app)
+    assert report.sent == 6
+    assert {d.status for d in rows} == {DeliveryStatus.SENT.value}
+    assert len(service.received) == 6
+    assert all(m.json()["title"] == "batch" for m in service.received)
+    assert len(reads) == 1, reads
+
+
+def test_a_device_gone_mid_batch_is_not_pushed_again_in_that_batch(app_factory, service):
+    # two notices to the same browser in one batch: the first push learns it is gone
+    # (410); the second must not post to it from the subscriptions loaded at batch start
+    app = app_factory(**push_config(service, NOTICE_DISPATCH="none"))
+    browser = service.new_subscription()
+    sub_id = add_device(app, 3, browser)
+    token = PushService.token_of(browser)
+    service.mark_gone(token)
+    with app.app_context():
+        notice_event(3, subject="first", content="")
+        notice_event(3, subject="second", content="")
+        report = deliver(app.notices.state())
+        first, second = deliveries(app)
+    assert (report.gave_up, report.skipped) == (1, 1)
+    assert first.status == DeliveryStatus.DEAD.value
+    assert second.status == DeliveryStatus.SKIPPED.value
+    assert second.last_error == f"SkipDelivery: push subscription {sub_id} is gone"
+    assert service.attempts_for(token) == [410]
+
+
 def test_device_that_changed_owner_is_skipped(app_factory, service):
     """A delivery's device now belongs to someone else (another user logged in on that
     browser): the notice is not pushed to them."""

@@ -63,6 +63,15 @@ class Sender:
     def close(self) -> None:
         """Called after a batch of sends, also when one failed."""
 
+    def prepare(self, items: Sequence[tuple[NoticeView, str]]) -> None:
+        """Called after :meth:`open`, on the same thread, with the ``(notice, target)``
+        of every send of the batch this sender is about to make, in order: load what
+        the sends need in one query (a web push sender loads every subscription of the
+        batch at once) instead of one per send. Sends that follow must still check
+        what they use (see :meth:`send_to`) and load it themselves when it is
+        missing; a failure here fails the batch's sends as a failing :meth:`open`
+        does. The default does nothing."""
+
     def send(self, notice: NoticeView) -> None:
         """Deliver ``notice`` (read-only: every Notice column as an attribute plus
         ``to_dict()``, ``is_expired()`` and ``is_read``). Raise to report failure."""

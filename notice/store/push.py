@@ -142,6 +142,20 @@ def load_for_send(engine: Engine, table: sa.Table, sub_id: int) -> dict[str, Any
     return None if row is None else dict(row._mapping)
 
 
+def load_many_for_send(
+    engine: Engine, table: sa.Table, sub_ids: Iterable[int]
+) -> dict[int, dict[str, Any]]:
+    """:func:`load_for_send` of many subscriptions at once, by id; ids that no longer
+    exist are missing from the result."""
+    found: dict[int, dict[str, Any]] = {}
+    columns = (table.c.id, table.c.user_id, table.c.endpoint, table.c.p256dh, table.c.auth)
+    with engine.connect() as conn:
+        for part in chunks(sorted(set(sub_ids))):
+            for row in conn.execute(sa.select(*columns).where(table.c.id.in_(part))):
+                found[row.id] = dict(row._mapping)
+    return found
+
+
 def record_pushes(
     engine: Engine, table: sa.Table, ok: Iterable[int], failed: Iterable[int], *, now: datetime
 ) -> None:
