@@ -1,5 +1,5 @@
 """Schema-level statements: SQLite's foreign-key switch around a migration, and the
-one place that recognises "this table does not exist"."""
+one place that recognises "this table does not exist" (:class:`TablesMissing`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy.engine import Connection
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.engine import Connection, ExceptionContext
+
+from ..errors import TablesMissing
+from ..migrations import TABLES
 
 # SQLite: "no such table: notice"; PostgreSQL (UndefinedTable, SQLSTATE 42P01):
 # 'relation "notice" does not exist'
@@ -50,3 +55,20 @@ def foreign_keys_off(connection: Connection) -> Iterator[None]:
 def _pragma(connection: Connection, statement: str) -> Any:
     connection.exec_driver_sql(statement)
     connection.commit()
+
+
+def watch_for_missing_tables(db: Any, app: Flask) -> None:
+    """Make a missing library table a :class:`TablesMissing` on every engine of ``app``:
+    one listener at the boundary instead of a check at each call site. Errors about
+    any other table (the app's own) pass through unchanged."""
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        if not sa.event.contains(engine, "handle_error", _tables_missing):
+            sa.event.listen(engine, "handle_error", _tables_missing)
+
+
+def _tables_missing(context: ExceptionContext) -> None:
+    table = missing_table(context.original_exception)
+    if table in TABLES:
+        raise TablesMissing(table) from context.sqlalchemy_exception
