@@ -363,3 +363,24 @@ def test_app_autogenerate_and_upgrade(db_url: str, tmp_path: Path, with_filter: 
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose()
         app.extensions["notice"].state(app).dispatcher.shutdown()
+
+
+def test_upgrade_of_tables_made_by_create_all_says_what_to_stamp(app: Flask) -> None:
+    cli = app.test_cli_runner()
+    # 0.1's create_all: the 0001 tables and no record
+    runner.upgrade(app, "0001")
+    with app.app_context(), app.db.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+    result = cli.invoke(args=["notice", "db", "upgrade"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert 'run "flask notice db stamp 0001", then upgrade' in result.output
+    # 0.2's create_all
+    runner.stamp(app, "0001")
+    runner.downgrade(app, "base")
+    with app.app_context():
+        app.db.create_all()  # type: ignore[attr-defined]
+    result = cli.invoke(args=["notice", "db", "upgrade"])
+    assert result.exit_code == 1 and 'run "flask notice db stamp 0002"' in result.output
+    assert cli.invoke(args=["notice", "db", "stamp", "0002"]).exit_code == 0
+    result = cli.invoke(args=["notice", "db", "upgrade"])
+    assert result.exit_code == 0 and "notice tables: 0002 -> 0002" in result.output

@@ -58,6 +58,13 @@ def upgrade_command(revision: str) -> None:
     """Upgrade the library's tables to REVISION (default: head)."""
     runner = _runner()
     with database_errors():
+        made_by_create_all = runner.unrecorded_revision(_app())
+        if made_by_create_all is not None:
+            raise click.ClickException(
+                "the library's tables exist but record no revision (db.create_all() made "
+                f"them); they look like revision {made_by_create_all}: run "
+                f'"flask notice db stamp {made_by_create_all}", then upgrade'
+            )
         before = _at(runner)
         runner.upgrade(_app(), revision, stdout=_Echo())
         click.echo(f"notice tables: {before} -> {_at(runner)}")

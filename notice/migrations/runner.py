@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -19,7 +20,7 @@ from flask import Flask
 
 from ..state import state_of
 from ..store.schema import foreign_keys_off
-from . import HISTORY, VERSION_TABLE
+from . import HISTORY, TABLES, VERSION_TABLE
 from .app_columns import USER_COLUMN
 
 
@@ -84,3 +85,22 @@ def history() -> list[tuple[str, str]]:
     """``(revision, summary)`` of every revision, oldest first."""
     script = ScriptDirectory.from_config(alembic_config())
     return [(rev.revision, rev.doc) for rev in reversed(list(script.walk_revisions()))]
+
+
+def unrecorded_revision(app: Flask) -> str | None:
+    """For library tables made by ``db.create_all()`` (they exist, no revision is
+    recorded): the revision they look like, to ``stamp`` before upgrading. None when a
+    revision is recorded or there are no library tables.
+
+    Upgrading such a database would fail on its first ``CREATE TABLE`` ("already
+    exists"); the CLI says what to stamp instead.
+    """
+    if current(app):
+        return None
+    with app.app_context():
+        inspector = sa.inspect(state_of(app).db.engine)
+        if not TABLES & set(inspector.get_table_names()):
+            return None
+        delivery = {c["name"] for c in inspector.get_columns("notice_delivery")}
+    # each revision's first new column tells it apart from the one before
+    return "0002" if "lease_expiries" in delivery else "0001"
