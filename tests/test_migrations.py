@@ -6,6 +6,7 @@ an app's own Flask-Migrate autogenerate with and without our ``include_object``.
 from __future__ import annotations
 
 import textwrap
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -384,3 +385,24 @@ def test_upgrade_of_tables_made_by_create_all_says_what_to_stamp(app: Flask) -> 
     assert cli.invoke(args=["notice", "db", "stamp", "0002"]).exit_code == 0
     result = cli.invoke(args=["notice", "db", "upgrade"])
     assert result.exit_code == 0 and "notice tables: 0002 -> 0002" in result.output
+
+
+def test_two_upgrades_at_once_end_at_head(app: Flask) -> None:
+    """Two instances deploying at the same moment: the migration lock makes the second
+    wait and find the database upgraded, instead of failing on "already exists"."""
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            runner.upgrade(app)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert runner.current(app) == (runner.head(),)
+    assert _differences(app) == []

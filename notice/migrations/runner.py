@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from flask import Flask
 
 from ..state import state_of
-from ..store.schema import foreign_keys_off
+from ..store.schema import foreign_keys_off, migration_lock
 from . import HISTORY, TABLES, VERSION_TABLE
 from .app_columns import USER_COLUMN
 
@@ -37,9 +37,11 @@ def alembic_config(app: Flask | None = None, stdout: TextIO | None = None) -> Co
 
 @contextmanager
 def connected(app: Flask, config: Config) -> Iterator[Any]:
-    """A connection to ``app``'s database for ``config``'s run, committed at the end."""
+    """A connection to ``app``'s database for ``config``'s run: one transaction under
+    the migration lock, committed at the end."""
     engine = state_of(app).db.engine
     with engine.connect() as connection, foreign_keys_off(connection):
+        migration_lock(connection)
         config.attributes["connection"] = connection
         yield connection
         connection.commit()

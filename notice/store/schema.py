@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, ExceptionContext
 
 from ..errors import TablesMissing
 from ..migrations import TABLES
+from .common import begin_write
 
 # SQLite: "no such table: notice"; PostgreSQL (UndefinedTable, SQLSTATE 42P01):
 # 'relation "notice" does not exist'
@@ -50,6 +51,24 @@ def foreign_keys_off(connection: Connection) -> Iterator[None]:
         if connection.in_transaction():
             connection.rollback()
         _pragma(connection, "PRAGMA foreign_keys=ON")
+
+
+#: the PostgreSQL advisory lock key of a migration run ("notice" in ASCII)
+MIGRATION_LOCK = 0x6E6F74696365
+
+
+def migration_lock(connection: Connection) -> None:
+    """Start the migration's transaction holding a lock no other migration run can
+    take. Several app instances that each run ``flask notice db upgrade`` as they
+    deploy would otherwise race: both see revision N, both run N+1, and the second
+    fails on "already exists" halfway. With the lock the second waits, then finds
+    the database at head. PostgreSQL: a transaction-level advisory lock (released by
+    the commit); SQLite: the write lock (``BEGIN IMMEDIATE``, waiting on the busy
+    timeout)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+    else:
+        begin_write(connection)
 
 
 def _pragma(connection: Connection, statement: str) -> Any:
