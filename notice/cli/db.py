@@ -7,6 +7,8 @@ They run on the app's ``db.engine`` and record their revisions in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -38,6 +40,18 @@ def _runner() -> ModuleType:
     return runner
 
 
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Database errors and Alembic's (an unknown revision...) as one ``Error:`` line."""
+    from alembic.util import CommandError
+
+    with database_errors():
+        try:
+            yield
+        except CommandError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
 def _app() -> Any:
     current_state()  # a one-line error when notice is not set up on this app
     return current_app._get_current_object()  # type: ignore[attr-defined]
@@ -57,7 +71,7 @@ def db_group() -> None:
 def upgrade_command(revision: str) -> None:
     """Upgrade the library's tables to REVISION (default: head)."""
     runner = _runner()
-    with database_errors():
+    with _errors():
         made_by_create_all = runner.unrecorded_revision(_app())
         if made_by_create_all is not None:
             raise click.ClickException(
@@ -75,7 +89,7 @@ def upgrade_command(revision: str) -> None:
 def downgrade_command(revision: str) -> None:
     """Downgrade the library's tables to REVISION ("base" drops them all)."""
     runner = _runner()
-    with database_errors():
+    with _errors():
         before = _at(runner)
         runner.downgrade(_app(), revision, stdout=_Echo())
         click.echo(f"notice tables: {before} -> {_at(runner)}")
@@ -86,7 +100,7 @@ def downgrade_command(revision: str) -> None:
 def stamp_command(revision: str) -> None:
     """Record REVISION as applied without running it (a 0.1 database: "0001")."""
     runner = _runner()
-    with database_errors():
+    with _errors():
         runner.stamp(_app(), revision, stdout=_Echo())
     click.echo(f"notice tables stamped {revision}")
 
@@ -95,7 +109,7 @@ def stamp_command(revision: str) -> None:
 def current_command() -> None:
     """Show the revision the library's tables are at, and the newest one."""
     runner = _runner()
-    with database_errors():
+    with _errors():
         at = runner.current(_app())
     newest = runner.head()
     status = "up to date" if at == (newest,) else f"upgrade to {newest}: flask notice db upgrade"
