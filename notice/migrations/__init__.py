@@ -7,6 +7,15 @@ Alembic or Flask-Migrate history passes :func:`include_object` to
 ``context.configure`` in its ``migrations/env.py``, so its autogenerate leaves our
 tables to us. Nothing here imports Alembic: the ``migrations`` extra is only needed
 to run the commands.
+
+Changing a model means adding a revision (``tests/test_migrations.py`` fails until the
+head agrees with the models): upgrade a database to head, then inside
+``runner.connected(app, config)`` call
+``alembic.command.revision(config, "what changed", autogenerate=True, rev_id="000N")``
+with ``config = runner.alembic_config(app)``. Review what it wrote: user id columns
+become ``user_id(...)`` / ``user_id_type()`` (the app's choice, not this database's),
+types stay plain SQLAlchemy, and SQLite-only DDL (``AUTOINCREMENT``, CHECK, a partial
+index) is not detected; write ``downgrade()`` too.
 """
 
 from __future__ import annotations
