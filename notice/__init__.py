@@ -5,9 +5,11 @@ from __future__ import annotations
 from .errors import (
     ConfigurationError,
     NoRecipientError,
+    NoticeConfigWarning,
     NoticeError,
     PermanentError,
     SkipDelivery,
+    TablesMissing,
     TransientError,
 )
 from .extension import Notices
@@ -19,6 +21,7 @@ __all__ = [
     "ConfigurationError",
     "DeliveryStatus",
     "NoRecipientError",
+    "NoticeConfigWarning",
     "NoticeError",
     "NoticeEvent",
     "NoticeType",
@@ -28,6 +31,7 @@ __all__ = [
     "SendStatus",
     "Sender",
     "SkipDelivery",
+    "TablesMissing",
     "TransientError",
     "notice_event",
 ]

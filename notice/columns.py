@@ -4,6 +4,7 @@ fit each database, and the clock."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -24,6 +25,20 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Alembic's autogenerate writes a type from outside SQLAlchemy as
+        # f"{type_.__module__}.{type_!r}" and imports nothing for it: an app's
+        # `flask db migrate` wrote `notice.columns.UTCDateTime()` and its upgrade failed
+        # with "NameError: name 'notice' is not defined". Rendered as its impl instead,
+        # `sa.DateTime(timezone=True)` (the same DDL), a migration needs only the
+        # `import sqlalchemy as sa` every Alembic template has. The instance attribute
+        # is what Alembic reads; the class keeps its real module (pickling, docs).
+        self.__module__ = "sa"
+
+    def __repr__(self) -> str:
+        return repr(self.impl_instance)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -6,6 +6,8 @@ once at startup; a wrong value fails fast with :class:`notice.errors.Configurati
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,7 +15,7 @@ from typing import Any
 
 from flask import Flask
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NoticeConfigWarning
 from .links import link_origins
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
@@ -300,8 +302,24 @@ def _positive(app: Flask, key: str, kind: type = int) -> None:
         raise ConfigurationError(f"{key} must be a whole number, got {value!r}")
 
 
+def warn_unknown_keys(config: Mapping[str, Any]) -> list[str]:
+    """Warn (:class:`NoticeConfigWarning`) about each ``NOTICE_*`` key that is not a
+    setting, naming the closest one: a misspelt key used to be ignored in silence, and
+    the default it meant to change stayed in force. Returns the unknown keys."""
+    unknown = sorted(k for k in config if k.startswith("NOTICE_") and k not in DEFAULTS)
+    for key in unknown:
+        # compared without the prefix every key shares, which alone looks "close"
+        close = difflib.get_close_matches(key[7:], [k[7:] for k in DEFAULTS], n=1)
+        hint = f"; did you mean NOTICE_{close[0]}?" if close else ""
+        # stacklevel 4: the app's init_app call, past validate and Notices.init_app
+        warnings.warn(f"{key}: unknown setting{hint}", NoticeConfigWarning, stacklevel=4)
+    return unknown
+
+
 def validate(app: Flask) -> None:
-    """Check the core keys; raise ConfigurationError naming the key and the fix."""
+    """Check the core keys; raise ConfigurationError naming the key and the fix; warn
+    about unknown ``NOTICE_*`` keys."""
+    warn_unknown_keys(app.config)
     mode = app.config["NOTICE_DISPATCH"]
     if mode not in _DISPATCH_MODES:
         raise ConfigurationError(

@@ -4,6 +4,8 @@ The tree::
 
     NoticeError
     ├── ConfigurationError      bad NOTICE_* config or wiring, raised at startup (RuntimeError)
+    ├── NoticeConfigWarning     an unknown NOTICE_* key, warned at startup (UserWarning)
+    ├── TablesMissing           a library table does not exist: run the migrations (RuntimeError)
     ├── InvalidUserId           a user id that is not one: bool, float, bytes... (ValueError)
     ├── NoRecipientError        notice_event() without user_id and nobody logged in (ValueError)
     ├── UnknownTopic            no topic has this name (LookupError)
@@ -37,6 +39,26 @@ class NoticeError(Exception):
 
 class ConfigurationError(NoticeError, RuntimeError):
     """The app's ``NOTICE_*`` configuration or the extension's wiring is wrong."""
+
+
+class NoticeConfigWarning(NoticeError, UserWarning):
+    """A ``NOTICE_*`` key the library does not know (a typo such as ``NOTICE_DISPATH``);
+    warned by ``init_app``, naming the closest known key."""
+
+
+class TablesMissing(NoticeError, RuntimeError):
+    """A table of the library does not exist in the app's database: its migrations
+    were not run (``flask notice db upgrade``), or ``db.create_all()`` was not called.
+
+    :param table: the missing table's name.
+    """
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"the table {table!r} of notice does not exist in this database: run "
+            f'"flask notice db upgrade" (or db.create_all() in tests and scripts)'
+        )
+        self.table = table
 
 
 class InvalidUserId(NoticeError, ValueError):

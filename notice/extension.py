@@ -32,6 +32,7 @@ from .push.models import PushModels, build_push_models
 from .senders.base import Sender, load_sender
 from .signals import notice_read, notification, send_observing
 from .state import NoticeState, Route, TopicAuthorizer, register_state
+from .store.schema import watch_for_missing_tables
 from .sweeper import sweep
 from .topics.topics import Published, Topics
 from .web import register_web
@@ -139,6 +140,7 @@ class Notices:
         register_state(app, state)
         app.extensions["notice"] = self
         _tune_sqlite(self.db, app)
+        watch_for_missing_tables(self.db, app)
         notification.connect(on_notification, sender=app)
         app.cli.add_command(load_commands())
         register_web(app)

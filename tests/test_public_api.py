@@ -11,6 +11,7 @@ def test_all_is_exactly_the_public_api():
         "ConfigurationError",
         "DeliveryStatus",
         "NoRecipientError",
+        "NoticeConfigWarning",
         "NoticeError",
         "NoticeEvent",
         "NoticeType",
@@ -20,6 +21,7 @@ def test_all_is_exactly_the_public_api():
         "SendStatus",
         "Sender",
         "SkipDelivery",
+        "TablesMissing",
         "TransientError",
         "notice_event",
     ]

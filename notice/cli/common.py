@@ -10,6 +10,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..errors import TablesMissing
 from ..state import NoticeState, state_of
 from ..sweeper import describe_db_error
 
@@ -27,6 +28,8 @@ def database_errors() -> Iterator[None]:
     """Turn a database failure into a one-line error (exit 1) instead of a traceback."""
     try:
         yield
+    except TablesMissing as exc:  # says which table and what to run
+        raise click.ClickException(f"database error: {exc}") from None
     except SQLAlchemyError as exc:
         raise click.ClickException(f"database error: {describe_db_error(exc)}") from None
 

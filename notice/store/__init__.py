@@ -9,6 +9,8 @@
 - :mod:`~notice.store.preferences`: stored choices, the routing gate's query
 - :mod:`~notice.store.push`, :mod:`~notice.store.topics`: devices, topics, history
 - :mod:`~notice.store.notify`: PostgreSQL LISTEN/NOTIFY for the live stream
+- :mod:`~notice.store.schema`: missing tables (``TablesMissing``), SQLite's foreign-key
+  switch around a migration
 
 Views, senders, the CLI, the sweeper and the dispatcher call these functions; none of
 them builds a statement of its own, so each query is written once and tuned once (see

@@ -9,6 +9,10 @@ Input the checks of :mod:`notice.web.inbox_params` let through and the database 
 refuses (``DataError``: a value out of range or not storable; ``IntegrityError``: a
 reference to a row that does not exist, or a duplicate) is a 400 or 409, never a 500:
 the transaction is rolled back and the error logged, since it may also be a bug.
+
+A library table that does not exist (:class:`notice.errors.TablesMissing`: the
+migrations were not run) is a 503 naming the fix, as JSON or as a short page, not a
+bare 500.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import BadRequest, Conflict, HTTPException
 
-from ..errors import NoticeError
+from ..errors import NoticeError, TablesMissing
 from ..state import state_of
 from .blueprints import api_bp, inbox_bp
 
@@ -100,3 +105,29 @@ def _refused(exc: DataError | IntegrityError) -> HTTPException:
     if isinstance(exc, IntegrityError):
         return Conflict("the database refused this change; it may refer to a missing row")
     return BadRequest("the database refused a value of this request")
+
+
+@inbox_bp.errorhandler(TablesMissing)
+def _inbox_tables_missing(exc: TablesMissing) -> ResponseReturnValue:
+    _tables_missing(exc)
+    api_root = state_of().settings.url_prefix.rstrip("/") + "/api/"
+    if wants_json() or request.path.startswith(api_root):
+        return json_error(503, "tables_missing", str(exc), table=exc.table)
+    page = (
+        "<!doctype html><title>Notifications unavailable</title>"
+        "<h1>Notifications are unavailable</h1>"
+        f"<p>{escape(str(exc))}</p>"
+    )
+    return Response(page, status=503, mimetype="text/html")
+
+
+@api_bp.errorhandler(TablesMissing)
+def _api_tables_missing(exc: TablesMissing) -> ResponseReturnValue:
+    _tables_missing(exc)
+    return json_error(503, "tables_missing", str(exc), table=exc.table)
+
+
+def _tables_missing(exc: TablesMissing) -> None:
+    # PostgreSQL aborted the transaction: roll back so the session is usable again
+    state_of().db.session.rollback()
+    logger.error("%s", exc)
