@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from notice import NoticeType, notice_event
+from notice import NoticeType, Sender, notice_event
 from notice.signals import notice_sent
 from notice.testing import CapturingSender, capture_notices
 from notice.testing import plugin as kit_plugin
@@ -127,6 +127,44 @@ def test_webhook_body_is_captured_and_nothing_is_posted(app_factory):
         assert call.payload["notice"]["subject"] == "Deploy done"
         assert "send_status" not in call.payload["notice"]  # the real body's fields
         assert hook.requests == []
+
+
+class SmsSender(Sender):
+    """An app's own sender: its preview is what a capture records."""
+
+    name = "sms"
+
+    def __init__(self) -> None:
+        self.texted: list[int] = []
+
+    def preview(self, notice: Any, target: str) -> Any:
+        return {"to": f"+4470000000{notice.user_id}", "text": notice.subject[:160]}
+
+    def send(self, notice: Any) -> None:
+        self.texted.append(notice.id)
+
+
+def test_an_apps_own_sender_is_captured_with_its_preview(app_factory):
+    app = app_factory()
+    sms = app.notices.register_sender(SmsSender())
+    with capture_notices(app) as outbox:
+        publish(app, 5, subject="Your table is ready")
+    [text] = outbox.sent(channel="sms")
+    assert text.payload == {"to": "+44700000005", "text": "Your table is ready"}
+    assert sms.texted == []  # its send() never ran
+    assert outbox.sent(channel="memory")[0].payload is None  # the default preview
+
+
+@pytest.mark.parametrize("dispatch", ["sync", "thread"])
+def test_a_capture_may_begin_before_the_tables_exist(app_factory, dispatch):
+    app = app_factory(NOTICE_DISPATCH=dispatch)
+    with app.app_context():
+        app.db.drop_all()  # as a fixture that creates them inside its capture
+    with capture_notices(app) as outbox:
+        with app.app_context():
+            app.db.create_all()
+        publish(app, 1)
+        outbox.assert_sent(to=1, count=1)
 
 
 # --- dispatch modes and transactions -------------------------------------------------
@@ -281,7 +319,7 @@ def app():
 
 USER_TESTS = """
 import pytest
-from notice import NoticeType, notice_event
+from notice import NoticeType, Sender, notice_event
 
 def test_sent_and_rendered(app, notice_outbox):
     with app.app_context():
