@@ -207,6 +207,18 @@ def test_thread_dispatch_that_never_runs_fails_with_a_clear_message(app_factory)
             outbox.assert_sent(to=1)
 
 
+def test_celery_dispatch_in_eager_mode_is_captured(app_factory):
+    from celery import Celery
+
+    celery_app = Celery("kit", set_as_current=False)
+    celery_app.conf.task_always_eager = True  # as apps run Celery in their own tests
+    app = app_factory(NOTICE_DISPATCH="celery", NOTICE_CELERY_APP=celery_app)
+    with capture_notices(app) as outbox:
+        publish(app, 6, subject="via celery")
+        outbox.assert_sent(to=6, channel="memory", count=1)
+    assert statuses(app) == [("memory", "Sent")]
+
+
 def test_none_dispatch_captures_what_the_sweeper_sends(app_factory):
     app = app_factory(NOTICE_DISPATCH="none")
     with capture_notices(app) as outbox, app.app_context():
