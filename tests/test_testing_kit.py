@@ -115,18 +115,24 @@ def test_webpush_payload_is_captured_and_nothing_is_pushed(app_factory):
 
 def test_webhook_body_is_captured_and_nothing_is_posted(app_factory):
     with WebhookServer() as hook:
+        url = f"{hook.url}?token=s3cret"  # receivers often put a secret in the URL
         app = app_factory(
-            NOTICE_SENDERS=["webhook"], NOTICE_WEBHOOK_URLS=[hook.url], NOTICE_WEBHOOK_SECRET=SECRET
+            NOTICE_SENDERS=["webhook"], NOTICE_WEBHOOK_URLS=[url], NOTICE_WEBHOOK_SECRET=SECRET
         )
         with capture_notices(app) as outbox:
             nid = publish(app, 4, subject="Deploy done")
             [call] = outbox.sent(channel="webhook")
-        assert call.target == hook.url
+            with pytest.raises(AssertionError) as failed:
+                outbox.assert_sent(to=5)
+        assert call.target == url
         assert call.payload["event"] == "notice"
         assert call.payload["notice"]["id"] == nid
         assert call.payload["notice"]["subject"] == "Deploy done"
         assert "send_status" not in call.payload["notice"]  # the real body's fields
         assert hook.requests == []
+        # failure messages name the host only: test output lands in CI logs
+        assert "webhook -> 127.0.0.1 to user 4" in str(failed.value)
+        assert "s3cret" not in str(failed.value)
 
 
 class SmsSender(Sender):

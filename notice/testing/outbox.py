@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..models import NoticeView
 from ..types import NoticeType, user_key
@@ -82,7 +83,11 @@ class CapturedNotice:
 
     def describe(self) -> str:
         """One line for failure messages: channel, user, type, subject (no content)."""
-        where = f" -> {self.target}" if self.target else ""
+        target = self.target
+        if "://" in target:
+            # webhook URLs often carry a secret in their path or query: the host only
+            target = urlsplit(target).hostname or "(url)"
+        where = f" -> {target}" if target else ""
         return (
             f"{self.channel}{where} to user {self.user_id}: "
             f"[{self.notice_type}] {self.subject!r} (notice {self.notice.id})"
