@@ -7,9 +7,10 @@ runs exactly as without it. The fixtures need an ``app`` fixture returning your 
 app, defined in your ``conftest.py`` (as with pytest-flask)::
 
     @pytest.fixture
-    def app():
-        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
-        ...
+    def app(tmp_path):
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/t.db"})
+        with app.app_context():
+            db.create_all()
         yield app
 """
 
