@@ -1,5 +1,9 @@
 """The example app through Flask's test client: every action makes the notices the
-README promises, on SQLite and PostgreSQL."""
+README promises, on SQLite and PostgreSQL.
+
+What each action sends is checked with the test kit (``notice_outbox``, the pytest
+plugin's fixture over the ``app`` fixture below); a few tests run on the example's own
+thread-pool dispatch as well, which the outbox waits for."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from flask.testing import FlaskClient
 from example_app import create_app, notices
 from example_app.models import Post, User, db
 from example_app.seed import DEMO_USERS, seed
+from notice.testing import capture_notices
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -33,7 +38,10 @@ def make_app(db_url: str) -> Iterator[Any]:
             **config,
         }
         app = create_app(settings)
-        seed(app)
+        # the demo data's notices go out on the background dispatcher too: capturing
+        # them waits until they are sent, so no test's outbox starts with them in flight
+        with capture_notices(app):
+            seed(app)
         made.append(app)
         return app
 
@@ -47,9 +55,19 @@ def make_app(db_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def app(make_app: Any) -> Flask:
-    app: Flask = make_app()
+def dispatch() -> str:
+    """``NOTICE_DISPATCH`` of the ``app`` fixture; tests parametrize it to "thread"."""
+    return "sync"
+
+
+@pytest.fixture
+def app(make_app: Any, dispatch: str) -> Flask:
+    app: Flask = make_app(NOTICE_DISPATCH=dispatch)
     return app
+
+
+#: the example's own dispatch (a thread pool) as well as the tests' default
+BOTH_DISPATCHES = pytest.mark.parametrize("dispatch", ["sync", "thread"])
 
 
 def csrf(client: FlaskClient) -> str:
@@ -126,7 +144,7 @@ def test_login_refuses_a_wrong_password_and_an_offsite_next(app):
     assert ok.headers["Location"] == "/"
 
 
-def test_post_without_csrf_token_is_refused(app):
+def test_post_without_csrf_token_is_refused(app, notice_outbox):
     client = login(app, ANA)
     before = inbox(app, BEN)
     pid = post_id(app, "Weekend photos")
@@ -134,15 +152,21 @@ def test_post_without_csrf_token_is_refused(app):
     bad = client.post(f"/posts/{pid}/comments", data={"body": "hi", "csrf_token": "forged"})
     assert bad.status_code == 400
     assert new_notices(app, BEN, before) == []
+    notice_outbox.assert_nothing_sent()
 
 
-def test_ana_comments_on_bens_post(app):
+@BOTH_DISPATCHES
+def test_ana_comments_on_bens_post(app, notice_outbox):
     ana = login(app, ANA)
     pid = post_id(app, "Weekend photos")
-    before_ben, before_ana = inbox(app, BEN), inbox(app, ANA)
+    notice_outbox.clear()  # logging in sends nothing, but be explicit about the start
     response = post_form(ana, f"/posts/{pid}/comments", body="Looks <b>great</b>!")
     assert response.status_code == 302
+    [sent] = notice_outbox.assert_sent(to=user_id(app, BEN), type="Comment", count=1)
+    notice_outbox.assert_not_sent(to=user_id(app, ANA))  # the actor hears nothing
+    notice_outbox.assert_count(1)
     got = inbox(app, BEN)[0]
+    assert got.id == sent.notice.id and got.send_status == "Sent"
     assert (got.notice_type, got.subject, got.content) == (
         "Comment",
         "Ana commented on “Weekend photos”",
@@ -150,11 +174,6 @@ def test_ana_comments_on_bens_post(app):
     )
     assert got.sender_id == user_id(app, ANA)
     assert re.fullmatch(rf"/posts/{pid}#c\d+", got.url)
-    assert new_notices(app, ANA, before_ana) == []  # the actor hears nothing
-    assert len(new_notices(app, BEN, before_ben)) == 1
-    with app.app_context():
-        sent = [n.id for n in notices.state(app).sender("memory").outbox]
-    assert got.id in sent and got.send_status == "Sent"
     # the comment shows on the post page, escaped
     page = ana.get(f"/posts/{pid}").get_data(as_text=True)
     assert "Looks &lt;b&gt;great&lt;/b&gt;!" in page
@@ -176,7 +195,8 @@ def test_a_long_name_commenting_on_a_long_title_is_cut_to_fit(app):
     assert subject.startswith(f"{name} commented on “TTT") and subject.endswith("T…")
 
 
-def test_reply_and_watchers_each_hear_once(app):
+@BOTH_DISPATCHES
+def test_reply_and_watchers_each_hear_once(app, notice_outbox):
     ana, ben = login(app, ANA), login(app, BEN)
     cleo = app.test_client()
     post_form(cleo, "/signup", name="Cleo", email="cleo@example.org", password="cleo-pw-123")
@@ -185,13 +205,22 @@ def test_reply_and_watchers_each_hear_once(app):
     post_form(ana, f"/posts/{pid}/comments", body="first")
     with app.app_context():
         first = db.session.get(Post, pid).comments[-1].id
-    before = {e: inbox(app, e) for e in (ANA, BEN, "cleo@example.org")}
+    notice_outbox.clear()
     post_form(ben, f"/posts/{pid}/comments", body="thanks!", parent_id=first)
-    assert new_notices(app, ANA, before[ANA]) == [("Reply", "Ben replied to your comment")]
-    assert new_notices(app, BEN, before[BEN]) == []  # the post's author is the actor
-    assert new_notices(app, "cleo@example.org", before["cleo@example.org"]) == [
-        ("Watching", "Ben commented on “Weekend photos”, which you watch")
-    ]
+    notice_outbox.assert_sent(
+        to=user_id(app, ANA),
+        type="Reply",
+        count=1,
+        where=lambda sent: sent.subject == "Ben replied to your comment",
+    )
+    notice_outbox.assert_not_sent(to=user_id(app, BEN))  # the post's author is the actor
+    notice_outbox.assert_sent(
+        to=user_id(app, "cleo@example.org"),
+        type="Watching",
+        count=1,
+        where=lambda sent: sent.subject == "Ben commented on “Weekend photos”, which you watch",
+    )
+    notice_outbox.assert_count(2)  # each hears once
     # a reply to another post's comment is refused
     other = post_id(app, "Release notes for 0.2")
     refused = post_form(ben, f"/posts/{other}/comments", body="x", parent_id=first)
@@ -205,26 +234,30 @@ def test_reply_and_watchers_each_hear_once(app):
         ("save", "Save", "Ana saved “Weekend photos”"),
     ],
 )
-def test_like_and_save_notify_the_author_once(app, action, notice_type, subject):
+def test_like_and_save_notify_the_author_once(app, notice_outbox, action, notice_type, subject):
     ana = login(app, ANA)
     pid = post_id(app, "Weekend photos")
-    before = inbox(app, BEN)
     post_form(ana, f"/posts/{pid}/{action}")
     post_form(ana, f"/posts/{pid}/{action}")  # undo: no notice
-    assert new_notices(app, BEN, before) == [(notice_type, subject)]
+    [sent] = notice_outbox.assert_sent(to=user_id(app, BEN), type=notice_type, count=1)
+    assert sent.subject == subject
+    notice_outbox.assert_count(1)
 
 
-def test_follow_then_posts_reach_followers(app):
+@BOTH_DISPATCHES
+def test_follow_then_posts_reach_followers(app, notice_outbox):
     ana = login(app, ANA)
-    ben_id = user_id(app, BEN)
-    before_ben = inbox(app, BEN)
+    ana_id, ben_id = user_id(app, ANA), user_id(app, BEN)
     post_form(ana, f"/users/{ben_id}/follow")
-    assert new_notices(app, BEN, before_ben) == [("Follow", "Ana follows you")]
+    [follow] = notice_outbox.assert_sent(to=ben_id, type="Follow", count=1)
+    assert follow.subject == "Ana follows you"
     ben = login(app, BEN)
-    before_ana, before_ben = inbox(app, ANA), inbox(app, BEN)
+    notice_outbox.clear()
     post_form(ben, "/posts", title="New trail", body="north ridge")
-    assert new_notices(app, ANA, before_ana) == [("Post", "Ben posted “New trail”")]
-    assert new_notices(app, BEN, before_ben) == [("Owner", "You published “New trail”")]
+    [post] = notice_outbox.assert_sent(to=ana_id, type="Post", count=1)
+    [owner] = notice_outbox.assert_sent(to=ben_id, type="Owner", count=1)
+    assert (post.subject, owner.subject) == ("Ben posted “New trail”", "You published “New trail”")
+    notice_outbox.assert_count(2)
     assert post_form(ben, f"/users/{ben_id}/follow").status_code == 400  # not yourself
 
 
@@ -234,13 +267,18 @@ def test_groups_notify_members_but_not_the_actor(app):
     created = post_form(ana, "/groups", name="Climbers")
     gid = int(created.headers["Location"].rsplit("/", 1)[1])
     assert new_notices(app, ANA, before_ana) == [("Owner", "You created the group Climbers")]
-    before_ana = inbox(app, ANA)
-    post_form(ben, f"/groups/{gid}/join")
-    assert new_notices(app, ANA, before_ana) == [("Group", "Ben joined Climbers")]
-    before_ana, before_ben = inbox(app, ANA), inbox(app, BEN)
-    post_form(ben, "/posts", title="Gear list", body="ropes", group_id=gid)
-    assert ("Group", "Ben posted in Climbers: “Gear list”") in new_notices(app, ANA, before_ana)
-    assert [t for t, _ in new_notices(app, BEN, before_ben)] == ["Owner"]
+    with capture_notices(app) as outbox:
+        post_form(ben, f"/groups/{gid}/join")
+        [joined] = outbox.assert_sent(to=user_id(app, ANA), type="Group", count=1)
+        assert joined.subject == "Ben joined Climbers"
+        outbox.clear()
+        post_form(ben, "/posts", title="Gear list", body="ropes", group_id=gid)
+        outbox.assert_sent(
+            to=user_id(app, ANA),
+            type="Group",
+            where=lambda sent: sent.subject == "Ben posted in Climbers: “Gear list”",
+        )
+        assert [c.notice_type for c in outbox.sent(to=user_id(app, BEN))] == ["Owner"]
     with app.app_context():
         history = notices.topics.messages(f"group:{gid}")
     assert [m.subject for m in history][:2] == [
@@ -300,6 +338,30 @@ def test_ops_page_is_for_admins_and_retries_failed_deliveries(make_app):
     with app.app_context():
         statuses = db.session.scalars(sa.select(Delivery.status).where(Delivery.id.in_(ids)))
         assert set(statuses) == {"Sent"}
+
+
+def test_the_comment_email_is_rendered_for_bens_address(make_app):
+    """The email Ben would get, rendered by the real email sender and captured: no
+    SMTP server needed, and nothing is mailed."""
+    app = make_app(
+        NOTICE_DISPATCH="thread",
+        NOTICE_MAIL_SENDER="Example <noreply@example.org>",
+        NOTICE_BASE_URL="http://127.0.0.1:5000",
+    )
+    assert app.config["NOTICE_SENDERS"] == ["memory", "email"]
+    ana = login(app, ANA)
+    pid = post_id(app, "Weekend photos")
+    with capture_notices(app) as outbox:
+        post_form(ana, f"/posts/{pid}/comments", body="Looks <b>great</b>!")
+        [sent] = outbox.assert_sent(to=user_id(app, BEN), channel="email", count=1)
+    email = sent.email
+    assert email.to == BEN and email.subject == "Ana commented on “Weekend photos”"
+    assert "Looks &lt;b&gt;great&lt;/b&gt;!" in email.html  # the comment, escaped
+    link = re.search(rf'href="(http://127\.0\.0\.1:5000/posts/{pid}#c\d+)"', email.html)
+    assert link, email.html
+    assert link.group(1) in email.text
+    assert "/notices/unsubscribe/" in email.message["List-Unsubscribe"]
+    outbox.assert_not_sent(to=user_id(app, ANA))
 
 
 def test_preferences_page_in_the_layout_turns_email_off_and_on(make_app):

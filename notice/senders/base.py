@@ -92,6 +92,17 @@ class Sender:
         """
         self.send(notice)
 
+    def preview(self, notice: NoticeView, target: str) -> object:
+        """What :meth:`send_to` would transmit for ``notice`` to ``target``, built by the
+        same code but not transmitted: the test kit (:mod:`notice.testing`) records it.
+
+        Run the checks :meth:`send_to` runs and raise as it would
+        (:class:`~notice.errors.SkipDelivery` for a user without an address, say), so a
+        captured send ends as a real one would. The default returns None: the notice
+        itself is all this sender sends.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 

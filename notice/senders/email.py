@@ -159,18 +159,29 @@ class EmailSender(Sender):
             self._mark_emailed(sent)
 
     def send(self, notice: Any) -> None:
+        address, message = self._render(notice)
+        self.send_message(message, address)
+        if self._batch.active:
+            self._batch.sent.append(notice.id)
+        else:
+            self._mark_emailed([notice.id])
+
+    def preview(self, notice: Any, target: str) -> EmailMessage:
+        """The message :meth:`send` would mail for ``notice``, to its user's address.
+
+        :raise SkipDelivery: already emailed, or the user has no address.
+        """
+        return self._render(notice)[1]
+
+    def _render(self, notice: Any) -> tuple[str, EmailMessage]:
+        """The user's address (as ``email_loader`` gave it) and the message for it."""
         if notice.emailed_at is not None:
             # a digest listed it after its email ended Dead and an operator re-queued
             # that email, or an attempt mailed it but lost its result: mailing it again
             # would put it in the inbox twice
             raise SkipDelivery("already emailed (sent in the digest or an earlier attempt)")
         address = self.address_for(notice.user_id)
-        message = self.build_message(notice, address)
-        self.send_message(message, address)
-        if self._batch.active:
-            self._batch.sent.append(notice.id)
-        else:
-            self._mark_emailed([notice.id])
+        return address, self.build_message(notice, address)
 
     # --- building blocks the digest shares -------------------------------------------
 

@@ -99,13 +99,20 @@ class WebhookSender(Sender):
         for url in self.urls:
             self.send_to(notice, url)
 
-    def send_to(self, notice: Any, target: str) -> None:
+    def preview(self, notice: Any, target: str) -> Any:
+        """The JSON body :meth:`send_to` would post to ``target``, decoded."""
+        return json.loads(self._body(notice, target))
+
+    def _body(self, notice: Any, target: str) -> bytes:
         if target not in self.urls:
             # checked at send time: the URL was removed from the config after this
             # delivery was written, and whoever runs it may no longer expect (or own)
             # it. The URL stays out of the reason: webhook URLs often carry a secret.
             raise SkipDelivery("webhook URL is no longer in NOTICE_WEBHOOK_URLS")
-        body = payload(notice)
+        return payload(notice)
+
+    def send_to(self, notice: Any, target: str) -> None:
+        body = self._body(notice, target)
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",

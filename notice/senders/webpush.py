@@ -171,6 +171,17 @@ class WebPushSender(Sender):
         raise PermanentError("webpush deliveries need a target (a push subscription id)")
 
     def send_to(self, notice: Any, target: str) -> None:
+        sub, options, body = self._prepare(notice, target)
+        headers = self.headers(options)
+        self.post(sub, body, headers, ttl=options.get("ttl", self.ttl))
+
+    def preview(self, notice: Any, target: str) -> Any:
+        """The JSON the service worker would receive from :meth:`send_to`, decoded
+        (the subscription is checked, nothing is encrypted or posted)."""
+        return json.loads(self._prepare(notice, target)[2])
+
+    def _prepare(self, notice: Any, target: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+        """The checked subscription, the notice's push options and the payload."""
         sub = self._load(notice, target)
         try:
             self.allow.check(sub["endpoint"])
@@ -181,9 +192,7 @@ class WebPushSender(Sender):
         except ValueError as exc:
             # written before publish checked the options: retrying cannot fix it
             raise PermanentError(str(exc)) from None
-        body = self.payload(notice, icon=options.get("icon") or self.icon)
-        headers = self.headers(options)
-        self.post(sub, body, headers, ttl=options.get("ttl", self.ttl))
+        return sub, options, self.payload(notice, icon=options.get("icon") or self.icon)
 
     def payload(self, notice: Any, *, icon: str | None = None) -> bytes:
         """The JSON the service worker receives; body trimmed to fit (see module doc).
