@@ -464,9 +464,14 @@ def _validate_metrics(app: Flask) -> None:
             )
         return
     try:
-        from .metrics import resolve_registry
+        from prometheus_client import CollectorRegistry
     except ImportError as exc:
         raise ConfigurationError(
             f"NOTICE_METRICS needs prometheus_client ({exc}): pip install 'notice[metrics]'"
         ) from exc
-    resolve_registry(cfg["NOTICE_METRICS_REGISTRY"])
+    registry = cfg["NOTICE_METRICS_REGISTRY"]
+    if not (registry is None or registry == "default" or isinstance(registry, CollectorRegistry)):
+        raise ConfigurationError(
+            "NOTICE_METRICS_REGISTRY must be None (a registry of the app's own), "
+            f"'default' (prometheus_client.REGISTRY) or a CollectorRegistry, got {registry!r}"
+        )
