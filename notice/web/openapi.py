@@ -61,15 +61,29 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-def _responses(ok: dict[str, Any], **errors: str) -> dict[str, Any]:
-    """``ok`` (status -> response) plus JSON errors; 400 (a NUL in a query parameter,
-    bad input) and 413 (``NOTICE_MAX_REQUEST``) may answer any call."""
+def _responses(ok: dict[str, Any], **errors: str | dict[str, Any]) -> dict[str, Any]:
+    """``ok`` (status -> response) plus errors (a description: a JSON error); 400 (a NUL
+    in a query parameter, bad input) and 413 (``NOTICE_MAX_REQUEST``) may answer any
+    call."""
     out: dict[str, Any] = dict(ok)
     errors.setdefault("400", "bad input: a parameter or body field is wrong (names it)")
     errors.setdefault("413", "the body is over NOTICE_MAX_REQUEST bytes (too_large)")
     for status, text in errors.items():
-        out[status] = _error(text)
+        out[status] = _error(text) if isinstance(text, str) else text
     return out
+
+
+#: 404 of a route with ``{notice_id}``: JSON from notice, or, for a path value that is
+#: no whole number in range (``-1``, ``abc``), the app's own 404 page: such a path
+#: matches none of notice's routes, so werkzeug's routing answers before notice can
+_NO_SUCH_NOTICE = {
+    "description": "no such notice, or someone else's; a notice_id that is no id at all "
+    "gets the app's own 404 page",
+    "content": {
+        "application/json": {"schema": _ref("Error")},
+        "text/html": {"schema": {"type": "string"}},
+    },
+}
 
 
 def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
@@ -324,7 +338,7 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
                         )
                     },
                     **login,
-                    **{"404": "no such notice, or someone else's"},
+                    **{"404": _NO_SUCH_NOTICE},
                 ),
             },
             "delete": {
@@ -343,7 +357,7 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
                         )
                     },
                     **login,
-                    **{"404": "no such notice, or someone else's"},
+                    **{"404": _NO_SUCH_NOTICE},
                 ),
             },
         },
@@ -378,7 +392,7 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
                 "responses": _responses(
                     {"200": _json(_ref("Marked"), "the notice and the new count")},
                     **login,
-                    **{"404": "no such notice, or someone else's"},
+                    **{"404": _NO_SUCH_NOTICE},
                 ),
             },
         }
