@@ -1,14 +1,12 @@
 """Prometheus metrics of one app (``NOTICE_METRICS``; ``pip install 'notice[metrics]'``).
 
-=====================================  =======  =============================================
-``notice_deliveries_total``            counter  ``channel``, ``outcome``: ``sent``, ``error``
-                                                (retry follows), ``dead``, ``skipped``
-``notice_send_seconds``                histo    ``channel``: one call into a sender
-``notice_pending_deliveries``          gauge    ``channel``: Wait and Error rows
-``notice_oldest_pending_seconds``      gauge    ``channel``: age of the oldest pending row
-``notice_sweeper_passes_total``        counter  sweep passes that ended
-``notice_sweeper_failures_total``      counter  sweep passes that raised
-=====================================  =======  =============================================
+- ``notice_deliveries_total{channel, outcome}``: deliveries by how their attempt
+  ended: ``sent``, ``error`` (a retry follows), ``dead``, ``skipped``.
+- ``notice_send_seconds{channel}``: histogram of one call into a sender.
+- ``notice_pending_deliveries{channel}``: Wait and Error rows (gauge).
+- ``notice_oldest_pending_seconds{channel}``: age of the oldest pending row (gauge).
+- ``notice_sweeper_passes_total`` and ``notice_sweeper_failures_total``: sweep passes
+  that ended, and that raised.
 
 Every series also has an ``app`` label (``app.name``), so apps sharing a registry
 (``NOTICE_METRICS_REGISTRY = "default"``) stay apart. Outcomes are counted from the
@@ -209,7 +207,7 @@ class TimedSender(Sender):
         self._metrics = metrics
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: D105
+    def __class__(self) -> type:
         return type(self._inner)
 
     @property

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import NotFound
 
 from ..preferences.settings import DIGEST_FREQUENCIES
@@ -793,8 +793,7 @@ def build_document(app: Flask) -> dict[str, Any]:
 @inbox_bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI document; 404 when ``NOTICE_OPENAPI`` is False."""
-    if not state_of().settings.openapi:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not state_of(app).settings.openapi:
         raise NotFound()
-    from flask import current_app
-
-    return jsonify(build_document(current_app._get_current_object()))  # type: ignore[attr-defined]
+    return jsonify(build_document(app))
