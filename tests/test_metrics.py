@@ -5,6 +5,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -268,3 +269,24 @@ def test_the_registry_setting_resolves():
 def test_wrong_settings_fail_fast(app_factory, config, message):
     with pytest.raises(ConfigurationError, match=message):
         app_factory(**config)
+
+
+def test_sends_of_the_thread_dispatcher_are_counted(app_factory):
+    app, flaky = _metrics_app(app_factory, NOTICE_DISPATCH="thread", NOTICE_THREADS=2)
+    flaky.working = True
+    with app.app_context():
+        notice_event(list(range(1, 11)), subject="threaded", content="x")
+    # the pool sends in the background: wait until nothing is pending (a condition,
+    # with a generous bound, not a timing assertion)
+    deadline = time.monotonic() + 60
+    while True:
+        samples = _scrape(app)
+        pending = [v for (name, _), v in samples.items() if name == "notice_pending_deliveries"]
+        if (len(pending) == 3 and not any(pending)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert _value(samples, "notice_deliveries_total", channel="skipping", outcome="skipped") == 10
+    for channel in ("memory", "flaky"):
+        assert _value(samples, "notice_deliveries_total", channel=channel, outcome="sent") == 10
+        assert _value(samples, "notice_send_seconds_count", channel=channel) == 10
+        assert _value(samples, "notice_pending_deliveries", channel=channel) == 0
