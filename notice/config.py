@@ -97,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
     #: paths on this site (/x) always link, and so does the NOTICE_BASE_URL origin.
     #: Any other url is shown as text in the inbox, pop-ups, emails and pushes
     "NOTICE_LINK_ORIGINS": [],
+    #: serve the OpenAPI 3.1 document of the JSON APIs at ``<prefix>/openapi.json``
+    "NOTICE_OPENAPI": True,
     #: template the inbox page extends (must define ``{% block notice_content %}``)
     "NOTICE_BASE_TEMPLATE": "notice/base.html",
     # --- web push and topics -------------------------------------------------------
@@ -185,6 +187,16 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_CELERY_PUBLISH_TIMEOUT": 2.0,
     #: most delivery ids one Celery task carries (each still claimed on its own)
     "NOTICE_CELERY_BATCH": 100,
+    # --- metrics (pip install 'notice[metrics]') ----------------------------------
+    #: count deliveries, time sends and gauge the backlog with prometheus_client
+    "NOTICE_METRICS": False,
+    #: where metrics register: None (a CollectorRegistry of the app's own, see
+    #: notice.metrics.registry_of), "default" (prometheus_client.REGISTRY) or a registry
+    "NOTICE_METRICS_REGISTRY": None,
+    #: path of a scrape endpoint on the app, e.g. "/metrics"; None: no endpoint
+    "NOTICE_METRICS_ENDPOINT": None,
+    #: bearer token the scrape endpoint requires; None: loopback callers only, unproxied
+    "NOTICE_METRICS_TOKEN": None,
 }
 
 _DISPATCH_MODES = ("sync", "thread", "celery", "none")
@@ -240,6 +252,13 @@ class Settings:
     link_origins: frozenset[str] = frozenset()
     #: most delivery ids one Celery task carries (NOTICE_CELERY_BATCH)
     celery_batch: int = 100
+    #: serve <prefix>/openapi.json (NOTICE_OPENAPI)
+    openapi: bool = True
+    #: NOTICE_METRICS and its registry, endpoint path and scrape token
+    metrics: bool = False
+    metrics_registry: Any = None
+    metrics_endpoint: str | None = None
+    metrics_token: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Settings:
@@ -285,6 +304,11 @@ class Settings:
             api_anonymous_rate=int(cfg["NOTICE_API_ANONYMOUS_RATE"]),
             link_origins=link_origins(cfg),
             celery_batch=int(cfg["NOTICE_CELERY_BATCH"]),
+            openapi=cfg["NOTICE_OPENAPI"],
+            metrics=cfg["NOTICE_METRICS"],
+            metrics_registry=cfg["NOTICE_METRICS_REGISTRY"],
+            metrics_endpoint=cfg["NOTICE_METRICS_ENDPOINT"],
+            metrics_token=cfg["NOTICE_METRICS_TOKEN"],
         )
 
 
@@ -369,6 +393,7 @@ def validate(app: Flask) -> None:
     _validate_inbox(app)
     _validate_api(app)
     _validate_email(app)
+    _validate_metrics(app)
     validate_push(app)
 
 
@@ -402,6 +427,9 @@ def _validate_inbox(app: Flask) -> None:
     if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
     link_origins(cfg)
+    openapi = cfg["NOTICE_OPENAPI"]
+    if not isinstance(openapi, bool):
+        raise ConfigurationError(f"NOTICE_OPENAPI must be True or False, got {openapi!r}")
 
 
 def _validate_api(app: Flask) -> None:
@@ -436,3 +464,39 @@ def _validate_email(app: Flask) -> None:
     urls = cfg["NOTICE_WEBHOOK_URLS"]
     if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
         raise ConfigurationError(f"NOTICE_WEBHOOK_URLS must be a list of URLs, got {urls!r}")
+
+
+def _validate_metrics(app: Flask) -> None:
+    """Check the metrics keys, and that prometheus_client is installed when they are on."""
+    cfg = app.config
+    on, endpoint, token = (
+        cfg["NOTICE_METRICS"],
+        cfg["NOTICE_METRICS_ENDPOINT"],
+        cfg["NOTICE_METRICS_TOKEN"],
+    )
+    if not isinstance(on, bool):
+        raise ConfigurationError(f"NOTICE_METRICS must be True or False, got {on!r}")
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith("/")):
+        raise ConfigurationError(
+            f"NOTICE_METRICS_ENDPOINT must be None or a path such as '/metrics', got {endpoint!r}"
+        )
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ConfigurationError("NOTICE_METRICS_TOKEN must be None or a non-empty string")
+    if not on:
+        if endpoint is not None or cfg["NOTICE_METRICS_REGISTRY"] is not None:
+            raise ConfigurationError(
+                "NOTICE_METRICS_ENDPOINT and NOTICE_METRICS_REGISTRY need NOTICE_METRICS = True"
+            )
+        return
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"NOTICE_METRICS needs prometheus_client ({exc}): pip install 'notice[metrics]'"
+        ) from exc
+    registry = cfg["NOTICE_METRICS_REGISTRY"]
+    if not (registry is None or registry == "default" or isinstance(registry, CollectorRegistry)):
+        raise ConfigurationError(
+            "NOTICE_METRICS_REGISTRY must be None (a registry of the app's own), "
+            f"'default' (prometheus_client.REGISTRY) or a CollectorRegistry, got {registry!r}"
+        )

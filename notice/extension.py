@@ -116,6 +116,10 @@ class Notices:
             preference_settings=PreferenceSettings.from_config(cfg),
             push_settings=PushSettings.from_config(cfg),
         )
+        if settings.metrics:
+            from .metrics import install  # imports prometheus_client only when on
+
+            state.metrics = install(app, state)
         for spec in settings.senders:
             state.add_route(Route(load_sender(spec)))
         for r in self._routes:

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask, current_app
 
@@ -48,6 +48,17 @@ TopicAuthorizer = Callable[[Any, str, str], bool]
 
 #: what a user may be allowed to do with a topic through the web layer
 TOPIC_ACTIONS = ("subscribe", "history", "publish")
+
+
+class MetricsHooks(Protocol):
+    """What the engine calls on an app's metrics (:class:`notice.metrics.NoticeMetrics`;
+    named by this protocol so the state does not import prometheus_client)."""
+
+    def wrap(self, sender: Sender) -> Sender:
+        """``sender`` behind a proxy timing its sends."""
+
+    def sweep_done(self, *, ok: bool) -> None:
+        """Count one sweeper pass."""
 
 
 @dataclass
@@ -104,6 +115,8 @@ class NoticeState:
         #: sends this process abandoned past NOTICE_SEND_TIMEOUT that have not returned;
         #: claims skip their deliveries
         self.hung_sends = HungSends()
+        #: the app's Prometheus metrics (NOTICE_METRICS); None when off
+        self.metrics: MetricsHooks | None = None
 
     @property
     def app(self) -> Flask:
@@ -154,6 +167,9 @@ class NoticeState:
                 f"a sender named {name!r} is already registered for this app; "
                 "each channel name must be unique"
             )
+        if self.metrics is not None:
+            # a Route may be shared by several apps (register_sender): wrap per app
+            route = Route(self.metrics.wrap(route.sender), route.when)
         route.sender.init_app(self.app)
         self.senders_by_name[name] = route.sender
         self.routes.append(route)

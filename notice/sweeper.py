@@ -55,9 +55,16 @@ def sweep(
     state = _state_of(state_or_app)
     with state.app.app_context():
         try:
-            return deliver(state, now=now, limit=limit, stop=stop)
+            report = deliver(state, now=now, limit=limit, stop=stop)
+        except BaseException:
+            if state.metrics is not None:
+                state.metrics.sweep_done(ok=False)
+            raise
         finally:
             state.db.session.remove()
+    if state.metrics is not None:
+        state.metrics.sweep_done(ok=True)
+    return report
 
 
 def describe_db_error(exc: BaseException) -> str:
