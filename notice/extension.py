@@ -179,7 +179,7 @@ class Notices:
     def locale_loader(self, loader: LocaleLoader) -> LocaleLoader:
         """Decorator: register ``loader(user_id) -> locale or None`` (``"de"``,
         ``"pt_BR"``), the language emails, pushes and digests to that user are written
-        in (None: the request's locale, or the app's default). Needs Flask-Babel on the
+        in (None: the app's ``BABEL_DEFAULT_LOCALE``). Needs Flask-Babel on the
         app (the ``i18n`` extra); see :mod:`notice.i18n`."""
         self._locale_loader = loader
         for state in self._states.values():

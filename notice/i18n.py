@@ -92,8 +92,11 @@ def locales() -> list[str]:
 @contextmanager
 def for_recipient(loader: LocaleLoader | None, user_id: Any) -> Iterator[None]:
     """Render what is inside in ``user_id``'s locale (``loader(user_id)``); a user
-    without one gets the request's locale, or outside a request the app's
-    ``BABEL_DEFAULT_LOCALE``. Without Flask-Babel on the app, nothing changes.
+    without one gets the app's ``BABEL_DEFAULT_LOCALE``, or inside a request (a
+    preview built in a view) the request's locale. Deliveries run outside the
+    publishing request (on a send thread or a worker), so they never take the
+    publisher's language for the recipient's. Without Flask-Babel on the app, nothing
+    changes.
 
     A locale Babel cannot parse falls back the same way, with a warning: one user's
     bad profile value must not fail their deliveries.

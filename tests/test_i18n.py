@@ -18,7 +18,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import session
+from flask import request, session
 from flask_babel import Babel
 
 from notice import notice_event
@@ -28,6 +28,7 @@ from tests.support.emailapp import address, email_app
 from tests.support.pushapp import add_device, login, push_config, use_session_login, vapid_keys
 from tests.support.pushservice import PushService
 from tests.support.smtpserver import SMTPServer
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = TRANSLATIONS / "de" / "LC_MESSAGES" / "notice.po"
@@ -35,8 +36,8 @@ MO = TRANSLATIONS / "de" / "LC_MESSAGES" / "notice.mo"
 #: the keywords of docs/guide/translations.md's extract command
 KEYWORDS = ["_", "gettext", "ngettext:1,2", "notice_gettext", "notice_ngettext:1,2"]
 
-GERMAN, ENGLISH, BROKEN = 1, 2, 3
-LOCALES = {GERMAN: "de", ENGLISH: None, BROKEN: "no-such-locale!"}
+GERMAN, ENGLISH, BROKEN, CHOSE_ENGLISH = 1, 2, 3, 4
+LOCALES = {GERMAN: "de", ENGLISH: None, BROKEN: "no-such-locale!", CHOSE_ENGLISH: "en"}
 
 
 @pytest.fixture
@@ -166,6 +167,36 @@ def test_email_is_written_in_each_recipients_locale(app_factory, smtp, tmp_path,
     assert "Ihre" not in text + html
     broken_text, _ = _text_and_html(mails[address(BROKEN)])
     assert "Your notifications:" in broken_text
+
+
+def test_thread_dispatch_writes_each_email_in_its_recipients_locale(app_factory, smtp):
+    """On a pool thread there is no request: the loader's locale, else the app's
+    default (``BABEL_DEFAULT_LOCALE``, here English)."""
+    app = _german_app(email_app(app_factory, smtp, NOTICE_DISPATCH="thread"))
+    with app.app_context():
+        notice_event([GERMAN, ENGLISH], "Like", subject="Bo likes it", content="")
+    assert wait_for(lambda: len(smtp.messages) == 2, timeout=20)
+    mails = _by_recipient(smtp)
+    assert "Ihre Benachrichtigungen:" in _text_and_html(mails[address(GERMAN)])[0]
+    assert "Your notifications:" in _text_and_html(mails[address(ENGLISH)])[0]
+
+
+def test_a_user_without_a_locale_gets_the_apps_default_not_the_publishers(app_factory, smtp):
+    """Sends run outside the publishing request (a send thread, a worker), and the
+    publisher's language is not the recipient's: a user without a locale gets
+    ``BABEL_DEFAULT_LOCALE`` (German here) also when an English request published."""
+    app = email_app(app_factory, smtp, BABEL_DEFAULT_LOCALE="de")
+    _german_app(app, locale_selector=lambda: request.accept_languages.best_match(["en", "de"]))
+
+    @app.post("/like")
+    def like() -> str:
+        notice_event([ENGLISH, CHOSE_ENGLISH], "Like", subject="Bo likes it", content="")
+        return "ok"
+
+    assert app.test_client().post("/like", headers={"Accept-Language": "en"}).text == "ok"
+    mails = _by_recipient(smtp)
+    assert "Ihre Benachrichtigungen:" in _text_and_html(mails[address(ENGLISH)])[0]
+    assert "Your notifications:" in _text_and_html(mails[address(CHOSE_ENGLISH)])[0]
 
 
 def _app_catalog(tmp_path: Path) -> None:
