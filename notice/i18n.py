@@ -13,6 +13,7 @@ Templates call :func:`gettext` and :func:`ngettext` as the Jinja globals
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,8 +75,14 @@ def translating_locale() -> str | None:
     if _babel_ready():
         locale = flask_babel.get_locale()
         if locale is not None:
-            return str(locale).replace("_", "-")
+            return _language_tag(locale)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _language_tag(locale: Any) -> str:
+    # str(Locale) rebuilds the identifier on every call: a third of a push's cost
+    return str(locale).replace("_", "-")
 
 
 def current_locale() -> str:
@@ -91,37 +98,58 @@ def locales() -> list[str]:
 
 @contextmanager
 def for_recipient(loader: LocaleLoader | None, user_id: Any) -> Iterator[None]:
-    """Render what is inside in ``user_id``'s locale (``loader(user_id)``); a user
-    without one gets the app's ``BABEL_DEFAULT_LOCALE``, or inside a request (a
-    preview built in a view) the request's locale. Deliveries run outside the
-    publishing request (on a send thread or a worker), so they never take the
-    publisher's language for the recipient's. Without Flask-Babel on the app, nothing
-    changes.
-
-    A locale Babel cannot parse falls back the same way, with a warning: one user's
-    bad profile value must not fail their deliveries.
-    """
-    if _domain is None or not has_app_context() or "babel" not in current_app.extensions:
+    """Render what is inside in ``user_id``'s locale (:func:`recipient_locale`), with
+    ``flask_babel.force_locale``. Without Flask-Babel on the app, nothing changes."""
+    locale = recipient_locale(loader, user_id)
+    if locale is None:
         yield
         return
-    wanted = loader(user_id) if loader is not None else None
-    locale = _parse(wanted, user_id) if wanted else None
-    if locale is None:
-        if has_request_context():
-            locale = flask_babel.get_locale()
-        else:
-            locale = flask_babel.get_babel().instance.default_locale
-    with flask_babel.force_locale(str(locale)):
+    # a Locale object, not its name: force_locale would parse the name again
+    with flask_babel.force_locale(locale):
         yield
 
 
-def _parse(wanted: Any, user_id: Any) -> Any:
+def recipient_locale(loader: LocaleLoader | None, user_id: Any) -> Any:
+    """``user_id``'s ``babel.Locale`` (``loader(user_id)``), or None without
+    Flask-Babel on the app.
+
+    A user without one gets the app's ``BABEL_DEFAULT_LOCALE``, or inside a request (a
+    preview built in a view) the request's locale. Deliveries run outside the
+    publishing request (on a send thread or a worker), so they never take the
+    publisher's language for the recipient's. A locale Babel cannot parse falls back
+    the same way, with a warning: one user's bad profile value must not fail their
+    deliveries.
+    """
+    if _domain is None or not has_app_context() or "babel" not in current_app.extensions:
+        return None
+    wanted = loader(user_id) if loader is not None else None
+    locale = _parse(str(wanted)) if wanted else None
+    if wanted and locale is None:
+        logger.warning("locale_loader gave user %s an unknown locale %r", user_id, wanted)
+    if locale is None:
+        if has_request_context():
+            return flask_babel.get_locale()
+        return _parse(flask_babel.get_babel().default_locale)
+    return locale
+
+
+def recipient_language(loader: LocaleLoader | None, user_id: Any) -> str | None:
+    """The language tag of :func:`recipient_locale` (``"de"``), or None without
+    Flask-Babel on the app; for text that has no library strings to translate (the
+    push payload's ``lang``), so nothing is forced."""
+    locale = recipient_locale(loader, user_id)
+    return None if locale is None else _language_tag(locale)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(identifier: str) -> Any:
+    """``babel.Locale`` of ``identifier``, or None when Babel does not know it; cached,
+    since parsing is most of what rendering in a user's locale costs."""
     from babel import Locale, UnknownLocaleError
 
     try:
-        return Locale.parse(str(wanted))
+        return Locale.parse(identifier)
     except (ValueError, TypeError, UnknownLocaleError):
-        logger.warning("locale_loader gave user %s an unknown locale %r", user_id, wanted)
         return None
 
 

@@ -44,7 +44,7 @@ from ..errors import (
     SkipDelivery,
     TransientError,
 )
-from ..i18n import for_recipient, translating_locale
+from ..i18n import recipient_language
 from ..links import link_origins, safe_link
 from ..push.config import AllowList, origin, push_options
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
@@ -178,18 +178,17 @@ class WebPushSender(Sender):
         url may not be one: the service worker opens it on a click. With Flask-Babel,
         ``lang`` is the user's locale (``@notices.locale_loader``), the Notification's
         language."""
-        with for_recipient(state_of().locale_loader, notice.user_id):
-            message: dict[str, Any] = {
-                "title": notice.subject,
-                "body": notice.content or "",
-                "url": safe_link(notice.url, self.link_origins),
-                "icon": icon,
-                "id": notice.id,
-                "type": str(notice.notice_type),
-            }
-            lang = translating_locale()
-            if lang is not None:  # without Flask-Babel the payload stays as it was
-                message["lang"] = lang
+        message: dict[str, Any] = {
+            "title": notice.subject,
+            "body": notice.content or "",
+            "url": safe_link(notice.url, self.link_origins),
+            "icon": icon,
+            "id": notice.id,
+            "type": str(notice.notice_type),
+        }
+        lang = recipient_language(state_of().locale_loader, notice.user_id)
+        if lang is not None:  # without Flask-Babel the payload stays as it was
+            message["lang"] = lang
         return fit_payload(message)
 
     def headers(self, options: Mapping[str, Any]) -> dict[str, str]:
