@@ -49,6 +49,8 @@ def _babel_ready() -> bool:
         return False
     if has_request_context():
         return True
+    # what flask_babel.force_locale sets (Flask-Babel 4): ours in for_recipient, or
+    # the app's own around a script or a custom sender
     ctx = g.get("_flask_babel")
     return getattr(ctx, "forced_babel_locale", None) is not None
 

@@ -4,7 +4,7 @@ English; pages follow the app's locale selector; without Flask-Babel nothing cha
 
 from __future__ import annotations
 
-import gettext
+import gettext as stdlib_gettext
 import io
 import logging
 import subprocess
@@ -19,10 +19,10 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import request, session
-from flask_babel import Babel
+from flask_babel import Babel, force_locale
 
 from notice import notice_event
-from notice.i18n import TRANSLATIONS, locales, ngettext
+from notice.i18n import TRANSLATIONS, current_locale, gettext, locales, ngettext
 from notice.preferences.digest import run_digest
 from tests.support.emailapp import address, email_app
 from tests.support.pushapp import add_device, login, push_config, use_session_login, vapid_keys
@@ -36,6 +36,7 @@ MO = TRANSLATIONS / "de" / "LC_MESSAGES" / "notice.mo"
 #: the keywords of docs/guide/translations.md's extract command
 KEYWORDS = ["_", "gettext", "ngettext:1,2", "notice_gettext", "notice_ngettext:1,2"]
 
+UNREAD = ("You have %(num)d unread notification", "You have %(num)d unread notifications")
 GERMAN, ENGLISH, BROKEN, CHOSE_ENGLISH = 1, 2, 3, 4
 LOCALES = {GERMAN: "de", ENGLISH: None, BROKEN: "no-such-locale!", CHOSE_ENGLISH: "en"}
 
@@ -99,9 +100,9 @@ def test_german_catalog_covers_every_string_and_the_mo_is_compiled_from_the_po(t
 
     compiled = io.BytesIO()
     write_mo(compiled, po)
-    fresh = gettext.GNUTranslations(io.BytesIO(compiled.getvalue()))
+    fresh = stdlib_gettext.GNUTranslations(io.BytesIO(compiled.getvalue()))
     with MO.open("rb") as f:
-        shipped = gettext.GNUTranslations(f)
+        shipped = stdlib_gettext.GNUTranslations(f)
     assert shipped._catalog == fresh._catalog, "run pybabel compile (see the translations guide)"
     assert locales() == ["de"]
 
@@ -121,6 +122,24 @@ def test_without_flask_babel_installed_the_library_speaks_english():
     assert ngettext("%(num)d item of %(what)s", "%(num)d items of %(what)s", 2, what="x") == (
         "2 items of x"
     )
+
+
+def test_outside_a_request_only_a_forced_locale_translates(app_factory):
+    """A worker or a script has no request: the app's selector (which reads
+    ``request``) is never asked; ``force_locale`` (ours or the app's) translates."""
+    app = app_factory()
+    Babel(app, locale_selector=lambda: request.accept_languages.best_match(["de"]))
+    with app.app_context():
+        assert gettext("Open") == "Open" and current_locale() == "en"
+        with force_locale("de"):
+            assert gettext("Open") == "Öffnen" and current_locale() == "de"
+            assert ngettext(*UNREAD, 1) == "Sie haben 1 ungelesene Benachrichtigung"
+            assert ngettext(*UNREAD, 2) == "Sie haben 2 ungelesene Benachrichtigungen"
+        assert gettext("Open") == "Open"
+    with app.test_request_context(headers={"Accept-Language": "de"}):
+        assert gettext("Unsubscribe from %(type)s emails", type="Like") == (
+            "Like-E-Mails abbestellen"
+        )
 
 
 # --- email ----------------------------------------------------------------------------
