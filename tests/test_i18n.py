@@ -18,7 +18,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import request, session
+from flask import render_template_string, request, session
 from flask_babel import Babel, force_locale
 
 from notice import notice_event
@@ -28,6 +28,7 @@ from tests.support.emailapp import address, email_app
 from tests.support.pushapp import add_device, login, push_config, use_session_login, vapid_keys
 from tests.support.pushservice import PushService
 from tests.support.smtpserver import SMTPServer
+from tests.support.sse import serving
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -325,6 +326,20 @@ def test_pages_follow_the_apps_locale_selector(app_factory):
     assert ">Mark read</button>" in page and "Benachrichtigungen" not in page
 
 
+def test_push_button_macro_carries_translated_texts_for_push_js(app_factory):
+    app = app_factory()
+    Babel(app, locale_selector=lambda: request.accept_languages.best_match(["en", "de"]))
+    page = '{% from "notice/macros.html" import notice_push_button %}{{ notice_push_button() }}'
+    with app.test_request_context(headers={"Accept-Language": "de"}):
+        html = render_template_string(page)
+    assert ">Benachrichtigungen einschalten</button>" in html
+    assert 'data-notice-push-on="Push ist an"' in html
+    assert 'data-notice-push-unavailable="Push nicht verfügbar"' in html
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        html = render_template_string(page)
+    assert 'data-notice-push-on="Push is on"' in html and ">Turn on notifications<" in html
+
+
 def test_pages_without_babel_are_english(app_factory):
     app = app_factory()
     use_session_login(app)
@@ -336,3 +351,66 @@ def test_pages_without_babel_are_english(app_factory):
     page = client.get("/notices/").get_data(as_text=True)
     assert '<html lang="en">' in page and "<title>Notifications (1 unread)</title>" in page
     assert ">Mark all read</button>" in page
+
+
+# --- in the browser ---------------------------------------------------------------------
+
+SW = "/notices/static/notice/sw.js"
+PUSH_PAGE = """<!doctype html><meta name="csrf-token" content="t"><title>push</title>
+{% from "notice/macros.html" import notice_push_button %}{{ notice_push_button() }}
+<script src="/notices/static/notice/push.js"></script>"""
+SHOWN = f"""async () => {{
+  const reg = await navigator.serviceWorker.getRegistration("{SW}");
+  return (await reg.getNotifications()).map((n) => ({{title: n.title, lang: n.lang}}));
+}}"""
+
+
+@pytest.mark.browser
+def test_a_german_push_in_chromium(browser, app_factory, service):
+    """The German user's push reaches chromium's service worker, which shows it with
+    ``lang="de"``; the German page's push button says, in German, that push is not
+    available (incognito chromium has no Push API)."""
+    app = _german_app(
+        app_factory(**push_config(service)),
+        locale_selector=lambda: request.accept_languages.best_match(["en", "de"]),
+    )
+    app.add_url_rule("/", "page", lambda: render_template_string(PUSH_PAGE))
+    add_device(app, GERMAN, service.new_subscription())
+    with app.app_context():
+        notice_event(GERMAN, "Like", subject="Bo gefällt das", content="")
+    [pushed] = [m.text for m in service.received]
+
+    with serving(app) as port:
+        origin = f"http://127.0.0.1:{port}"
+        context = browser.new_context(locale="de-DE")
+        context.grant_permissions(["notifications"], origin=origin)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(origin + "/")
+        assert page.text_content("[data-notice-push]") == "Benachrichtigungen einschalten"
+        cdp = context.new_cdp_session(page)
+        registrations: list[dict[str, Any]] = []
+        cdp.on(
+            "ServiceWorker.workerRegistrationUpdated",
+            lambda event: registrations.extend(event["registrations"]),
+        )
+        cdp.send("ServiceWorker.enable")
+        page.evaluate(f'navigator.serviceWorker.register("{SW}").then(() => true)')
+        page.wait_for_function(
+            f'navigator.serviceWorker.getRegistration("{SW}").then((r) => !!(r && r.active))'
+        )
+        [registration] = {r["registrationId"] for r in registrations if not r["isDeleted"]}
+        cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": origin, "registrationId": registration, "data": pushed},
+        )
+        page.wait_for_function(f"({SHOWN})().then((shown) => shown.length === 1)")
+        assert page.evaluate(SHOWN) == [{"title": "Bo gefällt das", "lang": "de"}]
+
+        page.click("[data-notice-push]")
+        page.wait_for_function(
+            "document.querySelector('[data-notice-push]').textContent"
+            " !== 'Benachrichtigungen einschalten'"
+        )
+        assert page.text_content("[data-notice-push]") == "Push nicht verfügbar"
+        context.close()
