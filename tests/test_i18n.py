@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 import pytest
@@ -21,7 +22,7 @@ from babel.messages.pofile import read_po
 from flask import render_template_string, request, session
 from flask_babel import Babel, force_locale
 
-from notice import notice_event
+from notice import links, notice_event
 from notice.i18n import TRANSLATIONS, current_locale, gettext, locales, ngettext
 from notice.preferences.digest import run_digest
 from tests.support.emailapp import address, email_app
@@ -338,6 +339,33 @@ def test_push_button_macro_carries_translated_texts_for_push_js(app_factory):
     with app.test_request_context(headers={"Accept-Language": "en"}):
         html = render_template_string(page)
     assert 'data-notice-push-on="Push is on"' in html and ">Turn on notifications<" in html
+
+
+def test_unsubscribe_and_preferences_pages_in_the_requests_locale(app_factory, smtp):
+    """The unsubscribe page has no logged-in user: the request's locale (here from
+    Accept-Language) decides; the shipped channel names translate too."""
+    app = email_app(app_factory, smtp)
+    use_session_login(app)
+    _german_app(app, locale_selector=lambda: request.accept_languages.best_match(["en", "de"]))
+    with app.test_request_context():
+        path = urlsplit(links.unsubscribe_url(app, GERMAN, "Like", "email")).path
+    client = app.test_client()
+    german = {"Accept-Language": "de-DE,de;q=0.9"}
+    page = client.get(path, headers=german).get_data(as_text=True)
+    assert "Keine Like-Benachrichtigungen per E-Mail mehr erhalten?" in page
+    assert ">Abbestellen</button>" in page and '<html lang="de">' in page
+    english = client.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Stop receiving Like notices by email?" in english
+    done = client.post(path, headers=german).get_data(as_text=True)
+    assert "<h1>Sie sind abgemeldet</h1>" in done
+    assert "Sie erhalten keine Like-Benachrichtigungen per E-Mail mehr." in done
+    with app.app_context():
+        assert not app.notices.preferences.enabled(GERMAN, "Like", "email")
+
+    login(client, GERMAN)
+    prefs = client.get("/notices/preferences", headers=german).get_data(as_text=True)
+    assert '<th scope="col" class="switch">E-Mail</th>' in prefs
+    assert 'aria-label="Like per E-Mail"' in prefs
 
 
 def test_pages_without_babel_are_english(app_factory):

@@ -69,8 +69,16 @@ def preferences_page() -> str:
         "notice/preferences.html",
         notice_base_template=state_of().settings.base_template,
         digest_labels=_digest_labels(),
+        channel_labels={c: channel_label(c) for c in _prefs().channels()},
         **_document(user_id),
     )
+
+
+def channel_label(channel: str) -> str:
+    """The name a page shows for a channel: the shipped senders' names translate (in
+    English they stay as they are), an app's own sender keeps its name."""
+    labels = {"email": _("email"), "webpush": _("webpush"), "webhook": _("webhook")}
+    return labels.get(channel, channel)
 
 
 def _digest_labels() -> dict[str, str]:
@@ -157,7 +165,11 @@ def unsubscribe(token: str) -> Any:
     what = (
         _("digest emails")
         if digest
-        else _("%(type)s notices by %(channel)s", type=req.notice_type, channel=req.channel)
+        else _(
+            "%(type)s notices by %(channel)s",
+            type=req.notice_type,
+            channel=channel_label(str(req.channel)),
+        )
     )
     if not digest and (req.notice_type not in prefs.types() or req.channel not in prefs.channels()):
         return _page("gone", 400, what=what)
