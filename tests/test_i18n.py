@@ -56,7 +56,8 @@ def service() -> Iterator[PushService]:
 
 
 def _german_app(app: Any, **babel: Any) -> Any:
-    """Flask-Babel on ``app``; user 1 reads German, user 2 has no locale (default)."""
+    """Flask-Babel on ``app`` and :data:`LOCALES` as its locale loader: user 1 German,
+    user 2 none (the default), user 3 a locale Babel cannot parse, user 4 English."""
     Babel(app, **babel)
     app.notices.locale_loader(LOCALES.get)
     return app
