@@ -21,6 +21,7 @@ from .delivery import Report, deliver, deliver_in_app
 from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
+from .i18n import LocaleLoader, install_jinja_globals
 from .models import Models, build_models
 from .preferences.models import build_preference_models
 from .preferences.preferences import Preferences
@@ -80,6 +81,7 @@ class Notices:
         self._routes: list[Route] = []
         self._user_loader: Callable[[], Any] | None = None
         self._email_loader: Callable[[Any], str | None] | None = None
+        self._locale_loader: LocaleLoader | None = None
         self._topic_authorizer: TopicAuthorizer | None = None
         #: per-user channel choices and digest frequency (:class:`notice.preferences.Preferences`)
         self.preference_models = build_preference_models(
@@ -126,6 +128,7 @@ class Notices:
             state.add_route(r)
         state.user_loader = self._user_loader
         state.email_loader = self._email_loader
+        state.locale_loader = self._locale_loader
         state.topic_authorizer = self._topic_authorizer
         state.gates.append(functools.partial(preference_gate, state))
         state.dispatcher = _make_dispatcher(state, app)
@@ -149,6 +152,7 @@ class Notices:
         app.cli.add_command(load_commands())
         register_web(app)
         app.jinja_env.globals.setdefault("notice_csrf_token", csrf_token)
+        install_jinja_globals(app.jinja_env)
 
     # --- per-app state ---------------------------------------------------------------
 
@@ -176,6 +180,16 @@ class Notices:
         self._email_loader = loader
         for state in self._states.values():
             state.email_loader = loader
+        return loader
+
+    def locale_loader(self, loader: LocaleLoader) -> LocaleLoader:
+        """Decorator: register ``loader(user_id) -> locale or None`` (``"de"``,
+        ``"pt_BR"``), the language emails, pushes and digests to that user are written
+        in (None: the app's ``BABEL_DEFAULT_LOCALE``). Needs Flask-Babel on the
+        app (the ``i18n`` extra); see :mod:`notice.i18n`."""
+        self._locale_loader = loader
+        for state in self._states.values():
+            state.locale_loader = loader
         return loader
 
     def topic_authorizer(self, authorizer: TopicAuthorizer) -> TopicAuthorizer:

@@ -107,6 +107,8 @@ class NoticeState:
         self.anonymous_limiter = RateLimiter(settings.api_anonymous_rate, window=60.0)
         #: ``loader(user_id) -> email address or None`` (``Notices.email_loader``)
         self.email_loader: Callable[[Any], str | None] | None = None
+        #: ``loader(user_id) -> locale or None`` (``Notices.locale_loader``)
+        self.locale_loader: Callable[[Any], str | None] | None = None
         #: runs deliveries after commit; set by ``init_app``
         self.dispatcher: Dispatcher | None = None
         #: the live stream's broker and the publisher feeding it (None: no stream)

@@ -104,7 +104,7 @@ def test_retry_dry_run_changes_nothing_then_retry_requeues(make):
 
     result = invoke(app, "retry", "--channel", "boom", "--user", "1")
     assert result.exit_code == 0, result.output
-    assert "re-queued 1 deliveries" in result.stdout
+    assert "re-queued 1 delivery;" in result.stdout
     after = {(r.user_id, r.channel): r for r in rows(app)}
     requeued = after[(1, "boom")]
     assert (requeued.status, requeued.attempts) == ("Error", 0)
@@ -141,7 +141,8 @@ def test_retry_filters(make, args, matched):
     result = invoke(app, "retry", "--dry-run", *args)
     assert result.exit_code == 0, result.output
     if matched:
-        assert f"would re-queue {matched} deliveries" in result.stdout
+        word = "delivery" if matched == 1 else "deliveries"
+        assert f"would re-queue {matched} {word}:" in result.stdout
     else:
         assert "no failed deliveries match" in result.stdout
 
@@ -158,7 +159,7 @@ def test_retry_by_id_and_recent_failures_only(make):
     result = invoke(app, "retry", "--since", "2h")
     assert "re-queued 2 deliveries" in result.stdout
     result = invoke(app, "retry", "--id", str(dead[0].id))
-    assert "re-queued 1 deliveries" in result.stdout
+    assert "re-queued 1 delivery;" in result.stdout
     assert {r.status for r in rows(app) if r.channel == "boom"} == {"Error"}
 
 
@@ -262,7 +263,7 @@ def test_purge_in_batches(make):
     assert len(rows(app)) == 4  # their deliveries went with them
 
     result = invoke(app, "purge", "--read-older-than", "90d", "--unread-older-than", "365d")
-    assert "deleted 1 notices" in result.stdout
+    assert "deleted 1 notice\n" in result.stdout
     with app.app_context():
         assert [x.id for x in app.db.session.execute(sa.select(Notice)).scalars()] == [ids[4]]
     assert {r.notice_id for r in rows(app)} == {ids[4]}

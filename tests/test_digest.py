@@ -231,7 +231,7 @@ def test_cli(app_factory, smtp):
     assert result.exit_code == 0 and "digest (daily): 0 emails sent" in result.output
     result = runner.invoke(args=["notice", "digest", "--frequency", "weekly"])
     assert result.exit_code == 0, result.output
-    assert "digest (weekly): 1 emails sent (1 notices), 0 failed" in result.output
+    assert "digest (weekly): 1 email sent (1 notice), 0 failed" in result.output
     with app.app_context():
         notice_event(1, subject="y", content="")
     smtp.script_data(["554 5.7.1 Rejected"])
@@ -403,7 +403,7 @@ def test_refused_address_is_recorded_once_and_later_runs_exit_0(app_factory, smt
 
     first = runner.invoke(args=["notice", "digest"])
     assert first.exit_code == 0, first.output
-    assert "1 emails sent (1 notices), 0 failed, 1 refused for good" in first.stdout
+    assert "1 email sent (1 notice), 0 failed, 1 refused for good" in first.stdout
     assert "only failures are addresses refused for good" in first.stdout
     assert "user 2: PermanentError: recipient refused: 550" in first.stderr
     with app.app_context():
@@ -426,7 +426,7 @@ def test_refused_address_is_recorded_once_and_later_runs_exit_0(app_factory, smt
     moved[2] = "new2@example.com"
     changed = runner.invoke(args=["notice", "digest"])
     assert changed.exit_code == 0, changed.output
-    assert "1 emails sent (2 notices), 0 failed, 0 refused for good" in changed.stdout
+    assert "1 email sent (2 notices), 0 failed, 0 refused for good" in changed.stdout
     with app.app_context():
         assert _refusal(app, 2) == (None, None)
     [digest] = _digests(smtp)["new2@example.com"]
@@ -448,7 +448,7 @@ def test_retry_refused_tries_recorded_addresses_again(app_factory, smtp):
     assert smtp.messages == []
     retried = runner.invoke(args=["notice", "digest", "--retry-refused"])
     assert retried.exit_code == 0, retried.output
-    assert "1 emails sent (1 notices)" in retried.stdout
+    assert "1 email sent (1 notice)" in retried.stdout
     assert "refused for good" in retried.stdout and "only failures" not in retried.stdout
     with app.app_context():
         assert _refusal(app, 1) == (None, None)

@@ -34,6 +34,12 @@ def database_errors() -> Iterator[None]:
         raise click.ClickException(f"database error: {describe_db_error(exc)}") from None
 
 
+def counted(n: int, singular: str, plural: str) -> str:
+    """``"1 delivery"``, ``"2 deliveries"``. Operator output stays English (it is
+    grepped and pasted into tickets), so no gettext here, only the right form."""
+    return f"{n} {singular if n == 1 else plural}"
+
+
 class _Silent:
     def update(self, n: int) -> None:
         return None

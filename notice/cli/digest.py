@@ -11,12 +11,13 @@ from ..errors import ConfigurationError
 from ..preferences.digest import DigestReport, candidates, run_digest
 from ..preferences.settings import DIGEST_FREQUENCIES
 from . import notice_cli
-from .common import current_state, database_errors, progress
+from .common import counted, current_state, database_errors, progress
 
 
 def describe(frequency: str, report: DigestReport) -> str:
     return (
-        f"digest ({frequency}): {report.sent} emails sent ({report.notices} notices), "
+        f"digest ({frequency}): {counted(report.sent, 'email', 'emails')} sent "
+        f"({counted(report.notices, 'notice', 'notices')}), "
         f"{report.failed} failed, {report.refused} refused for good, "
         f"{report.refused_before} skipped (address refused before), "
         f"{report.no_address} without address, "

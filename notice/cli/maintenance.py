@@ -21,7 +21,7 @@ from ..store import claims, maintenance
 from ..store.common import chunks
 from ..types import DeliveryStatus, NoticeType
 from . import notice_cli
-from .common import current_state, database_errors, progress
+from .common import counted, current_state, database_errors, progress
 from .duration import DURATION
 
 #: rows ``retry --dry-run`` lists before summarising the rest
@@ -106,7 +106,7 @@ def retry_command(
             click.echo("no failed deliveries match")
             return
         if dry_run:
-            click.echo(f"would re-queue {len(rows)} deliveries:")
+            click.echo(f"would re-queue {counted(len(rows), 'delivery', 'deliveries')}:")
             for row in rows[:SHOW_ROWS]:
                 click.echo(
                     f"  #{row.id} notice={row.notice_id} user={row.user_id} {row.notice_type} "
@@ -123,7 +123,7 @@ def retry_command(
                     state.engine, delivery, part, now=utcnow(), statuses=statuses
                 )
                 bar.update(len(part))
-    click.echo(f"re-queued {changed} deliveries; the next sweep sends them")
+    click.echo(f"re-queued {counted(changed, 'delivery', 'deliveries')}; the next sweep sends them")
 
 
 # --- stats ---------------------------------------------------------------------------
@@ -209,7 +209,9 @@ def purge_command(
     with database_errors():
         total = maintenance.count_purgeable(state.engine, notice, read_before, unread_before)
         if dry_run or not total:
-            click.echo(f"{'would delete' if dry_run else 'deleted'} {total} notices")
+            click.echo(
+                f"{'would delete' if dry_run else 'deleted'} {counted(total, 'notice', 'notices')}"
+            )
             return
         with progress(total, "purging") as bar:
             deleted = maintenance.purge(
@@ -221,7 +223,7 @@ def purge_command(
                 batch=batch_size,
                 progress=bar.update,
             )
-    click.echo(f"deleted {deleted} notices")
+    click.echo(f"deleted {counted(deleted, 'notice', 'notices')}")
 
 
 # --- send-test -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from ..delivery import Report
 from ..store import claims
 from ..sweeper import run_worker, stop_on_signals, sweep
 from . import notice_cli
-from .common import current_state, database_errors, progress
+from .common import counted, current_state, database_errors, progress
 
 logger = logging.getLogger("notice.sweeper")
 
@@ -89,7 +89,7 @@ def worker_command(interval: float) -> None:
         passes = run_worker(state.app, interval, stop, on_pass=log_pass)
     finally:
         restore()
-    logger.info("worker stopped after %d passes", passes)
+    logger.info("worker stopped after %s", counted(passes, "pass", "passes"))
 
 
 def _ensure_logging() -> None:

@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from .. import links
 from ..columns import utcnow
 from ..errors import DeliveryError, SkipDelivery
+from ..i18n import for_recipient, ngettext
 from ..senders.email import EmailSender, refused_address
 from ..store import digest as digest_store
 from ..types import NoticeType
@@ -273,10 +274,20 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
 def build_digest(
     state: NoticeState, sender: EmailSender, user_id: Any, to: str, items: list[DigestItem]
 ) -> Any:
-    """The digest email for ``items`` (templates ``notice/email/digest.txt|.html``)."""
+    """The digest email for ``items`` (templates ``notice/email/digest.txt|.html``), in
+    the user's locale (:func:`notice.i18n.for_recipient`)."""
+    with for_recipient(state.locale_loader, user_id):
+        return _build_digest(state, sender, user_id, to, items)
+
+
+def _build_digest(
+    state: NoticeState, sender: EmailSender, user_id: Any, to: str, items: list[DigestItem]
+) -> Any:
     app = state.app
     count = len(items)
-    subject = f"You have {count} unread notification{'' if count == 1 else 's'}"
+    subject = ngettext(
+        "You have %(num)d unread notification", "You have %(num)d unread notifications", count
+    )
     unsubscribe = links.unsubscribe_url(app, user_id, None, links.DIGEST)
     context = {
         "subject": subject,

@@ -14,7 +14,8 @@ Credentials never appear in messages or logs.
 
 Messages are rendered from ``notice/email/<type>.txt`` and ``.html`` (falling back to
 ``default.txt`` / ``default.html``): put templates of those names in the app's
-``templates`` folder to override them.
+``templates`` folder to override them. They render in the recipient's locale
+(:mod:`notice.i18n`), so an app's own templates can use its ``_()`` too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from flask import Flask
 from .. import links
 from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..i18n import for_recipient
 from ..state import NoticeState, state_of
 from ..store import email as email_store
 from .base import Sender
@@ -236,7 +238,12 @@ class EmailSender(Sender):
         return msg
 
     def build_message(self, notice: Any, to: str) -> EmailMessage:
-        """Render ``notice`` into a text + HTML message for ``to``."""
+        """Render ``notice`` into a text + HTML message for ``to``, in the user's locale
+        (``@notices.locale_loader``, :func:`notice.i18n.for_recipient`)."""
+        with for_recipient(self._state().locale_loader, notice.user_id):
+            return self._build_message(notice, to)
+
+    def _build_message(self, notice: Any, to: str) -> EmailMessage:
         app = self.app
         notice_type = str(notice.notice_type)
         unsubscribe = links.unsubscribe_url(app, notice.user_id, notice_type, self.name)

@@ -45,6 +45,7 @@ from ..errors import (
     SkipDelivery,
     TransientError,
 )
+from ..i18n import recipient_language
 from ..links import link_origins, safe_link
 from ..push.config import AllowList, origin, push_options
 from ..push.vapid import VapidKeys, check_public_key, load_private_key
@@ -197,7 +198,9 @@ class WebPushSender(Sender):
     def payload(self, notice: Any, *, icon: str | None = None) -> bytes:
         """The JSON the service worker receives; body trimmed to fit (see module doc).
         ``url`` is the notice's link (:func:`notice.links.safe_link`), None when its
-        url may not be one: the service worker opens it on a click."""
+        url may not be one: the service worker opens it on a click. With Flask-Babel,
+        ``lang`` is the user's locale (``@notices.locale_loader``), the Notification's
+        language."""
         message: dict[str, Any] = {
             "title": notice.subject,
             "body": notice.content or "",
@@ -206,6 +209,9 @@ class WebPushSender(Sender):
             "id": notice.id,
             "type": str(notice.notice_type),
         }
+        lang = recipient_language(state_of().locale_loader, notice.user_id)
+        if lang is not None:  # without Flask-Babel the payload stays as it was
+            message["lang"] = lang
         return fit_payload(message)
 
     def headers(self, options: Mapping[str, Any]) -> dict[str, str]:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import links
 from ..errors import BadToken, InvalidUserId
+from ..i18n import gettext as _
 from ..preferences.preferences import Preferences
 from ..preferences.settings import DIGEST_FREQUENCIES
 from ..state import state_of
@@ -67,8 +68,22 @@ def preferences_page() -> str:
     return render_template(
         "notice/preferences.html",
         notice_base_template=state_of().settings.base_template,
+        digest_labels=_digest_labels(),
+        channel_labels={c: channel_label(c) for c in _prefs().channels()},
         **_document(user_id),
     )
+
+
+def channel_label(channel: str) -> str:
+    """The name a page shows for a channel: the shipped senders' names translate (in
+    English they stay as they are), an app's own sender keeps its name."""
+    labels = {"email": _("email"), "webpush": _("webpush"), "webhook": _("webhook")}
+    return labels.get(channel, channel)
+
+
+def _digest_labels() -> dict[str, str]:
+    """The digest choices as the page names them (values stay the English keys)."""
+    return {"off": _("off"), "daily": _("daily"), "weekly": _("weekly")}
 
 
 @inbox_bp.post("/preferences")
@@ -147,7 +162,15 @@ def unsubscribe(token: str) -> Any:
         return _page("invalid", 400)
     prefs = _prefs()
     digest = req.channel == links.DIGEST
-    what = "digest emails" if digest else f"{req.notice_type} notices by {req.channel}"
+    what = (
+        _("digest emails")
+        if digest
+        else _(
+            "%(type)s notices by %(channel)s",
+            type=req.notice_type,
+            channel=channel_label(str(req.channel)),
+        )
+    )
     if not digest and (req.notice_type not in prefs.types() or req.channel not in prefs.channels()):
         return _page("gone", 400, what=what)
     if not digest and prefs.is_required(str(req.notice_type)):
@@ -166,10 +189,13 @@ def unsubscribe(token: str) -> Any:
     return _page("done", 200, what=what)
 
 
-def _page(step: str, status: int, **context: Any) -> Response:
-    response = Response(
-        render_template("notice/unsubscribe.html", step=step, **context), status=status
+def _page(step: str, status: int, what: str = "", **context: Any) -> Response:
+    # sentence case without lowering the rest: |capitalize made German nouns lowercase
+    what_start = what[:1].upper() + what[1:]
+    html = render_template(
+        "notice/unsubscribe.html", step=step, what=what, what_start=what_start, **context
     )
+    response = Response(html, status=status)
     # the token is in the URL: keep it out of Referer headers and search indexes
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"

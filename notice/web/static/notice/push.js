@@ -4,7 +4,9 @@
 
      <script src="{{ url_for('notice.static', filename='notice/push.js') }}" defer></script>
 
-   Any element with a data-notice-push attribute turns push on when clicked; or call
+   Any element with a data-notice-push attribute turns push on when clicked (its
+   data-notice-push-on / data-notice-push-unavailable attributes are the texts it shows
+   after; notice_push_button() in notice/macros.html writes them translated); or call
    window.noticePush.subscribe() / .unsubscribe() yourself. */
 (function () {
   "use strict";
@@ -120,11 +122,11 @@
     button.disabled = true;
     subscribe().then(
       () => {
-        button.textContent = "Push is on";
+        button.textContent = button.dataset.noticePushOn || "Push is on";
       },
       (error) => {
         button.disabled = false;
-        button.textContent = "Push unavailable";
+        button.textContent = button.dataset.noticePushUnavailable || "Push unavailable";
         console.warn(error);
       }
     );

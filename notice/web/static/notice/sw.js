@@ -34,6 +34,7 @@ self.addEventListener("push", (event) => {
     data: { url: safeUrl(message.url), id: message.id, type: message.type },
   };
   if (message.icon) options.icon = message.icon;
+  if (message.lang) options.lang = message.lang; // the recipient's locale (notice.i18n)
   if (message.id) options.tag = "notice-" + message.id; // a repeat replaces, not stacks
   event.waitUntil(self.registration.showNotification(message.title || "Notification", options));
 });
