@@ -33,6 +33,8 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# types only for parameters the docstring describes (dataclass fields stay readable)
+autodoc_typehints_description_target = "documented"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 # annotations name types of other libraries autodoc cannot always resolve
 nitpicky = False

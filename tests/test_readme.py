@@ -50,3 +50,11 @@ def test_every_config_key_is_documented():
     undocumented = [key for key, doc in documented.items() if not doc.strip()]
     assert not undocumented, f"no #: comment in notice/config.py for {undocumented}"
     assert "{notice-config}" in (ROOT / "docs" / "configuration.md").read_text()
+
+
+def test_links_to_the_docs_resolve():
+    """The README's guides moved to docs/: every relative link must name a file there."""
+    targets = re.findall(r"\]\(((?!https?:|#)[^)#\s]+)(?:#[^)]*)?\)", README)
+    assert any(t.startswith("docs/") for t in targets)
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"
