@@ -40,5 +40,8 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 nitpicky = False
 
 
+# keep "sync" and 'thread' as typed: config values are copied from these pages
+smartquotes = False
+
 html_theme = "furo"
 html_title = "notice"

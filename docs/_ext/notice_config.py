@@ -78,17 +78,29 @@ def _defaults_dict(tree: ast.Module) -> ast.Dict:
     raise LookupError("notice/config.py has no DEFAULTS = {...} literal")
 
 
-def _inline(text: str) -> list[Any]:
-    """Text with ``code`` / `code` spans as literal nodes."""
+def anchor(key: str) -> str:
+    """The HTML id of *key*'s row: ``NOTICE_SEND_TIMEOUT`` -> ``notice-send-timeout``."""
+    return key.lower().replace("_", "-")
+
+
+def _inline(text: str, keys: set[str]) -> list[Any]:
+    """Text with ``code`` / `code` spans as literals and every key named in it linked
+    to its own row (comments say "must be longer than NOTICE_SEND_TIMEOUT")."""
     from docutils import nodes
 
     parts: list[Any] = []
     pos = 0
-    for match in re.finditer(r"``(.+?)``|`([^`]+?)`", text):
+    for match in re.finditer(r"``(.+?)``|`([^`]+?)`|\b(NOTICE_[A-Z0-9_]+)\b", text):
         if match.start() > pos:
             parts.append(nodes.Text(text[pos : match.start()]))
-        code = match.group(1) or match.group(2)
-        parts.append(nodes.literal(code, code))
+        key = match.group(3)
+        if key and key in keys:
+            link = nodes.reference("", "", refid=anchor(key), internal=True)
+            link += nodes.literal(key, key)
+            parts.append(link)
+        else:
+            code = match.group(1) or match.group(2) or key
+            parts.append(nodes.literal(code, code))
         pos = match.end()
     if pos < len(text):
         parts.append(nodes.Text(text[pos:]))
@@ -133,10 +145,10 @@ def setup(app: Any) -> dict[str, Any]:
                 if i:
                     keys.append(nodes.Text(" / "))
                     values.append(nodes.Text(" / "))
-                keys.append(nodes.literal(key, key, ids=[key.lower().replace("_", "-")]))
+                keys.append(nodes.literal(key, key, ids=[anchor(key)]))
                 shown = repr(defaults[key])
                 values.append(nodes.literal(shown, shown))
-            body += _row([keys, values, _inline(entry.doc)])
+            body += _row([keys, values, _inline(entry.doc, set(defaults))])
         group += body
         return table
 
