@@ -114,8 +114,9 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     contents with no edit of index.md, and the configuration reference lists every key."""
     from notice.config import DEFAULTS
 
-    source = tmp_path / "src"
+    source = tmp_path / "docs"
     shutil.copytree(DOCS, source, ignore=shutil.ignore_patterns("_build"))
+    shutil.copy(ROOT / "README.md", tmp_path)  # docs/quickstart.md includes part of it
     (source / "guide").mkdir(exist_ok=True)
     (source / "guide" / "zz-probe.md").write_text("# Probe page\n\nDropped in by a test.\n")
     out = tmp_path / "html"
