@@ -111,7 +111,8 @@ def _run_all(found: list[Snippet], namespace: dict[str, object]) -> None:
 def test_docs_build_without_warnings(tmp_path: Path) -> None:
     """Build a copy of docs/ with a new page dropped into guide/: no warning (broken
     markup, a bad docstring, a duplicate toctree entry), the new page is in the table of
-    contents with no edit of index.md, and the configuration reference lists every key."""
+    contents with no edit of index.md, the configuration reference lists every key and
+    the API reference every public name."""
     from notice.config import DEFAULTS
 
     source = tmp_path / "docs"
@@ -144,6 +145,9 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     reference = (out / "configuration.html").read_text(encoding="utf-8")
     missing = [key for key in DEFAULTS if f">{key}<" not in reference]
     assert not missing, f"configuration reference lacks {missing}"
+    # a key written as code on any page links to its row in the reference
+    senders = (out / "senders.html").read_text(encoding="utf-8")
+    assert 'href="configuration.html#notice-send-timeout"' in senders
     api = (out / "api.html").read_text(encoding="utf-8")
     import notice
 

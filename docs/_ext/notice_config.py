@@ -162,5 +162,26 @@ def setup(app: Any) -> dict[str, Any]:
             row += entry
         return row
 
+    def link_keys(app: Any, doctree: nodes.document, docname: str) -> None:
+        """Make every ``NOTICE_*`` key written as code on any page a link to its row in
+        the configuration reference, so a reader is one click from its default."""
+        from notice.config import DEFAULTS
+
+        target = app.config.notice_config_page
+        if not hasattr(app.builder, "get_relative_uri") or target not in app.env.all_docs:
+            return
+        for literal in list(doctree.findall(nodes.literal)):
+            key = literal.astext()
+            if key not in DEFAULTS or isinstance(literal.parent, nodes.reference):
+                continue
+            if literal.get("ids"):  # the key's own row
+                continue
+            uri = app.builder.get_relative_uri(docname, target) if docname != target else ""
+            link = nodes.reference("", "", refuri=f"{uri}#{anchor(key)}", internal=True)
+            literal.replace_self(link)
+            link += literal
+
+    app.add_config_value("notice_config_page", "configuration", "env")
     app.add_directive("notice-config", NoticeConfigDirective)
+    app.connect("doctree-resolved", link_keys)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
