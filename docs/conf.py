@@ -39,7 +39,6 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # annotations name types of other libraries autodoc cannot always resolve
 nitpicky = False
 
-
 # keep "sync" and 'thread' as typed: config values are copied from these pages
 smartquotes = False
 

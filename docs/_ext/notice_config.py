@@ -51,7 +51,11 @@ def config_entries(path: Path | None = None) -> list[Entry]:
     section, previous_end = "", node.lineno
     for key in node.keys:
         if not isinstance(key, ast.Constant) or not isinstance(key.value, str):
-            raise LookupError(f"{path}: DEFAULTS key at line {getattr(key, 'lineno', '?')}")
+            # a **spread or a computed key: its keys and comments cannot be read here
+            raise LookupError(
+                f"{path}: DEFAULTS must spell out every key as a string literal after "
+                f"line {previous_end}, each with its #: comment"
+            )
         doc: list[str] = []
         # the comment lines between the previous entry and this key belong to this key
         for line in lines[previous_end : key.lineno - 1]:
