@@ -153,3 +153,33 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
 
     undocumented = [name for name in notice.__all__ if f'id="notice.{name}"' not in api]
     assert not undocumented, f"API reference lacks {undocumented}"
+
+
+def test_config_reader_groups_keys_under_their_comments(tmp_path: Path) -> None:
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        from notice_config import config_entries
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    config = tmp_path / "config.py"
+    config.write_text(
+        "DEFAULTS: dict = {\n"
+        "    # --- core: delivery ---\n"
+        "    #: first line\n"
+        "    #: second line\n"
+        '    "NOTICE_A": [\n        "x",\n    ],\n'
+        "    #: shared by B and C\n"
+        '    "NOTICE_B": 1,\n    "NOTICE_C": 2,\n'
+        "    # --- web ---\n"
+        '    "NOTICE_D": None,\n'
+        "}\n"
+    )
+    rows = [(e.section, e.keys, e.doc) for e in config_entries(config)]
+    assert rows == [
+        ("core: delivery", ["NOTICE_A"], "first line second line"),
+        ("core: delivery", ["NOTICE_B", "NOTICE_C"], "shared by B and C"),
+        ("web", ["NOTICE_D"], ""),  # no comment: tests/test_readme.py fails on it
+    ]
+    config.write_text('OTHER = {}\nDEFAULTS = {"NOTICE_A": 1, **OTHER}\n')
+    with pytest.raises(LookupError, match="string literal"):
+        config_entries(config)
