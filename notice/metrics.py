@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from .columns import utcnow
-from .errors import ConfigurationError, SkipDelivery
+from .errors import ConfigurationError, SkipDelivery, TablesMissing
 from .senders.base import Sender
 from .signals import notice_failed, notice_sent
 from .store.metrics import pending_by_channel
@@ -118,7 +118,7 @@ class BacklogCollector(Collector):
                 with state.app.app_context():
                     with state.engine.connect() as conn:
                         rows = pending_by_channel(conn, state.models.Delivery)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, TablesMissing) as exc:
                 logger.warning(
                     "metrics: reading the pending deliveries of %r failed (%s)",
                     name,

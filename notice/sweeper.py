@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from .delivery import Report, deliver
+from .errors import TablesMissing
 from .sending import must_propagate
 from .state import NoticeState, state_of
 
@@ -100,12 +101,13 @@ def run_worker(
     while not stop_event.is_set():
         try:
             report = sweep(state, limit=state.batch_size, stop=stop_event)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, TablesMissing) as exc:
+            # TablesMissing is the database error a dropped table turns into (store.schema)
             failures += 1
             wait = _backoff(interval, failures, max_backoff)
             logger.error(
                 "sweep failed: database error (%s); retrying in %.1f s",
-                describe_db_error(exc),
+                exc if isinstance(exc, TablesMissing) else describe_db_error(exc),
                 wait,
             )
             _drop_connections(state)

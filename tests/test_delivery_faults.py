@@ -195,7 +195,7 @@ def test_a_lease_lost_three_times_makes_a_poison_row(app_factory):
     assert "poison rows: 1 Dead after their lease expired 3 times without an outcome" in text
 
     result = runner.invoke(args=["notice", "retry", "--status", "dead"])
-    assert "re-queued 1 deliveries" in result.stdout, result.output
+    assert "re-queued 1 delivery" in result.stdout, result.output
     (row,) = _rows(app)
     assert (row.status, row.attempts, row.lease_expiries) == ("Error", 0, 0)
     assert sweep(app).sent == 1 and len(memory.outbox) == 1

@@ -5,6 +5,7 @@ an app's own Flask-Migrate autogenerate with and without our ``include_object``.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -266,6 +267,27 @@ def test_include_object_names_our_tables_only(app: Flask) -> None:
 
 
 # --- an app's own Flask-Migrate history -----------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """Flask-Migrate's env.py calls logging.config.fileConfig, which disables every
+    existing logger (notice's too) and replaces the root handlers: later tests that read
+    caplog would see nothing. Put the logging setup back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = [
+        logger for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    disabled = {logger.name: logger.disabled for logger in loggers}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.disabled = disabled.get(logger.name, False)
+
 
 APP_MODULE = """
 import sqlalchemy as sa
