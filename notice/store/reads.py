@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import chunks, escape_like, lock_ids, visible
+from .common import cached, chunks, escape_like, in_list, lock_ids, visible
 
 
 def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
@@ -39,6 +39,24 @@ def unread_counts(
     counts: dict[Any, int] = dict.fromkeys(users, 0)
     table = notice.__table__
     now = now or utcnow()
+    dialect = conn.dialect.name
+    if users and (dialect == "postgresql" or all(type(u) in (int, str) for u in users)):
+        # the whole list as one array parameter, the statement built once (issue 13)
+        stmt = cached(
+            table,
+            "unread_counts",
+            dialect,
+            lambda: sa.select(table.c.user_id, sa.func.count())
+            .where(
+                in_list(table.c.user_id, "users", dialect),
+                table.c.read_status == ReadStatus.UNREAD.value,
+                visible(table, sa.bindparam("now", type_=table.c.expires_at.type)),  # type: ignore[arg-type]
+            )
+            .group_by(table.c.user_id),
+        )
+        for user_id, count in conn.execute(stmt, {"users": users, "now": now}):
+            counts[user_id] = int(count)
+        return counts
     for part in chunks(users):
         stmt = (
             sa.select(table.c.user_id, sa.func.count())
@@ -57,8 +75,15 @@ def unread_counts(
 def notices_by_ids(conn: Connection, table: sa.Table, ids: Sequence[int]) -> Iterator[Any]:
     """The rows of notices ``ids`` (missing ones skipped), one chunk of ids at a time,
     each chunk in id order; consume them while ``conn`` is open."""
+    dialect = conn.dialect.name
+    stmt = cached(
+        table,
+        "notices_by_ids",
+        dialect,
+        lambda: sa.select(table).where(in_list(table.c.id, "ids", dialect)).order_by(table.c.id),
+    )
     for part in chunks(list(ids)):
-        yield from conn.execute(sa.select(table).where(table.c.id.in_(part)).order_by(table.c.id))
+        yield from conn.execute(stmt, {"ids": list(part)})
 
 
 @dataclass(frozen=True)
