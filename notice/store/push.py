@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from .common import chunks
+from .common import cached, chunks, in_list
 
 # --- the subscription views and the service API -------------------------------------
 
@@ -149,9 +149,16 @@ def load_many_for_send(
     exist are missing from the result."""
     found: dict[int, dict[str, Any]] = {}
     columns = (table.c.id, table.c.user_id, table.c.endpoint, table.c.p256dh, table.c.auth)
+    dialect = engine.dialect.name
+    stmt = cached(
+        table,
+        "load_many_for_send",
+        dialect,
+        lambda: sa.select(*columns).where(in_list(table.c.id, "ids", dialect)),
+    )
     with engine.connect() as conn:
         for part in chunks(sorted(set(sub_ids))):
-            for row in conn.execute(sa.select(*columns).where(table.c.id.in_(part))):
+            for row in conn.execute(stmt, {"ids": list(part)}):
                 found[row.id] = dict(row._mapping)
     return found
 
@@ -162,13 +169,21 @@ def record_pushes(
     """Note pushes' outcomes in one transaction: ``ok`` subscriptions succeeded at
     ``now`` (their failure count starts over), each entry of ``failed`` (an id may
     repeat) adds one failure."""
+    dialect = engine.dialect.name
+    succeeded = cached(
+        table,
+        "record_pushes",
+        dialect,
+        lambda: sa.update(table)
+        .where(in_list(table.c.id, "ids", dialect))
+        .values(
+            last_success_at=sa.bindparam("now", type_=table.c.last_success_at.type),
+            failure_count=0,
+        ),
+    )
     with engine.begin() as conn:
         for part in chunks(sorted(ok)):
-            conn.execute(
-                sa.update(table)
-                .where(table.c.id.in_(part))
-                .values(last_success_at=now, failure_count=0)
-            )
+            conn.execute(succeeded, {"ids": list(part), "now": now})
         for sub_id in failed:
             conn.execute(
                 sa.update(table)
