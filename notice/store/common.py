@@ -173,7 +173,12 @@ def run_transaction(
 
 
 def lock_ids(
-    conn: Any, table: sa.Table, cond: sa.ColumnElement[bool], *, limit: int | None = None
+    conn: Any,
+    table: sa.Table,
+    cond: sa.ColumnElement[bool],
+    *,
+    limit: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> list[int]:
     """Lock the rows of ``table`` matching ``cond`` in ascending id order and return
     their ids (``SELECT id ... ORDER BY id FOR UPDATE``); ``conn`` is a connection or
@@ -182,12 +187,13 @@ def lock_ids(
     Every statement that locks notice rows takes them this way, then changes them by
     id: two transactions locking overlapping rows in different orders (an ``UPDATE``
     locks in whatever order its plan visits rows) deadlock, and PostgreSQL aborts one.
-    On SQLite ``FOR UPDATE`` is left out (writers are serialised anyway).
+    On SQLite ``FOR UPDATE`` is left out (writers are serialised anyway). ``params``
+    binds the parameters ``cond`` names (an :func:`in_list` list, say).
     """
     stmt = sa.select(table.c.id).where(cond).order_by(table.c.id).with_for_update()
     if limit is not None:
         stmt = stmt.limit(limit)
-    return list(conn.execute(stmt).scalars())
+    return list(conn.execute(stmt, params or {}).scalars())
 
 
 def escape_like(text: str) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .common import chunks, lock_ids, run_transaction
+from .common import chunks, in_list, lock_ids, run_transaction
 
 
 def mark_emailed(
@@ -35,7 +35,10 @@ def set_emailed(
     delivery ``finish`` or a "mark all read" of the same notices.
     """
     c = notice.c
+    dialect = conn.dialect.name
+    unmarked = sa.and_(in_list(c.id, "ids", dialect), c.emailed_at.is_(None))
+    mark = sa.update(notice).where(in_list(c.id, "ids", dialect)).values(emailed_at=now)
     for part in chunks(sorted(set(notice_ids))):
-        locked = lock_ids(conn, notice, sa.and_(c.id.in_(part), c.emailed_at.is_(None)))
+        locked = lock_ids(conn, notice, unmarked, params={"ids": list(part)})
         if locked:
-            conn.execute(sa.update(notice).where(c.id.in_(locked)).values(emailed_at=now))
+            conn.execute(mark, {"ids": locked})
