@@ -41,6 +41,9 @@ class ChatFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body are two writes: without this, Nagle holds the body
+            # until the client acknowledges the headers (a delayed ACK: 40 ms)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
