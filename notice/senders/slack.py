@@ -86,8 +86,9 @@ class SlackSender(ChatSender):
         if token is not None and (not isinstance(token, str) or not token.startswith("xox")):
             raise ConfigurationError("NOTICE_SLACK_TOKEN must be a Slack token ('xoxb-...')")
         self._token = token
-        api = self.check_url(app.config["NOTICE_SLACK_API_URL"], "NOTICE_SLACK_API_URL")
-        self.api_url = api if api.endswith("/") else api + "/"
+        if token is not None:  # the Web API is used only with a token
+            api = self.check_url(app.config["NOTICE_SLACK_API_URL"], "NOTICE_SLACK_API_URL")
+            self.api_url = api if api.endswith("/") else api + "/"
 
     def message(self, notice: Any, target: str) -> dict[str, Any]:
         body = render(notice)
