@@ -104,6 +104,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.setdefault(
             "NOTICE_BASE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
         )
+    if os.environ.get("EXAMPLE_SLACK") == "1" and "slack" not in senders:
+        # off by default: a console "Slack" showing one message per event (see slackconsole)
+        from . import slackconsole
+
+        app.config.update(slackconsole.start())
+        senders.append("slack")
     app.config["NOTICE_SENDERS"] = senders
 
     db.init_app(app)

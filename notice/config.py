@@ -166,6 +166,35 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_WEBHOOK_SECRET": None,
     #: seconds a webhook POST may take (connect and read) before it is retried
     "NOTICE_WEBHOOK_TIMEOUT": 5.0,
+    #: Slack bot token ("xoxb-...") for chat.postMessage to channel/member ids; never logged
+    "NOTICE_SLACK_TOKEN": None,
+    #: base URL of Slack's Web API (a test points it at a loopback fake)
+    "NOTICE_SLACK_API_URL": "https://slack.com/api/",
+    #: shared Slack incoming webhooks by name, e.g. {"ops": "https://hooks.slack.com/..."}
+    #: (target "shared:ops")
+    "NOTICE_SLACK_SHARED": {},
+    #: hosts the slack sender may post to (".example.com" allows its subdomains)
+    "NOTICE_SLACK_HOSTS": ["slack.com", "hooks.slack.com"],
+    #: seconds a Slack POST may take in total before it is retried
+    "NOTICE_SLACK_TIMEOUT": 5.0,
+    #: shared Discord webhooks by name (target "shared:<name>")
+    "NOTICE_DISCORD_SHARED": {},
+    #: hosts the discord sender may post to
+    "NOTICE_DISCORD_HOSTS": ["discord.com", "discordapp.com"],
+    #: seconds a Discord POST may take in total before it is retried
+    "NOTICE_DISCORD_TIMEOUT": 5.0,
+    #: shared Microsoft Teams workflow webhooks by name (target "shared:<name>")
+    "NOTICE_TEAMS_SHARED": {},
+    #: hosts the teams sender may post to (workflow webhooks live under these)
+    "NOTICE_TEAMS_HOSTS": [".logic.azure.com", ".environment.api.powerplatform.com"],
+    #: seconds a Teams POST may take in total before it is retried
+    "NOTICE_TEAMS_TIMEOUT": 5.0,
+    #: shared-channel routes: notice type ("*" for all) to {channel: [shared target names]};
+    #: ONE delivery per event, attached to its first recipient's notice
+    "NOTICE_SHARED_ROUTES": {},
+    #: fallback chains: notice type ("*" for all) to an ordered list of channels; the next
+    #: is tried only when the previous failed for good or the user has no target on it
+    "NOTICE_FALLBACK": {},
     #: per-type channel defaults, e.g. {"Like": {"email": False}}; "*" matches every type
     "NOTICE_PREFERENCE_DEFAULTS": {},
     #: notice types users cannot turn off on any channel, e.g. ["System"]
@@ -461,6 +490,9 @@ def _validate_email(app: Flask) -> None:
     for key in ("NOTICE_MAIL_TIMEOUT", "NOTICE_WEBHOOK_TIMEOUT", "NOTICE_UNSUBSCRIBE_MAX_AGE"):
         _positive(app, key, float)
     validate_preferences(cfg)
+    from .fallback import validate as validate_fallback
+
+    validate_fallback(cfg)
     urls = cfg["NOTICE_WEBHOOK_URLS"]
     if isinstance(urls, str) or not all(isinstance(u, str) for u in urls):
         raise ConfigurationError(f"NOTICE_WEBHOOK_URLS must be a list of URLs, got {urls!r}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from . import store
+from . import fallback, store
 from .claimed import ClaimedBatch
 from .columns import utcnow
 from .errors import PermanentError, SkipDelivery, TransientError
@@ -297,6 +297,7 @@ def _run_batch(
         outcomes,
         now=utcnow(),
         released=sending.unsent,
+        follow_ups=_follow_ups(state, outcomes, pairs_by_id),
     )
     # given back (the lease was running out, or stopping), or finished by someone else
     # after our lease ran out (our result was dropped)
@@ -307,6 +308,34 @@ def _run_batch(
     sending.wait_closed()
     _announce(state, recorded, pairs_by_id)
     return bool(outcomes), bool(sending.unsent), recorded
+
+
+def _follow_ups(
+    state: NoticeState, outcomes: Sequence[store.Outcome], pairs: dict[int, tuple[Any, Any]]
+) -> dict[int, list[tuple[str, str]]]:
+    """The next channel's deliveries of the fallback chain of each delivery that
+    failed for good (written by the finish, in its transaction). Shared targets do not
+    fall back: they are no user's."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    config = state.app.config
+    for o in outcomes:
+        if o.status is not DeliveryStatus.DEAD or o.delivery_id not in pairs:
+            continue
+        delivery, notice = pairs[o.delivery_id]
+        chain = fallback.chain_for(config, notice.notice_type)
+        if not chain or delivery.target.startswith(fallback.SHARED):
+            continue
+        try:
+            with state.app.app_context():  # the target loader may query the app's db
+                nxt = fallback.follow_up(
+                    state.senders_by_name, chain, delivery.channel, notice.user_id
+                )
+        except Exception:  # noqa: BLE001 - a broken loader must not lose the outcomes
+            logger.exception("fallback after delivery %s failed", delivery.id)
+            continue
+        if nxt:
+            out[o.delivery_id] = nxt
+    return out
 
 
 def _screen(

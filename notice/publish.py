@@ -14,12 +14,13 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import make_transient_to_detached
 
-from . import store
+from . import fallback, store
 from .aftercommit import EARLY, call_after_commit
 from .claimed import ClaimedBatch, ClaimedSegment
 from .columns import utcnow
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
+from .fallback import SHARED
 from .models import NoticeView
 from .signals import notice_created, notification, send_observing
 from .state import NoticeState, state_of
@@ -364,9 +365,12 @@ def build_event(
 
 
 def route(
-    state: NoticeState, event: NoticeEvent, user_ids: tuple[Any, ...]
+    state: NoticeState, event: NoticeEvent, user_ids: tuple[Any, ...], *, first: bool = True
 ) -> dict[Any, list[tuple[str, str]]]:
-    """Decide, per user, which ``(channel, target)`` deliveries the event needs."""
+    """Decide, per user, which ``(channel, target)`` deliveries the event needs.
+
+    ``first``: ``user_ids`` begin the event (its first chunk), so the event's shared
+    routes (:mod:`notice.fallback`) are attached to the first of them."""
     keys = {u: user_key(u) for u in user_ids}
     routes: dict[Any, list[tuple[str, str]]] = {k: [] for k in keys.values()}
     for r in state.routes:
@@ -397,6 +401,17 @@ def route(
         for u in users:
             for target in targets.get(u, ()):
                 routes[keys[u]].append((channel, str(target)))
+    config = state.app.config
+    chain = fallback.chain_for(config, event.notice_type)
+    if chain:
+        for key, pairs in routes.items():
+            routes[key] = fallback.first_of_chain(pairs, chain)
+    if first and user_ids:
+        for channel, names in fallback.shared_for(config, event.notice_type).items():
+            if channel in state.senders_by_name and (
+                event.channels is None or channel in event.channels
+            ):
+                routes[keys[user_ids[0]]].extend((channel, SHARED + n) for n in names)
     return routes
 
 
@@ -475,7 +490,7 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     wait, sent = SendStatus.WAIT.value, SendStatus.SENT.value
     for start in range(0, len(user_ids), STREAM_CHUNK):
         part = user_ids[start : start + STREAM_CHUNK]
-        routes = route(state, event, tuple(dict.fromkeys(part)))
+        routes = route(state, event, tuple(dict.fromkeys(part)), first=start == 0)
         statuses = [wait if routes[user_key(u)] else sent for u in part]
         written = store.insert_notice_columns(
             session, Notice.__table__, shared, list(part), statuses, dedupe=dedupe

@@ -29,6 +29,9 @@ BUILTIN_SENDERS: dict[str, str] = {
     "webpush": "notice.senders.webpush:WebPushSender",
     "email": "notice.senders.email:EmailSender",
     "webhook": "notice.senders.webhook:WebhookSender",
+    "slack": "notice.senders.slack:SlackSender",
+    "discord": "notice.senders.discord:DiscordSender",
+    "teams": "notice.senders.teams:TeamsSender",
 }
 
 

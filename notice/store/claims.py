@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -231,8 +231,13 @@ def finish(
     *,
     now: datetime,
     released: Sequence[int] = (),
+    follow_ups: Mapping[int, Sequence[tuple[str, str]]] | None = None,
 ) -> list[Outcome]:
     """Record outcomes for rows this claim still owns; return the ones recorded.
+
+    ``follow_ups`` maps a delivery id to the ``(channel, target)`` deliveries a fallback
+    chain writes when that delivery ends Dead: inserted in the same transaction, for
+    recorded Dead outcomes only, due at once (:mod:`notice.fallback`).
 
     A row whose lease was taken over (its ``claim_token`` changed) is left alone, so a
     slow worker never overwrites the new owner's result. The notices' ``send_status``
@@ -291,6 +296,25 @@ def finish(
                     for o in others
                 ],
             )
+        if follow_ups:
+            new_rows: list[dict[str, Any]] = [
+                {
+                    "notice_id": o.notice_id,
+                    "channel": channel,
+                    "target": target,
+                    "status": DeliveryStatus.WAIT.value,
+                    "attempts": 0,
+                    "lease_expiries": 0,
+                    "next_attempt_at": now,
+                    "create_at": now,
+                    "update_at": now,
+                }
+                for o in recorded
+                if o.status is DeliveryStatus.DEAD
+                for channel, target in follow_ups.get(o.delivery_id, ())
+            ]
+            if new_rows:
+                conn.execute(delivery.insert(), new_rows)
         if recorded:
             rolled = sorted({o.notice_id for o in recorded})
             settled = {
