@@ -35,7 +35,8 @@ OVERFLOW_JS = """() => {
     if (scrolled) continue;
     const r = el.getBoundingClientRect();
     if (r.width && (r.right > width + 1 || r.left < -1)) {
-      out.push(el.tagName + '.' + el.className + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+      out.push(el.tagName + '.' + el.className + ' '
+        + Math.round(r.left) + '..' + Math.round(r.right));
     }
   }
   return {width, scrollWidth: document.documentElement.scrollWidth, out};
@@ -142,7 +143,9 @@ def test_popups_stack_without_covering_controls(browser, app, width, tmp_path):
         page.wait_for_selector("html[data-notice-stream=open]")
         ids = [_publish(app, 5, f"burst {i} " + "long words " * 12) for i in range(5)]
         page.wait_for_selector(f".notice-toast[data-notice-id='{ids[-1]}']")
-        page.wait_for_function(f"document.querySelector('.notice-item[data-notice-id=\"{ids[-1]}\"]')")
+        page.wait_for_function(
+            f"document.querySelector('.notice-item[data-notice-id=\"{ids[-1]}\"]')"
+        )
         toasts = page.locator(".notice-toast")
         assert toasts.count() == 3  # at most three at a time, newest on top
         assert toasts.first.get_attribute("data-notice-id") == str(ids[-1])
@@ -181,15 +184,18 @@ def test_preferences_and_unsubscribe_fit(browser, app, width):
         # no email in this app: no digest selector, and the page says why
         assert page.locator("#notice-digest").count() == 0
         assert page.get_by_text("this site does not send email").is_visible()
-        assert page.locator(".notice-preferences__table").evaluate(
-            "t => getComputedStyle(t).borderCollapse"
-        ) == "collapse"  # styled from notice.css, not a head block
+        assert (
+            page.locator(".notice-preferences__table").evaluate(
+                "t => getComputedStyle(t).borderCollapse"
+            )
+            == "collapse"
+        )  # styled from notice.css, not a head block
         measured = page.evaluate(OVERFLOW_JS)
         assert measured["out"] == [] and measured["scrollWidth"] <= measured["width"], measured
         page.goto(f"http://127.0.0.1:{port}{path}")
-        assert page.locator("main.notice-page").evaluate(
-            "m => getComputedStyle(m).maxWidth"
-        ) != "none"  # the unsubscribe page is styled
+        assert (
+            page.locator("main.notice-page").evaluate("m => getComputedStyle(m).maxWidth") != "none"
+        )  # the unsubscribe page is styled
         measured = page.evaluate(OVERFLOW_JS)
         assert measured["out"] == [] and measured["scrollWidth"] <= measured["width"], measured
         assert errors == []
@@ -206,9 +212,7 @@ def test_keyboard_reaches_and_reads_an_item(browser, app):
         page.wait_for_selector("html[data-notice-stream=open]")
         for _ in range(30):
             page.keyboard.press("Tab")
-            if page.evaluate(
-                "document.activeElement.classList.contains('notice-item__subject')"
-            ):
+            if page.evaluate("document.activeElement.classList.contains('notice-item__subject')"):
                 break
         else:
             pytest.fail("Tab never reached the inbox item's subject")

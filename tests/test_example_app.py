@@ -285,6 +285,10 @@ def test_groups_notify_members_but_not_the_actor(app):
         "Ben posted in Climbers: “Gear list”",
         "Ben joined Climbers",
     ]
+    # one notice per event: Ben is a member and follows Ana, so her group post is Group only
+    before_ben = inbox(app, BEN)
+    post_form(ana, "/posts", title="Both ways", group_id=gid)
+    assert [t for t, _ in new_notices(app, BEN, before_ben)] == ["Group"]
     post_form(ben, f"/groups/{gid}/join")  # leave: no more group notices for Ben
     before_ben = inbox(app, BEN)
     post_form(ana, "/posts", title="Quiet now", group_id=gid)
