@@ -1,5 +1,6 @@
 """Take docs/example-inbox.png from the real example app: Ben has his inbox open when
-Ana comments on his post, so the pop-up shows over the inbox.
+Ana comments on his post, so the comment joins his list live and a pop-up shows; and
+docs/example-inbox-phone.png, the same inbox on a 390 px wide phone.
 
     python docs/example_screenshot.py
 
@@ -27,8 +28,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def log_in(browser, base: str, email: str):
-    page = browser.new_context(viewport={"width": 1100, "height": 720}).new_page()
+def log_in(browser, base: str, email: str, width: int = 1100, height: int = 720):
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", next(p for e, p, *_ in DEMO_USERS if e == email))
@@ -55,12 +56,19 @@ def main() -> None:
             ana.fill("#comment-form textarea", "What a view! Which trail was that?")
             ana.click("#comment-form button[type=submit]")
             expect(ben.locator(".notice-toast")).to_be_visible()
-            ben.wait_for_timeout(400)  # let the pop-up's entrance settle
+            # the comment joined the open list without a reload
+            expect(ben.locator(".notice-list .notice-item").first).to_contain_text("comment")
+            ben.wait_for_timeout(1400)  # let the new item's highlight fade
             out = ROOT / "docs" / "example-inbox.png"
             ben.screenshot(path=str(out))
+            phone = log_in(browser, base, DEMO_USERS[1][0], width=390, height=760)
+            phone.goto(f"{base}/notices/")
+            expect(phone.locator("html")).to_have_attribute("data-notice-stream", "open")
+            out_phone = ROOT / "docs" / "example-inbox-phone.png"
+            phone.screenshot(path=str(out_phone))
             browser.close()
         httpd.shutdown()
-        print(f"wrote {out}")
+        print(f"wrote {out} and {out_phone}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def _post_url(post: Post, anchor: str | None = None) -> str:
 
 def post_created(post: Post) -> None:
     """OWNER to the author; POST to the author's followers; GROUP to the group's
-    members (the author excluded) for a group post."""
+    members (the author excluded) for a group post. Each follower gets one notice:
+    members hear about a group post as GROUP, not also as POST."""
     author = post.author
     url = _post_url(post)
     notice_event(
@@ -79,9 +80,12 @@ def post_created(post: Post) -> None:
         url=url,
         commit=False,
     )
-    followers = db.session.scalars(
+    followers = set(db.session.scalars(
         sa.select(Follow.follower_id).where(Follow.followed_id == author.id)
-    )
+    ))
+    if post.group is not None:
+        # one notice per event: a follower who is also a member hears it as GROUP only
+        followers -= set(members(post.group))
     _fan_out(
         followers, NoticeType.POST, author,
         subject=_subject(f"{author.name} posted “{post.title}”"), content=post.body[:200], url=url,

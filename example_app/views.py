@@ -246,6 +246,12 @@ def install_template_helpers(app: Flask) -> None:
     """What every page's header needs: links to notice's pages when they exist, and
     whether to offer push."""
 
+    def counted(n: int, one: str, many: str | None = None) -> str:
+        """``{{ n|counted("comment") }}``: "1 comment", "2 comments"."""
+        return f"{n} {one if n == 1 else (many or one + 's')}"
+
+    app.add_template_filter(counted, "counted")
+
     @app.context_processor
     def _header() -> dict[str, Any]:
         unread = 0

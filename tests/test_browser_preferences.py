@@ -16,7 +16,11 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def app(db_url):
     app = create_app(
-        db_url, create=True, NOTICE_REQUIRED_TYPES=["System"], NOTICE_BASE_URL="http://x"
+        db_url,
+        create=True,
+        NOTICE_REQUIRED_TYPES=["System"],
+        NOTICE_BASE_URL="http://x",
+        NOTICE_MAIL_SENDER="notices@example.com",  # the digest selector needs email
     )
     yield app
     broker = app.notices.state(app).broker

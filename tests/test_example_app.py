@@ -285,6 +285,10 @@ def test_groups_notify_members_but_not_the_actor(app):
         "Ben posted in Climbers: “Gear list”",
         "Ben joined Climbers",
     ]
+    # one notice per event: Ben is a member and follows Ana, so her group post is Group only
+    before_ben = inbox(app, BEN)
+    post_form(ana, "/posts", title="Both ways", group_id=gid)
+    assert [t for t, _ in new_notices(app, BEN, before_ben)] == ["Group"]
     post_form(ben, f"/groups/{gid}/join")  # leave: no more group notices for Ben
     before_ben = inbox(app, BEN)
     post_form(ana, "/posts", title="Quiet now", group_id=gid)
@@ -527,3 +531,17 @@ def test_posts_in_a_group_are_watched_only_by_its_members(app):
         publish = {"topic": f"post:{pid}", "notification": "spam"}
         resp = ben.post(f"{api}/notifications/publish", json=publish, headers=headers)
         assert resp.status_code == 403  # only the app publishes comments
+
+
+def test_counts_read_in_the_singular_and_plural(app):
+    counted = app.jinja_env.filters["counted"]
+    assert (counted(1, "comment"), counted(0, "comment"), counted(2, "comment")) == (
+        "1 comment",
+        "0 comments",
+        "2 comments",
+    )
+    assert counted(1, "delivery", "deliveries") == "1 delivery"
+    assert counted(3, "delivery", "deliveries") == "3 deliveries"
+    feed = login(app, ANA).get("/").get_data(as_text=True)
+    assert re.search(r"· \d+ comments?</span>", feed)
+    assert not re.search(r"\b1 comments\b", feed)

@@ -302,7 +302,7 @@ def test_push_payload_carries_each_recipients_locale(app_factory, service):
 def test_pages_follow_the_apps_locale_selector(app_factory):
     """The inbox, preferences and unsubscribe pages in the locale the app's selector
     picks for the logged-in user; the library strings translate, the app's data not."""
-    app = app_factory()
+    app = app_factory(NOTICE_MAIL_SENDER="notices@example.com")  # offers the digest
     use_session_login(app)
     _german_app(app, locale_selector=lambda: LOCALES.get(session.get("uid")))
     with app.app_context():
@@ -318,7 +318,7 @@ def test_pages_follow_the_apps_locale_selector(app_factory):
     assert 'aria-label="Benachrichtigungen"' in page  # the bell
     assert "Bo likes it" in page and "Mark read" not in page
     prefs = client.get("/notices/preferences").get_data(as_text=True)
-    assert "<h1>Benachrichtigungseinstellungen</h1>" in prefs
+    assert "Benachrichtigungseinstellungen</h1>" in prefs
     assert ">täglich</option>" in prefs and 'value="daily"' in prefs
 
     client = app.test_client()
@@ -365,7 +365,7 @@ def test_unsubscribe_and_preferences_pages_in_the_requests_locale(app_factory, s
 
     login(client, GERMAN)
     prefs = client.get("/notices/preferences", headers=german).get_data(as_text=True)
-    assert '<th scope="col" class="switch">E-Mail</th>' in prefs
+    assert '<th scope="col" class="notice-switch">E-Mail</th>' in prefs
     assert 'aria-label="Like per E-Mail"' in prefs
 
 

@@ -70,8 +70,16 @@ def preferences_page() -> str:
         notice_base_template=state_of().settings.base_template,
         digest_labels=_digest_labels(),
         channel_labels={c: channel_label(c) for c in _prefs().channels()},
+        digest_available=_digest_available(),
         **_document(user_id),
     )
+
+
+def _digest_available() -> bool:
+    """True when the digest can reach anyone: an "email" sender, or a mail sender
+    address configured for the digest alone; otherwise the page hides the selector."""
+    state = state_of()
+    return "email" in state.senders_by_name or bool(state.app.config.get("NOTICE_MAIL_SENDER"))
 
 
 def channel_label(channel: str) -> str:

@@ -6,7 +6,14 @@
  *    the page equal to the unread count;
  *  - shows a dismissible pop-up (top right) for each new notice; clicking it marks the
  *    notice read and follows its link; clicking an inbox item does the same;
- *  - polls data-count every data-poll seconds when Server-Sent Events are unavailable.
+ *  - polls data-count every data-poll seconds when Server-Sent Events are unavailable;
+ *  - on the inbox page (a .notice-list with data-notice-live="1", i.e. the newest page)
+ *    inserts each arriving notice that passes the page's filters (data-notice-filter-*)
+ *    in id order, updates an item already listed in place (a grouping update), and
+ *    follows read/unread/delete done elsewhere (the stream's count event names the ids).
+ * Pop-ups stack at the bottom right (never over a page's header controls), at most
+ * MAX_TOASTS at a time, each dismissible with its button; they sit in an ARIA live
+ * region, so screen readers announce them.
  * It dispatches "notice:new" (detail: notice) and "notice:count" (detail: {unread})
  * on document, and sets <html data-notice-stream="open|polling|closed">.
  * Text from notices is only ever set with textContent, never parsed as HTML. Only a
@@ -76,6 +83,8 @@
     if (toast.parentNode) { toast.parentNode.removeChild(toast); }
   }
 
+  var MAX_TOASTS = 3;
+
   function showToast(notice) {
     if (!toasts) {
       toasts = document.createElement("div");
@@ -84,19 +93,27 @@
       toasts.setAttribute("aria-live", "polite");
       document.body.appendChild(toasts);
     }
+    var old = toasts.querySelector('[data-notice-id="' + String(notice.id) + '"]');
+    if (old) { dismiss(old); }
     var toast = document.createElement("div");
     toast.className = "notice-toast";
     toast.setAttribute("data-notice-id", String(notice.id));
+    // a real button, so the pop-up is reachable and usable from the keyboard
+    var body = document.createElement("button");
+    body.type = "button";
+    body.className = "notice-toast__body";
     var subject = document.createElement("span");
     subject.className = "notice-toast__subject";
     subject.textContent = notice.subject || "";
-    toast.appendChild(subject);
+    body.appendChild(subject);
     if (notice.content) {
       var content = document.createElement("span");
       content.className = "notice-toast__content";
       content.textContent = notice.content;
-      toast.appendChild(content);
+      body.appendChild(content);
     }
+    body.addEventListener("click", function () { dismiss(toast); open(notice.id, notice.link); });
+    toast.appendChild(body);
     var close = document.createElement("button");
     close.type = "button";
     close.className = "notice-toast__close";
@@ -104,10 +121,160 @@
     close.textContent = "\u00d7";
     close.addEventListener("click", function (ev) { ev.stopPropagation(); dismiss(toast); });
     toast.appendChild(close);
-    toast.addEventListener("click", function () { dismiss(toast); open(notice.id, notice.link); });
     toasts.insertBefore(toast, toasts.firstChild);
-    while (toasts.children.length > 5) { toasts.removeChild(toasts.lastChild); }
+    while (toasts.children.length > MAX_TOASTS) { toasts.removeChild(toasts.lastChild); }
     setTimeout(function () { dismiss(toast); }, 15000);
+  }
+
+  // ---- the live inbox list ------------------------------------------------------------
+
+  function liveList() { return document.querySelector(".notice-list[data-notice-live]"); }
+
+  function matches(list, notice) {
+    var read = list.getAttribute("data-notice-filter-read") || "";
+    var isRead = notice.read_status === "Read";
+    if (read === "false" && isRead) { return false; }
+    if (read === "true" && !isRead) { return false; }
+    var type = list.getAttribute("data-notice-filter-type") || "";
+    if (type && notice.notice_type !== type) { return false; }
+    var q = (list.getAttribute("data-notice-filter-q") || "").toLowerCase();
+    // the server's search: a case-insensitive substring of the subject or the content
+    if (q && (notice.subject || "").toLowerCase().indexOf(q) < 0 &&
+        (notice.content || "").toLowerCase().indexOf(q) < 0) { return false; }
+    return true;
+  }
+
+  function button(list, action, labelKey, quiet) {
+    var b = document.createElement("button");
+    b.className = "notice-button" + (quiet ? " notice-button--quiet" : "");
+    b.name = "action";
+    b.value = action;
+    b.textContent = list.getAttribute(labelKey) || action;
+    return b;
+  }
+
+  function hidden(name, value) {
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    input.value = value;
+    return input;
+  }
+
+  function setReadState(list, item, isRead) {
+    item.classList.toggle("notice-item--unread", !isRead);
+    var toggle = item.querySelector('.notice-item__actions button[value="read"], ' +
+      '.notice-item__actions button[value="unread"]');
+    if (toggle) {
+      toggle.value = isRead ? "unread" : "read";
+      toggle.textContent = list.getAttribute(isRead ? "data-label-unread" : "data-label-read") ||
+        toggle.value;
+    }
+  }
+
+  function fillItem(list, item, notice) {
+    var link = safeUrl(notice.link);
+    if (link) { item.setAttribute("data-notice-url", link); } else { item.removeAttribute("data-notice-url"); }
+    var subject = item.querySelector(".notice-item__subject");
+    var wanted = link ? "A" : "SPAN";
+    if (!subject || subject.tagName !== wanted) {
+      var fresh = document.createElement(wanted.toLowerCase());
+      fresh.className = "notice-item__subject";
+      if (subject) { subject.parentNode.replaceChild(fresh, subject); } else {
+        item.insertBefore(fresh, item.querySelector(".notice-item__content, .notice-item__actions"));
+      }
+      subject = fresh;
+    }
+    if (link) { subject.setAttribute("href", link); }
+    subject.textContent = notice.subject || "";
+    var content = item.querySelector(".notice-item__content");
+    if (notice.content) {
+      if (!content) {
+        content = document.createElement("p");
+        content.className = "notice-item__content";
+        item.insertBefore(content, item.querySelector(".notice-item__actions"));
+      }
+      content.textContent = notice.content;
+    } else if (content) {
+      content.parentNode.removeChild(content);
+    }
+    setReadState(list, item, notice.read_status === "Read");
+  }
+
+  function buildItem(list, notice) {
+    var item = document.createElement("li");
+    item.className = "notice-item notice-item--live";
+    item.setAttribute("data-notice-id", String(notice.id));
+    var head = document.createElement("div");
+    head.className = "notice-item__head";
+    var type = document.createElement("span");
+    type.className = "notice-item__type";
+    type.textContent = notice.notice_type || "";
+    head.appendChild(type);
+    var stamp = String(notice.create_at || "");
+    // the API's times are UTC; one without an offset must not be read as local time
+    if (stamp && !/(Z|[+-]\d\d:?\d\d)$/.test(stamp)) { stamp += "Z"; }
+    var created = stamp ? new Date(stamp) : new Date();
+    var time = document.createElement("time");
+    time.className = "notice-item__time";
+    if (!isNaN(created.getTime())) {
+      time.setAttribute("datetime", created.toISOString());
+      time.textContent = created.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+    }
+    head.appendChild(time);
+    item.appendChild(head);
+    var form = document.createElement("form");
+    form.className = "notice-item__actions";
+    form.method = "post";
+    form.action = list.getAttribute("data-notice-mark") || "";
+    form.appendChild(hidden("csrf_token", csrfToken()));
+    form.appendChild(hidden("id", String(notice.id)));
+    form.appendChild(hidden("next", list.getAttribute("data-notice-next") || window.location.pathname));
+    form.appendChild(button(list, "read", "data-label-read", false));
+    form.appendChild(button(list, "delete", "data-label-delete", true));
+    item.appendChild(form);
+    fillItem(list, item, notice);
+    return item;
+  }
+
+  function itemOf(list, id) {
+    return list.querySelector('.notice-item[data-notice-id="' + String(id) + '"]');
+  }
+
+  function liveNotice(notice) {
+    var list = liveList();
+    if (!list || typeof notice.id !== "number") { return; }
+    var existing = itemOf(list, notice.id);
+    if (existing) { fillItem(list, existing, notice); return; }
+    if (list.getAttribute("data-notice-live") !== "1" || !matches(list, notice)) { return; }
+    // newest first: before the first listed item with a smaller id
+    var items = list.querySelectorAll(".notice-item[data-notice-id]");
+    var before = null;
+    for (var i = 0; i < items.length; i++) {
+      if (parseInt(items[i].getAttribute("data-notice-id"), 10) < notice.id) { before = items[i]; break; }
+    }
+    if (!before && items.length) { return; }  // older than the whole page: not on this page
+    list.insertBefore(buildItem(list, notice), before);
+    var empty = document.querySelector(".notice-empty");
+    if (empty) { empty.parentNode.removeChild(empty); }
+  }
+
+  function liveCount(data) {
+    var list = liveList();
+    if (!list || !data) { return; }
+    var i, item;
+    if (Array.isArray(data.ids) && typeof data.read === "boolean") {
+      for (i = 0; i < data.ids.length; i++) {
+        item = itemOf(list, data.ids[i]);
+        if (item) { setReadState(list, item, data.read); }
+      }
+    }
+    if (Array.isArray(data.deleted)) {
+      for (i = 0; i < data.deleted.length; i++) {
+        item = itemOf(list, data.deleted[i]);
+        if (item) { item.parentNode.removeChild(item); }
+      }
+    }
   }
 
   function poll() {
@@ -134,12 +301,16 @@
     var source = new EventSource(cfg.stream, { withCredentials: true });
     source.addEventListener("open", function () { stopPolling(); setStatus("open"); });
     source.addEventListener("count", function (ev) {
-      try { updateBadges(JSON.parse(ev.data).unread); } catch (e) { /* ignore bad data */ }
+      var data;
+      try { data = JSON.parse(ev.data); } catch (e) { return; /* ignore bad data */ }
+      updateBadges(data.unread);
+      liveCount(data);
     });
     source.addEventListener("notice", function (ev) {
       var notice;
       try { notice = JSON.parse(ev.data); } catch (e) { return; }
       showToast(notice);
+      liveNotice(notice);
       document.dispatchEvent(new CustomEvent("notice:new", { detail: notice }));
     });
     source.addEventListener("closed", function () {
@@ -163,7 +334,8 @@
     var item = link && link.closest("[data-notice-id]");
     if (!item || ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey) { return; }
     ev.preventDefault();
-    item.classList.remove("notice-item--unread");
+    var list = liveList();
+    if (list) { setReadState(list, item, true); } else { item.classList.remove("notice-item--unread"); }
     open(item.getAttribute("data-notice-id"), item.getAttribute("data-notice-url"));
   });
 
