@@ -475,6 +475,10 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     wait, sent = SendStatus.WAIT.value, SendStatus.SENT.value
     for start in range(0, len(user_ids), STREAM_CHUNK):
         part = user_ids[start : start + STREAM_CHUNK]
+        if dedupe:
+            # an expired notice never dedupes: its key is freed for the new one
+            assert event.dedupe_key is not None
+            store.release_dedupe_key(session, Notice.__table__, list(part), event.dedupe_key, now)
         routes = route(state, event, tuple(dict.fromkeys(part)))
         statuses = [wait if routes[user_key(u)] else sent for u in part]
         written = store.insert_notice_columns(
