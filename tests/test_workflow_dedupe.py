@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from notice import notice_event
@@ -46,3 +47,33 @@ def test_fan_out_frees_only_expired_keys(app, notices):
         sa.select(table.c.user_id).where(table.c.id == new_ids[0])
     ).scalar_one()
     assert str(owner) == "1"
+
+
+def _age(notices, notice_id, by):
+    table = notices.models.Notice.__table__
+    notices.db.session.execute(
+        sa.update(table).where(table.c.id == notice_id).values(create_at=utcnow() - by)
+    )
+    notices.db.session.commit()
+
+
+def test_dedupe_for_lets_the_key_notify_again_after_the_window(app, notices):
+    window = timedelta(minutes=10)
+    first = notice_event(1, subject="a", content="", dedupe_key="k", dedupe_for=window)
+    assert notice_event(1, subject="a", content="", dedupe_key="k", dedupe_for=window).id == (
+        first.id
+    )
+    _age(notices, first.id, timedelta(minutes=11))
+    again = notice_event(1, subject="b", content="", dedupe_key="k", dedupe_for=window)
+    assert again.id != first.id
+    # without a window the key holds for ever, however old the notice
+    _age(notices, again.id, timedelta(days=400))
+    assert notice_event(1, subject="c", content="", dedupe_key="k").id == again.id
+    assert len(notices.sender("memory").outbox) == 2
+
+
+def test_dedupe_for_is_validated(app, notices):
+    with pytest.raises(ValueError, match="dedupe_for must be a positive timedelta"):
+        notice_event(1, subject="a", content="", dedupe_key="k", dedupe_for=timedelta(0))
+    with pytest.raises(ValueError, match="dedupe_for needs a dedupe_key"):
+        notice_event(1, subject="a", content="", dedupe_for=timedelta(minutes=1))

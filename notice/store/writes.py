@@ -294,9 +294,12 @@ def release_dedupe_key(
     user_ids: Sequence[Any],
     dedupe_key: str,
     now: datetime,
+    *,
+    created_before: datetime | None = None,
 ) -> int:
     """Free ``dedupe_key`` on the expired notices of ``user_ids`` (their key becomes
-    NULL), so an expired notice never deduplicates a new one; returns the rows freed.
+    NULL), so an expired notice never deduplicates a new one; with ``created_before``
+    (a ``dedupe_for`` window) also on the ones created before it. Returns the rows freed.
 
     Runs in the publishing transaction before the deduplicated insert: two publishers
     racing on the same key wait on the same row lock, and the second then sees the key
@@ -319,5 +322,25 @@ def release_dedupe_key(
             .values(dedupe_key=None)
         ),
     )
-    result = session.execute(stmt, {"users": list(user_ids), "key": dedupe_key, "now": now})
+    params = {"users": list(user_ids), "key": dedupe_key, "now": now}
+    if created_before is not None:
+        stmt = cached(
+            notice_table,
+            "release_dedupe_window",
+            dialect,
+            lambda: (
+                sa.update(notice_table)
+                .where(
+                    in_list(c.user_id, "users", dialect),
+                    c.dedupe_key == sa.bindparam("key"),
+                    sa.or_(
+                        sa.and_(c.expires_at.is_not(None), c.expires_at <= sa.bindparam("now")),
+                        c.create_at < sa.bindparam("before"),
+                    ),
+                )
+                .values(dedupe_key=None)
+            ),
+        )
+        params["before"] = created_before
+    result = session.execute(stmt, params)
     return int(getattr(result, "rowcount", 0) or 0)
