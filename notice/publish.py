@@ -76,6 +76,8 @@ class NoticeEvent:
     #: explicit targets per channel and user key, replacing the sender's own choice
     #: (``Sender.targets``) for that channel: ``{"webpush": {"7": ("12",)}}``
     targets: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
+    #: a dedupe_key holds only this long: an older notice under it no longer dedupes
+    dedupe_for: timedelta | None = None
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -121,6 +123,7 @@ def notice_event(
     channels: Iterable[str] | None = None,
     targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
     commit: bool = True,
+    dedupe_for: timedelta | None = None,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
 
@@ -130,7 +133,9 @@ def notice_event(
     :param expires_at: an aware datetime, or a timedelta from now; expired notices are
         never sent and drop out of counts and lists.
     :param dedupe_key: unique per user: publishing the same key again returns the
-        existing notice and sends nothing.
+        existing notice and sends nothing. An expired notice never dedupes.
+    :param dedupe_for: a positive timedelta: the key dedupes only notices created
+        within this window before now; after it the same key notifies again.
     :param channels: sender names to use for this call (default: every sender whose
         filter matches).
     :param targets: per channel, the targets to use for each user instead of the
@@ -158,6 +163,7 @@ def notice_event(
         channels=channels,
         targets=targets,
         commit=commit,
+        dedupe_for=dedupe_for,
     )
     session = state.db.session
     _publish(app, state, session, event)
@@ -290,6 +296,7 @@ def build_event(
     channels: Iterable[str] | None,
     commit: bool,
     targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
+    dedupe_for: timedelta | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -315,6 +322,12 @@ def build_event(
         not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= MAX_DEDUPE_KEY
     ):
         raise ValueError(f"dedupe_key must be a string of 1-{MAX_DEDUPE_KEY} characters")
+    if dedupe_for is not None and (
+        not isinstance(dedupe_for, timedelta) or dedupe_for <= timedelta(0)
+    ):
+        raise ValueError("dedupe_for must be a positive timedelta")
+    if dedupe_for is not None and dedupe_key is None:
+        raise ValueError("dedupe_for needs a dedupe_key")
     if data is not None:
         check_data_size(data, state.settings.max_data)
     if isinstance(expires_at, timedelta):
@@ -361,6 +374,7 @@ def build_event(
         dedupe_key=dedupe_key,
         channels=wanted,
         commit=commit,
+        dedupe_for=dedupe_for,
     )
 
 
@@ -491,6 +505,19 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     for start in range(0, len(user_ids), STREAM_CHUNK):
         part = user_ids[start : start + STREAM_CHUNK]
         routes = route(state, event, tuple(dict.fromkeys(part)), first=start == 0)
+        if dedupe:
+            # an expired notice never dedupes: its key is freed for the new one
+            assert event.dedupe_key is not None
+            # (and, with dedupe_for, one created before the window)
+            store.release_dedupe_key(
+                session,
+                Notice.__table__,
+                list(part),
+                event.dedupe_key,
+                now,
+                created_before=None if event.dedupe_for is None else now - event.dedupe_for,
+            )
+        routes = route(state, event, tuple(dict.fromkeys(part)))
         statuses = [wait if routes[user_key(u)] else sent for u in part]
         written = store.insert_notice_columns(
             session, Notice.__table__, shared, list(part), statuses, dedupe=dedupe

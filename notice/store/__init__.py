@@ -37,6 +37,7 @@ from .writes import (
     insert_delivery_columns,
     insert_notice_columns,
     insert_notices,
+    release_dedupe_key,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "claim",
     "delete_notices",
     "deduplicated_ids",
+    "release_dedupe_key",
     "due_condition",
     "escape_like",
     "finish",

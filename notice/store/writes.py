@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -285,3 +286,61 @@ def deduplicated_ids(
         ),
     )
     return list(session.execute(stmt, {"users": list(user_ids), "key": dedupe_key}).scalars())
+
+
+def release_dedupe_key(
+    session: Session,
+    notice_table: sa.Table,
+    user_ids: Sequence[Any],
+    dedupe_key: str,
+    now: datetime,
+    *,
+    created_before: datetime | None = None,
+) -> int:
+    """Free ``dedupe_key`` on the expired notices of ``user_ids`` (their key becomes
+    NULL), so an expired notice never deduplicates a new one; with ``created_before``
+    (a ``dedupe_for`` window) also on the ones created before it. Returns the rows freed.
+
+    Runs in the publishing transaction before the deduplicated insert: two publishers
+    racing on the same key wait on the same row lock, and the second then sees the key
+    already freed and the first one's new row as the live one.
+    """
+    c = notice_table.c
+    dialect = session.get_bind().dialect.name
+    stmt = cached(
+        notice_table,
+        "release_dedupe",
+        dialect,
+        lambda: (
+            sa.update(notice_table)
+            .where(
+                in_list(c.user_id, "users", dialect),
+                c.dedupe_key == sa.bindparam("key"),
+                c.expires_at.is_not(None),
+                c.expires_at <= sa.bindparam("now"),
+            )
+            .values(dedupe_key=None)
+        ),
+    )
+    params = {"users": list(user_ids), "key": dedupe_key, "now": now}
+    if created_before is not None:
+        stmt = cached(
+            notice_table,
+            "release_dedupe_window",
+            dialect,
+            lambda: (
+                sa.update(notice_table)
+                .where(
+                    in_list(c.user_id, "users", dialect),
+                    c.dedupe_key == sa.bindparam("key"),
+                    sa.or_(
+                        sa.and_(c.expires_at.is_not(None), c.expires_at <= sa.bindparam("now")),
+                        c.create_at < sa.bindparam("before"),
+                    ),
+                )
+                .values(dedupe_key=None)
+            ),
+        )
+        params["before"] = created_before
+    result = session.execute(stmt, params)
+    return int(getattr(result, "rowcount", 0) or 0)
