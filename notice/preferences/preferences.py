@@ -24,6 +24,9 @@ from .settings import DIGEST_FREQUENCIES
 #: channels that are not a way of reaching the user (the log): not offered as
 #: choices, never gated
 INTERNAL_CHANNELS = frozenset({LogSender.name})
+#: the channel the digest reads choices of: settable even without an email sender,
+#: as the digest mails anyway (it builds a sender from ``NOTICE_MAIL_*``)
+DIGEST_CHANNEL = "email"
 
 
 def allowed(
@@ -75,6 +78,11 @@ class Preferences:
     def channels(self) -> list[str]:
         """The current app's channels users choose from (sender names), sorted."""
         return _channels(state_of())
+
+    def settable_channels(self) -> list[str]:
+        """:meth:`channels` and "email": a digest-only app (no per-notice email sender)
+        still lets users leave a type out of the digest."""
+        return sorted(set(self.channels()) | {DIGEST_CHANNEL})
 
     def types(self) -> list[str]:
         """Every registered notice type value, sorted."""
@@ -135,7 +143,7 @@ class Preferences:
         """
         user_id = state_of().coerce_user_id(user_id)
         t = str(NoticeType(notice_type))
-        if channel not in self.channels():
+        if channel not in self.settable_channels():
             raise ValueError(
                 f"unknown channel {channel!r}; this app has: {', '.join(self.channels())}"
             )

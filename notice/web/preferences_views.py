@@ -134,7 +134,7 @@ def preferences_update() -> Response:
     given = body.get("preferences", {})
     if not isinstance(given, dict):
         _bad_request("preferences must be an object of {type: {channel: bool}}")
-    types, channels = set(prefs.types()), set(prefs.channels())
+    types, channels = set(prefs.types()), set(prefs.settable_channels())
     for t, chans in given.items():
         if t not in types:
             _bad_request(f"unknown notice type {t!r}")
