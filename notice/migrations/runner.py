@@ -104,5 +104,8 @@ def unrecorded_revision(app: Flask) -> str | None:
         if not TABLES & set(inspector.get_table_names()):
             return None
         delivery = {c["name"] for c in inspector.get_columns("notice_delivery")}
+        notice = {c["name"] for c in inspector.get_columns("notice")}
     # each revision's first new column tells it apart from the one before
+    if "seen_at" in notice:
+        return "0005"
     return "0002" if "lease_expiries" in delivery else "0001"
