@@ -517,7 +517,6 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
                 now,
                 created_before=None if event.dedupe_for is None else now - event.dedupe_for,
             )
-        routes = route(state, event, tuple(dict.fromkeys(part)))
         statuses = [wait if routes[user_key(u)] else sent for u in part]
         written = store.insert_notice_columns(
             session, Notice.__table__, shared, list(part), statuses, dedupe=dedupe
