@@ -16,6 +16,7 @@ The tree::
     ├── BadParameter            notice.web: a malformed parameter or body field (BadRequest)
     ├── TooManyStreams          notice.brokers: this process holds NOTICE_STREAM_MAX streams
     ├── BadMessage              notice.brokers: a broker message we did not write (ValueError)
+    ├── InvalidPhoneNumber      notice.senders.sms: a number not in E.164 form (ValueError)
     └── DeliveryError           raised by a sender's ``send()`` to steer the delivery
         ├── TransientError      try again later (honours ``retry_after`` seconds)
         │   ├── BrokerError     notice.brokers: the live-stream broker is unreachable
