@@ -231,7 +231,7 @@ class Notices:
         return self.state().coerce_user_id(user_id)
 
     def unread_count(self, user_id: Any) -> int:
-        """How many unread, unexpired notices ``user_id`` has."""
+        """How many unread, unexpired, unarchived notices ``user_id`` has."""
         return store.unread_count(self.db.session, self.Notice, self._user(user_id))
 
     def list_notices(
@@ -239,7 +239,7 @@ class Notices:
     ) -> list[Any]:
         """``user_id``'s notices, newest first; ``filters`` as in
         :class:`notice.store.NoticeQuery` (read, types, text, before, after, before_id,
-        limit)."""
+        limit, archived)."""
         if query is None:
             if "types" in filters and filters["types"] is not None:
                 filters["types"] = tuple(str(t) for t in filters["types"])
@@ -261,6 +261,65 @@ class Notices:
     ) -> int:
         """Mark ``user_id``'s notices unread (``ids``, or all); return how many changed."""
         return self._set_read(user_id, ids, read=False, commit=commit)
+
+    def mark_seen(
+        self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
+    ) -> int:
+        """Mark ``user_id``'s notices seen (``ids``, or all); return how many changed.
+        Seen is not read: the bell was opened, the notice was not necessarily acted on.
+        A notice keeps the time it was first seen."""
+        state = self.state()
+        session = self.db.session
+        id_list = None if ids is None else list(ids)
+        changed = store.set_seen(session, self.Notice, state.coerce_user_id(user_id), id_list)
+        if commit:
+            session.commit()
+        return changed
+
+    def archive(
+        self,
+        user_id: Any,
+        ids: Iterable[int] | None = None,
+        *,
+        only_read: bool = False,
+        commit: bool = True,
+    ) -> int:
+        """Archive ``user_id``'s notices (``ids``, or all; ``only_read`` for "archive all
+        read"); return how many changed. Archived notices leave the inbox and its counts,
+        are listed with ``notices.list_notices(user, archived=True)`` and are purged by age like
+        read ones (``flask notice purge``); :meth:`delete` stays a hard delete."""
+        return self._set_archived(user_id, ids, archived=True, only_read=only_read, commit=commit)
+
+    def unarchive(self, user_id: Any, ids: Iterable[int], *, commit: bool = True) -> int:
+        """Put archived notices ``ids`` of ``user_id`` back in the inbox; how many changed."""
+        return self._set_archived(user_id, ids, archived=False, only_read=False, commit=commit)
+
+    def _set_archived(
+        self,
+        user_id: Any,
+        ids: Iterable[int] | None,
+        *,
+        archived: bool,
+        only_read: bool,
+        commit: bool,
+    ) -> int:
+        state = self.state()
+        user_id = state.coerce_user_id(user_id)
+        id_list = None if ids is None else list(ids)
+        session = self.db.session
+        changed = store.set_archived(
+            session, self.Notice, user_id, id_list, archived=archived, only_read=only_read
+        )
+        if changed and state.publisher is not None:
+            # the unread count leaves out archived notices: open badges follow
+            call_after_commit(
+                session,
+                lambda: state.publish_count(user_id, archived=id_list if archived else []),
+                description="publishing an unread count to the live stream",
+            )
+        if commit:
+            session.commit()
+        return changed
 
     def _set_read(
         self, user_id: Any, ids: Iterable[int] | None, *, read: bool, commit: bool

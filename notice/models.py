@@ -110,8 +110,11 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
 
         __tablename__ = "notice"
         __table_args__ = (
-            # per-user unread count: an index-only scan on (user_id, read_status)
-            sa.Index("ix_notice_user_read", "user_id", "read_status", "expires_at"),
+            # per-user unread count: an index-only scan on (user_id, read_status), the
+            # visibility rule's columns included
+            sa.Index(
+                "ix_notice_user_read", "user_id", "read_status", "expires_at", "archived_at"
+            ),
             # newest-first listing and cursor pagination walk this index backwards
             sa.Index("ix_notice_user_id", "user_id", "id"),
             sa.UniqueConstraint("user_id", "dedupe_key", name="uq_notice_user_dedupe"),

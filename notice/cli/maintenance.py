@@ -181,7 +181,7 @@ def stats_command(as_json: bool) -> None:
     "read_age",
     type=DURATION,
     required=True,
-    help="Delete read notices created longer ago than this, e.g. 90d.",
+    help="Delete read notices created, and archived ones archived, longer ago than this, e.g. 90d.",
 )
 @click.option(
     "--unread-older-than",

@@ -4,6 +4,7 @@
 - :mod:`~notice.store.writes`: publishing's bulk inserts of notices and deliveries
 - :mod:`~notice.store.claims`: delivery leases: claim, load, finish, roll-up
 - :mod:`~notice.store.reads`: the inbox's counts, listings, read/unread, delete
+- :mod:`~notice.store.inbox`: seen, archive and unarchive
 - :mod:`~notice.store.maintenance`: the CLI's retry, stats and purge
 - :mod:`~notice.store.email`, :mod:`~notice.store.digest`: what went out by email
 - :mod:`~notice.store.preferences`: stored choices, the routing gate's query
@@ -29,6 +30,7 @@ from .common import (
     upsert,
     visible,
 )
+from .inbox import set_archived, set_seen
 from .reads import NoticeQuery, get_notice, list_notices, set_read, unread_count
 from .writes import (
     deduplicated_ids,
@@ -62,7 +64,9 @@ __all__ = [
     "load_claimed",
     "new_token",
     "roll_up",
+    "set_archived",
     "set_read",
+    "set_seen",
     "tune_sqlite_connection",
     "unread_count",
     "upsert",

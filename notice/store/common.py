@@ -77,10 +77,17 @@ def cached(table: sa.Table, key: str, dialect: str, build: Callable[[], T]) -> T
 
 
 def visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
-    """The one visibility rule of inboxes, counts and digests: not expired at ``now``.
+    """The one visibility rule of inboxes, counts and digests: not expired at ``now``
+    and not archived.
 
     ``notice`` is the model class or its table.
     """
+    c = getattr(notice, "c", notice)
+    return sa.and_(not_expired(c, now), c.archived_at.is_(None))
+
+
+def not_expired(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
+    """Half of :func:`visible`, for a list that asks for archived notices too."""
     c = getattr(notice, "c", notice)
     return sa.or_(c.expires_at.is_(None), c.expires_at > now)
 

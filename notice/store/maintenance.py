@@ -229,7 +229,11 @@ def stats(
 
 def _purgeable(notice: sa.Table, read_before: datetime, unread_before: datetime | None) -> Any:
     n = notice.c
-    cond = sa.and_(n.read_status == ReadStatus.READ.value, n.create_at < read_before)
+    cond = sa.or_(
+        sa.and_(n.read_status == ReadStatus.READ.value, n.create_at < read_before),
+        # archived counts as read for the purge, by the time it was archived
+        n.archived_at < read_before,
+    )
     if unread_before is not None:
         cond = sa.or_(
             cond, sa.and_(n.read_status == ReadStatus.UNREAD.value, n.create_at < unread_before)

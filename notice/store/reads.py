@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import cached, chunks, escape_like, in_list, lock_ids, visible
+from .common import cached, chunks, escape_like, in_list, lock_ids, not_expired, visible
 
 
 def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
@@ -96,6 +96,8 @@ class NoticeQuery:
     :param before / after: ``create_at`` bounds (exclusive).
     :param before_id: cursor: only notices with a smaller id (the next page).
     :param limit: page size.
+    :param archived: False (default) leaves archived notices out, True lists only
+        them, None lists both.
     """
 
     read: bool | None = None
@@ -106,6 +108,7 @@ class NoticeQuery:
     before_id: int | None = None
     limit: int = 50
     include_expired: bool = False
+    archived: bool | None = False
 
 
 def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery) -> list[Any]:
@@ -131,7 +134,12 @@ def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery
     if query.before_id is not None:
         stmt = stmt.where(notice.id < query.before_id)
     if not query.include_expired:
-        stmt = stmt.where(visible(notice, utcnow()))
+        stmt = stmt.where(not_expired(notice, utcnow()))
+    if query.archived is not None:
+        # the visibility rule's other half, which this list may turn around
+        stmt = stmt.where(
+            notice.archived_at.isnot(None) if query.archived else notice.archived_at.is_(None)
+        )
     stmt = stmt.order_by(notice.id.desc()).limit(query.limit)
     return list(session.execute(stmt).scalars())
 
