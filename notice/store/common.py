@@ -8,7 +8,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -90,6 +90,42 @@ def not_expired(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
     """Half of :func:`visible`, for a list that asks for archived notices too."""
     c = getattr(notice, "c", notice)
     return sa.or_(c.expires_at.is_(None), c.expires_at > now)
+
+
+def update_mine(
+    session: Any, notice: Any, mine: Any, ids: Iterable[int] | None, values: dict[str, Any]
+) -> int:
+    """Set ``values`` on the rows matching ``mine`` (a user's own rows in some state),
+    all of them or only ``ids``; return how many changed.
+
+    On PostgreSQL the rows are locked in id order first (:func:`lock_ids`), then
+    changed by id: an ``UPDATE`` alone locks them in the order its plan visits them,
+    which deadlocked against delivery ``finish`` (id order) and against a second tab's
+    "mark all read". The ``UPDATE`` re-checks ``mine`` on each locked row, so no update
+    is lost; a row arriving between the two statements is left as it is.
+    """
+    table = notice.__table__
+    c = table.c
+    base = sa.update(table).where(mine).values(**values)
+    if session.get_bind(mapper=notice).dialect.name == "sqlite":
+        # one writer at a time: no lock order to keep. A SELECT first would also make
+        # this a read-then-write transaction, which SQLite fails at once ("database is
+        # locked") when another writer commits in between
+        if ids is None:
+            return int(session.execute(base).rowcount)
+        targets: Sequence[int] = sorted(set(ids))
+    elif ids is None:
+        targets = lock_ids(session, table, mine)
+    else:
+        targets = [
+            locked
+            for part in chunks(sorted(set(ids)))
+            for locked in lock_ids(session, table, sa.and_(mine, c.id.in_(part)))
+        ]
+    changed = 0
+    for part in chunks(targets):
+        changed += int(session.execute(base.where(c.id.in_(part))).rowcount)
+    return changed
 
 
 def begin_write(conn: Connection) -> None:

@@ -9,7 +9,7 @@ so no update is lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,20 +17,16 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import chunks, lock_ids
+from .common import update_mine
 
 
 def set_seen(session: Session, notice: Any, user_id: Any, ids: Iterable[int] | None) -> int:
     """Mark the user's unseen notices (``ids``, or all when None) seen; rows changed.
     A notice already seen keeps its first ``seen_at``."""
     c = notice.__table__.c
-    return _update(
-        session,
-        notice,
-        sa.and_(c.user_id == user_id, c.seen_at.is_(None)),
-        ids,
-        {"seen_at": utcnow()},
-    )
+    now = utcnow()
+    mine = sa.and_(c.user_id == user_id, c.seen_at.is_(None))
+    return update_mine(session, notice, mine, ids, {"seen_at": now, "update_at": now})
 
 
 def set_archived(
@@ -51,34 +47,6 @@ def set_archived(
     )
     if only_read:
         mine = sa.and_(mine, c.read_status == ReadStatus.READ.value)
-    return _update(session, notice, mine, ids, {"archived_at": utcnow() if archived else None})
-
-
-def _update(
-    session: Session,
-    notice: Any,
-    mine: Any,
-    ids: Iterable[int] | None,
-    values: dict[str, Any],
-) -> int:
-    table = notice.__table__
-    c = table.c
-    base = sa.update(table).where(mine).values(update_at=utcnow(), **values)
-    if session.get_bind(mapper=notice).dialect.name == "sqlite":
-        # one writer at a time: no lock order to keep (see set_read)
-        if ids is None:
-            return int(session.execute(base).rowcount)  # type: ignore[attr-defined]
-        targets: Sequence[int] = sorted(set(ids))
-    elif ids is None:
-        targets = lock_ids(session, table, mine)
-    else:
-        targets = [
-            locked
-            for part in chunks(sorted(set(ids)))
-            for locked in lock_ids(session, table, sa.and_(mine, c.id.in_(part)))
-        ]
-    changed = 0
-    for part in chunks(targets):
-        result = session.execute(base.where(c.id.in_(part)))
-        changed += int(result.rowcount)  # type: ignore[attr-defined]
-    return changed
+    now = utcnow()
+    values = {"archived_at": now if archived else None, "update_at": now}
+    return update_mine(session, notice, mine, ids, values)

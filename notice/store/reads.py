@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import cached, chunks, escape_like, in_list, lock_ids, not_expired, visible
+from .common import cached, chunks, escape_like, in_list, not_expired, update_mine, visible
 
 
 def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
@@ -149,11 +149,8 @@ def set_read(
 ) -> int:
     """Mark the user's notices (``ids``, or all when None) read or unread; rows changed.
 
-    Only the user's own rows are touched, whatever ids are passed. On PostgreSQL the rows
-    are locked in id order first (:func:`~notice.store.common.lock_ids`), then changed
-    by id: an ``UPDATE`` alone locks them in the order its plan visits them, which
-    deadlocked against delivery ``finish`` (id order) and against a second tab's "mark
-    all read". A notice arriving between the two statements is left as it is.
+    Only the user's own rows are touched, whatever ids are passed, locked in id order
+    on PostgreSQL (:func:`~notice.store.common.update_mine`).
     """
     now = utcnow()
     table = notice.__table__
@@ -163,27 +160,7 @@ def set_read(
     )
     values = {"read_status": target.value, "read_at": now if read else None, "update_at": now}
     mine = sa.and_(c.user_id == user_id, c.read_status == source.value)
-    base = sa.update(table).where(mine).values(**values)
-    if session.get_bind(mapper=notice).dialect.name == "sqlite":
-        # one writer at a time: no lock order to keep. A SELECT first would also make
-        # this a read-then-write transaction, which SQLite fails at once ("database is
-        # locked") when another writer commits in between
-        if ids is None:
-            return int(session.execute(base).rowcount)  # type: ignore[attr-defined]
-        targets: Sequence[int] = sorted(set(ids))
-    elif ids is None:
-        targets = lock_ids(session, table, mine)
-    else:
-        targets = [
-            locked
-            for part in chunks(sorted(set(ids)))
-            for locked in lock_ids(session, table, sa.and_(mine, c.id.in_(part)))
-        ]
-    changed = 0
-    for part in chunks(targets):
-        result = session.execute(base.where(c.id.in_(part)))
-        changed += int(result.rowcount)  # type: ignore[attr-defined]
-    return changed
+    return update_mine(session, notice, mine, ids, values)
 
 
 def delete_notice(session: Any, notice: Any, user_id: Any, notice_id: int) -> Any:
