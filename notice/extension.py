@@ -290,8 +290,11 @@ class Notices:
         read ones (``flask notice purge``); :meth:`delete` stays a hard delete."""
         return self._set_archived(user_id, ids, archived=True, only_read=only_read, commit=commit)
 
-    def unarchive(self, user_id: Any, ids: Iterable[int], *, commit: bool = True) -> int:
-        """Put archived notices ``ids`` of ``user_id`` back in the inbox; how many changed."""
+    def unarchive(
+        self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
+    ) -> int:
+        """Put ``user_id``'s archived notices (``ids``, or all) back in the inbox; return
+        how many changed."""
         return self._set_archived(user_id, ids, archived=False, only_read=False, commit=commit)
 
     def _set_archived(

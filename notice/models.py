@@ -79,10 +79,10 @@ def notice_dict(notice: Any) -> dict[str, Any]:
         "data": notice.data,
         "read_status": notice.read_status,
         "send_status": notice.send_status,
-        "create_at": _iso(notice.create_at),
-        "update_at": _iso(notice.update_at),
-        "read_at": _iso(notice.read_at),
-        "expires_at": _iso(notice.expires_at),
+        "create_at": iso_time(notice.create_at),
+        "update_at": iso_time(notice.update_at),
+        "read_at": iso_time(notice.read_at),
+        "expires_at": iso_time(notice.expires_at),
     }
 
 
@@ -228,5 +228,6 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
     return Models(Notice=Notice, Delivery=Delivery)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
+    """ISO 8601 text of a timestamp; None stays None (JSON null)."""
     return value.isoformat() if value is not None else None

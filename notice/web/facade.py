@@ -34,6 +34,23 @@ class Facade(Protocol):
         self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
     ) -> int: ...
 
+    def mark_seen(
+        self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
+    ) -> int: ...
+
+    def archive(
+        self,
+        user_id: Any,
+        ids: Iterable[int] | None = None,
+        *,
+        only_read: bool = False,
+        commit: bool = True,
+    ) -> int: ...
+
+    def unarchive(
+        self, user_id: Any, ids: Iterable[int] | None = None, *, commit: bool = True
+    ) -> int: ...
+
 
 def notices() -> Facade:
     """The current app's ``Notices`` (``init_app`` files it in ``app.extensions``)."""

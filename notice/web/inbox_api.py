@@ -4,9 +4,11 @@
 GET      ``/api/notices``                list, newest first; filters and cursor
 GET      ``/api/notices/<id>``           one notice
 GET      ``/api/unread-count``           ``{"unread": n}``
-POST     ``/api/notices/<id>/read``      mark one read (``/unread``: unread)
-POST     ``/api/notices/read``           mark many (``{"ids": [...]}``) or all
-                                         (``{"all": true}``) read (``/unread``)
+POST     ``/api/notices/<id>/<action>``  one notice: ``read``, ``unread``, ``seen``,
+                                         ``archive``, ``unarchive``
+POST     ``/api/notices/<action>``       many (``{"ids": [...]}``) or all
+                                         (``{"all": true}``; for ``archive``: all
+                                         read ones)
 DELETE   ``/api/notices/<id>``           delete one
 =======  ==============================  ===========================================
 
@@ -15,17 +17,21 @@ need the CSRF token (``X-CSRFToken`` header, see :mod:`notice.web.auth`). Errors
 JSON (:mod:`notice.web.errors`).
 
 Each notice carries ``link``: its ``url`` if a browser may follow it
-(:func:`notice.links.safe_link`), else null; ``url`` is as stored.
+(:func:`notice.links.safe_link`), else null; ``url`` is as stored; ``seen_at`` and
+``archived_at`` say when it was seen and archived (null: not yet). Archived notices
+are listed only with ``archived=only`` (or ``include``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
 from ..links import with_link
+from ..models import iso_time
 from ..state import state_of
 from .auth import check_csrf, require_api_user
 from .blueprints import inbox_bp
@@ -33,9 +39,28 @@ from .facade import notices
 from .inbox_params import mark_targets, notice_query
 from .inbox_reads import delete_one, own, page, unread_count
 
+#: the state changes a POST may ask for, as in the URL
+ACTIONS = ("read", "unread", "seen", "archive", "unarchive")
+_ACTION = f"<any({', '.join(ACTIONS)}):action>"
+
 
 def _json(notice: Any) -> dict[str, Any]:
-    return with_link(notice.to_dict(), state_of().settings.link_origins)
+    inbox = {"seen_at": iso_time(notice.seen_at), "archived_at": iso_time(notice.archived_at)}
+    return with_link({**notice.to_dict(), **inbox}, state_of().settings.link_origins)
+
+
+def _change(action: str) -> Callable[[Any, list[int] | None], int]:
+    """The façade call behind ``action``; with no ids, "archive" takes the read ones."""
+    facade = notices()
+    if action == "archive":
+        return lambda user, ids: facade.archive(user, ids, only_read=ids is None)
+    change: Callable[[Any, list[int] | None], int] = {
+        "read": facade.mark_read,
+        "unread": facade.mark_unread,
+        "seen": facade.mark_seen,
+        "unarchive": facade.unarchive,
+    }[action]
+    return change
 
 
 @inbox_bp.get("/api/notices")
@@ -59,26 +84,21 @@ def api_unread_count() -> ResponseReturnValue:
     return jsonify(unread=unread_count(require_api_user()))
 
 
-@inbox_bp.post("/api/notices/<int:notice_id>/<any(read, unread):action>")
+@inbox_bp.post(f"/api/notices/<int:notice_id>/{_ACTION}")
 def api_mark_one(notice_id: int, action: str) -> ResponseReturnValue:
     user_id = require_api_user()
     check_csrf()
     own(user_id, notice_id)
-    facade = notices()
-    mark = facade.mark_read if action == "read" else facade.mark_unread
-    mark(user_id, [notice_id])
+    _change(action)(user_id, [notice_id])
     notice = own(user_id, notice_id)
     return jsonify(notice=_json(notice), unread=unread_count(user_id))
 
 
-@inbox_bp.post("/api/notices/<any(read, unread):action>")
+@inbox_bp.post(f"/api/notices/{_ACTION}")
 def api_mark_many(action: str) -> ResponseReturnValue:
     user_id = require_api_user()
     check_csrf()
-    ids = mark_targets()
-    facade = notices()
-    mark = facade.mark_read if action == "read" else facade.mark_unread
-    changed = mark(user_id, ids)
+    changed = _change(action)(user_id, mark_targets())
     return jsonify(changed=changed, unread=unread_count(user_id))
 
 

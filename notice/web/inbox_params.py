@@ -173,7 +173,7 @@ def parse_types(values: list[str]) -> tuple[str, ...]:
 
 def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
     """The listing filters of the current request (``read``, ``type``, ``q``, ``before``,
-    ``after``, ``before_id``, ``limit``); raises :class:`BadParameter`."""
+    ``after``, ``before_id``, ``limit``, ``archived``); raises :class:`BadParameter`."""
     args = request.args if args is None else args
     settings = state_of().settings
     text = parse_text("q", args.get("q", "")).strip()
@@ -199,7 +199,20 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
             if raw_limit
             else settings.page_size
         ),
+        archived=parse_archived(args.get("archived", "")),
     )
+
+
+#: ``archived=`` values and what the listing keeps: archived only, both, or none
+ARCHIVED = {"only": True, "include": None, "": False}
+
+
+def parse_archived(raw: str) -> bool | None:
+    """``archived=only|include`` (default: archived notices left out)."""
+    try:
+        return ARCHIVED[raw]
+    except KeyError:
+        raise BadParameter("archived", "must be only or include") from None
 
 
 def mark_targets() -> list[int] | None:

@@ -26,7 +26,8 @@ from ..state import state_of
 from ..types import NoticeType
 from .auth import HEADER
 from .blueprints import inbox_bp
-from .inbox_params import _FALSE, _TRUE, ID_MAX, MAX_IDS, MAX_TEXT
+from .inbox_api import ACTIONS
+from .inbox_params import _FALSE, _TRUE, ARCHIVED, ID_MAX, MAX_IDS, MAX_TEXT
 from .service_api import MAX_LIST
 
 #: endpoints of the blueprints that are not JSON, with why they are left out
@@ -160,6 +161,8 @@ def _schemas(page_max: int) -> dict[str, Any]:
                 "update_at": when,
                 "read_at": when,
                 "expires_at": when,
+                "seen_at": when,
+                "archived_at": when,
             },
         },
         "NoticePage": {
@@ -289,6 +292,11 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
     listing = [
         _query("read", {"type": "string", "enum": read_values}, "read or unread only"),
         _query(
+            "archived",
+            {"type": "string", "enum": sorted(ARCHIVED)},
+            "only: archived notices only; include: both (default: none)",
+        ),
+        _query(
             "type",
             {"type": "array", "items": {"type": "string", "enum": list(NoticeType.known())}},
             "notice types (repeat, or comma-separated)",
@@ -382,12 +390,12 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
             }
         },
     }
-    for action in ("read", "unread"):
+    for action in ACTIONS:
         paths[f"/api/notices/{{notice_id}}/{action}"] = {
             "parameters": [_path_id("notice_id")],
             "post": {
                 "operationId": f"markOne{action.title()}",
-                "summary": f"Mark one notice {action}",
+                "summary": f"One notice: {action}",
                 "security": _SESSION_CSRF,
                 "responses": _responses(
                     {"200": _json(_ref("Marked"), "the notice and the new count")},
@@ -399,7 +407,7 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
         paths[f"/api/notices/{action}"] = {
             "post": {
                 "operationId": f"markMany{action.title()}",
-                "summary": f"Mark notices {action}: some ids, or all",
+                "summary": f"Notices: {action} some ids, or all (archive: all read)",
                 "security": _SESSION_CSRF,
                 "requestBody": _body(_ref("MarkMany")),
                 "responses": _responses(
