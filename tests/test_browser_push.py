@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from notice import notice_event
-from tests.support.browser import watch_errors
+from tests.support.browser import poll, watch_errors
 from tests.support.pushapp import add_device, push_config, use_session_login, vapid_keys
 from tests.support.pushservice import PushService
 from tests.support.sse import serving
@@ -32,15 +32,6 @@ NOTIFICATIONS = f"""async () => {{
   return (await reg.getNotifications()).map((n) => (
     {{title: n.title, body: n.body, icon: n.icon, tag: n.tag, data: n.data}}));
 }}"""
-
-
-def _poll(page: Any, script: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = page.evaluate(script)
-        if value or time.monotonic() > deadline:
-            return value
-        page.wait_for_timeout(50)
 
 
 def test_service_worker_shows_pushed_notices(browser, app_factory):
@@ -74,7 +65,7 @@ def test_service_worker_shows_pushed_notices(browser, app_factory):
         cdp.send("ServiceWorker.enable")
         page.evaluate(f'navigator.serviceWorker.register("{SW}").then(() => true)')
         active = f'navigator.serviceWorker.getRegistration("{SW}").then((r) => !!(r && r.active))'
-        assert _poll(page, active)
+        assert poll(page, active)
         [registration] = {r["registrationId"] for r in registrations if not r["isDeleted"]}
         for text in pushed:
             cdp.send(

@@ -9,6 +9,7 @@ import io
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from flask_babel import Babel, force_locale
 from notice import links, notice_event
 from notice.i18n import TRANSLATIONS, current_locale, gettext, locales, ngettext
 from notice.preferences.digest import run_digest
+from tests.support.browser import poll
 from tests.support.emailapp import address, email_app
 from tests.support.pushapp import add_device, login, push_config, use_session_login, vapid_keys
 from tests.support.pushservice import PushService
@@ -425,16 +427,27 @@ def test_a_german_push_in_chromium(browser, app_factory, service):
         )
         cdp.send("ServiceWorker.enable")
         page.evaluate(f'navigator.serviceWorker.register("{SW}").then(() => true)')
-        page.wait_for_function(
-            f'navigator.serviceWorker.getRegistration("{SW}").then((r) => !!(r && r.active))'
+        assert poll(
+            page, f'navigator.serviceWorker.getRegistration("{SW}").then((r) => !!(r && r.active))'
         )
-        [registration] = {r["registrationId"] for r in registrations if not r["isDeleted"]}
-        cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {"origin": origin, "registrationId": registration, "data": pushed},
-        )
-        page.wait_for_function(f"({SHOWN})().then((shown) => shown.length === 1)")
-        assert page.evaluate(SHOWN) == [{"title": "Bo gefällt das", "lang": "de"}]
+        live = lambda: {r["registrationId"] for r in registrations if not r["isDeleted"]}  # noqa: E731
+        deadline = time.monotonic() + 20
+        while not live() and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # lets Playwright deliver the CDP event
+        [registration] = live()
+        shown: list[dict[str, str]] = []
+        for _attempt in range(3):
+            # chromium now and then drops a push that CDP delivers right after the worker
+            # activated (CI saw it, ~1 run in 6): deliver again; the notice's tag makes
+            # a repeat replace the first notification, never stack beside it
+            cdp.send(
+                "ServiceWorker.deliverPushMessage",
+                {"origin": origin, "registrationId": registration, "data": pushed},
+            )
+            shown = poll(page, SHOWN, timeout=6)
+            if shown:
+                break
+        assert shown == [{"title": "Bo gefällt das", "lang": "de"}]
 
         page.click("[data-notice-push]")
         page.wait_for_function(

@@ -9,6 +9,7 @@ the tests to assert it stays empty. The ``browser`` fixture in tests/conftest.py
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,3 +57,16 @@ def watch_errors(page: Any, errors: list[str] | None = None, *, console: bool = 
         page.on("console", lambda m: found.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: found.append(str(exc)))
     return found
+
+
+def poll(page: Any, script: str, timeout: float = 20.0) -> Any:
+    """Evaluate ``script`` (it may return a promise) until its value is truthy or
+    ``timeout`` seconds passed; return the last value. ``page.wait_for_function`` is no
+    substitute for an async check: a returned promise counts as truthy at once.
+    Waiting with ``page.wait_for_timeout`` also lets Playwright deliver CDP events."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(script)
+        if value or time.monotonic() > deadline:
+            return value
+        page.wait_for_timeout(50)
