@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import requests
 from flask import Flask
 
-from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..errors import ConfigurationError, PermanentError, SkipDelivery
 from ..fallback import SHARED
 from .base import Sender
-from .http import Answer, TimedOut, Unreachable, deadline_session, post_with_deadline, retry_after
+from .http import Answer, deadline_session, post_as, raise_for_answer
 
 TargetLoader = Callable[[Sequence[Any]], Mapping[Any, "str | Sequence[str] | None"]]
 
@@ -148,30 +148,19 @@ class ChatSender(Sender):
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST under the total deadline; transport failures are transient and never
         name the URL."""
-        try:
-            return post_with_deadline(
-                self.session(),
-                url,
-                data=body,
-                headers={"Content-Type": "application/json", **headers},
-                timeout=self.timeout,
-            )
-        except TimedOut as exc:
-            raise TransientError(f"{self.name} {exc}") from exc
-        except Unreachable as exc:
-            raise TransientError(f"{self.name} request failed: {exc}") from exc
+        return post_as(
+            self.name,
+            self.session(),
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", **headers},
+            timeout=self.timeout,
+        )
 
     def classify(self, answer: Answer, wait: float | None = None) -> None:
-        """Raise for a non-2xx answer: 408/429/5xx retried (after ``Retry-After`` or
-        ``wait``), the rest final."""
-        status = answer.status
-        if 200 <= status < 300:
-            return
-        text = f"{self.name} answered {status}"
-        if status in (408, 429) or status >= 500:
-            after = retry_after(answer.headers.get("Retry-After"))
-            raise TransientError(text, retry_after=after if after is not None else wait)
-        raise PermanentError(text)
+        """Raise for a non-2xx answer (:func:`~notice.senders.http.raise_for_answer`;
+        ``wait`` when the answer gives no ``Retry-After``)."""
+        raise_for_answer(answer, self.name, wait=wait)
 
     def session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)

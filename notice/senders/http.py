@@ -1,5 +1,5 @@
-"""What the HTTP senders (webhook, Web Push) share: one POST bounded in time and size,
-and the ``Retry-After`` parser.
+"""What the HTTP senders (webhook, Web Push, chat) share: one POST bounded in time and
+size, one classification of its answer, and the ``Retry-After`` parser.
 
 ``requests``' ``timeout`` bounds each socket read, not the request: a receiver that
 drips a byte just inside it keeps a send busy for as long as it likes, and a body is
@@ -26,7 +26,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3 import connection, connectionpool, poolmanager
 
-from ..errors import TransientError
+from ..errors import PermanentError, TransientError
 
 #: body bytes kept from an answer (enough for an error message); the rest is never read
 MAX_BODY = 4096
@@ -109,6 +109,40 @@ def post_with_deadline(
         return Answer(response.status_code, response.headers, body)
     finally:
         _deadline.reset(token)
+
+
+def post_as(
+    what: str,
+    session: requests.Session,
+    url: str,
+    *,
+    data: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> Answer:
+    """:func:`post_with_deadline`, its transport failures re-raised as transient errors
+    that start with ``what`` (the sender's name) and never name the URL: webhook and
+    chat URLs carry their secret in the path."""
+    try:
+        return post_with_deadline(session, url, data=data, headers=headers, timeout=timeout)
+    except TimedOut as exc:
+        raise TransientError(f"{what} {exc}") from exc
+    except Unreachable as exc:
+        raise TransientError(f"{what} request failed: {exc}") from exc
+
+
+def raise_for_answer(answer: Answer, what: str, *, wait: float | None = None) -> None:
+    """Return for a 2xx answer, else raise: 408, 429 and 5xx are retried after the
+    answer's ``Retry-After`` (else ``wait``); every other status is final, redirects
+    included (they are not followed) and 410 Gone (the endpoint was removed)."""
+    status = answer.status
+    if 200 <= status < 300:
+        return
+    text = f"{what} answered {status}"
+    if status in (408, 429) or status >= 500:
+        after = retry_after(answer.headers.get("Retry-After"))
+        raise TransientError(text, retry_after=after if after is not None else wait)
+    raise PermanentError(text)
 
 
 def _read_prefix(raw: urllib3.BaseHTTPResponse, limit: int) -> bytes:

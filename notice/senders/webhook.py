@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import requests
 from flask import Flask
 
-from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
+from ..errors import ConfigurationError, SkipDelivery
 from .base import Sender
-from .http import TimedOut, Unreachable, deadline_session, post_with_deadline, retry_after
+from .http import deadline_session, post_as, raise_for_answer
 
 SIGNATURE_HEADER = "X-Notice-Signature"
 TIMESTAMP_HEADER = "X-Notice-Timestamp"
@@ -121,25 +121,12 @@ class WebhookSender(Sender):
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self._secret, timestamp, body),
         }
-        try:
-            # NOTICE_WEBHOOK_TIMEOUT is the whole request's budget: a receiver dripping
-            # its answer a byte at a time held a send for 40 s on a 5 s per-read timeout
-            answer = post_with_deadline(
-                self._session(), target, data=body, headers=headers, timeout=self.timeout
-            )
-        except TimedOut as exc:
-            raise TransientError(f"webhook {exc}") from exc
-        except Unreachable as exc:
-            raise TransientError(f"webhook request failed: {exc}") from exc
-        status = answer.status
-        if 200 <= status < 300:
-            return
-        text = f"webhook answered {status}"
-        if status in (408, 429) or status >= 500:
-            wait = retry_after(answer.headers.get("Retry-After"))
-            raise TransientError(text, retry_after=wait)
-        # 410 Gone says the endpoint was removed; any other 3xx/4xx will not change
-        raise PermanentError(text)
+        # NOTICE_WEBHOOK_TIMEOUT is the whole request's budget: a receiver dripping its
+        # answer a byte at a time held a send for 40 s on a 5 s per-read timeout
+        answer = post_as(
+            "webhook", self._session(), target, data=body, headers=headers, timeout=self.timeout
+        )
+        raise_for_answer(answer, "webhook")
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
