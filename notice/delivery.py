@@ -328,7 +328,12 @@ def _follow_ups(
         try:
             with state.app.app_context():  # the target loader may query the app's db
                 nxt = fallback.follow_up(
-                    state.senders_by_name, chain, delivery.channel, notice.user_id
+                    state.senders_by_name,
+                    chain,
+                    delivery.channel,
+                    notice.user_id,
+                    lambda channel: notice.user_id
+                    in preferences.allowed(state, channel, notice.notice_type, [notice.user_id]),
                 )
         except Exception:  # noqa: BLE001 - a broken loader must not lose the outcomes
             logger.exception("fallback after delivery %s failed", delivery.id)

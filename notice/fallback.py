@@ -14,7 +14,7 @@ reflects the shared post, and deleting that notice deletes the record of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigurationError
@@ -87,16 +87,23 @@ def first_of_chain(
 
 
 def follow_up(
-    senders: Mapping[str, Any], chain: tuple[str, ...], failed: str, user_id: Any
+    senders: Mapping[str, Any],
+    chain: tuple[str, ...],
+    failed: str,
+    user_id: Any,
+    allowed: Callable[[str], bool],
 ) -> list[tuple[str, str]]:
     """The ``(channel, target)`` deliveries to write after ``failed`` failed for good:
-    those of the next channel of ``chain`` on which the user has a target (channels
-    whose sender is not registered are passed over); empty at the end of the chain."""
+    those of the next channel of ``chain`` that ``allowed`` (the user's preferences)
+    lets through and on which the user has a target; channels whose sender is not
+    registered are passed over. Empty at the end of the chain."""
     if failed not in chain:
         return []
     for channel in chain[chain.index(failed) + 1 :]:
         sender = senders.get(channel)
-        if sender is None:
+        # a user who turned email off for this type must not get it as a fallback
+        # either: the send-time re-check skips notices this fresh
+        if sender is None or not allowed(channel):
             continue
         targets = sender.targets([user_id])
         if targets is None:

@@ -72,6 +72,26 @@ def test_chain(app_factory: Any, fake: ChatFake) -> None:
     assert sorted(n.user_id for n in memory.outbox) == [2, 3]
 
 
+def test_fallback_respects_preferences(app_factory: Any, fake: ChatFake) -> None:
+    """A chain passes over a channel the user turned off for the type: the fallback
+    delivery is written right after the failure, too fresh for the send-time re-check
+    of preferences, so the chain itself must ask."""
+    app = fallback_app(
+        app_factory,
+        fake,
+        NOTICE_SENDERS=["slack", "memory", "log"],
+        NOTICE_FALLBACK={"Comment": ["slack", "memory", "log"]},
+    )
+    with app.app_context():
+        app.notices.preferences.set(2, "Comment", "memory", False)
+        notice_event([2], NoticeType.COMMENT, subject="s", content="c")
+        # user 2's slack id is unknown to the fake: Dead; memory is off, so log is next
+        assert rows(app)[2] == [("slack", "Dead"), ("log", "Wait")]
+        app.notices.deliver_due()
+        assert rows(app)[2] == [("slack", "Dead"), ("log", "Sent")]
+    assert app.notices.state(app).senders_by_name["memory"].outbox == []
+
+
 def test_retried_failure_does_not_fall_back(app_factory: Any, fake: ChatFake) -> None:
     app = fallback_app(app_factory, fake)
     fake.script("/slack/api/", (503, {}, b""))
