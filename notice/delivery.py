@@ -332,8 +332,7 @@ def _follow_ups(
                     chain,
                     delivery.channel,
                     notice.user_id,
-                    lambda channel: notice.user_id
-                    in preferences.allowed(state, channel, notice.notice_type, [notice.user_id]),
+                    functools.partial(_user_allowed, state, notice),
                 )
         except Exception:  # noqa: BLE001 - a broken loader must not lose the outcomes
             logger.exception("fallback after delivery %s failed", delivery.id)
@@ -341,6 +340,13 @@ def _follow_ups(
         if nxt:
             out[o.delivery_id] = nxt
     return out
+
+
+def _user_allowed(state: NoticeState, notice: Any, channel: str) -> bool:
+    """The user of ``notice`` receives its type on ``channel`` (their preferences)."""
+    return notice.user_id in preferences.allowed(
+        state, channel, notice.notice_type, [notice.user_id]
+    )
 
 
 def _screen(
