@@ -31,7 +31,8 @@ def json_object() -> dict[str, Any] | None:
 
 @inbox_bp.get("/push/key")
 def push_key() -> ResponseReturnValue:
-    """The VAPID public key browsers pass to ``pushManager.subscribe``."""
+    """The VAPID public key browsers pass to ``pushManager.subscribe`` (also served by
+    the service API); 404 when Web Push is not configured."""
     key = state_of().push_settings.public_key
     if key is None:
         return json_error(404, "push_disabled", "Web Push is not configured on this server")

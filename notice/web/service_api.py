@@ -33,7 +33,7 @@ from .blueprints import api_bp
 from .errors import BadParameter, json_error
 from .facade import notices
 from .inbox_params import ID_MAX, parse_int
-from .push_views import json_object
+from .push_views import json_object, push_key
 
 #: topic messages one /notifications/list call returns at most
 MAX_LIST = 100
@@ -112,13 +112,8 @@ def _topic_name(body: dict[str, Any]) -> str | None:
 # --- VAPID key and topics -----------------------------------------------------------
 
 
-@api_bp.get("/vapid/public/key")
-def vapid_public_key() -> ResponseReturnValue:
-    """200 ``{"public_key"}``; 404 when Web Push is not configured."""
-    key = state_of().push_settings.public_key
-    if key is None:
-        return json_error(404, "push_disabled", "Web Push is not configured on this server")
-    return jsonify(public_key=key)
+# 200 ``{"public_key"}``; 404 when Web Push is not configured
+api_bp.add_url_rule("/vapid/public/key", "vapid_public_key", push_key, methods=["GET"])
 
 
 @api_bp.post("/topics/")
