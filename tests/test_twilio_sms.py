@@ -50,6 +50,16 @@ def test_form_fields_and_unicode_body_reach_the_fake(fake: TwilioFake) -> None:
     assert fake.messages == [{"To": TO, "From": "Acme", "Body": "Grüße — 👋 & =+"}]
 
 
+def test_twilio_environment_does_not_move_the_api(
+    fake: TwilioFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # twilio's Client would send to 127.0.0.1.us1.ie1 with these (its region routing)
+    monkeypatch.setenv("TWILIO_REGION", "ie1")
+    monkeypatch.setenv("TWILIO_EDGE", "dublin")
+    assert provider(fake.url).send(TO, "x").status == "queued"
+    assert len(fake.messages) == 1
+
+
 def test_twilio_error_does_not_carry_the_number(fake: TwilioFake) -> None:
     fake.invalid.add(TO)
     with pytest.raises(PermanentError) as info:

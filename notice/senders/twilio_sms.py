@@ -25,7 +25,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -62,8 +62,9 @@ MAX_ANSWER = 64 * 1024
 class DeadlineHttpClient(HttpClient):
     """twilio's ``HttpClient`` interface on :func:`~notice.senders.http.post_with_deadline`.
 
-    POST only (all the provider asks for); the last answer's headers stay in
-    :attr:`last_headers` for ``Retry-After``. One per thread, as its session is.
+    POST only (all the provider asks for); the last answer's status and headers stay in
+    :attr:`last_status` and :attr:`last_headers` (``Retry-After``). One per thread, as
+    its session is.
     """
 
     def __init__(self, timeout: float, hosts: tuple[str, ...]) -> None:
@@ -71,6 +72,7 @@ class DeadlineHttpClient(HttpClient):
         self.hosts = hosts
         self.session = deadline_session()
         self.last_headers: Mapping[str, str] = {}
+        self.last_status: int | None = None
 
     def request(
         self,
@@ -100,7 +102,7 @@ class DeadlineHttpClient(HttpClient):
             timeout=self.timeout or 5.0,
             max_body=MAX_ANSWER,
         )
-        self.last_headers = answer.headers
+        self.last_status, self.last_headers = answer.status, answer.headers
         return Response(answer.status, answer.text, answer.headers)
 
 
@@ -153,26 +155,31 @@ class TwilioProvider(SmsProvider):
         ).rstrip("/")
         self.account_sid, self._token = sid, token
 
-    def client(self) -> Client:
-        """This thread's twilio client."""
-        client: Client | None = getattr(self._local, "client", None)
-        if client is None:
+    def client(self) -> tuple[Client, DeadlineHttpClient]:
+        """This thread's twilio client and its HTTP client."""
+        pair: tuple[Client, DeadlineHttpClient] | None = getattr(self._local, "pair", None)
+        if pair is None:
             http = DeadlineHttpClient(self.timeout, self.hosts)
-            # twilio annotates Client's arguments but not its return: "untyped" to mypy
-            client = Client(  # type: ignore[no-untyped-call]
+            client = Client(  # type: ignore[no-untyped-call] # its return is unannotated
                 self.account_sid, self._token, http_client=http
             )
+            # Client reads TWILIO_REGION and TWILIO_EDGE from the process environment,
+            # and either would rewrite the host of NOTICE_TWILIO_API_URL
+            client.edge = client.region = None
             client.api.base_url = self.api_url
-            self._local.client = client
-        return client
+            pair = self._local.pair = (client, http)
+        return pair
 
     def send(self, to: str, body: str) -> SmsReceipt:
-        client = self.client()
+        client, http = self.client()
+        http.last_status = None
         try:
             message = client.messages.create(to=to, body=body, **self.sender)
         except (TwilioRestException, TwilioServiceException) as exc:
             refused = (exc.status, exc.code)
         except ValueError:
+            if http.last_status is None or not 200 <= http.last_status < 300:
+                raise  # not the answer's fault: a bug, logged with its traceback
             # a 2xx whose JSON did not parse: Twilio created the message, and another
             # attempt would send it twice
             logger.warning("twilio accepted a message with an unreadable answer")
@@ -185,7 +192,6 @@ class TwilioProvider(SmsProvider):
             )
         # raised out here, not in the except: twilio's exception quotes the phone
         # number, and would ride along in every logged traceback as our error's context
-        http: Any = client.http_client
         wait = retry_after(http.last_headers.get("Retry-After"))
         status, error = refused
         classify_twilio_response(status, {"code": error}, None if wait is None else str(wait))
