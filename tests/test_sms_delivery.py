@@ -13,6 +13,8 @@ import pytest
 
 from notice import NoticeType, notice_event
 from notice.delivery import deliver
+from notice.testing import capture_notices
+from tests.support.chatfakes import ChatFake
 from tests.support.emailapp import BASE_URL, deliveries, email_app
 from tests.support.smtpserver import SMTPServer
 from tests.support.twiliofake import TwilioFake
@@ -210,3 +212,45 @@ def test_fallback_sms_else_email(app_factory: Any, fake: TwilioFake) -> None:
             "user4@example.com",
         ]
     assert [m["To"] for m in fake.messages] == [NUMBERS[1]]
+
+
+def test_chain_reaches_sms_after_a_final_failure(app_factory: Any, fake: TwilioFake) -> None:
+    with ChatFake(token="xoxb-chain", channels=("U2",)) as chat, SMTPServer() as smtp:
+        app = email_app(
+            app_factory,
+            smtp,
+            NOTICE_SENDERS=["slack", "sms", "email"],
+            NOTICE_FALLBACK={"Comment": ["slack", "sms", "email"]},
+            NOTICE_SLACK_HOSTS=["127.0.0.1"],
+            NOTICE_SLACK_API_URL=chat.url + "/slack/api/",
+            NOTICE_SLACK_TOKEN="xoxb-chain",
+            **twilio_settings(fake),
+        )
+        load_numbers(app)
+        with app.app_context():
+            # user 1's Slack id is unknown to the workspace (final), 2's works, 3 has none
+            app.notices.sender("slack").target_loader(
+                lambda ids: {u: f"U{u}" for u in ids if u in (1, 2)}
+            )
+            notice_event([1, 2, 3], NoticeType.COMMENT, subject="s", content="c")
+            app.notices.deliver_due()
+            Notice = app.notices.Notice
+            owner = {n.id: n.user_id for n in app.db.session.query(Notice)}
+            rows = sorted((owner[d.notice_id], d.channel, d.status) for d in deliveries(app))
+        assert rows == [
+            (1, "slack", "Dead"),  # channel_not_found...
+            (1, "sms", "Sent"),  # ...so the next channel on which user 1 has a target
+            (2, "slack", "Sent"),
+            (3, "email", "Sent"),  # neither a Slack id nor a number
+        ]
+    assert [m["To"] for m in fake.messages] == [NUMBERS[1]]
+
+
+def test_capture_records_the_text_and_sends_nothing(app_factory: Any, fake: TwilioFake) -> None:
+    app = sms_app(app_factory, fake)
+    with app.app_context(), capture_notices(app) as outbox:
+        notice_event([1, 4], NoticeType.COMMENT, subject="Hi", content="there")
+        [sent] = outbox.sent(channel="sms")
+        assert sent.payload == {"to": NUMBERS[1], "body": "Hi\nthere"}
+        assert [d.status for d in deliveries(app)] == ["Sent", "Dead"]
+    assert fake.requests == 0
