@@ -35,6 +35,7 @@ TO = "+14155550123"
 
 def run(n: int) -> list[Row]:
     notice = SimpleNamespace(
+        user_id=1,
         subject="New comment",
         content="Ann wrote something",
         notice_type="Comment",
@@ -53,6 +54,9 @@ def run(n: int) -> list[Row]:
         )
         sms = SmsSender()
         sms.init_app(app)
+        sms.target_loader(lambda ids: {u: TO for u in ids})
+        # as the engine does: one loader call per batch, each send checked against it
+        sms.prepare([(notice, TO)])
         body = sms.text(notice)
         client = Client(fake.sid, TOKEN)
         client.api.base_url = fake.url

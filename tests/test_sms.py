@@ -119,11 +119,19 @@ def sender(**config: Any) -> SmsSender:
     app.config.update(config)
     sms = SmsSender()
     sms.init_app(app)
+    # user 1's numbers: one good, one not E.164 (a user-entered value, say)
+    sms.target_loader(lambda ids: {u: ["+14155550123", "4155550123"] for u in ids if u == 1})
     return sms
 
 
 def notice(**fields: Any) -> SimpleNamespace:
-    values = {"subject": "Hi", "content": "there", "url": None, "notice_type": "Comment"}
+    values = {
+        "user_id": 1,
+        "subject": "Hi",
+        "content": "there",
+        "url": None,
+        "notice_type": "Comment",
+    }
     values.update(fields)
     return SimpleNamespace(**values)
 
@@ -159,6 +167,23 @@ def test_failed_receipt_is_final_and_bad_number_never_reaches_the_provider() -> 
             sms.send(notice())
     finally:
         RecordingProvider.answer = SmsReceipt("m1", "queued")
+
+
+def test_a_number_no_longer_the_users_is_skipped() -> None:
+    RecordingProvider.sent.clear()
+    sms = sender()
+    for user, number in ((1, "+14155550999"), (2, "+14155550123")):
+        with pytest.raises(SkipDelivery, match="no longer the user's"):
+            sms.send_to(notice(user_id=user), number)
+    # a batch: one loader call, then each send checked against it
+    calls: list[list[Any]] = []
+    sms.target_loader(lambda ids: calls.append(ids) or {"1": "+14155550123"})
+    sms.prepare([(notice(), "+14155550123"), (notice(user_id=2), "+14155550123")])
+    sms.send_to(notice(), "+14155550123")  # "1" and 1: user ids compare as text
+    with pytest.raises(SkipDelivery):
+        sms.send_to(notice(user_id=2), "+14155550123")
+    sms.close()
+    assert calls == [[1, 2]] and RecordingProvider.sent == [("+14155550123", "Hi\nthere")]
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,22 @@ def test_429_waits_its_retry_after_then_the_retry_is_sent(
     assert fake.requests == 2 and len(fake.messages) == 1
 
 
+def test_retry_skips_a_number_the_user_no_longer_has(
+    app_factory: Any, fake: TwilioFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.script((503, {}, None))
+    app = sms_app(app_factory, fake)
+    with app.app_context():
+        notice_event(1, NoticeType.COMMENT, subject="s", content="c")
+        [d] = deliveries(app)
+        assert d.status == "Error"
+        monkeypatch.setitem(NUMBERS, 1, "+14155550199")  # the user changed their number
+        deliver(app.notices.state(), now=d.next_attempt_at + timedelta(seconds=1))
+        [d] = deliveries(app)
+        assert d.status == "Skipped" and "no longer the user's" in d.last_error
+    assert fake.requests == 1 and fake.messages == []
+
+
 @pytest.mark.parametrize("status", [500, 503])
 def test_5xx_is_retried(app_factory: Any, fake: TwilioFake, status: int) -> None:
     fake.script((status, {}, None))

@@ -6,7 +6,9 @@ The sender gets each user's phone number from a target loader
 at send time (a bad number ends the delivery Dead with no request made), renders the
 notice into as many segments as ``NOTICE_SMS_MAX_SEGMENTS`` allows and hands it to the
 provider of ``NOTICE_SMS_PROVIDER``. A user the loader gives no number gets no delivery
-on this channel, so a fallback chain moves on.
+on this channel, so a fallback chain moves on. Before each send the loader is asked
+again (once per batch): a number that is no longer the user's is not texted, the
+delivery ends Skipped.
 
 A provider is a :class:`SmsProvider`: :meth:`SmsProvider.send` sends one text and
 returns a :class:`SmsReceipt` or raises :class:`~notice.errors.TransientError` (retried,
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlsplit
@@ -31,6 +35,7 @@ from notice.errors import (
 )
 
 from .. import links
+from ..types import user_key
 from .base import Sender
 from .chat import LoaderTargets, host_allowed
 
@@ -286,6 +291,8 @@ class SmsSender(LoaderTargets, Sender):
         self.max_segments = 1
         self._origins: frozenset[str] = frozenset()
         self._base: str | None = None
+        # the numbers of the batch being sent by this thread (see prepare)
+        self._local = threading.local()
 
     def init_app(self, app: Flask) -> None:
         cfg = app.config
@@ -316,6 +323,31 @@ class SmsSender(LoaderTargets, Sender):
             link = urljoin(self._base + "/", link) if self._base else None
         return fit_sms(text, f"\n{link}" if link else "", self.max_segments)
 
+    def prepare(self, items: Sequence[tuple[Any, str]]) -> None:
+        """Load the current numbers of the batch's users with one loader call, for
+        :meth:`send_to`'s owner check."""
+        users = {user_key(notice.user_id): notice.user_id for notice, _ in items}
+        found = self.targets(list(users.values())) if users else {}
+        current = {user_key(u): list(v) for u, v in found.items()}
+        self._local.numbers = {key: current.get(key, []) for key in users}
+
+    def close(self) -> None:
+        self._local.numbers = None
+
+    def _check_owner(self, notice: Any, target: str) -> None:
+        """SkipDelivery unless ``target`` is still one of the user's numbers: a retry or
+        a sweep may come hours after the delivery was written, and a number the user
+        removed may belong to someone else by then."""
+        key = user_key(notice.user_id)
+        numbers: dict[str, list[str]] | None = getattr(self._local, "numbers", None)
+        if numbers is None or key not in numbers:  # not prepared (a lone send): ask now
+            found = self.targets([notice.user_id])
+            current = next((list(v) for u, v in found.items() if user_key(u) == key), [])
+        else:
+            current = numbers[key]
+        if target not in current:
+            raise SkipDelivery("the number is no longer the user's (target loader)")
+
     def _number(self, target: str) -> str:
         try:
             return validate_e164(target)
@@ -325,6 +357,7 @@ class SmsSender(LoaderTargets, Sender):
 
     def preview(self, notice: Any, target: str) -> dict[str, str]:
         """``{"to": number, "body": text}`` as :meth:`send_to` would send them."""
+        self._check_owner(notice, target)
         return {"to": self._number(target), "body": self.text(notice)}
 
     def send(self, notice: Any) -> None:
@@ -333,6 +366,7 @@ class SmsSender(LoaderTargets, Sender):
     def send_to(self, notice: Any, target: str) -> None:
         if self.provider is None:
             raise RuntimeError("SmsSender.init_app(app) was not called")
+        self._check_owner(notice, target)
         receipt = self.provider.send(self._number(target), self.text(notice))
         if receipt.status == "failed":
             code = f" (code {receipt.code})" if receipt.code is not None else ""
