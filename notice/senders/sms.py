@@ -281,7 +281,8 @@ class SmsSender(LoaderTargets, Sender):
 
     Outcomes: queued, accepted or sent by the provider: Sent; an invalid number
     (ours or the provider's verdict) or a message the provider reports failed: Dead;
-    rate limits and the provider's own failures: retried, honouring ``Retry-After``.
+    rate limits and the provider's own failures: retried, honouring ``Retry-After``; a
+    number the target loader no longer gives the user: Skipped.
     """
 
     name = "sms"
