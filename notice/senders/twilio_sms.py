@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -175,8 +175,13 @@ class TwilioProvider(SmsProvider):
         http.last_status = None
         try:
             message = client.messages.create(to=to, body=body, **self.sender)
-        except (TwilioRestException, TwilioServiceException) as exc:
-            refused = (exc.status, exc.code)
+        except TwilioException as exc:
+            # TwilioRestException, or TwilioServiceException for RFC 9457 answers (newer
+            # twilio); both carry the HTTP status and Twilio's error code
+            answered: object = getattr(exc, "status", None)
+            if not isinstance(answered, int):
+                raise  # no answer behind it: a bug, logged with its traceback
+            refused = (answered, getattr(exc, "code", None))
         except ValueError:
             if http.last_status is None or not 200 <= http.last_status < 300:
                 raise  # not the answer's fault: a bug, logged with its traceback
