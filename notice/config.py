@@ -189,6 +189,27 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_TEAMS_HOSTS": [".logic.azure.com", ".environment.api.powerplatform.com"],
     #: seconds a Teams POST may take in total before it is retried
     "NOTICE_TEAMS_TIMEOUT": 5.0,
+    #: SMS provider of the "sms" sender: "twilio" or a dotted path "package.module:Class"
+    #: of a notice.senders.sms.SmsProvider subclass
+    "NOTICE_SMS_PROVIDER": "twilio",
+    #: SMS segments one notice may use (160 GSM-7 or 70 UCS-2 characters in one, 153 or
+    #: 67 each when concatenated); a longer text is cut, keeping its link
+    "NOTICE_SMS_MAX_SEGMENTS": 1,
+    #: hosts the SMS provider may call (".example.com" allows its subdomains)
+    "NOTICE_SMS_HOSTS": ["api.twilio.com"],
+    #: seconds an SMS API request may take in total before it is retried
+    "NOTICE_SMS_TIMEOUT": 5.0,
+    #: Twilio account SID ("AC..."), the user name of the API's Basic auth
+    "NOTICE_TWILIO_ACCOUNT_SID": None,
+    #: Twilio auth token; never logged
+    "NOTICE_TWILIO_AUTH_TOKEN": None,
+    #: the sending number (E.164) or alphanumeric sender id; this or
+    #: NOTICE_TWILIO_MESSAGING_SERVICE_SID is required by the twilio provider
+    "NOTICE_TWILIO_FROM": None,
+    #: Twilio messaging service SID ("MG..."): Twilio picks the sending number
+    "NOTICE_TWILIO_MESSAGING_SERVICE_SID": None,
+    #: base URL of Twilio's REST API (a test points it at a loopback fake)
+    "NOTICE_TWILIO_API_URL": "https://api.twilio.com",
     #: shared-channel routes: notice type ("*" for all) to {channel: [shared target names]};
     #: ONE delivery per event, attached to its first recipient's notice
     "NOTICE_SHARED_ROUTES": {},

@@ -43,20 +43,11 @@ def host_allowed(host: str, allowed: Sequence[str]) -> bool:
     return False
 
 
-class ChatSender(Sender):
-    """Base of the chat senders. Subclasses set ``name``, ``key`` (the config prefix)
-    and implement :meth:`message` (the JSON body) and :meth:`post`."""
+class LoaderTargets:
+    """Per-user targets from a function the app registers: the chat senders' and the
+    SMS sender's :meth:`target_loader` and :meth:`~notice.senders.base.Sender.targets`."""
 
-    #: config keys are ``NOTICE_<key>_SHARED``, ``_HOSTS``, ``_TIMEOUT``
-    key: ClassVar[str] = ""
-
-    def __init__(self) -> None:
-        self.shared: dict[str, str] = {}
-        self.hosts: tuple[str, ...] = ()
-        self.timeout = 5.0
-        self._loader: TargetLoader | None = None
-        # requests.Session is not documented thread-safe: one per dispatcher thread
-        self._local = threading.local()
+    _loader: TargetLoader | None = None
 
     def target_loader(self, loader: TargetLoader) -> TargetLoader:
         """Register the function giving each user's targets on this channel::
@@ -72,6 +63,32 @@ class ChatSender(Sender):
         """
         self._loader = loader
         return loader
+
+    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]]:
+        if self._loader is None:
+            return {}
+        found = self._loader(list(user_ids))
+        out: dict[Any, Sequence[str]] = {}
+        for user, value in found.items():
+            if not value:
+                continue
+            out[user] = [value] if isinstance(value, str) else [str(v) for v in value]
+        return out
+
+
+class ChatSender(LoaderTargets, Sender):
+    """Base of the chat senders. Subclasses set ``name``, ``key`` (the config prefix)
+    and implement :meth:`message` (the JSON body) and :meth:`post`."""
+
+    #: config keys are ``NOTICE_<key>_SHARED``, ``_HOSTS``, ``_TIMEOUT``
+    key: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.shared: dict[str, str] = {}
+        self.hosts: tuple[str, ...] = ()
+        self.timeout = 5.0
+        # requests.Session is not documented thread-safe: one per dispatcher thread
+        self._local = threading.local()
 
     def init_app(self, app: Flask) -> None:
         cfg = app.config
@@ -107,17 +124,6 @@ class ChatSender(Sender):
             )
         assert isinstance(url, str)
         return url
-
-    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]]:
-        if self._loader is None:
-            return {}
-        found = self._loader(list(user_ids))
-        out: dict[Any, Sequence[str]] = {}
-        for user, value in found.items():
-            if not value:
-                continue
-            out[user] = [value] if isinstance(value, str) else [str(v) for v in value]
-        return out
 
     def send(self, notice: Any) -> None:
         raise SkipDelivery(f"the {self.name} sender sends to targets only")
