@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .brokers.publisher import StreamPublisher
     from .config import Settings
     from .dispatch import Dispatcher
+    from .mobile.models import DeviceModels
     from .models import Models
     from .preferences.models import PreferenceModels
     from .preferences.settings import PreferenceSettings
@@ -79,6 +80,7 @@ class NoticeState:
         db: Any,
         models: Models,
         push_models: PushModels,
+        device_models: DeviceModels,
         preference_models: PreferenceModels,
         settings: Settings,
         preference_settings: PreferenceSettings,
@@ -89,6 +91,7 @@ class NoticeState:
         self.db = db
         self.models = models
         self.push_models = push_models
+        self.device_models = device_models
         self.preference_models = preference_models
         self.settings = settings
         self.preference_settings = preference_settings
