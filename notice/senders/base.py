@@ -32,6 +32,7 @@ BUILTIN_SENDERS: dict[str, str] = {
     "slack": "notice.senders.slack:SlackSender",
     "discord": "notice.senders.discord:DiscordSender",
     "teams": "notice.senders.teams:TeamsSender",
+    "fcm": "notice.senders.fcm:FCMSender",
 }
 
 
