@@ -33,6 +33,7 @@ BUILTIN_SENDERS: dict[str, str] = {
     "discord": "notice.senders.discord:DiscordSender",
     "teams": "notice.senders.teams:TeamsSender",
     "fcm": "notice.senders.fcm:FCMSender",
+    "apns": "notice.senders.apns:APNsSender",
 }
 
 

@@ -1,5 +1,5 @@
 """Loopback fakes of Firebase Cloud Messaging (HTTP v1 and Google's OAuth2 token
-endpoint), checking the protocol as the real services do.
+endpoint) and of Apple's APNs (HTTP/2), checking the protocols as the real services do.
 
 :class:`FCMFake` (HTTP/1.1):
 
@@ -14,7 +14,18 @@ endpoint), checking the protocol as the real services do.
   INVALID_ARGUMENT`` naming the field). Tokens in ``unregistered`` get ``404
   UNREGISTERED``; tokens in ``invalid`` ``400 INVALID_ARGUMENT`` on ``message.token``.
 
-``script(*answers)`` queues ``(status, headers, body)`` answers for the next
+:class:`APNsFake` (HTTP/2 over cleartext, prior knowledge; the ``h2`` library):
+
+* ``POST /3/device/<token>``: ``authorization: bearer <jwt>``, an ES256 provider token
+  signed by the test key with the expected ``kid`` and ``iss`` (team id) and an ``iat``
+  of the last hour (else ``403 InvalidProviderToken`` / ``ExpiredProviderToken``);
+  ``apns-topic`` one of ``topics``, ``apns-push-type`` ``alert``, ``apns-priority`` 5
+  or 10, ``apns-expiration`` (when sent) a whole number; a JSON body of at most 4096
+  bytes with ``aps.alert.title``/``body`` (else the status and reason APNs gives).
+  Tokens in ``unregistered`` get ``410 Unregistered``, tokens that are not 64+ hex
+  digits ``400 BadDeviceToken``.
+
+Both: ``script(*answers)`` queues ``(status, headers, body)`` answers for the next
 sends; ``received`` lists the accepted messages (with their headers); ``rejected``
 what was refused and why.
 """
@@ -24,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -34,7 +46,7 @@ from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -232,3 +244,155 @@ class FCMFake:
             self.received.append((message, headers))
         name = f"projects/{self.project}/messages/{uuid.uuid4().hex}"
         return 200, {"Content-Type": "application/json"}, json.dumps({"name": name}).encode()
+
+
+class APNsFake:
+    """APNs' provider API over HTTP/2 cleartext (prior knowledge) on loopback."""
+
+    def __init__(self, *, team_id: str = "TEAM123456", key_id: str = "KEY1234567") -> None:
+        self.team_id, self.key_id = team_id, key_id
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.key_pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        self.topics = {"org.example.app"}
+        self.unregistered: set[str] = set()
+        self.received: list[tuple[str, dict[str, str], Any]] = []
+        self.rejected: list[str] = []
+        #: every distinct provider token seen
+        self.provider_tokens: set[str] = set()
+        #: HTTP/2 connections accepted
+        self.connections = 0
+        self._script: deque[Answer] = deque()
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> APNsFake:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(5)
+
+    def script(self, *answers: Answer) -> None:
+        with self._lock:
+            self._script.extend(answers)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2conn.initiate_connection()
+        sock.sendall(h2conn.data_to_send())
+        streams: dict[int, tuple[dict[str, str], bytearray]] = {}
+        with sock:
+            while not self._stop.is_set():
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                for event in h2conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        headers = {_text(k): _text(v) for k, v in event.headers}
+                        streams[event.stream_id] = (headers, bytearray())
+                    elif isinstance(event, h2.events.DataReceived):
+                        streams[event.stream_id][1].extend(event.data)
+                        h2conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                    elif isinstance(event, h2.events.StreamEnded):
+                        headers, body = streams.pop(event.stream_id)
+                        status, extra, answer = self._answer(headers, bytes(body))
+                        response = [(":status", str(status)), *extra.items()]
+                        response.append(("apns-id", str(uuid.uuid4()).upper()))
+                        h2conn.send_headers(event.stream_id, response, end_stream=not answer)
+                        if answer:
+                            h2conn.send_data(event.stream_id, answer, end_stream=True)
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        return
+                sock.sendall(h2conn.data_to_send())
+
+    def _reject(self, status: int, reason: str) -> Answer:
+        with self._lock:
+            self.rejected.append(reason)
+        return status, {"content-type": "application/json"}, json.dumps({"reason": reason}).encode()
+
+    def _answer(self, headers: dict[str, str], body: bytes) -> Answer:
+        path = headers.get(":path", "")
+        if headers.get(":method") != "POST" or not path.startswith("/3/device/"):
+            return self._reject(405, "MethodNotAllowed")
+        token = path[len("/3/device/") :]
+        auth = headers.get("authorization", "")
+        if not auth.startswith("bearer "):
+            return self._reject(403, "MissingProviderToken")
+        provider = auth[len("bearer ") :]
+        try:
+            header = jwt.get_unverified_header(provider)
+            claims = jwt.decode(
+                provider,
+                self.key.public_key(),
+                algorithms=["ES256"],
+                options={"require": ["iss", "iat"], "verify_aud": False},
+            )
+        except jwt.PyJWTError:
+            return self._reject(403, "InvalidProviderToken")
+        if header.get("kid") != self.key_id or claims["iss"] != self.team_id:
+            return self._reject(403, "InvalidProviderToken")
+        if not time.time() - 3600 <= claims["iat"] <= time.time() + 60:
+            return self._reject(403, "ExpiredProviderToken")
+        with self._lock:
+            self.provider_tokens.add(provider)
+        if headers.get("apns-topic") not in self.topics:
+            return self._reject(400, "TopicDisallowed")
+        if headers.get("apns-push-type") != "alert":
+            return self._reject(400, "InvalidPushType")
+        if headers.get("apns-priority") not in ("5", "10"):
+            return self._reject(400, "BadPriority")
+        expiration = headers.get("apns-expiration")
+        if expiration is not None and not expiration.isdigit():
+            return self._reject(400, "BadExpirationDate")
+        if len(body) > 4096:
+            return self._reject(413, "PayloadTooLarge")
+        try:
+            payload = json.loads(body)
+            alert = payload["aps"]["alert"]
+            assert isinstance(alert["title"], str) and isinstance(alert["body"], str)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            return self._reject(400, "PayloadEmpty")
+        with self._lock:
+            scripted = self._script.popleft() if self._script else None
+        if scripted is not None:
+            return scripted
+        if not _HEX_TOKEN.match(token):
+            return self._reject(400, "BadDeviceToken")
+        if token in self.unregistered:
+            body = json.dumps({"reason": "Unregistered", "timestamp": int(time.time() * 1000)})
+            return 410, {"content-type": "application/json"}, body.encode()
+        with self._lock:
+            self.received.append((token, headers, payload))
+        return 200, {}, b""
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
