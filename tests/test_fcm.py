@@ -85,7 +85,7 @@ def test_a_notice_reaches_each_fcm_device_of_its_user(fcm_app: Flask, fake: FCMF
         "type": str(NoticeType.COMMENT),
         "url": "/builds/7",
     }
-    assert headers["Authorization"].startswith("Bearer ya29.")
+    assert headers["authorization"].startswith("Bearer ya29.")
     used = {d.id: d.last_used_at for d in devices(fcm_app)}
     assert used[first] is not None and utcnow() - used[first] < timedelta(minutes=1)
 

@@ -115,10 +115,12 @@ class FCMFake:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                # header names are case-insensitive: google-auth sends "authorization"
+                sent = {k.lower(): v for k, v in self.headers.items()}
                 if self.path == "/token":
-                    status, headers, body = fake._grant(dict(self.headers), raw)
+                    status, headers, body = fake._grant(sent, raw)
                 else:
-                    status, headers, body = fake._send(self.path, dict(self.headers), raw)
+                    status, headers, body = fake._send(self.path, sent, raw)
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -162,7 +164,7 @@ class FCMFake:
             body = json.dumps({"error": "invalid_grant", "error_description": why}).encode()
             return self._reject(why, (400, {"Content-Type": "application/json"}, body))
 
-        if not headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             return refuse("grant is not form-encoded")
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         if form.get("grant_type") != JWT_BEARER:
@@ -197,7 +199,7 @@ class FCMFake:
         found = _FCM_SEND.match(path)
         if found is None or found.group(1) != self.project:
             return self._reject(f"path {path}", _fcm_error(404, "NOT_FOUND", "no such project"))
-        auth = headers.get("Authorization", "")
+        auth = headers.get("authorization", "")
         bearer = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         with self._lock:
             expires = self.tokens.get(bearer)
@@ -205,7 +207,7 @@ class FCMFake:
             return self._reject(
                 "bearer", _fcm_error(401, "UNAUTHENTICATED", "invalid authentication credentials")
             )
-        if not headers.get("Content-Type", "").startswith("application/json"):
+        if not headers.get("content-type", "").startswith("application/json"):
             return self._reject("content type", _fcm_error(400, "INVALID_ARGUMENT", "not JSON"))
         try:
             body = json.loads(raw)
