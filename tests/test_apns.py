@@ -39,6 +39,7 @@ def _fresh(fake: APNsFake) -> None:
     fake.rejected.clear()
     fake.unregistered.clear()
     fake.provider_tokens.clear()
+    fake.delay = 0.0
 
 
 def apns_config(fake: APNsFake, **extra: Any) -> dict[str, Any]:
@@ -226,3 +227,14 @@ def test_config_is_checked_at_startup(app_factory: Any, fake: APNsFake) -> None:
     with pytest.raises(ConfigurationError) as caught:
         app_factory(**apns_config(fake, NOTICE_APNS_KEY="-----BEGIN PRIVATE KEY-----\nsekrit\n"))
     assert "sekrit" not in str(caught.value)
+
+
+def test_a_slow_apns_is_retried(app_factory: Any, fake: APNsFake) -> None:
+    app = app_factory(**apns_config(fake, NOTICE_APNS_TIMEOUT=0.5))
+    add_device(app, 3, "apns", TOKEN_A, APP)
+    fake.delay = 2.0
+    with app.app_context():
+        notice_event(3, subject="slow", content="")
+        [row] = deliveries(app)
+    assert row.status == DeliveryStatus.ERROR.value and "timed out" in row.last_error
+    assert TOKEN_A not in row.last_error

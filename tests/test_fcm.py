@@ -20,6 +20,7 @@ from notice.senders.fcm import REFRESH_MARGIN, FCMSender
 from tests.support.emailapp import deliveries
 from tests.support.mobileapp import add_device, devices
 from tests.support.mobilefakes import FCMFake
+from tests.support.waiting import wait_for
 
 TOKEN_A = "fcm-token-a:APA91b" + "a" * 40
 TOKEN_B = "fcm-token-b:APA91b" + "b" * 40
@@ -39,6 +40,7 @@ def _fresh(fake: FCMFake) -> None:
     fake.invalid.clear()
     fake.grants = 0
     fake.expires_in = 3600
+    fake.delay = 0.0
 
 
 def fcm_config(fake: FCMFake, **extra: Any) -> dict[str, Any]:
@@ -250,3 +252,28 @@ def test_config_is_checked_at_startup(app_factory: Any, fake: FCMFake) -> None:
     with pytest.raises(ConfigurationError) as caught:
         app_factory(**fcm_config(fake, NOTICE_FCM_CREDENTIALS=broken))
     assert "not a key" not in str(caught.value)
+
+
+def test_dispatcher_threads_share_one_access_token(app_factory: Any, fake: FCMFake) -> None:
+    app = app_factory(**fcm_config(fake, NOTICE_DISPATCH="thread", NOTICE_THREADS=4))
+    for user in range(1, 21):
+        add_device(app, user, "fcm", f"token-{user}")
+    with app.app_context():
+        notice_event(list(range(1, 21)), subject="to all", content="")
+
+        def all_sent() -> bool:
+            return [d.status for d in deliveries(app)] == ["Sent"] * 20
+
+        assert wait_for(all_sent, timeout=30)
+    assert len(fake.received) == 20 and fake.grants == 1
+
+
+def test_a_slow_fcm_is_cut_off_at_the_total_deadline(app_factory: Any, fake: FCMFake) -> None:
+    app = app_factory(**fcm_config(fake, NOTICE_FCM_TIMEOUT=0.5))
+    add_device(app, 3, "fcm", TOKEN_A)
+    with app.app_context():
+        app.notices.state().sender("fcm").tokens.get()  # the token comes quickly
+        fake.delay = 2.0
+        notice_event(3, subject="slow", content="")
+        [row] = deliveries(app)
+    assert row.status == DeliveryStatus.ERROR.value and "timed out" in row.last_error

@@ -98,6 +98,8 @@ class FCMFake:
         #: access token -> when it expires (time.time())
         self.tokens: dict[str, float] = {}
         self.grants = 0
+        #: seconds each send waits before answering (a slow FCM)
+        self.delay = 0.0
         self.unregistered: set[str] = set()
         self.invalid: set[str] = set()
         self.received: list[tuple[Any, dict[str, str]]] = []
@@ -196,6 +198,8 @@ class FCMFake:
         return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
     def _send(self, path: str, headers: dict[str, str], raw: bytes) -> Answer:
+        if self.delay:
+            time.sleep(self.delay)
         found = _FCM_SEND.match(path)
         if found is None or found.group(1) != self.project:
             return self._reject(f"path {path}", _fcm_error(404, "NOT_FOUND", "no such project"))
@@ -260,6 +264,8 @@ class APNsFake:
             serialization.NoEncryption(),
         ).decode()
         self.topics = {"org.example.app"}
+        #: seconds each request waits before its answer (a slow APNs)
+        self.delay = 0.0
         self.unregistered: set[str] = set()
         self.received: list[tuple[str, dict[str, str], Any]] = []
         self.rejected: list[str] = []
@@ -325,6 +331,8 @@ class APNsFake:
                         )
                     elif isinstance(event, h2.events.StreamEnded):
                         headers, body = streams.pop(event.stream_id)
+                        if self.delay:
+                            time.sleep(self.delay)
                         status, extra, answer = self._answer(headers, bytes(body))
                         response = [(":status", str(status)), *extra.items()]
                         response.append(("apns-id", str(uuid.uuid4()).upper()))
