@@ -22,6 +22,7 @@ from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
 from .i18n import LocaleLoader, install_jinja_globals
+from .mobile.config import MobileSettings
 from .mobile.models import DeviceModels, build_device_models
 from .models import Models, build_models
 from .preferences.models import build_preference_models
@@ -123,6 +124,7 @@ class Notices:
             settings=settings,
             preference_settings=PreferenceSettings.from_config(cfg),
             push_settings=PushSettings.from_config(cfg),
+            mobile_settings=MobileSettings.from_config(cfg),
         )
         if settings.metrics:
             from .metrics import install  # imports prometheus_client only when on

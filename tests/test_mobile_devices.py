@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from notice import ConfigurationError
 from notice.mobile.devices import DeviceError, parse_registration
 from tests.support.pushapp import login, use_session_login
 
@@ -159,3 +160,23 @@ def test_parse_registration_raises_a_notice_error() -> None:
     with pytest.raises(DeviceError) as caught:
         parse_registration({"platform": "apns", "token": "nope"})
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"NOTICE_MOBILE_MAX_DEVICES": 0}, "NOTICE_MOBILE_MAX_DEVICES"),
+        ({"NOTICE_MOBILE_MAX_DEVICES": True}, "NOTICE_MOBILE_MAX_DEVICES"),
+        ({"NOTICE_FCM_HOSTS": "fcm.googleapis.com"}, "NOTICE_FCM_HOSTS must be a list"),
+        ({"NOTICE_FCM_URL": "https://evil.example/v1/"}, "not in NOTICE_FCM_HOSTS"),
+        ({"NOTICE_FCM_TOKEN_URI": "http://oauth2.googleapis.com/token"}, "https"),
+        ({"NOTICE_APNS_URL": "https://user:pw@api.push.apple.com"}, "NOTICE_APNS_URL"),
+        ({"NOTICE_APNS_TIMEOUT": 0}, "NOTICE_APNS_TIMEOUT"),
+        ({"NOTICE_APNS_TOPIC": "not a bundle id"}, "NOTICE_APNS_TOPIC"),
+    ],
+)
+def test_mobile_config_is_checked_at_startup_without_the_senders(
+    app_factory: Any, config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        app_factory(**config)

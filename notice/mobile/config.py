@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +63,19 @@ def _seconds(cfg: Mapping[str, Any], key: str) -> None:
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigurationError(f"{key} must be a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MobileSettings:
+    """The mobile keys the web layer needs, read once by ``init_app`` (the fcm and apns
+    senders read their own in their ``init_app``)."""
+
+    #: devices kept per user (NOTICE_MOBILE_MAX_DEVICES)
+    max_devices: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> MobileSettings:
+        return cls(max_devices=int(cfg["NOTICE_MOBILE_MAX_DEVICES"]))
 
 
 def validate_mobile(cfg: Mapping[str, Any]) -> None:

@@ -44,7 +44,7 @@ def devices_register() -> ResponseReturnValue:
             state.device_models,
             user_id,
             reg,
-            max_per_user=state.app.config["NOTICE_MOBILE_MAX_DEVICES"],
+            max_per_user=state.mobile_settings.max_devices,
         )
     except devices.DeviceError as exc:
         session.rollback()
