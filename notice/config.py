@@ -17,6 +17,7 @@ from flask import Flask
 
 from .errors import ConfigurationError, NoticeConfigWarning
 from .links import link_origins
+from .mobile.config import validate_mobile
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
 from .retry import RetryPolicy
@@ -210,6 +211,40 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_TWILIO_MESSAGING_SERVICE_SID": None,
     #: base URL of Twilio's REST API (a test points it at a loopback fake)
     "NOTICE_TWILIO_API_URL": "https://api.twilio.com",
+    # --- native mobile push: FCM and APNs ------------------------------------------
+    #: mobile devices kept per user; registering another drops the least recently used
+    "NOTICE_MOBILE_MAX_DEVICES": 20,
+    #: FCM service account: a JSON key file path, its text or a dict; needed by "fcm";
+    #: never logged
+    "NOTICE_FCM_CREDENTIALS": None,
+    #: Firebase project id (default: the service account's ``project_id``)
+    "NOTICE_FCM_PROJECT_ID": None,
+    #: base URL of the FCM HTTP v1 API (a test points it at a loopback fake)
+    "NOTICE_FCM_URL": "https://fcm.googleapis.com/v1/",
+    #: OAuth2 token endpoint (default: the service account's ``token_uri``)
+    "NOTICE_FCM_TOKEN_URI": None,
+    #: hosts the fcm sender may connect to (API and token endpoint; ".suffix" allows
+    #: subdomains; plain http only to a loopback address)
+    "NOTICE_FCM_HOSTS": ["fcm.googleapis.com", "oauth2.googleapis.com"],
+    #: seconds one FCM request (the token's or a send) may take in total
+    "NOTICE_FCM_TIMEOUT": 10.0,
+    #: APNs signing key (.p8): a file path or its PEM text; needed by "apns"; never logged
+    "NOTICE_APNS_KEY": None,
+    #: the 10-character Key ID of NOTICE_APNS_KEY
+    "NOTICE_APNS_KEY_ID": None,
+    #: the 10-character Apple developer Team ID (the provider token's ``iss``)
+    "NOTICE_APNS_TEAM_ID": None,
+    #: apns-topic (the app's bundle id) for devices registered without an app_id
+    "NOTICE_APNS_TOPIC": None,
+    #: APNs server: production, or "https://api.sandbox.push.apple.com" for
+    #: development builds (a test points it at a loopback fake)
+    "NOTICE_APNS_URL": "https://api.push.apple.com",
+    #: hosts the apns sender may connect to (plain http only to a loopback address)
+    "NOTICE_APNS_HOSTS": ["api.push.apple.com", "api.sandbox.push.apple.com"],
+    #: apns-priority: 10 (at once) or 5 (when the device saves power)
+    "NOTICE_APNS_PRIORITY": 10,
+    #: seconds one APNs request may take in total
+    "NOTICE_APNS_TIMEOUT": 10.0,
     #: shared-channel routes: notice type ("*" for all) to {channel: [shared target names]};
     #: ONE delivery per event, attached to its first recipient's notice
     "NOTICE_SHARED_ROUTES": {},
@@ -445,6 +480,7 @@ def validate(app: Flask) -> None:
     _validate_email(app)
     _validate_metrics(app)
     validate_push(app)
+    validate_mobile(app.config)
 
 
 def _validate_inbox(app: Flask) -> None:

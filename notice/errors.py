@@ -17,6 +17,7 @@ The tree::
     ├── TooManyStreams          notice.brokers: this process holds NOTICE_STREAM_MAX streams
     ├── BadMessage              notice.brokers: a broker message we did not write (ValueError)
     ├── InvalidPhoneNumber      notice.senders.sms: a number not in E.164 form (ValueError)
+    ├── DeviceError             notice.mobile: a malformed or foreign device token (ValueError)
     └── DeliveryError           raised by a sender's ``send()`` to steer the delivery
         ├── TransientError      try again later (honours ``retry_after`` seconds)
         │   ├── BrokerError     notice.brokers: the live-stream broker is unreachable

@@ -22,6 +22,8 @@ from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
 from .i18n import LocaleLoader, install_jinja_globals
+from .mobile.config import MobileSettings
+from .mobile.models import DeviceModels, build_device_models
 from .models import Models, build_models
 from .preferences.models import build_preference_models
 from .preferences.preferences import Preferences
@@ -76,6 +78,10 @@ class Notices:
         self.push_models: PushModels = build_push_models(
             db, user_table=user_table, user_id_type=user_id_type
         )
+        #: mobile devices of the fcm and apns senders (notice/mobile/models.py)
+        self.device_models: DeviceModels = build_device_models(
+            db, user_table=user_table, user_id_type=user_id_type
+        )
         #: topic management and fan-out publishing (notice/topics.py)
         self.topics = Topics(db, self.push_models)
         self._routes: list[Route] = []
@@ -113,10 +119,12 @@ class Notices:
             db=self.db,
             models=self.models,
             push_models=self.push_models,
+            device_models=self.device_models,
             preference_models=self.preference_models,
             settings=settings,
             preference_settings=PreferenceSettings.from_config(cfg),
             push_settings=PushSettings.from_config(cfg),
+            mobile_settings=MobileSettings.from_config(cfg),
         )
         if settings.metrics:
             from .metrics import install  # imports prometheus_client only when on

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .brokers.publisher import StreamPublisher
     from .config import Settings
     from .dispatch import Dispatcher
+    from .mobile.config import MobileSettings
+    from .mobile.models import DeviceModels
     from .models import Models
     from .preferences.models import PreferenceModels
     from .preferences.settings import PreferenceSettings
@@ -79,20 +81,24 @@ class NoticeState:
         db: Any,
         models: Models,
         push_models: PushModels,
+        device_models: DeviceModels,
         preference_models: PreferenceModels,
         settings: Settings,
         preference_settings: PreferenceSettings,
         push_settings: PushSettings,
+        mobile_settings: MobileSettings,
     ) -> None:
         self._app = weakref.ref(app)
         #: the app's Flask-SQLAlchemy object
         self.db = db
         self.models = models
         self.push_models = push_models
+        self.device_models = device_models
         self.preference_models = preference_models
         self.settings = settings
         self.preference_settings = preference_settings
         self.push_settings = push_settings
+        self.mobile_settings = mobile_settings
         #: converts and checks user ids where they enter the library
         self.coerce_user_id = UserIdPolicy(models.Notice.__table__.c.user_id.type)
         self.routes: list[Route] = []

@@ -29,6 +29,7 @@ TABLES: frozenset[str] = frozenset(
         "notice",
         "notice_delivery",
         "notice_push_subscription",
+        "notice_device",
         "notice_topic",
         "notice_topic_subscription",
         "notice_topic_message",

@@ -105,7 +105,10 @@ def unrecorded_revision(app: Flask) -> str | None:
             return None
         delivery = {c["name"] for c in inspector.get_columns("notice_delivery")}
         notice = {c["name"] for c in inspector.get_columns("notice")}
-    # each revision's first new column tells it apart from the one before
+        tables = set(inspector.get_table_names())
+    # each revision's first new column (or table) tells it apart from the one before
+    if "notice_device" in tables:
+        return "0004"
     if "seen_at" in notice:
         return "0003"
     return "0002" if "lease_expiries" in delivery else "0001"

@@ -33,6 +33,8 @@ BUILTIN_SENDERS: dict[str, str] = {
     "discord": "notice.senders.discord:DiscordSender",
     "teams": "notice.senders.teams:TeamsSender",
     "sms": "notice.senders.sms:SmsSender",
+    "fcm": "notice.senders.fcm:FCMSender",
+    "apns": "notice.senders.apns:APNsSender",
 }
 
 

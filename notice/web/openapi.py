@@ -20,6 +20,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import NotFound
 
+from ..mobile.models import MAX_APP, MAX_TOKEN, PLATFORMS
 from ..preferences.settings import DIGEST_FREQUENCIES
 from ..push.config import MAX_TTL, URGENCIES
 from ..state import state_of
@@ -196,6 +197,27 @@ def _schemas(page_max: int) -> dict[str, Any]:
             "type": "object",
             "required": ["id", "endpoint"],
             "properties": {"id": _id(), "endpoint": text, "created": {"type": "boolean"}},
+        },
+        "MobileDevice": {
+            "type": "object",
+            "required": ["id", "platform", "token", "app_id", "created_at", "last_used_at"],
+            "properties": {
+                "id": _id(),
+                "platform": {"type": "string", "enum": list(PLATFORMS)},
+                "token": text,
+                "app_id": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "MobileDeviceRegistration": {
+            "type": "object",
+            "required": ["platform", "token"],
+            "properties": {
+                "platform": {"type": "string", "enum": list(PLATFORMS)},
+                "token": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN},
+                "app_id": {"type": ["string", "null"], "maxLength": MAX_APP},
+            },
         },
         "Preferences": {
             "type": "object",
@@ -528,6 +550,72 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
                 **{"404": "no such subscription, or a wrong secret"},
             ),
         }
+    }
+    device = {
+        "type": "object",
+        "required": ["device", "created"],
+        "properties": {"device": _ref("MobileDevice"), "created": {"type": "boolean"}},
+    }
+    paths["/api/devices"] = {
+        "get": {
+            "operationId": "listMobileDevices",
+            "summary": "The user's mobile devices (FCM and APNs), oldest first",
+            "security": _SESSION,
+            "responses": _responses(
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["devices"],
+                            "properties": {
+                                "devices": {"type": "array", "items": _ref("MobileDevice")}
+                            },
+                        },
+                        "the devices",
+                    )
+                },
+                **login,
+            ),
+        },
+        "post": {
+            "operationId": "registerMobileDevice",
+            "summary": "Register this app install's push token for the user",
+            "security": _SESSION_CSRF,
+            "requestBody": _body(_ref("MobileDeviceRegistration")),
+            "responses": _responses(
+                {"200": _json(device, "already known"), "201": _json(device, "stored")},
+                **login,
+                **{"400": "a malformed device, or its token is another app's (bad_device)"},
+            ),
+        },
+    }
+    paths["/api/devices/{device_id}"] = {
+        "parameters": [_path_id("device_id")],
+        "delete": {
+            "operationId": "deleteMobileDevice",
+            "summary": "Forget one of the user's mobile devices",
+            "security": _SESSION_CSRF,
+            "responses": _responses(
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["removed"],
+                            "properties": {"removed": _id()},
+                        },
+                        "removed",
+                    )
+                },
+                **login,
+                **{
+                    "404": {
+                        **_NO_SUCH_NOTICE,
+                        "description": "no such device, or someone else's; a device_id "
+                        "that is no id at all gets the app's own 404 page",
+                    }
+                },
+            ),
+        },
     }
     update = {
         "summary": "Change the user's preferences; all is checked before anything is written",
