@@ -17,7 +17,7 @@ CORE = {"NOTICE_STREAM": False}
     "config, message",
     [
         ({"NOTICE_DISPATCH": "carrier-pigeon"}, "NOTICE_DISPATCH must be one of sync, thread"),
-        ({"NOTICE_SENDERS": ["sms"]}, "unknown sender 'sms'.*email, .*log, memory, .*webhook"),
+        ({"NOTICE_SENDERS": ["fax"]}, "unknown sender 'fax'.*email, .*memory, .*sms, .*webhook"),
         ({"NOTICE_SENDERS": ["nowhere.to:Go"]}, "cannot load sender.*built-in names are"),
         ({"NOTICE_SENDERS": ["notice.errors:NoticeError"]}, "not a notice.Sender subclass"),
         ({"NOTICE_SENDERS": "memory"}, "NOTICE_SENDERS must be a list"),
