@@ -267,7 +267,9 @@ class Notices:
     ) -> int:
         """Mark ``user_id``'s notices seen (``ids``, or all); return how many changed.
         Seen is not read: the bell was opened, the notice was not necessarily acted on.
-        A notice keeps the time it was first seen."""
+        A notice keeps the time it was first seen. Open streams get the new counts
+        (the badge may count unseen: ``NOTICE_BADGE_COUNTS``), and ``notice_seen`` is
+        sent when rows changed."""
         state = self.state()
         user_id = state.coerce_user_id(user_id)
         session = self.db.session

@@ -148,6 +148,33 @@ def test_seen_is_not_read_with_the_default_unread_badge(browser, apps, db_url):
         assert errors == []
 
 
+def test_a_tab_opened_in_the_background_marks_nothing_until_shown(browser, apps, db_url):
+    app = apps(db_url)
+    nid = _publish(app, 6, "not looked at yet")
+    with serving(app) as port:
+        page = browser.new_page()
+        errors = watch_errors(page)
+        page.set_default_timeout(10_000)
+        # headless chromium reports every page visible: let this one say "hidden" (as a
+        # background tab does) until the test shows it
+        page.add_init_script(
+            "Object.defineProperty(document, 'visibilityState',"
+            " {get: () => window.__shown ? 'visible' : 'hidden'})"
+        )
+        page.goto(f"http://127.0.0.1:{port}/login/6")
+        page.goto(f"http://127.0.0.1:{port}/notices/")
+        page.wait_for_selector("html[data-notice-stream=open]")
+        page.wait_for_timeout(1000)  # several times the seen debounce
+        assert page.locator("[data-notice-unseen]").count() == 1
+        with app.app_context():
+            assert app.notices.get(6, nid).seen_at is None
+        page.evaluate(
+            "window.__shown = true; document.dispatchEvent(new Event('visibilitychange'))"
+        )
+        assert _seen_soon(app, 6, nid)
+        assert errors == []
+
+
 def test_archive_unarchive_and_archive_all_read_across_tabs(browser, apps, db_url):
     app = apps(db_url)
     a = _publish(app, 3, "archive me")
