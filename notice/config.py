@@ -91,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_MAX_REQUEST": 256 * 1024,
     #: seconds between unread-count polls of notice.js when the stream is unavailable
     "NOTICE_POLL_INTERVAL": 30,
+    #: what the bell's badge counts: "unread" notices, or "unseen" ones (unread and
+    #: not yet listed: opening the inbox clears it, reading them is another step)
+    "NOTICE_BADGE_COUNTS": "unread",
     #: notices per page in the inbox and the JSON API (``limit`` default / maximum)
     "NOTICE_PAGE_SIZE": 20,
     "NOTICE_PAGE_MAX": 100,
@@ -285,6 +288,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _DISPATCH_MODES = ("sync", "thread", "celery", "none")
+#: the values of NOTICE_BADGE_COUNTS: the keys of a count event the badge shows
+BADGE_COUNTS = ("unread", "unseen")
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,8 @@ class Settings:
     celery_batch: int = 100
     #: serve <prefix>/openapi.json (NOTICE_OPENAPI)
     openapi: bool = True
+    #: "unread" or "unseen": the count badges show (NOTICE_BADGE_COUNTS)
+    badge_counts: str = "unread"
     #: NOTICE_METRICS and its registry, endpoint path and scrape token
     metrics: bool = False
     metrics_registry: Any = None
@@ -381,6 +388,7 @@ class Settings:
             poll_interval=int(cfg["NOTICE_POLL_INTERVAL"]),
             page_size=int(cfg["NOTICE_PAGE_SIZE"]),
             page_max=int(cfg["NOTICE_PAGE_MAX"]),
+            badge_counts=str(cfg["NOTICE_BADGE_COUNTS"]),
             base_template=str(cfg["NOTICE_BASE_TEMPLATE"]),
             api_tokens=tuple(cfg["NOTICE_API_TOKENS"]),
             api_auth=cfg["NOTICE_API_AUTH"],
@@ -513,6 +521,9 @@ def _validate_inbox(app: Flask) -> None:
     if not isinstance(channel, str) or not channel.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("NOTICE_BROKER_CHANNEL must be a short name of letters and digits")
     link_origins(cfg)
+    badge = cfg["NOTICE_BADGE_COUNTS"]
+    if badge not in BADGE_COUNTS:
+        raise ConfigurationError(f"NOTICE_BADGE_COUNTS must be 'unread' or 'unseen', got {badge!r}")
     openapi = cfg["NOTICE_OPENAPI"]
     if not isinstance(openapi, bool):
         raise ConfigurationError(f"NOTICE_OPENAPI must be True or False, got {openapi!r}")

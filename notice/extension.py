@@ -33,7 +33,7 @@ from .publish import on_notification
 from .push.config import PushSettings
 from .push.models import PushModels, build_push_models
 from .senders.base import Sender, load_sender
-from .signals import notice_read, notification, send_observing
+from .signals import notice_read, notice_seen, notification, send_observing
 from .state import NoticeState, Route, TopicAuthorizer, register_state
 from .store.schema import watch_for_missing_tables
 from .sweeper import sweep
@@ -275,13 +275,25 @@ class Notices:
     ) -> int:
         """Mark ``user_id``'s notices seen (``ids``, or all); return how many changed.
         Seen is not read: the bell was opened, the notice was not necessarily acted on.
-        A notice keeps the time it was first seen."""
+        A notice keeps the time it was first seen. Open streams get the new counts
+        (the badge may count unseen: ``NOTICE_BADGE_COUNTS``), and ``notice_seen`` is
+        sent when rows changed."""
         state = self.state()
+        user_id = state.coerce_user_id(user_id)
         session = self.db.session
         id_list = None if ids is None else list(ids)
-        changed = store.set_seen(session, self.Notice, state.coerce_user_id(user_id), id_list)
+        changed = store.set_seen(session, self.Notice, user_id, id_list)
+        if changed and state.publisher is not None:
+            # the unseen count changed: badges counting unseen (other tabs) follow
+            call_after_commit(
+                session,
+                lambda: state.publish_count(user_id, seen=id_list),
+                description="publishing the counts to the live stream",
+            )
         if commit:
             session.commit()
+        if changed:
+            send_observing(notice_seen, state.app, user_id=user_id, ids=id_list, count=changed)
         return changed
 
     def archive(
@@ -322,10 +334,16 @@ class Notices:
             session, self.Notice, user_id, id_list, archived=archived, only_read=only_read
         )
         if changed and state.publisher is not None:
-            # the unread count leaves out archived notices: open badges follow
+            # the counts leave out archived notices: open badges follow, and open lists
+            # drop what was archived (or unarchived, in the "Archived" view); "read" and
+            # "all" name what an id-less call changed
+            which: list[int] | str = (
+                id_list if id_list is not None else ("read" if only_read else "all")
+            )
+            extra = {"archived": which} if archived else {"unarchived": which}
             call_after_commit(
                 session,
-                lambda: state.publish_count(user_id, archived=id_list if archived else []),
+                lambda: state.publish_count(user_id, **extra),
                 description="publishing an unread count to the live stream",
             )
         if commit:

@@ -43,6 +43,11 @@ notice_failed = _signals.signal("notice-failed")
 #: (list of int, or None for "all"), ``read`` (bool), ``count`` (rows changed).
 notice_read = _signals.signal("notice-read")
 
+#: Sent after notices were marked seen (the inbox listed them; see
+#: ``Notices.mark_seen``). kwargs: ``user_id``, ``ids`` (list of int, or None for
+#: "all"), ``count`` (rows changed: notices seen for the first time).
+notice_seen = _signals.signal("notice-seen")
+
 
 def send_observing(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Send an after-the-fact signal: each receiver runs, and one that raises is logged

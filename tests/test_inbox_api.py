@@ -181,8 +181,8 @@ def test_get_one_and_other_users_notice_is_404(web):
 def test_unread_count_endpoint(web):
     publish(web, 1, 2)
     publish(web, 2, 1)
-    assert client_for(web, 1).get("/notices/api/unread-count").json == {"unread": 2}
-    assert client_for(web, 3).get("/notices/api/unread-count").json == {"unread": 0}
+    assert client_for(web, 1).get("/notices/api/unread-count").json == {"unread": 2, "unseen": 2}
+    assert client_for(web, 3).get("/notices/api/unread-count").json == {"unread": 0, "unseen": 0}
 
 
 def test_mark_one_read_and_unread(web):
@@ -212,11 +212,14 @@ def test_mark_many_and_all(web):
     theirs = publish(web, 2, 1)
     client = client_for(web, 1)
     body = post(client, f"{API}/read", {"ids": [mine[0], mine[1], theirs[0]]}).json
-    assert body == {"changed": 2, "unread": 2}
+    assert body == {"changed": 2, "unread": 2, "unseen": 2}
     body = post(client, f"{API}/unread", {"ids": [mine[0]]}).json
-    assert body == {"changed": 1, "unread": 3}
-    assert post(client, f"{API}/read", {"all": True}).json == {"changed": 3, "unread": 0}
-    assert post(client, f"{API}/unread", {"all": True}).json == {"changed": 4, "unread": 4}
+    # reading is seeing: mine[0], read once, stays seen when it turns unread again
+    assert body == {"changed": 1, "unread": 3, "unseen": 2}
+    body = post(client, f"{API}/read", {"all": True}).json
+    assert body == {"changed": 3, "unread": 0, "unseen": 0}
+    body = post(client, f"{API}/unread", {"all": True}).json
+    assert body == {"changed": 4, "unread": 4, "unseen": 0}
     with web.app_context():
         assert web.notices.unread_count(2) == 1
 
@@ -315,7 +318,7 @@ def test_delete(web):
     nid, keep = publish(web, 1, 2)
     client = client_for(web, 1)
     response = client.delete(f"{API}/{nid}", headers={"X-CSRFToken": client.token})
-    assert response.json == {"deleted": nid, "unread": 1}
+    assert response.json == {"deleted": nid, "unread": 1, "unseen": 1}
     assert client.get(f"{API}/{nid}").status_code == 404
     assert client.delete(f"{API}/{nid}", headers={"X-CSRFToken": client.token}).status_code == 404
     with web.app_context():
@@ -609,6 +612,10 @@ def test_request_bodies_over_the_limit_are_413_json(app_factory):
         assert resp.json["error"] == "too_large" and resp.json["limit"] == 2000
         assert "NOTICE_MAX_REQUEST" in resp.json["message"]
     # nothing was marked; a body within the limit goes through
-    assert post(client, f"{API}/read", {"ids": ids}).json == {"changed": 2, "unread": 0}
+    assert post(client, f"{API}/read", {"ids": ids}).json == {
+        "changed": 2,
+        "unread": 0,
+        "unseen": 0,
+    }
     # the app's own routes keep the app's limit (none here)
     assert app.config["MAX_CONTENT_LENGTH"] is None

@@ -19,7 +19,7 @@ def test_archive_one_leaves_the_list_and_count_and_comes_back(web):  # noqa: F81
     assert _listed(client) == [second]
     assert _listed(client, "?archived=only") == [first]
     assert _listed(client, "?archived=include") == [second, first]
-    assert client.get("/notices/api/unread-count").json == {"unread": 1}
+    assert client.get("/notices/api/unread-count").json == {"unread": 1, "unseen": 1}
     body = post(client, f"{API}/{first}/unarchive").json
     assert body["notice"]["archived_at"] is None and body["unread"] == 2
     assert client.get(f"{API}?archived=sometimes").status_code == 400
@@ -30,7 +30,11 @@ def test_archive_all_means_all_read_and_ids_are_owner_checked(web):  # noqa: F81
     theirs = publish(web, 2, 1)
     client = client_for(web, 1)
     post(client, f"{API}/read", {"ids": mine[:2]})
-    assert post(client, f"{API}/archive", {"all": True}).json == {"changed": 2, "unread": 1}
+    assert post(client, f"{API}/archive", {"all": True}).json == {
+        "changed": 2,
+        "unread": 1,
+        "unseen": 1,
+    }
     assert _listed(client) == [mine[2]]
     assert post(client, f"{API}/archive", {"ids": [theirs[0]]}).json["changed"] == 0
     assert post(client, f"{API}/{theirs[0]}/archive").status_code == 404

@@ -188,7 +188,7 @@ def two_servers(request, app_factory, db_url):
 def test_a_notice_written_by_one_process_reaches_a_stream_served_by_another(two_servers):
     a, b = two_servers
     with a.stream(1) as alice, a.stream(2) as bob:
-        assert alice.next_of("count").data == {"unread": 0}
+        assert alice.next_of("count").data == {"unread": 0, "unseen": 0}
         bob.next_of("count")
         nid = b.send(1, "from process B")
         event = alice.next()
@@ -197,7 +197,7 @@ def test_a_notice_written_by_one_process_reaches_a_stream_served_by_another(two_
             nid,
             "from process B",
         )
-        assert alice.next().data == {"unread": 1}
+        assert alice.next().data == {"unread": 1, "unseen": 1}
         last_id = alice.last_id
         theirs = b.send(2, "for bob")
         assert bob.next_of("notice").data["id"] == theirs
@@ -205,7 +205,7 @@ def test_a_notice_written_by_one_process_reaches_a_stream_served_by_another(two_
     missed = [b.send(1, "missed one"), b.send(1, "missed two")]
     with b.stream(1, **{"Last-Event-ID": last_id}) as alice:
         assert [alice.next().data["id"] for _ in missed] == missed
-        assert alice.next().data == {"unread": 3}
+        assert alice.next().data == {"unread": 3, "unseen": 3}
         live = a.send(1, "live again, from A")
         assert alice.next_of("notice").data["id"] == live
 
@@ -218,13 +218,13 @@ def test_marking_read_in_one_process_updates_the_count_streamed_by_another(two_s
     page = web.get(f"http://127.0.0.1:{b.port}/", timeout=10).text
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
     with a.stream(1) as alice:
-        assert alice.next_of("count").data == {"unread": 1}
+        assert alice.next_of("count").data == {"unread": 1, "unseen": 1}
         url = f"http://127.0.0.1:{b.port}/notices/api/notices/{nid}/read"
         assert web.post(url, timeout=10).status_code == 400  # no CSRF header
         done = web.post(url, headers={"X-CSRFToken": token}, timeout=10)
         assert done.json()["unread"] == 0
         count = alice.until(lambda e: e.event == "count" and "read" in e.data)
-        assert count.data == {"unread": 0, "ids": [nid], "read": True}
+        assert count.data == {"unread": 0, "unseen": 0, "ids": [nid], "read": True}
 
 
 def test_hub_bounds_streams_per_user_and_per_process():

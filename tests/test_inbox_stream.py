@@ -70,7 +70,7 @@ def test_new_notices_and_count_changes_arrive(stream_app):
     app = stream_app()
     _publish(app, 1, "before")
     with serving(app) as port, _stream(port) as client:
-        assert client.next_of("count").data == {"unread": 1}
+        assert client.next_of("count").data == {"unread": 1, "unseen": 1}
         assert client.retry == 3000
         _publish(app, 2, "for someone else")
         nid = _publish(app, 1, "<b>hello</b>", url="/x")
@@ -79,12 +79,12 @@ def test_new_notices_and_count_changes_arrive(stream_app):
         assert (event.event, event.id) == ("notice", str(nid))
         assert event.data["subject"] == "<b>hello</b>" and event.data["url"] == "/x"
         assert event.data["user_id"] == 1
-        assert client.until(lambda e: e.event == "count").data == {"unread": 2}
+        assert client.until(lambda e: e.event == "count").data == {"unread": 2, "unseen": 2}
         # read elsewhere (another tab): every stream of the user hears the new count
         with app.app_context():
             app.notices.mark_read(1, [nid])
         count = client.until(lambda e: e.event == "count" and "read" in e.data)
-        assert count.data == {"unread": 1, "ids": [nid], "read": True}
+        assert count.data == {"unread": 1, "unseen": 1, "ids": [nid], "read": True}
 
 
 def test_streamed_notices_carry_the_link_notice_js_may_follow(stream_app):
@@ -121,7 +121,7 @@ def test_last_event_id_replays_what_was_missed(stream_app):
             assert [e.event for e in replayed] == ["notice", "notice"]
             assert [e.data["id"] for e in replayed] == missed
             assert client.last_id == str(missed[-1])
-            assert client.next().data == {"unread": 3}
+            assert client.next().data == {"unread": 3, "unseen": 3}
             # live events continue after the replay
             newest = _publish(app, 1, "four")
             assert client.next_of("notice").data["id"] == newest
@@ -149,7 +149,7 @@ def test_deleting_an_unread_notice_sends_the_count(stream_app):
     app = stream_app()
     nid = _publish(app, 1)
     with serving(app) as port, _stream(port) as client:
-        assert client.next_of("count").data == {"unread": 1}
+        assert client.next_of("count").data == {"unread": 1, "unseen": 1}
         web = app.test_client()
         web.environ_base["HTTP_X_USER"] = "1"
         web.get("/notices/")
@@ -160,7 +160,7 @@ def test_deleting_an_unread_notice_sends_the_count(stream_app):
             == 0
         )
         count = client.until(lambda e: e.event == "count" and "deleted" in e.data)
-        assert count.data == {"unread": 0, "deleted": [nid]}
+        assert count.data == {"unread": 0, "unseen": 0, "deleted": [nid]}
 
 
 @pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
@@ -186,7 +186,7 @@ def test_replay_after_the_newest_notice_was_deleted_skips_nothing(stream_app):
         with _stream(port, **{"Last-Event-ID": last_id}) as client:
             event = client.next()
             assert (event.event, event.data["id"]) == ("notice", missed)
-            assert client.next().data == {"unread": 1}
+            assert client.next().data == {"unread": 1, "unseen": 1}
 
 
 @pytest.mark.parametrize("broker_url", [None], indirect=False)
@@ -221,7 +221,7 @@ def test_resync_reloads_missed_notices_from_the_database(stream_app):
         broker.hub.lost_all()
         broker.hub.dispatch("1", {"event": "count", "data": {"unread": 99}})
         assert client.next().data["id"] == lost
-        assert client.next().data == {"unread": 1}
+        assert client.next().data == {"unread": 1, "unseen": 1}
 
 
 @pytest.mark.parametrize("broker_url", [None], indirect=False)  # broker-independent
@@ -262,7 +262,7 @@ def test_a_fan_out_reaches_every_open_stream(stream_app):
             ids = notice_event([1, 2, 3], subject="to all", content="")
         assert one.next_of("notice").data["id"] == ids[0]
         assert two.next_of("notice").data["id"] == ids[1]
-        assert one.next_of("count").data == {"unread": 1}
+        assert one.next_of("count").data == {"unread": 1, "unseen": 1}
 
 
 @pytest.mark.redis
@@ -333,5 +333,5 @@ def test_streams_past_the_process_bound_get_429(stream_app):
             two.close()
             assert wait_for(lambda: len(hub) == 1, timeout=5)
             with _stream(port, 3) as third:
-                assert third.next_of("count").data == {"unread": 0}
+                assert third.next_of("count").data == {"unread": 0, "unseen": 0}
         one.close()

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 
 from notice import notice_event
 from notice.store.common import CHUNK
-from notice.store.reads import notices_by_ids, unread_counts
+from notice.store.reads import Counts, badge_counts, notices_by_ids
 
 
-def test_notices_by_ids_and_unread_counts_take_one_array_parameter(app):
+def test_notices_by_ids_and_badge_counts_take_one_array_parameter(app):
     notices, db = app.notices, app.db
     notice_event([1, 1, 2], subject="s", content="")
     table = notices.Notice.__table__
@@ -22,8 +22,12 @@ def test_notices_by_ids_and_unread_counts_take_one_array_parameter(app):
         asked = ids + list(range(ids[-1] + 1, ids[-1] + CHUNK + 10))
         assert [r.id for r in notices_by_ids(conn, table, asked)] == ids
         assert [r.id for r in notices_by_ids(conn, table, ids[:1])] == ids[:1]
-        assert unread_counts(conn, notices.Notice, [1, 2, 3]) == {1: 2, 2: 1, 3: 0}
-        assert unread_counts(conn, notices.Notice, [2]) == {2: 1}
+        assert badge_counts(conn, notices.Notice, [1, 2, 3]) == {
+            1: Counts(2, 2),
+            2: Counts(1, 1),
+            3: Counts(0, 0),
+        }
+        assert badge_counts(conn, notices.Notice, [2]) == {2: Counts(1, 1)}
     reads = [s for s in seen if "FROM notice" in s]
     # two statement texts in all, however many ids were asked for: nothing expanded
     assert len(set(reads)) == 2, reads

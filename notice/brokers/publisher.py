@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from ..models import notice_dict
-from ..store.reads import notices_by_ids, unread_counts
+from ..store.reads import Counts, badge_counts, notices_by_ids
 from .base import Broker
 
 logger = logging.getLogger("notice")
@@ -43,9 +43,10 @@ def notice_message(notice: Any) -> dict[str, Any]:
     return {"event": "notice", "id": notice["id"], "data": notice}
 
 
-def count_message(unread: int, **extra: Any) -> dict[str, Any]:
-    """The broker message of an unread-count change (the stream's ``event: count``)."""
-    return {"event": "count", "data": {"unread": unread, **extra}}
+def count_message(counts: Counts, **extra: Any) -> dict[str, Any]:
+    """The broker message of a count change (the stream's ``event: count``): both
+    badge numbers, so each page shows the one its ``NOTICE_BADGE_COUNTS`` names."""
+    return {"event": "count", "data": {**counts._asdict(), **extra}}
 
 
 def load_messages(
@@ -63,8 +64,8 @@ def load_messages(
                 continue
             messages.append((row.user_id, notice_message(notice_dict(row))))
             users[row.user_id] = None
-        counts = unread_counts(conn, notice, users) if users else {}
-    messages.extend((user_id, count_message(unread)) for user_id, unread in counts.items())
+        counts = badge_counts(conn, notice, users) if users else {}
+    messages.extend((user_id, count_message(c)) for user_id, c in counts.items())
     return messages
 
 
@@ -89,7 +90,7 @@ class StreamPublisher:
         self._enqueue(("notices", engine, notice_ids, {}))
 
     def submit_count(self, engine: Engine, user_id: Any, **extra: Any) -> None:
-        """Publish ``user_id``'s unread count, counted when its turn comes: counts and
+        """Publish ``user_id``'s unread and unseen counts, counted when its turn comes: counts and
         notices go out in one order, so a stale count never follows a fresh one."""
         self._enqueue(("count", engine, user_id, extra))
 
@@ -116,8 +117,8 @@ class StreamPublisher:
                 messages = load_messages(engine, self._notice, arg, self._broker.audience())
             else:
                 with engine.connect() as conn:
-                    unread = unread_counts(conn, self._notice, [arg])[arg]
-                messages = [(arg, count_message(unread, **extra))]
+                    counts = badge_counts(conn, self._notice, [arg])[arg]
+                messages = [(arg, count_message(counts, **extra))]
             if messages:
                 self._broker.publish_many(messages)
         except Exception:  # noqa: BLE001 - the change is committed; never fail a caller

@@ -32,7 +32,15 @@ from .common import (
     visible,
 )
 from .inbox import set_archived, set_seen
-from .reads import NoticeQuery, get_notice, list_notices, set_read, unread_count
+from .reads import (
+    Counts,
+    NoticeQuery,
+    badge_count,
+    get_notice,
+    list_notices,
+    set_read,
+    unread_count,
+)
 from .writes import (
     deduplicated_ids,
     delete_notices,
@@ -45,8 +53,10 @@ from .writes import (
 
 __all__ = [
     "CHUNK",
+    "Counts",
     "NoticeQuery",
     "Outcome",
+    "badge_count",
     "begin_write",
     "chunks",
     "claim",

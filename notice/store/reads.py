@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -15,6 +15,20 @@ from sqlalchemy.orm import Session
 from ..columns import utcnow
 from ..types import ReadStatus
 from .common import cached, chunks, escape_like, in_list, not_expired, update_mine, visible
+
+
+class Counts(NamedTuple):
+    """A user's badge numbers: unread notices, and those of them not seen yet (the
+    inbox was not opened since they arrived). Read implies seen: a notice read from an
+    email link or the API without ever being listed is not "unseen" any more."""
+
+    unread: int
+    unseen: int
+
+
+def _unseen(table: sa.Table) -> Any:
+    # count() skips NULLs: the CASE is 1 only for the unread rows never seen
+    return sa.func.count(sa.case((table.c.seen_at.is_(None), 1)))
 
 
 def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
@@ -31,12 +45,25 @@ def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | No
     return int(session.execute(stmt).scalar_one())
 
 
-def unread_counts(
+def badge_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> Counts:
+    """One user's :class:`Counts` in one statement (unread and unexpired, as
+    :func:`unread_count`; ``seen_at`` is read from the unread rows themselves)."""
+    table = notice.__table__
+    stmt = sa.select(sa.func.count(), _unseen(table)).where(
+        table.c.user_id == user_id,
+        table.c.read_status == ReadStatus.UNREAD.value,
+        visible(table, now or utcnow()),
+    )
+    unread, unseen = session.execute(stmt).one()
+    return Counts(int(unread), int(unseen))
+
+
+def badge_counts(
     conn: Connection, notice: Any, user_ids: Iterable[Any], now: datetime | None = None
-) -> dict[Any, int]:
-    """Unread, unexpired notices of each user in ``user_ids`` (0 for users with none)."""
+) -> dict[Any, Counts]:
+    """:class:`Counts` of each user in ``user_ids`` (zeros for users with none)."""
     users = list(dict.fromkeys(user_ids))
-    counts: dict[Any, int] = dict.fromkeys(users, 0)
+    counts: dict[Any, Counts] = dict.fromkeys(users, Counts(0, 0))
     table = notice.__table__
     now = now or utcnow()
     dialect = conn.dialect.name
@@ -44,9 +71,9 @@ def unread_counts(
         # the whole list as one array parameter, the statement built once (issue 13)
         stmt = cached(
             table,
-            "unread_counts",
+            "badge_counts",
             dialect,
-            lambda: sa.select(table.c.user_id, sa.func.count())
+            lambda: sa.select(table.c.user_id, sa.func.count(), _unseen(table))
             .where(
                 in_list(table.c.user_id, "users", dialect),
                 table.c.read_status == ReadStatus.UNREAD.value,
@@ -54,12 +81,12 @@ def unread_counts(
             )
             .group_by(table.c.user_id),
         )
-        for user_id, count in conn.execute(stmt, {"users": users, "now": now}):
-            counts[user_id] = int(count)
+        for user_id, unread, unseen in conn.execute(stmt, {"users": users, "now": now}):
+            counts[user_id] = Counts(int(unread), int(unseen))
         return counts
     for part in chunks(users):
         stmt = (
-            sa.select(table.c.user_id, sa.func.count())
+            sa.select(table.c.user_id, sa.func.count(), _unseen(table))
             .where(
                 table.c.user_id.in_(part),
                 table.c.read_status == ReadStatus.UNREAD.value,
@@ -67,8 +94,8 @@ def unread_counts(
             )
             .group_by(table.c.user_id)
         )
-        for user_id, count in conn.execute(stmt):
-            counts[user_id] = int(count)
+        for user_id, unread, unseen in conn.execute(stmt):
+            counts[user_id] = Counts(int(unread), int(unseen))
     return counts
 
 
@@ -158,7 +185,15 @@ def set_read(
     target, source = (
         (ReadStatus.READ, ReadStatus.UNREAD) if read else (ReadStatus.UNREAD, ReadStatus.READ)
     )
-    values = {"read_status": target.value, "read_at": now if read else None, "update_at": now}
+    values: dict[str, Any] = {
+        "read_status": target.value,
+        "read_at": now if read else None,
+        "update_at": now,
+    }
+    if read:
+        # reading is seeing: a notice read from an email link must not turn "unseen"
+        # when it is marked unread again later
+        values["seen_at"] = sa.func.coalesce(c.seen_at, now)
     mine = sa.and_(c.user_id == user_id, c.read_status == source.value)
     return update_mine(session, notice, mine, ids, values)
 

@@ -3,7 +3,7 @@
 =======  ==============================  ===========================================
 GET      ``/api/notices``                list, newest first; filters and cursor
 GET      ``/api/notices/<id>``           one notice
-GET      ``/api/unread-count``           ``{"unread": n}``
+GET      ``/api/unread-count``           ``{"unread": n, "unseen": m}``
 POST     ``/api/notices/<id>/<action>``  one notice: ``read``, ``unread``, ``seen``,
                                          ``archive``, ``unarchive``
 POST     ``/api/notices/<action>``       many (``{"ids": [...]}``) or all
@@ -37,7 +37,7 @@ from .auth import check_csrf, require_api_user
 from .blueprints import inbox_bp
 from .facade import notices
 from .inbox_params import mark_targets, notice_query
-from .inbox_reads import delete_one, own, page, unread_count
+from .inbox_reads import counts, delete_one, own, page, unread_count
 
 #: the state changes a POST may ask for, as in the URL
 ACTIONS = ("read", "unread", "seen", "archive", "unarchive")
@@ -81,7 +81,7 @@ def api_get(notice_id: int) -> ResponseReturnValue:
 
 @inbox_bp.get("/api/unread-count")
 def api_unread_count() -> ResponseReturnValue:
-    return jsonify(unread=unread_count(require_api_user()))
+    return jsonify(counts(require_api_user()))
 
 
 @inbox_bp.post(f"/api/notices/<int:notice_id>/{_ACTION}")
@@ -91,7 +91,7 @@ def api_mark_one(notice_id: int, action: str) -> ResponseReturnValue:
     own(user_id, notice_id)
     _change(action)(user_id, [notice_id])
     notice = own(user_id, notice_id)
-    return jsonify(notice=_json(notice), unread=unread_count(user_id))
+    return jsonify(notice=_json(notice), **counts(user_id))
 
 
 @inbox_bp.post(f"/api/notices/{_ACTION}")
@@ -99,12 +99,11 @@ def api_mark_many(action: str) -> ResponseReturnValue:
     user_id = require_api_user()
     check_csrf()
     changed = _change(action)(user_id, mark_targets())
-    return jsonify(changed=changed, unread=unread_count(user_id))
+    return jsonify(changed=changed, **counts(user_id))
 
 
 @inbox_bp.delete("/api/notices/<int:notice_id>")
 def api_delete(notice_id: int) -> ResponseReturnValue:
     user_id = require_api_user()
     check_csrf()
-    unread = delete_one(user_id, notice_id)
-    return jsonify(deleted=notice_id, unread=unread)
+    return jsonify(deleted=notice_id, **delete_one(user_id, notice_id))

@@ -21,7 +21,7 @@ from .inbox_params import mark_targets, notice_query, parse_int
 from .inbox_reads import delete_one, get, page, unread_count
 from .inbox_setup import safe_url
 
-_FILTERS = ("read", "type", "q")
+_FILTERS = ("read", "type", "q", "archived")
 
 
 @inbox_bp.get("/")
@@ -38,7 +38,8 @@ def inbox() -> ResponseReturnValue:
         next_before_id=next_before_id,
         cursor=query.before_id,
         filters=filters,
-        filtered=any(filters.values()),
+        filtered=any(v for k, v in filters.items() if k != "archived"),
+        archived_view=query.archived is True,
         page_args={k: v for k, v in filters.items() if v},
         types=NoticeType.known(),
     )
@@ -46,7 +47,8 @@ def inbox() -> ResponseReturnValue:
 
 @inbox_bp.post("/mark")
 def inbox_mark() -> ResponseReturnValue:
-    """Form action: ``action`` read / unread / delete on ``id`` (repeated) or ``all``."""
+    """Form action: ``action`` read / unread / archive / unarchive / delete on ``id``
+    (repeated) or ``all`` (archive with ``all``: all read ones)."""
     user_id = require_user()
     check_csrf()
     action = request.form.get("action", "")
@@ -58,8 +60,16 @@ def inbox_mark() -> ResponseReturnValue:
             raise NotFound("no such notice")
         facade = notices()
         (facade.mark_read if action == "read" else facade.mark_unread)(user_id, ids)
+    elif action in ("archive", "unarchive"):
+        ids = mark_targets()
+        if ids is not None and len(ids) == 1 and get(user_id, ids[0]) is None:
+            raise NotFound("no such notice")
+        if action == "archive":
+            notices().archive(user_id, ids, only_read=ids is None)
+        else:
+            notices().unarchive(user_id, ids)
     else:
-        raise BadParameter("action", "use read, unread or delete")
+        raise BadParameter("action", "use read, unread, archive, unarchive or delete")
     return redirect(_back(), code=303)
 
 

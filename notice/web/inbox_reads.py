@@ -1,4 +1,4 @@
-"""The logged-in user's inbox rows, through the store: the unread count, a page of
+"""The logged-in user's inbox rows, through the store: the unread and unseen counts, a page of
 notices, one notice, deleting one.
 
 ``user_id`` is :func:`notice.web.auth.current_user_id`'s, already converted by the
@@ -21,6 +21,12 @@ from ..types import ReadStatus
 def unread_count(user_id: Any) -> int:
     state = state_of()
     return int(store.unread_count(state.db.session, state.models.Notice, user_id))
+
+
+def counts(user_id: Any) -> dict[str, int]:
+    """``{"unread": n, "unseen": m}`` for JSON answers and stream events."""
+    state = state_of()
+    return store.badge_count(state.db.session, state.models.Notice, user_id)._asdict()
 
 
 def notices(user_id: Any, query: store.NoticeQuery) -> list[Any]:
@@ -53,9 +59,9 @@ def own(user_id: Any, notice_id: int) -> Any:
     return notice
 
 
-def delete_one(user_id: Any, notice_id: int) -> int:
-    """Delete the user's notice (404 if it is not theirs); return the unread count and
-    tell the user's streams when it changed."""
+def delete_one(user_id: Any, notice_id: int) -> dict[str, int]:
+    """Delete the user's notice (404 if it is not theirs); return the :func:`counts`
+    and tell the user's streams when they changed."""
     state = state_of()
     status = delete_notice(state.db.session, state.models.Notice, user_id, notice_id)
     if status is None:
@@ -63,4 +69,4 @@ def delete_one(user_id: Any, notice_id: int) -> int:
     state.db.session.commit()
     if status == ReadStatus.UNREAD.value:
         state.publish_count(user_id, deleted=[notice_id])
-    return unread_count(user_id)
+    return counts(user_id)

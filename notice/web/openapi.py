@@ -105,6 +105,12 @@ def _query(name: str, schema: dict[str, Any], description: str, **extra: Any) ->
 
 
 _NO_NUL = "^[^\\x00]*$"
+#: the unseen count beside every unread count: unread notices not yet listed
+_UNSEEN = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "unread notices not yet seen (the inbox was not opened since)",
+}
 
 
 def _schemas(page_max: int) -> dict[str, Any]:
@@ -180,8 +186,12 @@ def _schemas(page_max: int) -> dict[str, Any]:
         },
         "Marked": {
             "type": "object",
-            "required": ["notice", "unread"],
-            "properties": {"notice": _ref("Notice"), "unread": {"type": "integer", "minimum": 0}},
+            "required": ["notice", "unread", "unseen"],
+            "properties": {
+                "notice": _ref("Notice"),
+                "unread": {"type": "integer", "minimum": 0},
+                "unseen": _UNSEEN,
+            },
         },
         "MarkMany": {
             "type": "object",
@@ -394,17 +404,20 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
         "/api/unread-count": {
             "get": {
                 "operationId": "unreadCount",
-                "summary": "The user's unread count",
+                "summary": "The user's unread and unseen counts",
                 "security": _SESSION,
                 "responses": _responses(
                     {
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["unread"],
-                                "properties": {"unread": {"type": "integer", "minimum": 0}},
+                                "required": ["unread", "unseen"],
+                                "properties": {
+                                    "unread": {"type": "integer", "minimum": 0},
+                                    "unseen": _UNSEEN,
+                                },
                             },
-                            "the count",
+                            "the counts",
                         )
                     },
                     **login,
@@ -437,10 +450,11 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["changed", "unread"],
+                                "required": ["changed", "unread", "unseen"],
                                 "properties": {
                                     "changed": {"type": "integer", "minimum": 0},
                                     "unread": {"type": "integer", "minimum": 0},
+                                    "unseen": _UNSEEN,
                                 },
                             },
                             "how many changed",

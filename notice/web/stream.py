@@ -2,7 +2,8 @@
 
 Events::
 
-    event: count          data: {"unread": 3, ...}        on connect and on every change
+    event: count          data: {"unread": 3, "unseen": 1, ...}
+                                                          on connect and on every change
     id: 42
     event: notice         data: <Notice.to_dict()> + link   each new notice
 
@@ -63,18 +64,18 @@ def _last_event_id() -> int | None:
     return parse_id("Last-Event-ID", raw.strip(), low=0)
 
 
-def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any]], int]:
+def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Notices newer than ``after_id`` (oldest first, at most NOTICE_SSE_REPLAY) and the
-    unread count, read in a short app context that gives its connection back."""
+    unread and unseen counts, read in a short app context that gives its connection back."""
     state = state_of(app)
     with app.app_context():
         try:
             newest = inbox_reads.notices(user_id, NoticeQuery(limit=state.settings.sse_replay))
             rows = [n.to_dict() for n in reversed(newest) if n.id > after_id]
-            unread = inbox_reads.unread_count(user_id)
+            counts = inbox_reads.counts(user_id)
         finally:
             state.db.session.remove()
-    return rows, unread
+    return rows, counts
 
 
 def _load_one(app: Flask, user_id: Any, notice_id: int) -> dict[str, Any] | None:
@@ -111,15 +112,15 @@ def stream() -> Response:
         return response
     try:
         if last_id is not None:
-            replay, unread = _missed(app, user_id, last_id)
+            replay, counts = _missed(app, user_id, last_id)
         else:
-            replay, unread = [], inbox_reads.unread_count(user_id)
+            replay, counts = [], inbox_reads.counts(user_id)
         state.db.session.remove()
     except BaseException:
         sub.close()
         raise
     response = Response(
-        _events(app, sub, user_id, replay, unread, last_id),
+        _events(app, sub, user_id, replay, counts, last_id),
         mimetype="text/event-stream",
     )
     response.headers["Cache-Control"] = "no-cache"
@@ -133,7 +134,7 @@ def _events(
     sub: Subscription,
     user_id: Any,
     replay: list[dict[str, Any]],
-    unread: int,
+    counts: dict[str, int],
     last_id: int | None,
 ) -> Iterator[str]:
     settings = state_of(app).settings
@@ -154,7 +155,7 @@ def _events(
     try:
         yield f"retry: {settings.sse_retry}\n\n"
         yield from notices(replay)
-        yield sse("count", {"unread": unread})
+        yield sse("count", counts)
         while True:
             message = sub.get(timeout=heartbeat)
             if message is None:
@@ -176,9 +177,9 @@ def _events(
                 yield sse("closed", {"reason": "superseded"})
                 return
             elif event == "resync":
-                rows, count = _missed(app, user_id, newest)
+                rows, fresh = _missed(app, user_id, newest)
                 yield from notices(rows)
-                yield sse("count", {"unread": count})
+                yield sse("count", fresh)
             if len(sent) > 10_000:
                 sent.clear()
     finally:

@@ -3,18 +3,25 @@
  * Include it with {{ notice_script() }} from "notice/macros.html" (the page also needs
  * <meta name="csrf-token">, given by notice_head()). It
  *  - opens an EventSource on data-stream and keeps every [data-notice-count] badge on
- *    the page equal to the unread count;
+ *    the page equal to a count: the one the badge names (data-notice-count="unread" or
+ *    "unseen"), else the script's data-badge (NOTICE_BADGE_COUNTS);
+ *  - on the inbox page, marks the listed unseen items ([data-notice-unseen]) seen
+ *    once the page is visible: opening the bell is seeing what it lists;
  *  - shows a dismissible pop-up (top right) for each new notice; clicking it marks the
  *    notice read and follows its link; clicking an inbox item does the same;
  *  - polls data-count every data-poll seconds when Server-Sent Events are unavailable;
  *  - on the inbox page (a .notice-list with data-notice-live="1", i.e. the newest page)
  *    inserts each arriving notice that passes the page's filters (data-notice-filter-*)
  *    in id order, updates an item already listed in place (a grouping update), and
- *    follows read/unread/delete done elsewhere (the stream's count event names the ids).
+ *    follows read/unread/archive/unarchive/delete done elsewhere (the stream's count
+ *    event names the ids): an item archived in another tab leaves the open list;
+ *  - renders a notice's optional category (class notice-level-<category>), actor and
+ *    target names and action buttons (GET: a link; POST: a small form carrying the
+ *    CSRF token) in pop-ups and live items; malformed ones are left out.
  * Pop-ups stack at the bottom right (never over a page's header controls), at most
  * MAX_TOASTS at a time, each dismissible with its button; they sit in an ARIA live
  * region, so screen readers announce them.
- * It dispatches "notice:new" (detail: notice) and "notice:count" (detail: {unread})
+ * It dispatches "notice:new" (detail: notice) and "notice:count" (detail: {unread, unseen})
  * on document, and sets <html data-notice-stream="open|polling|closed">.
  * Text from notices is only ever set with textContent, never parsed as HTML. Only a
  * link the server approved is followed: a notice's "link" field (null when its url
@@ -29,8 +36,11 @@
     stream: script.getAttribute("data-stream") || "",
     count: script.getAttribute("data-count") || "",
     api: (script.getAttribute("data-api") || "").replace(/\/$/, ""),
-    poll: Math.max(1, parseInt(script.getAttribute("data-poll"), 10) || 30) * 1000
+    poll: Math.max(1, parseInt(script.getAttribute("data-poll"), 10) || 30) * 1000,
+    badge: script.getAttribute("data-badge") === "unseen" ? "unseen" : "unread"
   };
+  var CATEGORIES = ["info", "success", "warning", "error"];
+  var MAX_ACTIONS = 3;
   var root = document.documentElement;
   var toasts = null;
   var pollTimer = null;
@@ -42,14 +52,22 @@
 
   function setStatus(value) { root.setAttribute("data-notice-stream", value); }
 
-  function updateBadges(unread) {
-    var n = Math.max(0, parseInt(unread, 10) || 0);
+  // counts: {unread, unseen} from a count event or an API answer; a badge shows the
+  // one it names, else the configured one; a count the answer lacks leaves it alone
+  function updateBadges(counts) {
+    if (!counts || typeof counts !== "object") { return; }
     var badges = document.querySelectorAll("[data-notice-count]");
     for (var i = 0; i < badges.length; i++) {
+      var key = badges[i].getAttribute("data-notice-count") === "unread" ? "unread" :
+        badges[i].getAttribute("data-notice-count") === "unseen" ? "unseen" : cfg.badge;
+      if (typeof counts[key] !== "number") { continue; }
+      var n = Math.max(0, counts[key]);
       badges[i].textContent = String(n);
       badges[i].classList.toggle("notice-badge--empty", n === 0);
     }
-    document.dispatchEvent(new CustomEvent("notice:count", { detail: { unread: n } }));
+    document.dispatchEvent(new CustomEvent("notice:count", {
+      detail: { unread: counts.unread, unseen: counts.unseen }
+    }));
   }
 
   // the server already approved the link; refusing anything but http(s) here as well
@@ -70,8 +88,131 @@
     }).then(function (r) {
       return r.ok ? r.json() : null;
     }).then(function (body) {
-      if (body && typeof body.unread === "number") { updateBadges(body.unread); }
+      updateBadges(body);
     }).catch(function () { /* offline: the inbox page still offers the button */ });
+  }
+
+  // ---- seen: what the open inbox lists has been seen ------------------------------------
+
+  var seenTimer = null;
+
+  function markSeen() {
+    seenTimer = null;
+    // a tab opened in the background has not been looked at yet
+    if (document.visibilityState === "hidden") { return; }
+    var items = document.querySelectorAll(".notice-list [data-notice-unseen]");
+    var ids = [];
+    for (var i = 0; i < items.length && ids.length < 1000; i++) {
+      var id = parseInt(items[i].getAttribute("data-notice-id"), 10);
+      if (id > 0) { ids.push(id); }
+      items[i].removeAttribute("data-notice-unseen");
+    }
+    if (!ids.length || !cfg.api) { return; }
+    fetch(cfg.api + "/seen", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "X-CSRFToken": csrfToken(), "Accept": "application/json",
+        "Content-Type": "application/json"
+      },
+      body: JSON.stringify({ ids: ids })
+    }).then(function (r) {
+      return r.ok ? r.json() : null;
+    }).then(updateBadges).catch(function () { /* the next visit marks them */ });
+  }
+
+  function scheduleSeen() {
+    // one request for a burst of arriving items
+    if (!seenTimer) { seenTimer = setTimeout(markSeen, 300); }
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") { scheduleSeen(); }
+  });
+
+  // ---- a notice's optional category, actor/target and actions (the inbox-model contract)
+
+  function category(notice) {
+    return CATEGORIES.indexOf(notice.category) >= 0 ? notice.category : null;
+  }
+
+  function label(value) {
+    return (typeof value === "string" && value.trim()) ? value.trim().slice(0, 80) : null;
+  }
+
+  function actionsOf(notice) {
+    var found = [];
+    var list = Array.isArray(notice.actions) ? notice.actions : [];
+    for (var i = 0; i < list.length && found.length < MAX_ACTIONS; i++) {
+      var a = list[i];
+      if (!a || typeof a !== "object") { continue; }
+      var method = String(a.method || "GET").toUpperCase();
+      var text = label(a.label);
+      var url = safeUrl(a.url);
+      if (text && url && (method === "GET" || method === "POST")) {
+        found.push({ label: text, url: url, method: method });
+      }
+    }
+    return found;
+  }
+
+  function actionsBlock(notice, className) {
+    var actions = actionsOf(notice);
+    if (!actions.length) { return null; }
+    var box = document.createElement("div");
+    box.className = className;
+    for (var i = 0; i < actions.length; i++) {
+      var a = actions[i], el;
+      if (a.method === "POST") {
+        el = document.createElement("form");
+        el.className = "notice-action-form";
+        el.method = "post";
+        el.action = a.url;
+        el.appendChild(hidden("csrf_token", csrfToken()));
+        var b = document.createElement("button");
+        b.className = "notice-button notice-action";
+        b.textContent = a.label;
+        el.appendChild(b);
+      } else {
+        el = document.createElement("a");
+        el.className = "notice-button notice-action";
+        el.href = a.url;
+        el.textContent = a.label;
+      }
+      box.appendChild(el);
+    }
+    return box;
+  }
+
+  function refNode(ref, className) {
+    if (!ref || typeof ref !== "object" || !label(ref.name)) { return null; }
+    var url = safeUrl(ref.url);
+    var el = document.createElement(url ? "a" : "span");
+    el.className = className;
+    if (url) { el.href = url; }
+    el.textContent = label(ref.name);
+    return el;
+  }
+
+  function refsBlock(notice) {
+    var actor = refNode(notice.actor, "notice-item__actor");
+    var target = refNode(notice.target, "notice-item__target");
+    if (!actor && !target) { return null; }
+    var p = document.createElement("p");
+    p.className = "notice-item__refs";
+    if (actor) { p.appendChild(actor); }
+    if (actor && target) { p.appendChild(document.createTextNode(" \u2192 ")); }
+    if (target) { p.appendChild(target); }
+    return p;
+  }
+
+  function setLevel(el, notice) {
+    for (var i = 0; i < CATEGORIES.length; i++) {
+      el.classList.remove("notice-level-" + CATEGORIES[i]);
+    }
+    var level = category(notice);
+    if (level) { el.classList.add("notice-level-" + level); }
+    return level;
   }
 
   function open(id, url) {
@@ -97,6 +238,7 @@
     if (old) { dismiss(old); }
     var toast = document.createElement("div");
     toast.className = "notice-toast";
+    setLevel(toast, notice);
     toast.setAttribute("data-notice-id", String(notice.id));
     // a real button, so the pop-up is reachable and usable from the keyboard
     var body = document.createElement("button");
@@ -114,6 +256,9 @@
     }
     body.addEventListener("click", function () { dismiss(toast); open(notice.id, notice.link); });
     toast.appendChild(body);
+    // outside the body button: a link or form cannot sit inside a button
+    var actions = actionsBlock(notice, "notice-toast__actions");
+    if (actions) { toast.appendChild(actions); }
     var close = document.createElement("button");
     close.type = "button";
     close.className = "notice-toast__close";
@@ -172,7 +317,21 @@
     }
   }
 
+  function removeAll(item, selector) {
+    var old = item.querySelectorAll(selector);
+    for (var i = 0; i < old.length; i++) { old[i].parentNode.removeChild(old[i]); }
+  }
+
   function fillItem(list, item, notice) {
+    removeAll(item, ".notice-item__refs, .notice-item__links, .notice-item__level");
+    var level = setLevel(item, notice);
+    var type = item.querySelector(".notice-item__type");
+    if (level && type) {
+      var badge = document.createElement("span");
+      badge.className = "notice-item__level";
+      badge.textContent = level;
+      type.insertBefore(badge, type.firstChild);
+    }
     var link = safeUrl(notice.link);
     if (link) { item.setAttribute("data-notice-url", link); } else { item.removeAttribute("data-notice-url"); }
     var subject = item.querySelector(".notice-item__subject");
@@ -198,6 +357,11 @@
     } else if (content) {
       content.parentNode.removeChild(content);
     }
+    var form = item.querySelector(".notice-item__actions");
+    var refs = refsBlock(notice);
+    if (refs) { item.insertBefore(refs, subject.nextSibling); }
+    var links = actionsBlock(notice, "notice-item__links");
+    if (links) { item.insertBefore(links, form); }
     setReadState(list, item, notice.read_status === "Read");
   }
 
@@ -205,6 +369,7 @@
     var item = document.createElement("li");
     item.className = "notice-item notice-item--live";
     item.setAttribute("data-notice-id", String(notice.id));
+    if (!notice.seen_at) { item.setAttribute("data-notice-unseen", ""); }
     var head = document.createElement("div");
     head.className = "notice-item__head";
     var type = document.createElement("span");
@@ -231,6 +396,7 @@
     form.appendChild(hidden("id", String(notice.id)));
     form.appendChild(hidden("next", list.getAttribute("data-notice-next") || window.location.pathname));
     form.appendChild(button(list, "read", "data-label-read", false));
+    form.appendChild(button(list, "archive", "data-label-archive", false));
     form.appendChild(button(list, "delete", "data-label-delete", true));
     item.appendChild(form);
     fillItem(list, item, notice);
@@ -257,16 +423,41 @@
     list.insertBefore(buildItem(list, notice), before);
     var empty = document.querySelector(".notice-empty");
     if (empty) { empty.parentNode.removeChild(empty); }
+    scheduleSeen();  // listed in the open inbox: seen
+  }
+
+  // ids: a list, or "all" / "read" for an id-less change (archive all read)
+  function dropItems(list, ids) {
+    var items = list.querySelectorAll(".notice-item[data-notice-id]");
+    for (var i = 0; i < items.length; i++) {
+      var id = parseInt(items[i].getAttribute("data-notice-id"), 10);
+      var gone = Array.isArray(ids) ? ids.indexOf(id) >= 0 :
+        ids === "all" || (ids === "read" && !items[i].classList.contains("notice-item--unread"));
+      if (gone) { items[i].parentNode.removeChild(items[i]); }
+    }
   }
 
   function liveCount(data) {
     var list = liveList();
     if (!list || !data) { return; }
     var i, item;
-    if (Array.isArray(data.ids) && typeof data.read === "boolean") {
-      for (i = 0; i < data.ids.length; i++) {
-        item = itemOf(list, data.ids[i]);
+    if (typeof data.read === "boolean" && (Array.isArray(data.ids) || data.ids === null)) {
+      // ids null: "mark all read/unread"
+      var marked = data.ids === null ? list.querySelectorAll(".notice-item[data-notice-id]") : null;
+      var n = marked ? marked.length : data.ids.length;
+      for (i = 0; i < n; i++) {
+        item = marked ? marked[i] : itemOf(list, data.ids[i]);
         if (item) { setReadState(list, item, data.read); }
+      }
+    }
+    // archived elsewhere: leaves the inbox view; unarchived: leaves the Archived view
+    var archivedView = list.hasAttribute("data-notice-archived");
+    if (!archivedView && data.archived) { dropItems(list, data.archived); }
+    if (archivedView && data.unarchived) { dropItems(list, data.unarchived); }
+    if (Array.isArray(data.seen)) {
+      for (i = 0; i < data.seen.length; i++) {
+        item = itemOf(list, data.seen[i]);
+        if (item) { item.removeAttribute("data-notice-unseen"); }
       }
     }
     if (Array.isArray(data.deleted)) {
@@ -281,7 +472,7 @@
     if (!cfg.count) { return; }
     fetch(cfg.count, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (body) { if (body) { updateBadges(body.unread); } })
+      .then(updateBadges)
       .catch(function () { /* try again at the next tick */ });
   }
 
@@ -303,7 +494,7 @@
     source.addEventListener("count", function (ev) {
       var data;
       try { data = JSON.parse(ev.data); } catch (e) { return; /* ignore bad data */ }
-      updateBadges(data.unread);
+      updateBadges(data);
       liveCount(data);
     });
     source.addEventListener("notice", function (ev) {
@@ -340,4 +531,5 @@
   });
 
   connect();
+  scheduleSeen();
 }());
