@@ -2,7 +2,7 @@
 
 A pass claims what is due (new deliveries the dispatcher never took, leases that ran
 out because their worker died, failed deliveries whose retry time has come, scheduled
-deliveries whose time came) and sends it through :func:`notice.delivery.deliver`; first
+deliveries whose time came) and sends it through :func:`notice.delivery.deliver`; then
 it publishes the live events of scheduled notices whose ``visible_at`` came
 (:func:`announce_visible`). Each pass runs in a fresh app context, so a
 long-lived worker never holds a stale session. The worker survives database outages:
@@ -60,8 +60,8 @@ def sweep(
     state = _state_of(state_or_app)
     with state.app.app_context():
         try:
-            announce_visible(state, now)
             report = deliver(state, now=now, limit=limit, stop=stop)
+            announce_visible(state, now)
         except BaseException:
             if state.metrics is not None:
                 state.metrics.sweep_done(ok=False)
