@@ -212,6 +212,12 @@ DEFAULTS: dict[str, Any] = {
     #: seconds ahead a sync/thread dispatcher times a scheduled delivery itself, so a
     #: short delay needs no sweeper (0: leave every scheduled delivery to the sweeper)
     "NOTICE_SCHEDULE_TIMER": 10,
+    #: per-type delays in seconds per channel, for calls that give neither deliver_at
+    #: nor delay, e.g. {"Comment": {"email": 600}}; "*" matches every type
+    "NOTICE_DELAY_DEFAULTS": {},
+    #: per-type unless_read channels, for calls that give no unless_read, e.g.
+    #: {"Comment": ["email"]} (email only if the notice is still unread when due)
+    "NOTICE_UNLESS_READ_DEFAULTS": {},
     # --- celery --------------------------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]

@@ -143,7 +143,7 @@ def notice_event(
     dedupe_for: timedelta | None = None,
     deliver_at: datetime | timedelta | None = None,
     delay: Mapping[str, datetime | timedelta] | None = None,
-    unless_read: bool | Iterable[str] = False,
+    unless_read: bool | Iterable[str] | None = None,
     visible_at: datetime | timedelta | None = None,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
@@ -169,8 +169,10 @@ def notice_event(
         until then (the sweeper sends it when due).
     :param delay: per channel, an aware datetime or a timedelta from now, e.g.
         ``{"email": timedelta(minutes=15)}``; overrides ``deliver_at`` for that channel.
+        Without either, the type's ``NOTICE_DELAY_DEFAULTS`` apply.
     :param unless_read: True (every delayed channel) or channel names: a delayed
         delivery ends Skipped ("read before send") if the notice is read by then.
+        None (default): the type's ``NOTICE_UNLESS_READ_DEFAULTS``; False: none.
     :param visible_at: an aware datetime, or a timedelta from now: the notice stays out
         of lists, counts and the live stream until then (default: at once).
     :return: for one user, the Notice (the existing one on a dedupe hit); for an
@@ -339,7 +341,7 @@ def build_event(
     dedupe_for: timedelta | None = None,
     deliver_at: datetime | timedelta | None = None,
     delay: Mapping[str, datetime | timedelta] | None = None,
-    unless_read: bool | Iterable[str] = False,
+    unless_read: bool | Iterable[str] | None = None,
     visible_at: datetime | timedelta | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
@@ -404,7 +406,7 @@ def build_event(
             }
             for channel, per_user in targets.items()
         }
-    timing = check_timing(state, deliver_at, delay, unless_read, visible_at)
+    timing = check_timing(state, notice_type, deliver_at, delay, unless_read, visible_at)
     return NoticeEvent(
         deliver_at=timing.deliver_at,
         delays=timing.delays,

@@ -138,6 +138,45 @@ def test_timing_arguments_are_checked(app):
         notice_event(1, subject="s", content="", delay=[("memory", timedelta(1))])
 
 
+def test_per_type_defaults_schedule_calls_that_say_nothing(app_factory):
+    app = app_factory(
+        NOTICE_SENDERS=["memory", "log"],
+        NOTICE_DELAY_DEFAULTS={"Comment": {"memory": 600}, "*": {"fax": 5}},
+        NOTICE_UNLESS_READ_DEFAULTS={"Comment": ["memory"]},
+    )
+    with app.app_context():
+        comment = notice_event(1, NoticeType.COMMENT, subject="c", content="").id
+        plain = notice_event(1, NoticeType.COMMENT, subject="c", content="", unless_read=False).id
+        now = notice_event(1, NoticeType.COMMENT, subject="c", content="", delay={}).id
+        like = notice_event(1, NoticeType.LIKE, subject="l", content="").id
+    rows = {(r.notice_id, r.channel): r for r in _deliveries(app)}
+    held = rows[(comment, "memory")]
+    assert held.status == "Wait" and held.unless_read
+    assert held.next_attempt_at > utcnow() + timedelta(minutes=9)
+    assert rows[(comment, "log")].status == "Sent"
+    assert rows[(plain, "memory")].status == "Wait" and not rows[(plain, "memory")].unless_read
+    assert rows[(now, "memory")].status == "Sent"  # an explicit (empty) delay wins
+    assert rows[(like, "memory")].status == "Sent"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"NOTICE_DELAY_DEFAULTS": {"Comment": {"email": -1}}},
+        {"NOTICE_DELAY_DEFAULTS": {"Nope": {"email": 1}}},
+        {"NOTICE_UNLESS_READ_DEFAULTS": {"Comment": "email"}},
+        {"NOTICE_QUIET_HOURS_CHANNELS": "email"},
+        {"NOTICE_URGENT_TYPES": ["Nope"]},
+        {"NOTICE_SCHEDULE_TIMER": -1},
+    ],
+)
+def test_schedule_settings_are_checked(app_factory, config):
+    from notice.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=next(iter(config))):
+        app_factory(**config)
+
+
 # --- visible_at --------------------------------------------------------------------
 
 

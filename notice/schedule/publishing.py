@@ -54,13 +54,21 @@ def _when(name: str, value: datetime | timedelta, now: datetime) -> datetime:
 
 def check_timing(
     state: NoticeState,
+    notice_type: Any,
     deliver_at: datetime | timedelta | None,
     delay: Mapping[str, datetime | timedelta] | None,
-    unless_read: bool | Iterable[str],
+    unless_read: bool | Iterable[str] | None,
     visible_at: datetime | timedelta | None,
 ) -> Timing:
-    """Check the scheduling arguments; raise ValueError/TypeError naming the wrong one."""
+    """Check the scheduling arguments, the type's configured defaults filling in what
+    the call left out; raise ValueError/TypeError naming the wrong one."""
     now = utcnow()
+    settings = state.schedule_settings
+    configured = unless_read is None
+    if deliver_at is None and delay is None:
+        # the type's policy (NOTICE_DELAY_DEFAULTS), for the channels this app has
+        defaults = settings.type_delays(str(notice_type))
+        delay = {c: d for c, d in defaults.items() if c in state.senders_by_name} or None
     at = None if deliver_at is None else _when("deliver_at", deliver_at, now)
     delays: dict[str, datetime] | None = None
     if delay is not None:
@@ -71,13 +79,17 @@ def check_timing(
             raise ValueError(f"delay: unknown channel(s) {', '.join(sorted(map(str, unknown)))}")
         delays = {c: _when(f"delay[{c!r}]", v, now) for c, v in delay.items()}
     delayed = set(state.senders_by_name) if at is not None else set(delays or ())
-    if unless_read is True:
+    if configured:
+        # NOTICE_UNLESS_READ_DEFAULTS: only where this publish has a delay
+        read_channels = settings.type_unless_read(str(notice_type)) & frozenset(delayed)
+    elif unless_read is True:
         if not delayed:
             raise ValueError("unless_read needs a delay (deliver_at= or delay=)")
         read_channels = frozenset(delayed)
-    elif unless_read is False or unless_read is None:
+    elif unless_read is False:
         read_channels = frozenset()
     else:
+        assert unless_read is not None
         read_channels = frozenset([unless_read] if isinstance(unless_read, str) else unless_read)
         undelayed = read_channels - delayed
         if undelayed:
