@@ -211,6 +211,19 @@ def test_visible_at_hides_the_notice_until_then_and_the_sweeper_announces_it(app
     assert notices.db.session.execute(stored).scalar_one() is None
 
 
+def test_a_near_visible_at_is_announced_without_a_sweeper(app, notices):
+    published: list[list[int]] = []
+    state = notices.state()
+    state.publisher.submit = lambda engine, ids: published.append(list(ids))
+    notice = notice_event(1, subject="soon", content="", visible_at=timedelta(seconds=0.5)).id
+    assert published == [] and notices.unread_count(1) == 0
+    deadline = time.monotonic() + 20
+    while not published and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert published == [[notice]]
+    assert notices.unread_count(1) == 1
+
+
 # --- escalation --------------------------------------------------------------------
 
 

@@ -230,8 +230,12 @@ def schedule_visible(session: Any, state: NoticeState, visible_at: datetime) -> 
         return
     from ..sweeper import announce_visible
 
+    def announce() -> None:
+        with state.app.app_context():  # the engine is the app's
+            announce_visible(state)
+
     call_after_commit(
         session,
-        lambda: dispatcher.call_at(visible_at, lambda: announce_visible(state)),
+        lambda: dispatcher.call_at(visible_at, announce),
         description="timing the live event of a scheduled notice (the sweeper sends it)",
     )
