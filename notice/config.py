@@ -21,6 +21,7 @@ from .mobile.config import validate_mobile
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
 from .retry import RetryPolicy
+from .schedule.settings import validate_schedule
 
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
@@ -262,6 +263,20 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_DIGEST_DEFAULT": "off",
     #: most notices listed in one digest email; the rest wait for the next digest
     "NOTICE_DIGEST_LIMIT": 100,
+    # --- scheduling (notice.schedule) ----------------------------------------------
+    #: channels whose deliveries wait while the user's quiet hours last
+    "NOTICE_QUIET_HOURS_CHANNELS": ["email", "webpush"],
+    #: notice types that go out during quiet hours all the same, e.g. ["System"]
+    "NOTICE_URGENT_TYPES": [],
+    #: seconds ahead a sync/thread dispatcher times a scheduled delivery itself, so a
+    #: short delay needs no sweeper (0: leave every scheduled delivery to the sweeper)
+    "NOTICE_SCHEDULE_TIMER": 10,
+    #: per-type delays in seconds per channel, for calls that give neither deliver_at
+    #: nor delay, e.g. {"Comment": {"email": 600}}; "*" matches every type
+    "NOTICE_DELAY_DEFAULTS": {},
+    #: per-type unless_read channels, for calls that give no unless_read, e.g.
+    #: {"Comment": ["email"]} (email only if the notice is still unread when due)
+    "NOTICE_UNLESS_READ_DEFAULTS": {},
     # --- celery --------------------------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
@@ -558,6 +573,7 @@ def _validate_email(app: Flask) -> None:
     for key in ("NOTICE_MAIL_TIMEOUT", "NOTICE_WEBHOOK_TIMEOUT", "NOTICE_UNSUBSCRIBE_MAX_AGE"):
         _positive(app, key, float)
     validate_preferences(cfg)
+    validate_schedule(cfg)
     from .fallback import validate as validate_fallback
 
     validate_fallback(cfg)

@@ -40,6 +40,8 @@ MAX_ERROR = 1000
 #: ``last_error`` of a delivery skipped because the user turned its type and channel off
 #: after it was written (while it waited for a retry, say)
 TURNED_OFF = "turned off by the user's preferences"
+#: ``last_error`` of an ``unless_read`` delivery whose notice was read before it was due
+READ_BEFORE_SEND = "read before send"
 
 #: deliveries of notices written (and their preferences checked) less than this long
 #: before the claim are not checked again: the after-commit dispatch of a new notice
@@ -352,8 +354,8 @@ def _user_allowed(state: NoticeState, notice: Any, channel: str) -> bool:
 def _screen(
     state: NoticeState, pairs: Sequence[tuple[Any, Any]], now: datetime
 ) -> dict[int, store.Outcome]:
-    """Outcomes decided before any send: poison rows, and deliveries the user's
-    preferences refuse now.
+    """Outcomes decided before any send: escalations whose notice was read, poison
+    rows, and deliveries the user's preferences refuse now.
 
     The preferences were checked when the rows were written, but a retry may come much
     later: a user who unsubscribed from a Comment email while it waited out an SMTP 451
@@ -366,7 +368,14 @@ def _screen(
     fresh = now - RECHECK_AFTER
     groups: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
     for delivery, notice in pairs:
-        if delivery.lease_expiries >= most:
+        if getattr(delivery, "unless_read", False) and notice.is_read:
+            # escalation: read while the delivery waited. Decided under the claim, on
+            # the notice as loaded after it: a cancel or a read racing the send either
+            # comes first (skipped) or finds the row leased (sent), never both
+            decided[delivery.id] = store.Outcome(
+                delivery.id, notice.id, DeliveryStatus.SKIPPED, READ_BEFORE_SEND
+            )
+        elif delivery.lease_expiries >= most:
             error = f"lease expired {delivery.lease_expiries} times without an outcome: poison row"
             logger.error("delivery %s (%s): %s", delivery.id, delivery.channel, error)
             decided[delivery.id] = store.Outcome(delivery.id, notice.id, DeliveryStatus.DEAD, error)

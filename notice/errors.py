@@ -12,6 +12,7 @@ The tree::
     ├── SubscriptionError       a push subscription that cannot be stored (ValueError)
     ├── EndpointRefused         a push endpoint outside NOTICE_PUSH_ALLOWED_HOSTS (ValueError)
     ├── BadToken                a tampered, malformed or expired unsubscribe token (ValueError)
+    ├── InvalidQuietHours       quiet hours with an unknown time zone or a bad HH:MM (ValueError)
     ├── CSRFError               notice.web.auth: missing or wrong CSRF token (werkzeug BadRequest)
     ├── BadParameter            notice.web: a malformed parameter or body field (BadRequest)
     ├── TooManyStreams          notice.brokers: this process holds NOTICE_STREAM_MAX streams
@@ -86,6 +87,11 @@ class EndpointRefused(NoticeError, ValueError):
 
 class BadToken(NoticeError, ValueError):
     """The unsubscribe token is tampered with, malformed or expired."""
+
+
+class InvalidQuietHours(NoticeError, ValueError):
+    """Quiet hours that cannot be stored: an unknown IANA time zone, or a time of day
+    that is not ``HH:MM``."""
 
 
 class DeliveryError(NoticeError):

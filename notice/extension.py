@@ -32,6 +32,9 @@ from .preferences.settings import PreferenceSettings
 from .publish import on_notification
 from .push.config import PushSettings
 from .push.models import PushModels, build_push_models
+from .schedule.cancel import Cancelled
+from .schedule.cancel import cancel as cancel_notices
+from .schedule.settings import ScheduleSettings
 from .senders.base import Sender, load_sender
 from .signals import notice_read, notice_seen, notification, send_observing
 from .state import NoticeState, Route, TopicAuthorizer, register_state
@@ -126,6 +129,7 @@ class Notices:
             push_settings=PushSettings.from_config(cfg),
             mobile_settings=MobileSettings.from_config(cfg),
         )
+        state.schedule_settings = ScheduleSettings.from_config(cfg)
         if settings.metrics:
             from .metrics import install  # imports prometheus_client only when on
 
@@ -379,6 +383,35 @@ class Notices:
         return changed
 
     # --- delivery --------------------------------------------------------------------
+
+    def cancel(
+        self,
+        *,
+        notice_id: int | None = None,
+        dedupe_key: str | None = None,
+        group_key: str | None = None,
+        user_id: Any = None,
+        remove: bool = False,
+        commit: bool = True,
+    ) -> Cancelled:
+        """Cancel pending deliveries: of notice ``notice_id``, or of the notices under
+        ``dedupe_key`` (or ``group_key``), of ``user_id`` or of every user.
+
+        A pending delivery no worker holds ends Skipped ("cancelled"); one a worker
+        holds (its send in progress) is sent and counted as ``in_flight``: a delivery
+        is either sent or cancelled, never both. ``remove=True`` also deletes the
+        notices (and their deliveries) from the inbox. Returns the counts
+        (:class:`notice.schedule.cancel.Cancelled`).
+        """
+        return cancel_notices(
+            self.state(),
+            notice_id=notice_id,
+            dedupe_key=dedupe_key,
+            group_key=group_key,
+            user_id=user_id,
+            remove=remove,
+            commit=commit,
+        )
 
     def init_celery(self, celery_app: Any, *, app: Flask | None = None) -> None:
         """Publish ``app``'s deliveries (default: the current app) as tasks of

@@ -113,7 +113,12 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
             # per-user unread count: an index-only scan on (user_id, read_status), the
             # visibility rule's columns included
             sa.Index(
-                "ix_notice_user_read", "user_id", "read_status", "expires_at", "archived_at"
+                "ix_notice_user_read",
+                "user_id",
+                "read_status",
+                "expires_at",
+                "archived_at",
+                "visible_at",
             ),
             # newest-first listing and cursor pagination walk this index backwards
             sa.Index("ix_notice_user_id", "user_id", "id"),
@@ -125,6 +130,14 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
                 "user_id",
                 postgresql_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
                 sqlite_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
+            ),
+            # the sweeper's search for notices whose visible_at came: only the few
+            # scheduled ones are in it (the column is cleared once announced)
+            sa.Index(
+                "ix_notice_scheduled",
+                "visible_at",
+                postgresql_where=sa.text("visible_at IS NOT NULL"),
+                sqlite_where=sa.text("visible_at IS NOT NULL"),
             ),
             NEVER_REUSE_IDS,
         )
@@ -150,6 +163,9 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
         seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
         #: when the user archived the notice (None: in the inbox)
         archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+        #: hidden from lists, counts and the stream until then (``notice_event``'s
+        #: ``visible_at``); the sweeper sets it None once it published the live event
+        visible_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
         #: when the notice went out in an email digest (None: not yet)
         emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
         create_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
@@ -214,6 +230,11 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
         #: who holds the lease; a worker finishes a row only while it still owns it
         claim_token: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
         last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+        #: escalation: end Skipped ("read before send") if the notice is read by the
+        #: time this delivery is claimed (``notice_event(unless_read=...)``)
+        unless_read: Mapped[bool] = mapped_column(
+            sa.Boolean, nullable=False, default=False, server_default=sa.false()
+        )
         sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
         create_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
         update_at: Mapped[datetime] = mapped_column(

@@ -22,6 +22,12 @@ from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .fallback import SHARED
 from .models import NoticeView
+from .schedule.publishing import (
+    Scheduler,
+    check_timing,
+    schedule_near,
+    schedule_visible,
+)
 from .signals import notice_created, notification, send_observing
 from .state import NoticeState, state_of
 from .store.claims import process_token
@@ -53,6 +59,9 @@ class PublishResult:
     claimed: ClaimedBatch | None = None
     #: the first new notice as written (what a single-user ``notice_event`` returns)
     first: NoticeView | None = None
+    #: deliveries written for later, unleased: ``(due time, ids)`` per due time; the
+    #: sweeper sends them when due (a sync/thread dispatcher times the near ones)
+    scheduled: list[tuple[datetime, list[int]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,14 @@ class NoticeEvent:
     targets: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
     #: a dedupe_key holds only this long: an older notice under it no longer dedupes
     dedupe_for: timedelta | None = None
+    #: every delivery is due then (None: at once)
+    deliver_at: datetime | None = None
+    #: per channel, when its deliveries are due (overrides ``deliver_at``)
+    delays: Mapping[str, datetime] | None = None
+    #: the channels whose (delayed) deliveries end Skipped if the notice is read first
+    unless_read: frozenset[str] = frozenset()
+    #: the notice is hidden from lists, counts and the stream until then (None: at once)
+    visible_at: datetime | None = None
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -124,6 +141,10 @@ def notice_event(
     targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
     commit: bool = True,
     dedupe_for: timedelta | None = None,
+    deliver_at: datetime | timedelta | None = None,
+    delay: Mapping[str, datetime | timedelta] | None = None,
+    unless_read: bool | Iterable[str] | None = None,
+    visible_at: datetime | timedelta | None = None,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
 
@@ -144,6 +165,16 @@ def notice_event(
     :param commit: commit ``db.session`` before returning (default). With False the rows
         join the caller's transaction and are delivered only after the caller commits;
         a rollback means no row and no send.
+    :param deliver_at: an aware datetime, or a timedelta from now: every delivery waits
+        until then (the sweeper sends it when due).
+    :param delay: per channel, an aware datetime or a timedelta from now, e.g.
+        ``{"email": timedelta(minutes=15)}``; overrides ``deliver_at`` for that channel.
+        Without either, the type's ``NOTICE_DELAY_DEFAULTS`` apply.
+    :param unless_read: True (every delayed channel) or channel names: a delayed
+        delivery ends Skipped ("read before send") if the notice is read by then.
+        None (default): the type's ``NOTICE_UNLESS_READ_DEFAULTS``; False: none.
+    :param visible_at: an aware datetime, or a timedelta from now: the notice stays out
+        of lists, counts and the live stream until then (default: at once).
     :return: for one user, the Notice (the existing one on a dedupe hit); for an
         iterable, the list of new notice ids.
     """
@@ -164,6 +195,10 @@ def notice_event(
         targets=targets,
         commit=commit,
         dedupe_for=dedupe_for,
+        deliver_at=deliver_at,
+        delay=delay,
+        unless_read=unless_read,
+        visible_at=visible_at,
     )
     session = state.db.session
     _publish(app, state, session, event)
@@ -173,14 +208,16 @@ def notice_event(
     if not event.single:
         return result.notice_ids
     if result.first is not None and commit:
-        return _as_model(session, state.models.Notice, result)
+        return _as_model(session, state.models.Notice, result, visible_at=event.visible_at)
     # commit=False: the caller's transaction may still roll back (taking the id back on
     # SQLite), so the notice comes from the session, as any row of that transaction
     ids = result.notice_ids or result.existing_ids
     return session.get(state.models.Notice, ids[0]) if ids else None
 
 
-def _as_model(session: Any, notice_model: Any, result: PublishResult) -> Any:
+def _as_model(
+    session: Any, notice_model: Any, result: PublishResult, *, visible_at: datetime | None = None
+) -> Any:
     """The ORM ``Notice`` of the notice just written, built from the values written and
     put in ``session`` as if loaded (reading it back was a round trip per emit); its
     ``send_status`` is the one a synchronous send recorded, if it ran."""
@@ -192,7 +229,7 @@ def _as_model(session: Any, notice_model: Any, result: PublishResult) -> Any:
     values = {name: getattr(view, name) for name in NoticeView.__dataclass_fields__}
     if result.claimed is not None:
         values["send_status"] = result.claimed.settled.get(view.id, view.send_status)
-    notice = notice_model(**values)
+    notice = notice_model(**values, visible_at=visible_at)
     make_transient_to_detached(notice)
     # a flush of this session must not write it again; merge would SELECT it
     session.add(notice)
@@ -230,8 +267,13 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
     defer_until_commit(
         session, state.dispatcher, claimed if claimed is not None else event.result.delivery_ids
     )
+    if event.result.scheduled:
+        schedule_near(session, state, event.result.scheduled)
     publisher = state.publisher
-    if publisher is not None and notice_ids:
+    if event.visible_at is not None:
+        # hidden for now: the sweeper publishes them when their time comes
+        schedule_visible(session, state, event.visible_at)
+    elif publisher is not None and notice_ids:
         engine = state.engine
         call_after_commit(
             session,
@@ -297,6 +339,10 @@ def build_event(
     commit: bool,
     targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
     dedupe_for: timedelta | None = None,
+    deliver_at: datetime | timedelta | None = None,
+    delay: Mapping[str, datetime | timedelta] | None = None,
+    unless_read: bool | Iterable[str] | None = None,
+    visible_at: datetime | timedelta | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -360,7 +406,12 @@ def build_event(
             }
             for channel, per_user in targets.items()
         }
+    timing = check_timing(state, notice_type, deliver_at, delay, unless_read, visible_at)
     return NoticeEvent(
+        deliver_at=timing.deliver_at,
+        delays=timing.delays,
+        unless_read=timing.unless_read,
+        visible_at=timing.visible_at,
         targets=chosen,
         user_ids=user_ids,
         single=single,
@@ -474,6 +525,11 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     seen = dict(shared)
     if event.data is not None:
         seen["data"] = json.loads(json.dumps(event.data))
+    if event.visible_at is not None:
+        # written, not seen: senders and the returned view keep their shape
+        shared["visible_at"] = event.visible_at
+    # None: every delivery at once (no delay asked, no quiet hours could apply)
+    scheduler = Scheduler.for_event(state, session, event, now)
     dispatcher = state.dispatcher
     born = dispatcher is not None and dispatcher.sends_claimed
     delivery_shared: dict[str, Any] = {
@@ -535,9 +591,16 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         d_user: list[Any] = []
         d_channel: list[str] = []
         d_target: list[str] = []
+        if scheduler is not None:
+            scheduler.load(session, [u for _, u in written])
         for notice_id, u in written:
             result.notice_ids.append(notice_id)
             for channel, target in routes[user_key(u)]:
+                if scheduler is not None:
+                    due = scheduler.due(u, channel, target)
+                    if due is not None:
+                        scheduler.add(due, notice_id, channel, target)
+                        continue
                 d_notice.append(notice_id)
                 d_user.append(u)
                 d_channel.append(channel)
@@ -546,6 +609,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
             session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
         )
         result.delivery_ids.extend(delivery_ids)
+        if scheduler is not None:
+            result.scheduled.extend(scheduler.write(session, Delivery.__table__))
         if segment is not None:
             segment.delivery_ids.extend(delivery_ids)
             segment.notice_ids.extend(d_notice)

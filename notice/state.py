@@ -21,6 +21,7 @@ from .errors import ConfigurationError
 from .filters import Filter
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
+from .schedule.settings import ScheduleSettings
 from .senders.base import Sender
 from .sending import HungSends
 from .types import UserIdPolicy
@@ -125,6 +126,8 @@ class NoticeState:
         self.hung_sends = HungSends()
         #: the app's Prometheus metrics (NOTICE_METRICS); None when off
         self.metrics: MetricsHooks | None = None
+        #: quiet hours' channels, urgent types, the dispatcher's timer (init_app sets it)
+        self.schedule_settings = ScheduleSettings()
 
     @property
     def app(self) -> Flask:

@@ -1,8 +1,10 @@
 """The retry sweeper: one sweep pass, and the worker loop that repeats it.
 
 A pass claims what is due (new deliveries the dispatcher never took, leases that ran
-out because their worker died, failed deliveries whose retry time has come) and sends
-it through :func:`notice.delivery.deliver`. Each pass runs in a fresh app context, so a
+out because their worker died, failed deliveries whose retry time has come, scheduled
+deliveries whose time came) and sends it through :func:`notice.delivery.deliver`; then
+it publishes the live events of scheduled notices whose ``visible_at`` came
+(:func:`announce_visible`). Each pass runs in a fresh app context, so a
 long-lived worker never holds a stale session. The worker survives database outages:
 it logs the error, backs off exponentially, and carries on when the database is back.
 """
@@ -20,10 +22,12 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from .columns import utcnow
 from .delivery import Report, deliver
 from .errors import TablesMissing
 from .sending import must_propagate
 from .state import NoticeState, state_of
+from .store import schedule as schedule_store
 
 logger = logging.getLogger("notice.sweeper")
 
@@ -57,6 +61,7 @@ def sweep(
     with state.app.app_context():
         try:
             report = deliver(state, now=now, limit=limit, stop=stop)
+            announce_visible(state, now)
         except BaseException:
             if state.metrics is not None:
                 state.metrics.sweep_done(ok=False)
@@ -66,6 +71,27 @@ def sweep(
     if state.metrics is not None:
         state.metrics.sweep_done(ok=True)
     return report
+
+
+#: scheduled notices one announcement takes at a time
+ANNOUNCE_BATCH = 1000
+
+
+def announce_visible(state: NoticeState, now: datetime | None = None) -> int:
+    """Publish the live events of the notices whose ``visible_at`` came; return how
+    many. Each is taken once (its ``visible_at`` cleared in the same statement), so
+    concurrent sweepers and the dispatcher's timer announce it once between them; a
+    crash after that commit loses the live event only (the notice is listed and
+    counted from its ``visible_at`` on, whatever the stream got)."""
+    notice = state.models.Notice.__table__
+    total = 0
+    while True:
+        ids = schedule_store.take_visible(state.engine, notice, now or utcnow(), ANNOUNCE_BATCH)
+        total += len(ids)
+        if ids and state.publisher is not None:
+            state.publisher.submit(state.engine, ids)
+        if len(ids) < ANNOUNCE_BATCH:
+            return total
 
 
 def describe_db_error(exc: BaseException) -> str:

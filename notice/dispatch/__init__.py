@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from ..aftercommit import call_after_commit
@@ -70,9 +71,46 @@ class Dispatcher:
 
     def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        self._timers: set[threading.Timer] = set()
+        self._timers_lock = threading.Lock()
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
         raise NotImplementedError
+
+    def call_at(self, when: datetime, call: Callable[[], object]) -> None:
+        """Run ``call`` on a timer thread at ``when`` (aware): what a scheduled
+        delivery due in the next seconds uses instead of waiting for the sweeper. Only a
+        shortcut: the rows are in the database, so a timer lost with its process (or
+        cancelled by :meth:`shutdown`) leaves the work to the sweeper."""
+        wait = max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+        def fire() -> None:
+            with self._timers_lock:
+                self._timers.discard(timer)
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - the sweeper does it otherwise
+                logger.exception("a scheduled call failed (the sweeper will do it)")
+
+        timer = threading.Timer(wait, fire)
+        timer.daemon = True
+        timer.name = "notice-schedule"
+        with self._timers_lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def submit_at(self, when: datetime, delivery_ids: Sequence[int]) -> None:
+        """:meth:`submit` ``delivery_ids`` at ``when`` (see :meth:`call_at`); they are
+        claimed then, so one the sweeper or a cancel took meanwhile is left alone."""
+        ids = list(delivery_ids)
+        self.call_at(when, lambda: self.submit(ids))
+
+    def cancel_timers(self) -> None:
+        """Drop the timers not fired yet (their rows stay due for the sweeper)."""
+        with self._timers_lock:
+            timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
 
     def submit_claimed(self, batch: ClaimedBatch) -> None:
         """Send a born-claimed batch (only dispatchers with :attr:`sends_claimed`)."""
@@ -80,6 +118,7 @@ class Dispatcher:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work; what is not claimed yet stays Wait for the sweeper."""
+        self.cancel_timers()
 
 
 class SyncDispatcher(Dispatcher):
@@ -282,6 +321,7 @@ class ThreadDispatcher(Dispatcher):
         if self._stopping.is_set():
             return
         self._stopping.set()
+        self.cancel_timers()
         drained: list[list[int] | ClaimedBatch] = []
         with self._lock:
             while True:

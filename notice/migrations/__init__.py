@@ -35,6 +35,7 @@ TABLES: frozenset[str] = frozenset(
         "notice_topic_message",
         "notice_preference",
         "notice_digest",
+        "notice_quiet_hours",
     }
 )
 

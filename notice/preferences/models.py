@@ -5,6 +5,8 @@
 * ``notice_digest``: a user's digest frequency, the lease a digest run holds while
   it emails that user (so two overlapping runs never email the same notices twice),
   and the address the mail server refused for good, if any.
+* ``notice_quiet_hours``: a user's time zone and quiet window; email and push
+  deliveries due inside it wait until it ends (:mod:`notice.schedule.quiet`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class PreferenceModels:
 
     Preference: Any
     DigestSetting: Any
+    #: a user's quiet hours (``notice_quiet_hours``)
+    QuietHours: Any = None
 
 
 def build_preference_models(
@@ -86,4 +90,26 @@ def build_preference_models(
         def __repr__(self) -> str:
             return f"<DigestSetting user={self.user_id} {self.frequency}>"
 
-    return PreferenceModels(Preference=Preference, DigestSetting=DigestSetting)
+    class QuietHours(db.Model):  # type: ignore[misc]
+        """A user's quiet window, in local time of an IANA time zone."""
+
+        __tablename__ = "notice_quiet_hours"
+
+        user_id: Mapped[Any] = mapped_column(
+            user_id_type, *user_fk(), primary_key=True, autoincrement=False
+        )
+        #: an IANA zone name, e.g. "Europe/Berlin" (checked against zoneinfo when set)
+        timezone: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+        #: the window in minutes after local midnight; end < start crosses midnight
+        start_minute: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+        end_minute: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+        update_at: Mapped[datetime] = mapped_column(
+            UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
+        )
+
+        def __repr__(self) -> str:
+            return f"<QuietHours user={self.user_id} {self.timezone}>"
+
+    return PreferenceModels(
+        Preference=Preference, DigestSetting=DigestSetting, QuietHours=QuietHours
+    )

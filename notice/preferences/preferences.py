@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..columns import utcnow
+from ..schedule.quiet import QuietWindow, format_clock, parse_clock
 from ..senders.log import LogSender
 from ..state import NoticeState, state_of
 from ..store import preferences as preference_store
+from ..store import schedule as schedule_store
 from ..types import NoticeType, user_key
 from .models import PreferenceModels
 from .settings import DIGEST_FREQUENCIES
@@ -170,6 +172,54 @@ class Preferences:
             state_of().coerce_user_id(user_id),
             frequency,
             now=utcnow(),
+        )
+        if commit:
+            session.commit()
+
+    # --- quiet hours -----------------------------------------------------------------
+
+    def get_quiet_hours(self, user_id: Any) -> dict[str, str] | None:
+        """``{"timezone": "Europe/Berlin", "start": "22:00", "end": "07:00"}``, or None
+        when the user has no quiet hours."""
+        state = state_of()
+        found = schedule_store.quiet_hours_of(
+            self._session(), state.preference_models.QuietHours, [state.coerce_user_id(user_id)]
+        )
+        if not found:
+            return None
+        tz, start, end = next(iter(found.values()))
+        return {"timezone": tz, "start": format_clock(start), "end": format_clock(end)}
+
+    def set_quiet_hours(
+        self, user_id: Any, timezone: str, start: str, end: str, *, commit: bool = True
+    ) -> None:
+        """Set the user's quiet hours: ``start`` and ``end`` as ``"HH:MM"`` local time
+        in the IANA zone ``timezone``; ``end`` before ``start`` crosses midnight.
+        Email and push deliveries due inside the window wait until it ends.
+
+        :raise InvalidQuietHours: an unknown zone or a malformed time.
+        """
+        window = QuietWindow(timezone, parse_clock(start), parse_clock(end))
+        state = state_of()
+        session = self._session()
+        schedule_store.set_quiet_hours(
+            session,
+            state.preference_models.QuietHours,
+            state.coerce_user_id(user_id),
+            window.timezone,
+            window.start,
+            window.end,
+            now=utcnow(),
+        )
+        if commit:
+            session.commit()
+
+    def clear_quiet_hours(self, user_id: Any, *, commit: bool = True) -> None:
+        """Remove the user's quiet hours."""
+        state = state_of()
+        session = self._session()
+        schedule_store.clear_quiet_hours(
+            session, state.preference_models.QuietHours, state.coerce_user_id(user_id)
         )
         if commit:
             session.commit()

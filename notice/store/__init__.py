@@ -8,6 +8,7 @@
 - :mod:`~notice.store.maintenance`: the CLI's retry, stats and purge
 - :mod:`~notice.store.email`, :mod:`~notice.store.digest`: what went out by email
 - :mod:`~notice.store.preferences`: stored choices, the routing gate's query
+- :mod:`~notice.store.schedule`: cancelling, announcing scheduled notices, quiet hours
 - :mod:`~notice.store.push`, :mod:`~notice.store.topics`: devices, topics, history
 - :mod:`~notice.store.devices`: mobile devices (FCM, APNs) and their senders' bookkeeping
 - :mod:`~notice.store.notify`: PostgreSQL LISTEN/NOTIFY for the live stream

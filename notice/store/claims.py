@@ -179,15 +179,23 @@ def load_claimed(
     notice_columns: Sequence[str],
 ) -> tuple[list[Any], list[Any]]:
     """The claimed deliveries (``id``, ``notice_id``, ``channel``, ``target``,
-    ``attempts``, ``lease_expiries``, in id order) and the ``notice_columns`` of their
-    notices, each notice once however many deliveries it has, read in one short
-    connection (again on a fresh one if that turns out dead)."""
+    ``attempts``, ``lease_expiries``, ``unless_read``, in id order) and the
+    ``notice_columns`` of their notices, each notice once however many deliveries it
+    has, read in one short connection (again on a fresh one if that turns out dead)."""
     dialect = engine.dialect.name
 
     def build_deliveries() -> Any:
         d = delivery.c
         return (
-            sa.select(d.id, d.notice_id, d.channel, d.target, d.attempts, d.lease_expiries)
+            sa.select(
+                d.id,
+                d.notice_id,
+                d.channel,
+                d.target,
+                d.attempts,
+                d.lease_expiries,
+                d.unless_read,
+            )
             .where(in_list(d.id, "ids", dialect))
             .order_by(d.id)
         )

@@ -77,8 +77,8 @@ def cached(table: sa.Table, key: str, dialect: str, build: Callable[[], T]) -> T
 
 
 def visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
-    """The one visibility rule of inboxes, counts and digests: not expired at ``now``
-    and not archived.
+    """The one visibility rule of inboxes, counts and digests: shown by ``now`` (its
+    ``visible_at`` came), not expired at ``now`` and not archived.
 
     ``notice`` is the model class or its table.
     """
@@ -87,9 +87,18 @@ def visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
 
 
 def not_expired(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
-    """Half of :func:`visible`, for a list that asks for archived notices too."""
+    """:func:`visible` but for archiving, for a list that asks for archived notices
+    too: shown by ``now`` and not expired."""
     c = getattr(notice, "c", notice)
-    return sa.or_(c.expires_at.is_(None), c.expires_at > now)
+    return sa.and_(shown(c, now), sa.or_(c.expires_at.is_(None), c.expires_at > now))
+
+
+def shown(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
+    """A scheduled notice's time came (``notice_event(visible_at=...)``), whether the
+    sweeper has announced it yet or not (it clears ``visible_at`` once it has); a list
+    that includes expired notices still leaves out the ones not shown yet."""
+    c = getattr(notice, "c", notice)
+    return sa.or_(c.visible_at.is_(None), c.visible_at <= now)
 
 
 def update_mine(

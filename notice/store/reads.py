@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import cached, chunks, escape_like, in_list, not_expired, update_mine, visible
+from .common import (
+    cached,
+    chunks,
+    escape_like,
+    in_list,
+    not_expired,
+    shown,
+    update_mine,
+    visible,
+)
 
 
 class Counts(NamedTuple):
@@ -162,6 +171,8 @@ def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery
         stmt = stmt.where(notice.id < query.before_id)
     if not query.include_expired:
         stmt = stmt.where(not_expired(notice, utcnow()))
+    else:
+        stmt = stmt.where(shown(notice, utcnow()))
     if query.archived is not None:
         # the visibility rule's other half, which this list may turn around
         stmt = stmt.where(

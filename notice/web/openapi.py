@@ -116,6 +116,19 @@ _UNSEEN = {
 def _schemas(page_max: int) -> dict[str, Any]:
     text = {"type": "string"}
     optional_text = {"type": ["string", "null"]}
+    clock = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+    quiet_hours = {
+        "description": "local quiet window in an IANA time zone (end < start crosses "
+        "midnight); null: none",
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "required": ["timezone", "start", "end"],
+        "properties": {
+            "timezone": {"type": "string", "maxLength": 64, "examples": ["Europe/Berlin"]},
+            "start": clock,
+            "end": clock,
+        },
+    }
     when = {"type": ["string", "null"], "format": "date-time"}
     subscription = {
         "type": "object",
@@ -245,6 +258,7 @@ def _schemas(page_max: int) -> dict[str, Any]:
                 "required": {"type": "array", "items": text},
                 "digest": {"type": "string", "enum": list(DIGEST_FREQUENCIES)},
                 "digest_frequencies": {"type": "array", "items": text},
+                "quiet_hours": quiet_hours,
             },
         },
         "PreferencesUpdate": {
@@ -260,6 +274,7 @@ def _schemas(page_max: int) -> dict[str, Any]:
                     },
                 },
                 "digest": {"type": "string", "enum": list(DIGEST_FREQUENCIES)},
+                "quiet_hours": quiet_hours,
             },
         },
         "Topic": {

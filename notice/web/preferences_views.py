@@ -4,7 +4,9 @@ one-click unsubscribe endpoint that works without logging in.
 ``GET  <prefix>/preferences``             the page (a form of type x channel switches)
 ``POST <prefix>/preferences``             the page's form (CSRF)
 ``GET  <prefix>/preferences.json``        ``{"preferences": {type: {channel: bool}}, ...}``
-``POST <prefix>/preferences.json``        partial update, same shape (CSRF header)
+``POST <prefix>/preferences.json``        partial update, same shape (CSRF header);
+                                          ``"quiet_hours": {"timezone", "start", "end"}``
+                                          or null
 ``GET  <prefix>/unsubscribe/<token>``     a confirm page (link scanners must not unsubscribe)
 ``POST <prefix>/unsubscribe/<token>``     unsubscribe (RFC 8058 one-click; no CSRF: the
                                           signed token is the credential)
@@ -30,10 +32,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 
 from .. import links
-from ..errors import BadToken, InvalidUserId
+from ..errors import BadToken, InvalidQuietHours, InvalidUserId
 from ..i18n import gettext as _
 from ..preferences.preferences import Preferences
 from ..preferences.settings import DIGEST_FREQUENCIES
+from ..schedule.quiet import QuietWindow, format_clock, parse_clock
 from ..state import state_of
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
 from .blueprints import inbox_bp
@@ -59,6 +62,7 @@ def _document(user_id: Any) -> dict[str, Any]:
         "required": [t for t in prefs.types() if prefs.is_required(t)],
         "digest": prefs.get_digest(user_id),
         "digest_frequencies": list(DIGEST_FREQUENCIES),
+        "quiet_hours": prefs.get_quiet_hours(user_id),
     }
 
 
@@ -71,6 +75,7 @@ def preferences_page() -> str:
         digest_labels=_digest_labels(),
         channel_labels={c: channel_label(c) for c in _prefs().channels()},
         digest_available=_digest_available(),
+        quiet_available=_quiet_available(),
         **_document(user_id),
     )
 
@@ -80,6 +85,37 @@ def _digest_available() -> bool:
     address configured for the digest alone; otherwise the page hides the selector."""
     state = state_of()
     return "email" in state.senders_by_name or bool(state.app.config.get("NOTICE_MAIL_SENDER"))
+
+
+def _quiet_available() -> bool:
+    """True when quiet hours hold anything back here: a sender on one of
+    ``NOTICE_QUIET_HOURS_CHANNELS``; otherwise the page hides them."""
+    state = state_of()
+    return bool(state.schedule_settings.quiet_channels & set(state.senders_by_name))
+
+
+def _quiet_hours(given: Any) -> QuietWindow | None:
+    """A ``quiet_hours`` field (``{"timezone", "start", "end"}`` or null) checked;
+    a 400 naming what is wrong."""
+    if given is None:
+        return None
+    if not isinstance(given, dict) or set(given) != {"timezone", "start", "end"}:
+        _bad_request('quiet_hours must be null or {"timezone": ..., "start": "HH:MM", "end": ...}')
+    try:
+        return QuietWindow(
+            given["timezone"], parse_clock(given["start"]), parse_clock(given["end"])
+        )
+    except InvalidQuietHours as exc:
+        _bad_request(f"quiet_hours: {exc}")
+
+
+def _store_quiet_hours(user_id: Any, window: QuietWindow | None) -> None:
+    prefs = _prefs()
+    if window is None:
+        prefs.clear_quiet_hours(user_id, commit=False)
+    else:
+        start, end = format_clock(window.start), format_clock(window.end)
+        prefs.set_quiet_hours(user_id, window.timezone, start, end, commit=False)
 
 
 def channel_label(channel: str) -> str:
@@ -111,6 +147,25 @@ def preferences_form() -> ResponseReturnValue:
             prefs.set(user_id, t, c, f"{t}:{c}" in checked, commit=False)
     if digest:
         prefs.set_digest(user_id, digest, commit=False)
+    if "quiet_timezone" in request.form:
+        quiet: Any = None
+        if request.form.get("quiet_on"):
+            quiet = {
+                "timezone": request.form.get("quiet_timezone", "").strip(),
+                "start": request.form.get("quiet_start", ""),
+                "end": request.form.get("quiet_end", ""),
+            }
+        try:
+            window = (
+                None
+                if quiet is None
+                else QuietWindow(
+                    quiet["timezone"], parse_clock(quiet["start"]), parse_clock(quiet["end"])
+                )
+            )
+        except InvalidQuietHours as exc:
+            abort(400, description=str(exc))
+        _store_quiet_hours(user_id, window)
     state_of().db.session.commit()
     return redirect(url_for(".preferences_page", saved=1), code=303)
 
@@ -127,7 +182,7 @@ def preferences_update() -> Response:
     user_id = require_user()
     check_csrf()
     body = json_body()
-    if not isinstance(body, dict) or not set(body) <= {"preferences", "digest"}:
+    if not isinstance(body, dict) or not set(body) <= {"preferences", "digest", "quiet_hours"}:
         _bad_request('send JSON {"preferences": {type: {channel: bool}}, "digest": ...}')
     prefs = _prefs()
     changes: list[tuple[str, str, bool]] = []
@@ -151,10 +206,13 @@ def preferences_update() -> Response:
     digest = body.get("digest")
     if digest is not None and digest not in DIGEST_FREQUENCIES:
         _bad_request(f"digest must be one of {', '.join(DIGEST_FREQUENCIES)}")
+    window = _quiet_hours(body["quiet_hours"]) if "quiet_hours" in body else None
     for t, c, enabled in changes:
         prefs.set(user_id, t, c, enabled, commit=False)
     if digest is not None:
         prefs.set_digest(user_id, digest, commit=False)
+    if "quiet_hours" in body:
+        _store_quiet_hours(user_id, window)
     state_of().db.session.commit()
     return jsonify(_document(user_id))
 
