@@ -145,7 +145,9 @@ class Notices:
                 max_streams=settings.stream_max,
                 max_per_user=settings.stream_max_per_user,
             )
-            state.publisher = StreamPublisher(self.Notice, state.broker)
+            state.publisher = StreamPublisher(
+                self.Notice, state.broker, name=state.name_references
+            )
         self._states[app] = state
         register_state(app, state)
         app.extensions["notice"] = self

@@ -171,6 +171,14 @@ class NoticeState:
         resolve(self.reference_resolver, dicts, origins)
         return dicts
 
+    def name_references(self, dicts: list[dict[str, Any]]) -> None:
+        """Name the references of notice dicts in place, in an app context of its own
+        (the live stream's publisher thread has none); nothing without a resolver."""
+        if self.reference_resolver is None:
+            return
+        with self.app.app_context():
+            resolve(self.reference_resolver, dicts, self.settings.link_origins)
+
     def publish_count(self, user_id: Any, **extra: Any) -> None:
         """Send ``user_id``'s unread count to their open streams (after a commit)."""
         if self.publisher is not None:

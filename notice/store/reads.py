@@ -17,8 +17,16 @@ from ..types import ReadStatus
 from .common import cached, chunks, escape_like, in_list, not_expired, update_mine, visible
 
 
-def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | None = None) -> int:
-    """Unread, unexpired notices of one user (index-only on ``ix_notice_user_read``)."""
+def unread_count(
+    session: Session,
+    notice: Any,
+    user_id: Any,
+    now: datetime | None = None,
+    *,
+    query: NoticeQuery | None = None,
+) -> int:
+    """Unread, unexpired notices of one user (index-only on ``ix_notice_user_read``);
+    with ``query``, only those matching its actor, target and category filters."""
     stmt = (
         sa.select(sa.func.count())
         .select_from(notice.__table__)
@@ -28,6 +36,8 @@ def unread_count(session: Session, notice: Any, user_id: Any, now: datetime | No
             visible(notice, now or utcnow()),
         )
     )
+    if query is not None:
+        stmt = stmt.where(*about(notice, query))
     return int(session.execute(stmt).scalar_one())
 
 
@@ -98,6 +108,9 @@ class NoticeQuery:
     :param limit: page size.
     :param archived: False (default) leaves archived notices out, True lists only
         them, None lists both.
+    :param actor / target: ``(type, id)``: only notices by this actor, or whose target
+        or action object is this row of the app.
+    :param categories: categories to keep (info, success, warning, error).
     """
 
     read: bool | None = None
@@ -109,6 +122,31 @@ class NoticeQuery:
     limit: int = 50
     include_expired: bool = False
     archived: bool | None = False
+    actor: tuple[str, str] | None = None
+    target: tuple[str, str] | None = None
+    categories: tuple[str, ...] = ()
+
+
+def about(notice: Any, query: NoticeQuery) -> list[sa.ColumnElement[bool]]:
+    """The conditions of ``query``'s actor, target and category filters; a target
+    filter matches the action object too ("notices about this comment"), as
+    ``delete_for`` does. Equalities on the referenced type and id, so each is served by
+    its partial index (``ix_notice_target``, ``ix_notice_actor``)."""
+    c = getattr(notice, "__table__", notice).c
+    found: list[sa.ColumnElement[bool]] = []
+    if query.actor is not None:
+        found.append(sa.and_(c.actor_type == query.actor[0], c.actor_id == query.actor[1]))
+    if query.target is not None:
+        kind, key = query.target
+        found.append(
+            sa.or_(
+                sa.and_(c.target_type == kind, c.target_id == key),
+                sa.and_(c.action_object_type == kind, c.action_object_id == key),
+            )
+        )
+    if query.categories:
+        found.append(c.category.in_(query.categories))
+    return found
 
 
 def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery) -> list[Any]:
@@ -127,6 +165,7 @@ def list_notices(session: Session, notice: Any, user_id: Any, query: NoticeQuery
                 sa.func.lower(notice.content).like(pattern, escape="\\"),
             )
         )
+    stmt = stmt.where(*about(notice, query))
     if query.before is not None:
         stmt = stmt.where(notice.create_at < query.before)
     if query.after is not None:
