@@ -37,6 +37,8 @@ from .. import links
 from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
 from ..i18n import for_recipient
+from ..models import notice_dict
+from ..references import ROLES
 from ..state import NoticeState, state_of
 from ..store import email as email_store
 from .base import Sender
@@ -247,7 +249,13 @@ class EmailSender(Sender):
         app = self.app
         notice_type = str(notice.notice_type)
         unsubscribe = links.unsubscribe_url(app, notice.user_id, notice_type, self.name)
+        about = notice_dict(notice)
+        self._state().name_references([about])
         context = {
+            "category": about["category"],
+            # the references, named by the app's resolver
+            **{role: email_reference(app, about[role]) for role in ROLES},
+            "actions": email_actions(app, about["actions"]),
             "notice": notice,
             "subject": notice.subject,
             "content": notice.content,
@@ -384,3 +392,21 @@ class EmailSender(Sender):
         email_store.mark_emailed(
             state.engine, state.models.Notice.__table__, notice_ids, now=utcnow()
         )
+
+
+def email_reference(app: Flask, ref: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A named reference with its link made absolute (a path means nothing in a mail)."""
+    if ref is None:
+        return None
+    return {**ref, "url": links.absolute_link(app, ref["url"])}
+
+
+def email_actions(app: Flask, actions: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The notice's GET actions as email links (``label``, absolute ``url``): a mail
+    client can only follow a link, and a POST needs the app's form and CSRF token."""
+    found = []
+    for action in actions:
+        url = links.absolute_link(app, action["url"]) if action["method"] == "GET" else None
+        if url is not None:
+            found.append({"label": action["label"], "url": url})
+    return found
