@@ -154,6 +154,24 @@ def test_get_actions_are_links_and_references_are_named_in_emails(app_factory, s
     assert "<i>user</i> 7 → <i>post</i> 3" in text
 
 
+def test_a_fan_out_names_references_once_per_type_for_its_batch(app_factory, smtp):
+    app = email_app(app_factory, smtp)
+    calls = []
+
+    @app.notices.reference_resolver
+    def names(kind, ids):
+        calls.append((kind, ids))
+        return {i: f"{kind} {i}" for i in ids}
+
+    with app.app_context():
+        notice_event(
+            [1, 2, 3, 4, 5], subject="s", content="", actor=("user", 7), target=("post", 3)
+        )
+    assert len(smtp.messages) == 5
+    assert sorted(calls) == [("post", ["3"]), ("user", ["7"])]
+    assert all("user 7 → post 3" in _parts(m)[1] for m in smtp.messages)
+
+
 def test_451_is_retried_then_sent(app_factory, smtp):
     smtp.script_data(["451 4.3.0 Try again later"])
     app = email_app(app_factory, smtp)

@@ -24,7 +24,7 @@ import smtplib
 import ssl
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -126,6 +126,8 @@ class _Batch(threading.local):
     failed: TransientError | None = None
     #: notices emailed in this batch, marked ``emailed_at`` on close
     sent: list[int]
+    #: the batch's notices as dicts with their references named (:meth:`prepare`)
+    named: dict[int, dict[str, Any]]
 
 
 class EmailSender(Sender):
@@ -152,12 +154,24 @@ class EmailSender(Sender):
         self._batch.active = True
         self._batch.failed = None
         self._batch.sent = []
+        self._batch.named = {}
+
+    def prepare(self, items: Sequence[tuple[Any, str]]) -> None:
+        """Name the references of the batch's notices at once: one resolver call per
+        reference type for the batch, not per email."""
+        if self._state().reference_resolver is None:
+            return
+        notices = {notice.id: notice for notice, _ in items}
+        dicts = [notice_dict(n) for n in notices.values()]
+        self._state().name_references(dicts)
+        self._batch.named = {d["id"]: d for d in dicts}
 
     def close(self) -> None:
         batch = self._batch
         batch.active = False
         batch.failed = None
         self._disconnect()
+        batch.named = {}
         sent, batch.sent = getattr(batch, "sent", []), []
         if sent:
             self._mark_emailed(sent)
@@ -249,8 +263,11 @@ class EmailSender(Sender):
         app = self.app
         notice_type = str(notice.notice_type)
         unsubscribe = links.unsubscribe_url(app, notice.user_id, notice_type, self.name)
-        about = notice_dict(notice)
-        self._state().name_references([about])
+        named: dict[int, dict[str, Any]] = getattr(self._batch, "named", {})
+        about = named.get(notice.id)
+        if about is None:
+            about = notice_dict(notice)
+            self._state().name_references([about])
         context = {
             "category": about["category"],
             # the references, named by the app's resolver
