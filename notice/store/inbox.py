@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import chunks, update_mine
+from .common import chunks, inline, update_mine
 
 
 def set_seen(session: Session, notice: Any, user_id: Any, ids: Iterable[int] | None) -> int:
@@ -68,9 +68,11 @@ def delete_about(
     """
     table, deliveries = notice.__table__, delivery.__table__
     c = table.c
+    # the values in the statement text, as in the listing's target filter
+    type_, id_ = inline(kind), inline(key)
     about = sa.or_(
-        sa.and_(c.target_type == kind, c.target_id == key),
-        sa.and_(c.action_object_type == kind, c.action_object_id == key),
+        sa.and_(c.target_type == type_, c.target_id == id_),
+        sa.and_(c.action_object_type == type_, c.action_object_id == id_),
     )
     rows = session.execute(
         sa.select(c.id, c.user_id, c.read_status).where(about).order_by(c.id).with_for_update()

@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import cached, chunks, escape_like, in_list, not_expired, update_mine, visible
+from .common import (
+    cached,
+    chunks,
+    escape_like,
+    in_list,
+    inline,
+    not_expired,
+    update_mine,
+    visible,
+)
 
 
 def unread_count(
@@ -135,9 +144,10 @@ def about(notice: Any, query: NoticeQuery, dialect: str) -> list[sa.ColumnElemen
     c = getattr(notice, "__table__", notice).c
     found: list[sa.ColumnElement[bool]] = []
     if query.actor is not None:
-        found.append(sa.and_(c.actor_type == query.actor[0], c.actor_id == query.actor[1]))
+        kind, key = map(inline, query.actor)
+        found.append(sa.and_(c.actor_type == kind, c.actor_id == key))
     if query.target is not None:
-        kind, key = query.target
+        kind, key = map(inline, query.target)
         as_target = sa.and_(c.target_type == kind, c.target_id == key)
         as_object = sa.and_(c.action_object_type == kind, c.action_object_id == key)
         if dialect == "sqlite":
