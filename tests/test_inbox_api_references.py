@@ -8,7 +8,7 @@ from typing import Any
 
 from notice import notice_event
 from tests.support.sse import SSEClient, serving
-from tests.test_inbox_api import API, client_for, web  # noqa: F401
+from tests.test_inbox_api import API, _login, client_for, web  # noqa: F401
 
 COUNT = "/notices/api/unread-count"
 
@@ -120,3 +120,17 @@ def test_the_live_stream_names_references_once_per_publish(app_factory):
     assert replayed.data["actor"]["name"] == "Ann 7"
     assert calls[0] == ("user", ["7"])
     app.notices.state(app).broker.close()
+
+
+def test_an_action_whose_origin_is_no_longer_allowed_is_left_out(app_factory):
+    before = app_factory(NOTICE_LINK_ORIGINS=["https://docs.example.org"])
+    actions = [
+        {"label": "Docs", "url": "https://docs.example.org/a"},
+        {"label": "Open", "url": "/posts/1"},
+    ]
+    _publish(before, 1, actions=actions)
+    # the same database, NOTICE_LINK_ORIGINS since emptied
+    after = app_factory()
+    _login(after)
+    [shown] = client_for(after, 1).get(API).json["notices"]
+    assert shown["actions"] == [{"label": "Open", "url": "/posts/1", "method": "GET"}]
