@@ -172,12 +172,12 @@ def notice_event(
         ``{"label": "Reply", "url": "/posts/7#reply", "method": "GET"}`` (method GET or
         POST, default GET); a url is a path on this site or on an origin of
         NOTICE_LINK_ORIGINS / NOTICE_BASE_URL.
-    :raise InvalidNotice: a bad reference, category or action.
     :param commit: commit ``db.session`` before returning (default). With False the rows
         join the caller's transaction and are delivered only after the caller commits;
         a rollback means no row and no send.
     :return: for one user, the Notice (the existing one on a dedupe hit); for an
         iterable, the list of new notice ids.
+    :raise InvalidNotice: a bad reference, category or action.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = state_of(app)

@@ -259,3 +259,16 @@ def test_a_failing_resolver_leaves_names_empty_and_is_logged(app, caplog):
 def test_store_query_defaults_filter_nothing(app):
     notice_event(1, subject="s", content="", category="error")
     assert len(app.notices.list_notices(1, query=NoticeQuery())) == 1
+
+
+def test_a_sender_can_be_routed_by_category(app_factory):
+    from notice.filters import of_category
+    from notice.senders.memory import MemorySender
+
+    app = app_factory(NOTICE_SENDERS=[])
+    errors_only = app.notices.register_sender(MemorySender(), when=of_category("error"))
+    with app.app_context():
+        notice_event(1, subject="fine", content="")
+        notice_event(1, subject="broken", content="", category="error")
+    assert [n.subject for n in errors_only.outbox] == ["broken"]
+    assert errors_only.outbox[0].category == "error"
