@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoInspectionAvailable
@@ -83,8 +84,8 @@ def reference(role: str, value: Any) -> Ref | None:
                 "(flush it first, or pass a (type, id) pair)"
             )
         key = keys[0]
-    if isinstance(key, bool) or not isinstance(key, (str, int)):
-        raise InvalidNotice(f"{role} id must be a string or an integer, got {key!r}")
+    if isinstance(key, bool) or not isinstance(key, (str, int, UUID)):
+        raise InvalidNotice(f"{role} id must be a string, an integer or a UUID, got {key!r}")
     kind, key = str(kind), str(key)
     for part, text in (("type", kind), ("id", key)):
         if not 0 < len(text) <= MAX_REF or "\x00" in text:

@@ -4,6 +4,7 @@ type, listed by reference, deleted with ``notices.delete_for``; SQLite and Postg
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -102,7 +103,7 @@ def test_a_fan_out_writes_the_references_for_every_recipient(app):
         ({"category": "fatal"}, "unknown category 'fatal'"),
         ({"actor": "user:7"}, "actor must be a model instance or a (type, id) pair"),
         ({"target": ("post",)}, "target must be a model instance or a (type, id) pair"),
-        ({"target": ("post", None)}, "target id must be a string or an integer"),
+        ({"target": ("post", None)}, "target id must be a string, an integer or a UUID"),
         ({"target": ("", 1)}, "target type must be 1-64 characters"),
         ({"actor": ("user", "x" * 65)}, "actor id must be 1-64 characters"),
         ({"actions": {"label": "a", "url": "/"}}, "actions must be a list"),
@@ -133,6 +134,9 @@ def test_an_instance_needs_one_primary_key_with_a_value(app):
         notice_event(1, subject="s", content="", target=MODELS["Post"](title="unsaved"))
     with pytest.raises(InvalidNotice, match="one primary key"):
         notice_event(1, subject="s", content="", target=MODELS["Tag"](a=1, b=2))
+    key = uuid.UUID(int=7)
+    notice = notice_event(1, subject="s", content="", target=("doc", key))
+    assert notice.to_dict()["target"]["id"] == str(key)
     with pytest.raises(InvalidNotice, match="not object"):
         notice_event(1, subject="s", content="", target=object())
 
