@@ -9,8 +9,6 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,11 +19,12 @@ depends_on = None
 
 REF = sa.String(64)
 ROLES = ("actor", "target", "action_object")
-
-
-def _partial(column: str) -> dict[str, Any]:
-    where = sa.text(f"{column} IS NOT NULL")
-    return {"postgresql_where": where, "sqlite_where": where}
+#: the partial indexes, each on rows whose second column is set
+INDEXES = {
+    "ix_notice_target": ("target_type", "target_id", "user_id"),
+    "ix_notice_actor": ("actor_type", "actor_id", "user_id"),
+    "ix_notice_action_object": ("action_object_type", "action_object_id"),
+}
 
 
 def upgrade() -> None:
@@ -38,25 +37,20 @@ def upgrade() -> None:
             sa.Column("category", sa.String(16), nullable=False, server_default="info")
         )
         batch.add_column(sa.Column("actions", sa.JSON, nullable=True))
-    op.create_index(
-        "ix_notice_target",
-        "notice",
-        ["target_type", "target_id", "user_id"],
-        **_partial("target_id"),
-    )
-    op.create_index(
-        "ix_notice_actor", "notice", ["actor_type", "actor_id", "user_id"], **_partial("actor_id")
-    )
-    op.create_index(
-        "ix_notice_action_object",
-        "notice",
-        ["action_object_type", "action_object_id"],
-        **_partial("action_object_id"),
-    )
+    # partial, as in the models: notices without references add no entries
+    for name, columns in INDEXES.items():
+        present = f"{columns[1]} IS NOT NULL"
+        op.create_index(
+            name,
+            "notice",
+            list(columns),
+            postgresql_where=sa.text(present),
+            sqlite_where=sa.text(present),
+        )
 
 
 def downgrade() -> None:
-    for name in ("ix_notice_action_object", "ix_notice_actor", "ix_notice_target"):
+    for name in reversed(INDEXES):
         op.drop_index(name, table_name="notice")
     with op.batch_alter_table("notice") as batch:
         batch.drop_column("actions")
