@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_MAX_CONTENT": 64 * 1024,
     #: largest notice ``data``: UTF-8 bytes of its compact JSON encoding
     "NOTICE_MAX_DATA": 16 * 1024,
+    #: most action buttons one notice may carry (``notice_event(actions=...)``)
+    "NOTICE_MAX_ACTIONS": 3,
     # --- web: inbox, JSON API, live stream -----------------------------------------
     #: register the blueprints (inbox pages, JSON API, stream, service API); False: none
     "NOTICE_WEB": True,
@@ -322,6 +324,8 @@ class Settings:
     #: NOTICE_MAX_CONTENT and NOTICE_MAX_DATA, in UTF-8 bytes
     max_content: int
     max_data: int
+    #: most action buttons per notice (NOTICE_MAX_ACTIONS)
+    max_actions: int
     #: how long a claim holds its deliveries (NOTICE_CLAIM_TIMEOUT)
     lease: timedelta
     #: seconds one call into a sender may take (NOTICE_SEND_TIMEOUT)
@@ -377,6 +381,7 @@ class Settings:
             batch_size=int(cfg["NOTICE_BATCH_SIZE"]),
             max_content=int(cfg["NOTICE_MAX_CONTENT"]),
             max_data=int(cfg["NOTICE_MAX_DATA"]),
+            max_actions=int(cfg["NOTICE_MAX_ACTIONS"]),
             lease=timedelta(seconds=cfg["NOTICE_CLAIM_TIMEOUT"]),
             send_timeout=float(cfg["NOTICE_SEND_TIMEOUT"]),
             max_lease_expiries=int(cfg["NOTICE_MAX_LEASE_EXPIRIES"]),
@@ -469,6 +474,7 @@ def validate(app: Flask) -> None:
         "NOTICE_BATCH_SIZE",
         "NOTICE_MAX_CONTENT",
         "NOTICE_MAX_DATA",
+        "NOTICE_MAX_ACTIONS",
         "NOTICE_MAX_LEASE_EXPIRIES",
     ):
         _positive(app, key)

@@ -8,6 +8,7 @@ The tree::
     ├── TablesMissing           a library table does not exist: run the migrations (RuntimeError)
     ├── InvalidUserId           a user id that is not one: bool, float, bytes... (ValueError)
     ├── NoRecipientError        notice_event() without user_id and nobody logged in (ValueError)
+    ├── InvalidNotice           notice_event(): a bad reference, category or action (ValueError)
     ├── UnknownTopic            no topic has this name (LookupError)
     ├── SubscriptionError       a push subscription that cannot be stored (ValueError)
     ├── EndpointRefused         a push endpoint outside NOTICE_PUSH_ALLOWED_HOSTS (ValueError)
@@ -71,6 +72,12 @@ class InvalidUserId(NoticeError, ValueError):
 
 class NoRecipientError(NoticeError, ValueError):
     """No ``user_id`` was given and no user is logged in."""
+
+
+class InvalidNotice(NoticeError, ValueError):
+    """A ``notice_event()`` argument of the inbox model that is wrong: an ``actor``,
+    ``target`` or ``action_object`` that is no reference, an unknown ``category``, or
+    an action with a bad label, method or URL (or too many actions)."""
 
 
 class UnknownTopic(NoticeError, LookupError):

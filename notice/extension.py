@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context
 
-from . import store
+from . import references, store
 from .aftercommit import call_after_commit
 from .brokers.base import load_broker
 from .brokers.publisher import StreamPublisher
@@ -32,6 +32,7 @@ from .preferences.settings import PreferenceSettings
 from .publish import on_notification
 from .push.config import PushSettings
 from .push.models import PushModels, build_push_models
+from .references import Resolver
 from .schedule.cancel import Cancelled
 from .schedule.cancel import cancel as cancel_notices
 from .schedule.settings import ScheduleSettings
@@ -92,6 +93,7 @@ class Notices:
         self._email_loader: Callable[[Any], str | None] | None = None
         self._locale_loader: LocaleLoader | None = None
         self._topic_authorizer: TopicAuthorizer | None = None
+        self._reference_resolver: Resolver | None = None
         #: per-user channel choices and digest frequency (:class:`notice.preferences.Preferences`)
         self.preference_models = build_preference_models(
             db, user_table=user_table, user_id_type=user_id_type
@@ -142,6 +144,7 @@ class Notices:
         state.email_loader = self._email_loader
         state.locale_loader = self._locale_loader
         state.topic_authorizer = self._topic_authorizer
+        state.reference_resolver = self._reference_resolver
         state.gates.append(functools.partial(preference_gate, state))
         state.dispatcher = _make_dispatcher(state, app)
         if settings.stream:
@@ -154,7 +157,9 @@ class Notices:
                 max_streams=settings.stream_max,
                 max_per_user=settings.stream_max_per_user,
             )
-            state.publisher = StreamPublisher(self.Notice, state.broker)
+            state.publisher = StreamPublisher(
+                self.Notice, state.broker, name=state.name_references
+            )
         self._states[app] = state
         register_state(app, state)
         app.extensions["notice"] = self
@@ -353,6 +358,51 @@ class Notices:
         if commit:
             session.commit()
         return changed
+
+    def delete_for(self, obj: Any, *, commit: bool = True) -> int:
+        """Delete every user's notices whose target or action object is ``obj`` (a
+        model instance or a ``(type, id)`` pair, as given to ``notice_event``), with
+        their deliveries; return how many. Call it when the object is deleted: a
+        notice about a deleted post would lead nowhere. Open streams get the new
+        unread counts after the commit."""
+        state = self.state()
+        ref = references.reference("obj", obj)
+        if ref is None:
+            raise TypeError("delete_for() needs a model instance or a (type, id) pair")
+        session = self.db.session
+        rows = store.delete_about(session, self.Notice, self.Delivery, ref.type, ref.id)
+        if rows and state.publisher is not None:
+            by_user: dict[Any, list[int]] = {}
+            for notice_id, user_id, _status in rows:
+                by_user.setdefault(user_id, []).append(notice_id)
+
+            def publish() -> None:
+                for user_id, ids in by_user.items():
+                    state.publish_count(user_id, deleted=ids)
+
+            call_after_commit(
+                session, publish, description="publishing unread counts to the live stream"
+            )
+        if commit:
+            session.commit()
+        return len(rows)
+
+    def reference_resolver(self, resolver: Resolver) -> Resolver:
+        """Decorator: register ``resolver(type, ids) -> {id: (name, url)}``, which
+        names the actors, targets and action objects of notices (see
+        :mod:`notice.references`). It is called once per reference type for a page
+        of notices (the JSON API, the live stream, the inbox, email), in an app
+        context; ids it does not return stay unnamed, and a url that is not a safe
+        link (:func:`notice.links.safe_link`) is dropped."""
+        self._reference_resolver = resolver
+        for state in self._states.values():
+            state.reference_resolver = resolver
+        return resolver
+
+    def notice_dicts(self, notices: Iterable[Any]) -> list[dict[str, Any]]:
+        """The JSON dicts of ``notices`` (ORM rows or views) as the API sends them:
+        ``link`` added and references named by the resolver, one call per type."""
+        return self.state().notice_dicts(notices)
 
     def _set_read(
         self, user_id: Any, ids: Iterable[int] | None, *, read: bool, commit: bool

@@ -42,6 +42,13 @@ def of_type(*types: str) -> Filter:
     return Filter(lambda n: n.notice_type in wanted, f"of_type({', '.join(sorted(wanted))})")
 
 
+def of_category(*categories: str) -> Filter:
+    """Notices whose ``category`` is one of ``categories`` (``"warning"``, ``"error"``:
+    say, an SMS only for errors)."""
+    wanted = frozenset(categories)
+    return Filter(lambda n: n.category in wanted, f"of_category({', '.join(sorted(wanted))})")
+
+
 def to_user(*user_ids: Any) -> Filter:
     """Notices addressed to one of ``user_ids`` (the receiver)."""
     wanted = frozenset(user_ids)

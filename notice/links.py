@@ -203,5 +203,13 @@ def link_origins(cfg: Mapping[str, Any]) -> frozenset[str]:
 
 def with_link(notice: Mapping[str, Any], allowed_origins: Collection[str]) -> dict[str, Any]:
     """A notice's JSON dict plus ``link``: its :func:`safe_link` (None: no link). The
-    browser follows ``link`` only; ``url`` stays as stored."""
-    return {**notice, "link": safe_link(notice.get("url"), allowed_origins)}
+    browser follows ``link`` only; ``url`` stays as stored.
+
+    Its ``actions`` keep only those whose url is a safe link now: publishing refused
+    the others, but ``NOTICE_LINK_ORIGINS`` may have lost an origin since."""
+    shown = {**notice, "link": safe_link(notice.get("url"), allowed_origins)}
+    if notice.get("actions"):
+        shown["actions"] = [
+            a for a in notice["actions"] if safe_link(a.get("url"), allowed_origins) is not None
+        ]
+    return shown

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .columns import NEVER_REUSE_IDS, BigId, UTCDateTime, utcnow
+from .references import CATEGORIES, MAX_REF, ref_dict
 from .types import DeliveryStatus, ReadStatus, SendStatus
 
 
@@ -40,6 +41,14 @@ class NoticeView:
     emailed_at: datetime | None
     create_at: datetime
     update_at: datetime
+    actor_type: str | None
+    actor_id: str | None
+    target_type: str | None
+    target_id: str | None
+    action_object_type: str | None
+    action_object_id: str | None
+    category: str
+    actions: list[dict[str, str]] | None
 
     @classmethod
     def of(cls, row: Any) -> NoticeView:
@@ -83,6 +92,11 @@ def notice_dict(notice: Any) -> dict[str, Any]:
         "update_at": iso_time(notice.update_at),
         "read_at": iso_time(notice.read_at),
         "expires_at": iso_time(notice.expires_at),
+        "category": notice.category or CATEGORIES[0],
+        "actor": ref_dict(notice.actor_type, notice.actor_id),
+        "target": ref_dict(notice.target_type, notice.target_id),
+        "action_object": ref_dict(notice.action_object_type, notice.action_object_id),
+        "actions": [dict(a) for a in notice.actions or ()],
     }
 
 
@@ -139,6 +153,33 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
                 postgresql_where=sa.text("visible_at IS NOT NULL"),
                 sqlite_where=sa.text("visible_at IS NOT NULL"),
             ),
+            # "notices about this post" per user, and delete_for(post) across users:
+            # partial, since most notices name no target (or actor), so a fan-out
+            # without references adds no entries
+            sa.Index(
+                "ix_notice_target",
+                "target_type",
+                "target_id",
+                "user_id",
+                postgresql_where=sa.text("target_id IS NOT NULL"),
+                sqlite_where=sa.text("target_id IS NOT NULL"),
+            ),
+            sa.Index(
+                "ix_notice_actor",
+                "actor_type",
+                "actor_id",
+                "user_id",
+                postgresql_where=sa.text("actor_id IS NOT NULL"),
+                sqlite_where=sa.text("actor_id IS NOT NULL"),
+            ),
+            # delete_for(object) also takes notices naming it as their action object
+            sa.Index(
+                "ix_notice_action_object",
+                "action_object_type",
+                "action_object_id",
+                postgresql_where=sa.text("action_object_id IS NOT NULL"),
+                sqlite_where=sa.text("action_object_id IS NOT NULL"),
+            ),
             NEVER_REUSE_IDS,
         )
 
@@ -172,6 +213,20 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
         update_at: Mapped[datetime] = mapped_column(
             UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
         )
+        #: who did it, what it was done to, and with what: references to the app's rows
+        #: (:mod:`notice.references`); names and links come from the app's resolver
+        actor_type: Mapped[str | None] = mapped_column(sa.String(MAX_REF), nullable=True)
+        actor_id: Mapped[str | None] = mapped_column(sa.String(MAX_REF), nullable=True)
+        target_type: Mapped[str | None] = mapped_column(sa.String(MAX_REF), nullable=True)
+        target_id: Mapped[str | None] = mapped_column(sa.String(MAX_REF), nullable=True)
+        action_object_type: Mapped[str | None] = mapped_column(sa.String(MAX_REF), nullable=True)
+        action_object_id: Mapped[str | None] = mapped_column(sa.String(MAX_REF), nullable=True)
+        #: info, success, warning or error (:data:`notice.references.CATEGORIES`)
+        category: Mapped[str] = mapped_column(
+            sa.String(16), nullable=False, default="info", server_default="info"
+        )
+        #: action buttons: ``[{"label", "url", "method"}]``, None when there are none
+        actions: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
 
         deliveries: Mapped[list[Any]] = db.relationship(
             "Delivery",

@@ -14,7 +14,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import make_transient_to_detached
 
-from . import fallback, store
+from . import fallback, references, store
 from .aftercommit import EARLY, call_after_commit
 from .claimed import ClaimedBatch, ClaimedSegment
 from .columns import utcnow
@@ -22,6 +22,7 @@ from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .fallback import SHARED
 from .models import NoticeView
+from .references import CATEGORIES, Ref
 from .schedule.publishing import (
     Scheduler,
     check_timing,
@@ -95,6 +96,14 @@ class NoticeEvent:
     unless_read: frozenset[str] = frozenset()
     #: the notice is hidden from lists, counts and the stream until then (None: at once)
     visible_at: datetime | None = None
+    #: what the notice is about (:mod:`notice.references`); None: nothing
+    actor: Ref | None = None
+    target: Ref | None = None
+    action_object: Ref | None = None
+    #: info, success, warning or error
+    category: str = CATEGORIES[0]
+    #: checked action buttons (``label``, ``url``, ``method``); None: none
+    actions: tuple[Mapping[str, str], ...] | None = None
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -112,6 +121,10 @@ class _Draft:
         "data",
         "expires_at",
         "dedupe_key",
+        "category",
+        "actor",
+        "target",
+        "action_object",
     )
 
     def __init__(self, event: NoticeEvent, user_id: Any) -> None:
@@ -124,6 +137,10 @@ class _Draft:
         self.data = event.data
         self.expires_at = event.expires_at
         self.dedupe_key = event.dedupe_key
+        self.category = event.category
+        self.actor = event.actor
+        self.target = event.target
+        self.action_object = event.action_object
 
 
 def notice_event(
@@ -145,6 +162,11 @@ def notice_event(
     delay: Mapping[str, datetime | timedelta] | None = None,
     unless_read: bool | Iterable[str] | None = None,
     visible_at: datetime | timedelta | None = None,
+    actor: Any = None,
+    target: Any = None,
+    action_object: Any = None,
+    category: str | None = None,
+    actions: Iterable[Mapping[str, str]] | None = None,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
 
@@ -162,6 +184,15 @@ def notice_event(
     :param targets: per channel, the targets to use for each user instead of the
         sender's own choice, e.g. ``{"webpush": {user_id: [subscription_id]}}`` (a user
         missing from the mapping gets no delivery on that channel).
+    :param actor: who did it; ``target``: what it was done to; ``action_object``: with
+        what (a comment on a post: the commenter, the post, the comment). Each a model
+        instance (type: its table name, id: its primary key) or a ``(type, id)`` pair;
+        ``@notices.reference_resolver`` gives their names and links when shown.
+    :param category: ``"info"`` (default), ``"success"``, ``"warning"`` or ``"error"``.
+    :param actions: up to NOTICE_MAX_ACTIONS buttons, each
+        ``{"label": "Reply", "url": "/posts/7#reply", "method": "GET"}`` (method GET or
+        POST, default GET); a url is a path on this site or on an origin of
+        NOTICE_LINK_ORIGINS / NOTICE_BASE_URL.
     :param commit: commit ``db.session`` before returning (default). With False the rows
         join the caller's transaction and are delivered only after the caller commits;
         a rollback means no row and no send.
@@ -177,6 +208,7 @@ def notice_event(
         of lists, counts and the live stream until then (default: at once).
     :return: for one user, the Notice (the existing one on a dedupe hit); for an
         iterable, the list of new notice ids.
+    :raise InvalidNotice: a bad reference, category or action.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = state_of(app)
@@ -199,6 +231,11 @@ def notice_event(
         delay=delay,
         unless_read=unless_read,
         visible_at=visible_at,
+        actor=actor,
+        target=target,
+        action_object=action_object,
+        category=category,
+        actions=actions,
     )
     session = state.db.session
     _publish(app, state, session, event)
@@ -343,6 +380,11 @@ def build_event(
     delay: Mapping[str, datetime | timedelta] | None = None,
     unless_read: bool | Iterable[str] | None = None,
     visible_at: datetime | timedelta | None = None,
+    actor: Any = None,
+    target: Any = None,
+    action_object: Any = None,
+    category: str | None = None,
+    actions: Iterable[Mapping[str, str]] | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -407,11 +449,19 @@ def build_event(
             for channel, per_user in targets.items()
         }
     timing = check_timing(state, notice_type, deliver_at, delay, unless_read, visible_at)
+    checked_actions = references.actions(
+        actions, state.settings.max_actions, state.settings.link_origins
+    )
     return NoticeEvent(
         deliver_at=timing.deliver_at,
         delays=timing.delays,
         unless_read=timing.unless_read,
         visible_at=timing.visible_at,
+        actor=references.reference("actor", actor),
+        target=references.reference("target", target),
+        action_object=references.reference("action_object", action_object),
+        category=references.category(category),
+        actions=None if checked_actions is None else tuple(checked_actions),
         targets=chosen,
         user_ids=user_ids,
         single=single,
@@ -519,7 +569,13 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         "emailed_at": None,
         "create_at": now,
         "update_at": now,
+        "category": event.category,
+        "actions": None if event.actions is None else [dict(a) for a in event.actions],
     }
+    for role in references.ROLES:
+        ref = getattr(event, role)
+        shared[f"{role}_type"] = None if ref is None else ref.type
+        shared[f"{role}_id"] = None if ref is None else ref.id
     # what the send and the caller see of the notices: one JSON copy of ``data``, so a
     # caller changing its dict after the call (a thread sends later) changes nothing sent
     seen = dict(shared)

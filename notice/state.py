@@ -10,7 +10,7 @@ the parts it needs as arguments.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,7 +19,10 @@ from flask import Flask, current_app
 
 from .errors import ConfigurationError
 from .filters import Filter
+from .links import with_link
+from .models import notice_dict
 from .ratelimit import RateLimiter
+from .references import Resolver, resolve
 from .retry import RetryPolicy
 from .schedule.settings import ScheduleSettings
 from .senders.base import Sender
@@ -116,6 +119,8 @@ class NoticeState:
         self.email_loader: Callable[[Any], str | None] | None = None
         #: ``loader(user_id) -> locale or None`` (``Notices.locale_loader``)
         self.locale_loader: Callable[[Any], str | None] | None = None
+        #: names the references of notices (``Notices.reference_resolver``); None: unnamed
+        self.reference_resolver: Resolver | None = None
         #: runs deliveries after commit; set by ``init_app``
         self.dispatcher: Dispatcher | None = None
         #: the live stream's broker and the publisher feeding it (None: no stream)
@@ -163,6 +168,25 @@ class NoticeState:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self.settings.retry
+
+    def notice_dicts(self, notices: Iterable[Any]) -> list[dict[str, Any]]:
+        """The JSON dicts of ``notices`` (rows, views or dicts already made) with
+        ``link`` and their references named: one resolver call per reference type
+        (needs an app context when a resolver is registered)."""
+        origins = self.settings.link_origins
+        dicts = [
+            with_link(n if isinstance(n, dict) else notice_dict(n), origins) for n in notices
+        ]
+        resolve(self.reference_resolver, dicts, origins)
+        return dicts
+
+    def name_references(self, dicts: list[dict[str, Any]]) -> None:
+        """Name the references of notice dicts in place, in an app context of its own
+        (the live stream's publisher thread has none); nothing without a resolver."""
+        if self.reference_resolver is None:
+            return
+        with self.app.app_context():
+            resolve(self.reference_resolver, dicts, self.settings.link_origins)
 
     def publish_count(self, user_id: Any, **extra: Any) -> None:
         """Send ``user_id``'s unread count to their open streams (after a commit)."""

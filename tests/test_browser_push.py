@@ -30,7 +30,8 @@ PAGE = """<!doctype html><meta name="csrf-token" content="t"><title>push</title>
 NOTIFICATIONS = f"""async () => {{
   const reg = await navigator.serviceWorker.getRegistration("{SW}");
   return (await reg.getNotifications()).map((n) => (
-    {{title: n.title, body: n.body, icon: n.icon, tag: n.tag, data: n.data}}));
+    {{title: n.title, body: n.body, icon: n.icon, tag: n.tag, data: n.data,
+      actions: (n.actions || []).map((a) => ({{action: a.action, title: a.title}}))}}));
 }}"""
 
 
@@ -41,7 +42,16 @@ def test_service_worker_shows_pushed_notices(browser, app_factory):
         app.add_url_rule("/", "page", lambda: PAGE)
         add_device(app, 1, service.new_subscription())
         with app.app_context():
-            first = notice_event(1, subject="Ana commented", content="Nice", url="/graphs/3").id
+            first = notice_event(
+                1,
+                subject="Ana commented",
+                content="Nice",
+                url="/graphs/3",
+                actions=[
+                    {"label": "Reply", "url": "/graphs/3#reply"},
+                    {"label": "Approve", "url": "/graphs/3/approve", "method": "POST"},
+                ],
+            ).id
             notice_event(1, subject="Sneaky", content="", url="javascript:alert(1)")
         pushed = [m.text for m in service.received]
     assert len(pushed) == 2
@@ -84,6 +94,11 @@ def test_service_worker_shows_pushed_notices(browser, app_factory):
         assert ana["icon"] == origin + "/icon.png"
         assert ana["tag"] == f"notice-{first}"
         assert ana["data"]["url"] == origin + "/graphs/3"
+        # the GET action is a button whose click opens its url; the POST one stays in
+        # the inbox (a click cannot send the app's CSRF form)
+        assert ana["actions"] == [{"action": "a0", "title": "Reply"}]
+        assert ana["data"]["actions"] == {"a0": origin + "/graphs/3#reply"}
+        assert by_title["Sneaky"]["actions"] == []
         # the worker only ever opens http(s) pages
         assert by_title["Sneaky"]["data"]["url"] == origin + "/"
 

@@ -99,6 +99,28 @@ def test_digest_lists_unread_unemailed_notices_once(app_factory, smtp):
         assert "weekly user" in _digests(smtp)[address(3)][0]
 
 
+def test_digest_lists_each_notices_get_actions_as_links(app_factory, smtp):
+    app = _app(app_factory, smtp)
+    with app.app_context():
+        app.notices.preferences.set_digest(1, "daily")
+        notice_event(
+            1,
+            subject="Review requested",
+            content="",
+            actions=[
+                {"label": "Review <now>", "url": "/reviews/4"},
+                {"label": "Approve", "url": "/reviews/4/approve", "method": "POST"},
+            ],
+        )
+        notice_event(1, subject="plain", content="")
+        assert run_digest(app.notices.state(), "daily").notices == 2
+    [text] = _digests(smtp)[address(1)]
+    assert "Review <now>: https://app.example/reviews/4" in text and "Approve" not in text
+    html = smtp.messages[0].message.get_body(("html",)).get_content()
+    assert '<a href="https://app.example/reviews/4">Review &lt;now&gt;</a>' in html
+    assert "Approve" not in html
+
+
 def test_default_frequency_and_email_preferences(app_factory, smtp):
     app = _app(
         app_factory,

@@ -116,6 +116,62 @@ def test_only_same_site_paths_and_allowed_origins_are_links_in_emails(app_factor
     assert len(smtp.messages) == len(links) + len(not_links)
 
 
+def test_get_actions_are_links_and_references_are_named_in_emails(app_factory, smtp):
+    app = email_app(app_factory, smtp, NOTICE_LINK_ORIGINS=["https://docs.example.org"])
+    calls = []
+
+    @app.notices.reference_resolver
+    def names(kind, ids):
+        calls.append(kind)
+        return {i: (f"<i>{kind}</i> {i}", f"/{kind}s/{i}") for i in ids}
+
+    with app.app_context():
+        notice_event(
+            1,
+            subject="commented",
+            content="",
+            actor=("user", 7),
+            target=("post", 3),
+            actions=[
+                {"label": "Reply & <more>", "url": "/posts/3#reply"},
+                {"label": "Approve", "url": "/posts/3/approve", "method": "POST"},
+                {"label": "Docs", "url": "https://docs.example.org/help"},
+            ],
+        )
+    _, text, html = _parts(smtp.messages[0])
+    assert sorted(calls) == ["post", "user"]
+    # GET actions are links (absolute, escaped); a POST one needs the app's form: left out
+    buttons = re.findall(r'<a href="([^"]*)" style="[^"]*">([^<]*)</a>', html)
+    assert buttons == [
+        (f"{BASE_URL}/posts/3#reply", "Reply &amp; &lt;more&gt;"),
+        ("https://docs.example.org/help", "Docs"),
+    ]
+    assert "Approve" not in html and "Approve" not in text
+    assert f"Reply & <more>: {BASE_URL}/posts/3#reply" in text
+    # the resolver's names, escaped, with absolute links
+    assert f'<a href="{BASE_URL}/users/7">&lt;i&gt;user&lt;/i&gt; 7</a>' in html
+    assert f'<a href="{BASE_URL}/posts/3">&lt;i&gt;post&lt;/i&gt; 3</a>' in html
+    assert "<i>user</i> 7 → <i>post</i> 3" in text
+
+
+def test_a_fan_out_names_references_once_per_type_for_its_batch(app_factory, smtp):
+    app = email_app(app_factory, smtp)
+    calls = []
+
+    @app.notices.reference_resolver
+    def names(kind, ids):
+        calls.append((kind, ids))
+        return {i: f"{kind} {i}" for i in ids}
+
+    with app.app_context():
+        notice_event(
+            [1, 2, 3, 4, 5], subject="s", content="", actor=("user", 7), target=("post", 3)
+        )
+    assert len(smtp.messages) == 5
+    assert sorted(calls) == [("post", ["3"]), ("user", ["7"])]
+    assert all("user 7 → post 3" in _parts(m)[1] for m in smtp.messages)
+
+
 def test_451_is_retried_then_sent(app_factory, smtp):
     smtp.script_data(["451 4.3.0 Try again later"])
     app = email_app(app_factory, smtp)

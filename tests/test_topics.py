@@ -247,3 +247,25 @@ def test_publish_excludes_a_list_of_users(app):
     app.notices.publish("post:3", NoticeType.WATCHING, subject="Again", exclude=2)
     again = [n for n in _notices(app) if n.subject == "Again"]
     assert sorted(n.user_id for n in again) == [1, 3, 4] and {n.sender_id for n in again} == {2}
+
+
+def test_publish_puts_references_category_and_actions_on_every_notice(app):
+    topics = app.notices.topics
+    topics.create("post:5")
+    for user in (1, 2):
+        topics.subscribe("post:5", user_id=user)
+    app.notices.publish(
+        "post:5",
+        NoticeType.WATCHING,
+        subject="New comment",
+        actor=("user", 9),
+        target=("post", 5),
+        category="success",
+        actions=[{"label": "Open", "url": "/posts/5"}],
+    )
+    rows = _notices(app)
+    assert {(n.actor_id, n.target_id, n.category) for n in rows} == {("9", "5", "success")}
+    assert [n.to_dict()["actions"] for n in rows] == [
+        [{"label": "Open", "url": "/posts/5", "method": "GET"}]
+    ] * 2
+    assert app.notices.delete_for(("post", 5)) == 2

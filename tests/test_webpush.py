@@ -187,6 +187,25 @@ def test_only_same_site_paths_and_allowed_origins_are_push_links(app_factory, se
     assert {m.json()["title"]: m.json()["url"] for m in service.received} == urls
 
 
+def test_get_actions_are_notification_buttons_with_safe_links(app_factory, service):
+    app = app_factory(**push_config(service, NOTICE_LINK_ORIGINS=["https://docs.example.org"]))
+    add_device(app, 1, service.new_subscription())
+    actions = [
+        {"label": "Read", "url": "https://docs.example.org/a"},
+        {"label": "Approve", "url": "/approve", "method": "POST"},
+        {"label": "Reply", "url": "/posts/1#reply", "method": "GET"},
+    ]
+    with app.app_context():
+        notice_event(1, subject="with", content="", actions=actions)
+        notice_event(1, subject="without", content="")
+    by_title = {m.json()["title"]: m.json() for m in service.received}
+    assert by_title["with"]["actions"] == [
+        {"title": "Read", "url": "https://docs.example.org/a"},
+        {"title": "Reply", "url": "/posts/1#reply"},
+    ]
+    assert "actions" not in by_title["without"]
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [

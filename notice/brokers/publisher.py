@@ -17,7 +17,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -50,10 +50,16 @@ def count_message(counts: Counts, **extra: Any) -> dict[str, Any]:
 
 
 def load_messages(
-    engine: Engine, notice: Any, notice_ids: Sequence[int], audience: set[str] | None
+    engine: Engine,
+    notice: Any,
+    notice_ids: Sequence[int],
+    audience: set[str] | None,
+    name: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[Message]:
     """The ``notice`` events of ``notice_ids`` then their recipients' ``count`` events,
-    read in one short connection; only users in ``audience`` when it is known."""
+    read in one short connection; only users in ``audience`` when it is known.
+    ``name`` names the notices' references in place, once for them all (one resolver
+    call per reference type, not one per notice and stream)."""
     if audience is not None and not audience:
         return []  # nobody is listening (in-process broker): no query at all
     messages: list[Message] = []
@@ -65,6 +71,8 @@ def load_messages(
             messages.append((row.user_id, notice_message(notice_dict(row))))
             users[row.user_id] = None
         counts = badge_counts(conn, notice, users) if users else {}
+    if name is not None and messages:
+        name([message["data"] for _, message in messages])
     messages.extend((user_id, count_message(c)) for user_id, c in counts.items())
     return messages
 
@@ -77,9 +85,16 @@ class StreamPublisher:
     itself (back-pressure rather than loss).
     """
 
-    def __init__(self, notice: Any, broker: Broker) -> None:
+    def __init__(
+        self,
+        notice: Any,
+        broker: Broker,
+        name: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self._notice = notice
         self._broker = broker
+        #: names references in the notice dicts (``NoticeState.name_references``)
+        self._name = name
         self._queue: queue.Queue[Job] = queue.Queue(QUEUE_SIZE)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -114,7 +129,9 @@ class StreamPublisher:
         kind, engine, arg, extra = job
         try:
             if kind == "notices":
-                messages = load_messages(engine, self._notice, arg, self._broker.audience())
+                messages = load_messages(
+                    engine, self._notice, arg, self._broker.audience(), self._name
+                )
             else:
                 with engine.connect() as conn:
                     counts = badge_counts(conn, self._notice, [arg])[arg]

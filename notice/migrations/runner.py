@@ -109,6 +109,8 @@ def unrecorded_revision(app: Flask) -> str | None:
     # each revision's first new column (or table) tells it apart from the one before
     if "visible_at" in notice:
         return "0006"
+    if "actor_type" in notice:
+        return "0005"
     if "notice_device" in tables:
         return "0004"
     if "seen_at" in notice:

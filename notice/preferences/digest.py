@@ -50,7 +50,7 @@ from .. import links
 from ..columns import utcnow
 from ..errors import DeliveryError, SkipDelivery
 from ..i18n import for_recipient, ngettext
-from ..senders.email import EmailSender, refused_address
+from ..senders.email import EmailSender, email_actions, refused_address
 from ..store import digest as digest_store
 from ..types import NoticeType
 
@@ -116,6 +116,9 @@ class DigestItem:
     content: str
     link: str | None
     create_at: datetime
+    category: str = "info"
+    #: the notice's GET actions as links (``label``, absolute ``url``)
+    actions: list[dict[str, str]] = field(default_factory=list)
 
 
 def email_sender(state: NoticeState) -> EmailSender:
@@ -266,6 +269,8 @@ def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[Diges
             content=r.content,
             link=links.absolute_link(state.app, r.url),
             create_at=r.create_at,
+            category=r.category,
+            actions=email_actions(state.app, r.actions or []),
         )
         for r in rows
     ]

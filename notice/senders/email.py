@@ -24,7 +24,7 @@ import smtplib
 import ssl
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -37,6 +37,8 @@ from .. import links
 from ..columns import utcnow
 from ..errors import ConfigurationError, PermanentError, SkipDelivery, TransientError
 from ..i18n import for_recipient
+from ..models import notice_dict
+from ..references import ROLES
 from ..state import NoticeState, state_of
 from ..store import email as email_store
 from .base import Sender
@@ -124,6 +126,8 @@ class _Batch(threading.local):
     failed: TransientError | None = None
     #: notices emailed in this batch, marked ``emailed_at`` on close
     sent: list[int]
+    #: the batch's notices as dicts with their references named (:meth:`prepare`)
+    named: dict[int, dict[str, Any]]
 
 
 class EmailSender(Sender):
@@ -150,12 +154,24 @@ class EmailSender(Sender):
         self._batch.active = True
         self._batch.failed = None
         self._batch.sent = []
+        self._batch.named = {}
+
+    def prepare(self, items: Sequence[tuple[Any, str]]) -> None:
+        """Name the references of the batch's notices at once: one resolver call per
+        reference type for the batch, not per email."""
+        if self._state().reference_resolver is None:
+            return
+        notices = {notice.id: notice for notice, _ in items}
+        dicts = [notice_dict(n) for n in notices.values()]
+        self._state().name_references(dicts)
+        self._batch.named = {d["id"]: d for d in dicts}
 
     def close(self) -> None:
         batch = self._batch
         batch.active = False
         batch.failed = None
         self._disconnect()
+        batch.named = {}
         sent, batch.sent = getattr(batch, "sent", []), []
         if sent:
             self._mark_emailed(sent)
@@ -247,7 +263,16 @@ class EmailSender(Sender):
         app = self.app
         notice_type = str(notice.notice_type)
         unsubscribe = links.unsubscribe_url(app, notice.user_id, notice_type, self.name)
+        named: dict[int, dict[str, Any]] = getattr(self._batch, "named", {})
+        about = named.get(notice.id)
+        if about is None:
+            about = notice_dict(notice)
+            self._state().name_references([about])
         context = {
+            "category": about["category"],
+            # the references, named by the app's resolver
+            **{role: email_reference(app, about[role]) for role in ROLES},
+            "actions": email_actions(app, about["actions"]),
             "notice": notice,
             "subject": notice.subject,
             "content": notice.content,
@@ -384,3 +409,21 @@ class EmailSender(Sender):
         email_store.mark_emailed(
             state.engine, state.models.Notice.__table__, notice_ids, now=utcnow()
         )
+
+
+def email_reference(app: Flask, ref: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A named reference with its link made absolute (a path means nothing in a mail)."""
+    if ref is None:
+        return None
+    return {**ref, "url": links.absolute_link(app, ref["url"])}
+
+
+def email_actions(app: Flask, actions: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The notice's GET actions as email links (``label``, absolute ``url``): a mail
+    client can only follow a link, and a POST needs the app's form and CSRF token."""
+    found = []
+    for action in actions:
+        url = links.absolute_link(app, action["url"]) if action["method"] == "GET" else None
+        if url is not None:
+            found.append({"label": action["label"], "url": url})
+    return found

@@ -200,7 +200,12 @@ class WebPushSender(Sender):
         ``url`` is the notice's link (:func:`notice.links.safe_link`), None when its
         url may not be one: the service worker opens it on a click. With Flask-Babel,
         ``lang`` is the user's locale (``@notices.locale_loader``), the Notification's
-        language."""
+        language.
+
+        ``actions`` are the notice's GET actions as notification buttons (``title``,
+        ``url``); the service worker opens the clicked one's url. A POST action is left
+        out: a click can only open a page, and a POST needs the app's own form and
+        CSRF token (the inbox shows it)."""
         message: dict[str, Any] = {
             "title": notice.subject,
             "body": notice.content or "",
@@ -209,6 +214,13 @@ class WebPushSender(Sender):
             "id": notice.id,
             "type": str(notice.notice_type),
         }
+        buttons = [
+            {"title": a["label"], "url": url}
+            for a in notice.actions or ()
+            if a.get("method") == "GET" and (url := safe_link(a.get("url"), self.link_origins))
+        ]
+        if buttons:
+            message["actions"] = buttons
         lang = recipient_language(state_of().locale_loader, notice.user_id)
         if lang is not None:  # without Flask-Babel the payload stays as it was
             message["lang"] = lang

@@ -4,7 +4,7 @@
 - :mod:`~notice.store.writes`: publishing's bulk inserts of notices and deliveries
 - :mod:`~notice.store.claims`: delivery leases: claim, load, finish, roll-up
 - :mod:`~notice.store.reads`: the inbox's counts, listings, read/unread, delete
-- :mod:`~notice.store.inbox`: seen, archive and unarchive
+- :mod:`~notice.store.inbox`: seen, archive and unarchive, deleting notices about a row
 - :mod:`~notice.store.maintenance`: the CLI's retry, stats and purge
 - :mod:`~notice.store.email`, :mod:`~notice.store.digest`: what went out by email
 - :mod:`~notice.store.preferences`: stored choices, the routing gate's query
@@ -32,7 +32,7 @@ from .common import (
     upsert,
     visible,
 )
-from .inbox import set_archived, set_seen
+from .inbox import delete_about, set_archived, set_seen
 from .reads import (
     Counts,
     NoticeQuery,
@@ -61,6 +61,7 @@ __all__ = [
     "begin_write",
     "chunks",
     "claim",
+    "delete_about",
     "delete_notices",
     "deduplicated_ids",
     "release_dedupe_key",

@@ -178,9 +178,11 @@ def pending_notices(
     exclude_types: Sequence[str] = (),
 ) -> list[Any]:
     """The user's :func:`pending` notices, oldest first, at most ``limit``, without
-    ``exclude_types``: rows of ``id, notice_type, subject, content, url, create_at``."""
+    ``exclude_types``: rows of ``id, notice_type, subject, content, url, create_at,
+    category, actions``."""
     c = notice.c
-    stmt = sa.select(c.id, c.notice_type, c.subject, c.content, c.url, c.create_at).where(
+    columns = (c.id, c.notice_type, c.subject, c.content, c.url, c.create_at)
+    stmt = sa.select(*columns, c.category, c.actions).where(
         c.user_id == user_id, pending(notice, delivery, now, channel=channel)
     )
     if exclude_types:

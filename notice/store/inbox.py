@@ -1,4 +1,5 @@
-"""The inbox model's writes: mark notices seen, archive and unarchive them.
+"""The inbox model's writes: mark notices seen, archive and unarchive them; delete the
+notices about a row of the app that is gone.
 
 Like :func:`~notice.store.reads.set_read`, only the user's own rows are touched
 whatever ids are passed, and on PostgreSQL the rows are locked in id order before they
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..columns import utcnow
 from ..types import ReadStatus
-from .common import update_mine
+from .common import chunks, inline, update_mine
 
 
 def set_seen(session: Session, notice: Any, user_id: Any, ids: Iterable[int] | None) -> int:
@@ -50,3 +51,34 @@ def set_archived(
     now = utcnow()
     values = {"archived_at": now if archived else None, "update_at": now}
     return update_mine(session, notice, mine, ids, values)
+
+
+def delete_about(
+    session: Session, notice: Any, delivery: Any, kind: str, key: str
+) -> list[tuple[int, Any, str]]:
+    """Delete every user's notices whose target or action object is the app's row
+    ``(kind, key)``, with their deliveries; return ``(id, user_id, read_status)`` of
+    each notice deleted.
+
+    The notices are locked first, in id order, then their deliveries are deleted, then
+    they: the order delivery ``finish``, ``update_mine`` and the purge lock in, so
+    deleting a post while its notices are being sent or marked read cannot deadlock.
+    Deliveries are deleted explicitly, as by the purge, so nothing is left behind on a
+    SQLite connection without ``foreign_keys=ON``.
+    """
+    table, deliveries = notice.__table__, delivery.__table__
+    c = table.c
+    # the values in the statement text, as in the listing's target filter
+    type_, id_ = inline(kind), inline(key)
+    about = sa.or_(
+        sa.and_(c.target_type == type_, c.target_id == id_),
+        sa.and_(c.action_object_type == type_, c.action_object_id == id_),
+    )
+    rows = session.execute(
+        sa.select(c.id, c.user_id, c.read_status).where(about).order_by(c.id).with_for_update()
+    ).all()
+    ids = [row.id for row in rows]
+    for part in chunks(ids):
+        session.execute(sa.delete(deliveries).where(deliveries.c.notice_id.in_(part)))
+        session.execute(sa.delete(table).where(c.id.in_(part)))
+    return [(row.id, row.user_id, row.read_status) for row in rows]

@@ -201,6 +201,11 @@ class Topics:
         sender_id: Any = None,
         expires_at: datetime | timedelta | None = None,
         commit: bool = True,
+        actor: Any = None,
+        target: Any = None,
+        action_object: Any = None,
+        category: str | None = None,
+        actions: Any = None,
     ) -> Published:
         """Send a notice to every subscriber of topic ``name``.
 
@@ -209,7 +214,9 @@ class Topics:
         whose push goes to those devices only. ``exclude`` (the acting user, or an
         iterable of users already told) gets nothing; a single id is also the default
         ``sender_id``. ``data`` is stored with
-        ``"topic": name`` added when it is a dict (or None).
+        ``"topic": name`` added when it is a dict (or None). ``actor``, ``target``,
+        ``action_object``, ``category`` and ``actions`` go on every notice, as in
+        :func:`notice.notice_event` (the topic's history keeps the text only).
 
         :raise UnknownTopic: no such topic.
         """
@@ -234,6 +241,11 @@ class Topics:
             "sender_id": sender_id,
             "expires_at": expires_at,
             "commit": False,
+            "actor": actor,
+            "target": target,
+            "action_object": action_object,
+            "category": category,
+            "actions": actions,
         }
         ids: list[int] = []
         if users:

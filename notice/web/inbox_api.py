@@ -3,7 +3,8 @@
 =======  ==============================  ===========================================
 GET      ``/api/notices``                list, newest first; filters and cursor
 GET      ``/api/notices/<id>``           one notice
-GET      ``/api/unread-count``           ``{"unread": n, "unseen": m}``
+GET      ``/api/unread-count``           ``{"unread": n, "unseen": m}``; ``actor``,
+                                         ``target``, ``category`` filters as the list's
 POST     ``/api/notices/<id>/<action>``  one notice: ``read``, ``unread``, ``seen``,
                                          ``archive``, ``unarchive``
 POST     ``/api/notices/<action>``       many (``{"ids": [...]}``) or all
@@ -19,7 +20,11 @@ JSON (:mod:`notice.web.errors`).
 Each notice carries ``link``: its ``url`` if a browser may follow it
 (:func:`notice.links.safe_link`), else null; ``url`` is as stored; ``seen_at`` and
 ``archived_at`` say when it was seen and archived (null: not yet). Archived notices
-are listed only with ``archived=only`` (or ``include``).
+are listed only with ``archived=only`` (or ``include``). ``category``, ``actions`` and
+the ``actor`` / ``target`` / ``action_object`` references (named by the app's
+``@notices.reference_resolver``) are described in :mod:`notice.references`; the list
+filters by ``actor=type:id``, ``target=type:id`` (target or action object) and
+``category=warning,error``.
 """
 
 from __future__ import annotations
@@ -30,13 +35,12 @@ from typing import Any
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
-from ..links import with_link
 from ..models import iso_time
 from ..state import state_of
 from .auth import check_csrf, require_api_user
 from .blueprints import inbox_bp
 from .facade import notices
-from .inbox_params import mark_targets, notice_query
+from .inbox_params import about_query, mark_targets, notice_query
 from .inbox_reads import counts, delete_one, own, page, unread_count
 
 #: the state changes a POST may ask for, as in the URL
@@ -44,9 +48,23 @@ ACTIONS = ("read", "unread", "seen", "archive", "unarchive")
 _ACTION = f"<any({', '.join(ACTIONS)}):action>"
 
 
+def _jsons(rows: list[Any]) -> list[dict[str, Any]]:
+    """The notices' JSON: ``link``, inbox times, references named (one resolver call
+    per reference type for the whole page)."""
+    return state_of().notice_dicts(
+        [
+            {
+                **n.to_dict(),
+                "seen_at": iso_time(n.seen_at),
+                "archived_at": iso_time(n.archived_at),
+            }
+            for n in rows
+        ]
+    )
+
+
 def _json(notice: Any) -> dict[str, Any]:
-    inbox = {"seen_at": iso_time(notice.seen_at), "archived_at": iso_time(notice.archived_at)}
-    return with_link({**notice.to_dict(), **inbox}, state_of().settings.link_origins)
+    return _jsons([notice])[0]
 
 
 def _change(action: str) -> Callable[[Any, list[int] | None], int]:
@@ -68,7 +86,7 @@ def api_list() -> ResponseReturnValue:
     user_id = require_api_user()
     rows, next_before_id = page(user_id, notice_query())
     return jsonify(
-        notices=[_json(n) for n in rows],
+        notices=_jsons(rows),
         next_before_id=next_before_id,
         unread=unread_count(user_id),
     )
@@ -81,7 +99,7 @@ def api_get(notice_id: int) -> ResponseReturnValue:
 
 @inbox_bp.get("/api/unread-count")
 def api_unread_count() -> ResponseReturnValue:
-    return jsonify(counts(require_api_user()))
+    return jsonify(counts(require_api_user(), about_query()))
 
 
 @inbox_bp.post(f"/api/notices/<int:notice_id>/{_ACTION}")

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from flask import request
 
+from ..references import CATEGORIES, MAX_REF
 from ..state import state_of
 from ..store import NoticeQuery
 from ..types import NoticeType
@@ -171,9 +173,46 @@ def parse_types(values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def parse_ref(name: str, value: str) -> tuple[str, str] | None:
+    """``actor=user:7`` / ``target=post:12``: a reference's type and id (the id may hold
+    more colons); empty means no filter."""
+    text = value.strip()
+    if not text:
+        return None
+    kind, colon, key = text.partition(":")
+    if not colon or not kind or not key:
+        raise BadParameter(name, "use type:id, e.g. post:12")
+    if len(kind) > MAX_REF or len(key) > MAX_REF:
+        raise BadParameter(name, f"type and id are at most {MAX_REF} characters each")
+    return kind, key
+
+
+def parse_categories(values: list[str]) -> tuple[str, ...]:
+    """``category=warning&category=error`` or ``category=warning,error``."""
+    found = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    unknown = [c for c in found if c not in CATEGORIES]
+    if unknown:
+        raise BadParameter("category", f"unknown category; use {', '.join(CATEGORIES)}")
+    return tuple(dict.fromkeys(found))
+
+
+def about_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
+    """The current request's ``actor``, ``target`` and ``category`` filters alone (what
+    the unread count takes)."""
+    args = request.args if args is None else args
+    getlist = getattr(args, "getlist", None)
+    categories = getlist("category") if getlist is not None else [args.get("category", "")]
+    return NoticeQuery(
+        actor=parse_ref("actor", args.get("actor", "")),
+        target=parse_ref("target", args.get("target", "")),
+        categories=parse_categories(categories),
+    )
+
+
 def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
     """The listing filters of the current request (``read``, ``type``, ``q``, ``before``,
-    ``after``, ``before_id``, ``limit``, ``archived``); raises :class:`BadParameter`."""
+    ``after``, ``before_id``, ``limit``, ``archived``, ``actor``, ``target``,
+    ``category``); raises :class:`BadParameter`."""
     args = request.args if args is None else args
     settings = state_of().settings
     text = parse_text("q", args.get("q", "")).strip()
@@ -187,7 +226,9 @@ def notice_query(args: Mapping[str, Any] | None = None) -> NoticeQuery:
     raw_limit = args.get("limit", "")
     getlist = getattr(args, "getlist", None)
     types = getlist("type") if getlist is not None else [args.get("type", "")]
-    return NoticeQuery(
+    about = about_query(args)
+    return replace(
+        about,
         read=parse_bool("read", args.get("read", "")),
         types=parse_types(types),
         text=text or None,

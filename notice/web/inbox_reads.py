@@ -18,15 +18,18 @@ from ..store.reads import delete_notice
 from ..types import ReadStatus
 
 
-def unread_count(user_id: Any) -> int:
+def unread_count(user_id: Any, query: store.NoticeQuery | None = None) -> int:
+    """``user_id``'s unread count; with ``query``, of the notices matching its actor,
+    target and category filters."""
     state = state_of()
-    return int(store.unread_count(state.db.session, state.models.Notice, user_id))
+    return int(store.unread_count(state.db.session, state.models.Notice, user_id, query=query))
 
 
-def counts(user_id: Any) -> dict[str, int]:
-    """``{"unread": n, "unseen": m}`` for JSON answers and stream events."""
+def counts(user_id: Any, query: store.NoticeQuery | None = None) -> dict[str, int]:
+    """``{"unread": n, "unseen": m}`` for JSON answers and stream events; with
+    ``query``, of the notices matching its actor, target and category filters."""
     state = state_of()
-    return store.badge_count(state.db.session, state.models.Notice, user_id)._asdict()
+    return store.badge_count(state.db.session, state.models.Notice, user_id, query=query)._asdict()
 
 
 def notices(user_id: Any, query: store.NoticeQuery) -> list[Any]:

@@ -23,6 +23,7 @@ from werkzeug.exceptions import NotFound
 from ..mobile.models import MAX_APP, MAX_TOKEN, PLATFORMS
 from ..preferences.settings import DIGEST_FREQUENCIES
 from ..push.config import MAX_TTL, URGENCIES
+from ..references import CATEGORIES, MAX_LABEL, MAX_REF, METHODS
 from ..state import state_of
 from ..types import NoticeType
 from .auth import HEADER
@@ -113,7 +114,7 @@ _UNSEEN = {
 }
 
 
-def _schemas(page_max: int) -> dict[str, Any]:
+def _schemas(page_max: int, max_actions: int) -> dict[str, Any]:
     text = {"type": "string"}
     optional_text = {"type": ["string", "null"]}
     clock = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
@@ -183,6 +184,34 @@ def _schemas(page_max: int) -> dict[str, Any]:
                 "expires_at": when,
                 "seen_at": when,
                 "archived_at": when,
+                "category": {"type": "string", "enum": list(CATEGORIES)},
+                "actor": {"oneOf": [_ref("Reference"), {"type": "null"}]},
+                "target": {"oneOf": [_ref("Reference"), {"type": "null"}]},
+                "action_object": {"oneOf": [_ref("Reference"), {"type": "null"}]},
+                "actions": {"type": "array", "items": _ref("Action"), "maxItems": max_actions},
+            },
+        },
+        "Reference": {
+            "type": "object",
+            "description": "a row of the app the notice is about; name and url from the "
+            "app's reference resolver (null: unknown)",
+            "required": ["type", "id", "name", "url"],
+            "properties": {
+                "type": {"type": "string", "maxLength": MAX_REF},
+                "id": {"type": "string", "maxLength": MAX_REF},
+                "name": optional_text,
+                "url": {"type": ["string", "null"], "description": "a safe link, or null"},
+            },
+        },
+        "Action": {
+            "type": "object",
+            "description": "an action button: a link (GET) or a form (POST, with the "
+            "CSRF token of the app's own forms)",
+            "required": ["label", "url", "method"],
+            "properties": {
+                "label": {"type": "string", "maxLength": MAX_LABEL},
+                "url": text,
+                "method": {"type": "string", "enum": list(METHODS)},
             },
         },
         "NoticePage": {
@@ -334,9 +363,37 @@ def _schemas(page_max: int) -> dict[str, Any]:
     }
 
 
+#: ``actor=type:id`` / ``target=type:id`` (the id may hold colons)
+_REF_PATTERN = f"^[^:\\x00]{{1,{MAX_REF}}}:[^\\x00]{{1,{MAX_REF}}}$"
+
+
+def _about() -> list[dict[str, Any]]:
+    """The actor, target and category filters of the list and the unread count."""
+    return [
+        _query(
+            "actor",
+            {"type": "string", "pattern": _REF_PATTERN},
+            "type:id of the actor, e.g. user:7",
+        ),
+        _query(
+            "target",
+            {"type": "string", "pattern": _REF_PATTERN},
+            "type:id of the target or action object, e.g. post:12",
+        ),
+        _query(
+            "category",
+            {"type": "array", "items": {"type": "string", "enum": list(CATEGORIES)}},
+            "categories (repeat, or comma-separated)",
+            style="form",
+            explode=True,
+        ),
+    ]
+
+
 def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
     read_values = sorted({*_TRUE, *_FALSE, "all", ""})
     listing = [
+        *_about(),
         _query("read", {"type": "string", "enum": read_values}, "read or unread only"),
         _query(
             "archived",
@@ -419,8 +476,9 @@ def _inbox_paths(prefix: str, page_max: int) -> dict[str, Any]:
         "/api/unread-count": {
             "get": {
                 "operationId": "unreadCount",
-                "summary": "The user's unread and unseen counts",
+                "summary": "The unread and unseen counts of the notices matching the filters",
                 "security": _SESSION,
+                "parameters": _about(),
                 "responses": _responses(
                     {
                         "200": _json(
@@ -891,7 +949,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": _schemas(settings.page_max),
+            "schemas": _schemas(settings.page_max, settings.max_actions),
             "securitySchemes": {
                 "session": {
                     "type": "apiKey",

@@ -5,7 +5,8 @@ Events::
     event: count          data: {"unread": 3, "unseen": 1, ...}
                                                           on connect and on every change
     id: 42
-    event: notice         data: <Notice.to_dict()> + link   each new notice
+    event: notice         data: <Notice.to_dict()> + link   each new notice, its
+                                                            references named
 
     event: closed         data: {"reason": "superseded"}  last event: a newer stream
                                                             of the user replaced this one
@@ -71,7 +72,7 @@ def _missed(app: Flask, user_id: Any, after_id: int) -> tuple[list[dict[str, Any
     with app.app_context():
         try:
             newest = inbox_reads.notices(user_id, NoticeQuery(limit=state.settings.sse_replay))
-            rows = [n.to_dict() for n in reversed(newest) if n.id > after_id]
+            rows = state.notice_dicts([n for n in reversed(newest) if n.id > after_id])
             counts = inbox_reads.counts(user_id)
         finally:
             state.db.session.remove()
@@ -82,7 +83,7 @@ def _load_one(app: Flask, user_id: Any, notice_id: int) -> dict[str, Any] | None
     with app.app_context():
         try:
             notice = inbox_reads.get(user_id, notice_id)
-            return None if notice is None else dict(notice.to_dict())
+            return None if notice is None else state_of(app).notice_dicts([notice])[0]
         finally:
             state_of(app).db.session.remove()
 

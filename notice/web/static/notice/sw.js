@@ -1,5 +1,6 @@
-/* notice service worker: shows Web Push notifications, opens their url on click, and
-   moves the subscription when the browser renews it (pushsubscriptionchange).
+/* notice service worker: shows Web Push notifications with their action buttons, opens
+   their url (or the clicked action's) on click, and moves the subscription when the
+   browser renews it (pushsubscriptionchange).
    Registered by push.js from <prefix>/static/notice/sw.js. */
 "use strict";
 
@@ -31,8 +32,16 @@ self.addEventListener("push", (event) => {
   }
   const options = {
     body: message.body || "",
-    data: { url: safeUrl(message.url), id: message.id, type: message.type },
+    data: { url: safeUrl(message.url), id: message.id, type: message.type, actions: {} },
   };
+  // action buttons (GET actions of the notice): shown as "a0", "a1"..., their urls
+  // kept in data for notificationclick
+  if (Array.isArray(message.actions) && message.actions.length) {
+    options.actions = message.actions.map((action, i) => {
+      options.data.actions["a" + i] = safeUrl(action.url);
+      return { action: "a" + i, title: String(action.title || "") };
+    });
+  }
   if (message.icon) options.icon = message.icon;
   if (message.lang) options.lang = message.lang; // the recipient's locale (notice.i18n)
   if (message.id) options.tag = "notice-" + message.id; // a repeat replaces, not stacks
@@ -41,7 +50,9 @@ self.addEventListener("push", (event) => {
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const target = (event.notification.data && event.notification.data.url) || safeUrl("/");
+  const data = event.notification.data || {};
+  // a click on an action button opens its url; elsewhere on the notification, the notice's
+  const target = (event.action && data.actions && data.actions[event.action]) || data.url || safeUrl("/");
   event.waitUntil(
     self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((windows) => {
       for (const client of windows) {
