@@ -35,9 +35,9 @@ def test_list_and_count_filter_by_actor_target_and_category(web):  # noqa: F811
     assert _listed(client, "target=post:12") == [about_comment, by_ann]
     assert _listed(client, "category=error,warning") == [urn, about_comment]
     assert _listed(client, "category=error&category=warning&actor=user:urn:x:9") == [urn]
-    assert client.get(f"{COUNT}?category=error").json == {"unread": 1}
-    assert client.get(f"{COUNT}?target=post:12").json == {"unread": 2}
-    assert client.get(COUNT).json == {"unread": 3}
+    assert client.get(f"{COUNT}?category=error").json == {"unread": 1, "unseen": 1}
+    assert client.get(f"{COUNT}?target=post:12").json == {"unread": 2, "unseen": 2}
+    assert client.get(COUNT).json == {"unread": 3, "unseen": 3}
     # the list's own unread stays the badge's: every unread notice
     assert client.get(f"{API}?category=error").json["unread"] == 3
 

@@ -15,21 +15,36 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import store
 from ..aftercommit import call_after_commit
 from ..columns import utcnow
 from ..fallback import SHARED
 from ..store import schedule as schedule_store
-from ..types import DeliveryStatus, user_key
+from ..types import DeliveryStatus, NoticeType, user_key
 from .quiet import QuietWindow
 
 if TYPE_CHECKING:
-    from ..publish import NoticeEvent
     from ..state import NoticeState
 
 logger = logging.getLogger("notice")
+
+
+class TimedEvent(Protocol):
+    """What scheduling reads of a publish: a :class:`notice.publish.NoticeEvent`
+    (named by its shape, so that publish and this module do not import each other)."""
+
+    @property
+    def notice_type(self) -> NoticeType: ...
+    @property
+    def channels(self) -> frozenset[str] | None: ...
+    @property
+    def deliver_at(self) -> datetime | None: ...
+    @property
+    def delays(self) -> Mapping[str, datetime] | None: ...
+    @property
+    def unless_read(self) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +122,7 @@ class Scheduler:
     """Decides the due time of each delivery of one publish and writes the later ones."""
 
     state: NoticeState
-    event: NoticeEvent
+    event: TimedEvent
     now: datetime
     #: the quiet hours model, when quiet hours may apply to this publish
     quiet_model: Any = None
@@ -120,7 +135,7 @@ class Scheduler:
 
     @classmethod
     def for_event(
-        cls, state: NoticeState, session: Any, event: NoticeEvent, now: datetime
+        cls, state: NoticeState, session: Any, event: TimedEvent, now: datetime
     ) -> Scheduler | None:
         """A scheduler, or None when every delivery of ``event`` goes out at once (no
         delay asked and no quiet hours that could apply: no query then)."""
