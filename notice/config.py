@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError, NoticeConfigWarning
+from .grouping import validate_grouping
 from .links import link_origins
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
@@ -203,6 +204,16 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_DIGEST_DEFAULT": "off",
     #: most notices listed in one digest email; the rest wait for the next digest
     "NOTICE_DIGEST_LIMIT": 100,
+    # --- workflows: grouping, throttle, email modes ----------------------------
+    #: default group window per notice type (or "*"), in seconds, for
+    #: ``notice_event(group_key=...)`` without ``group_window``, e.g. {"Like": 600}
+    "NOTICE_GROUP_WINDOWS": {},
+    #: grouped subject per notice type: a format string with {actor}, {others},
+    #: {count}, {actors} and {subject}, or a callable ``f(notice.grouping.Group) -> str``;
+    #: default "Ana and 3 others liked …" from the newest subject
+    "NOTICE_GROUP_SUBJECTS": {},
+    #: distinct actors a group keeps (newest first)
+    "NOTICE_GROUP_ACTORS": 10,
     # --- celery --------------------------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
@@ -490,6 +501,7 @@ def _validate_email(app: Flask) -> None:
     for key in ("NOTICE_MAIL_TIMEOUT", "NOTICE_WEBHOOK_TIMEOUT", "NOTICE_UNSUBSCRIBE_MAX_AGE"):
         _positive(app, key, float)
     validate_preferences(cfg)
+    validate_grouping(cfg)
     from .fallback import validate as validate_fallback
 
     validate_fallback(cfg)

@@ -21,6 +21,7 @@ from .delivery import Report, deliver, deliver_in_app
 from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
+from .grouping import GroupSettings
 from .i18n import LocaleLoader, install_jinja_globals
 from .models import Models, build_models
 from .preferences.models import build_preference_models
@@ -118,6 +119,7 @@ class Notices:
             preference_settings=PreferenceSettings.from_config(cfg),
             push_settings=PushSettings.from_config(cfg),
         )
+        state.group_settings = GroupSettings.from_config(cfg)
         if settings.metrics:
             from .metrics import install  # imports prometheus_client only when on
 

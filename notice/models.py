@@ -40,6 +40,10 @@ class NoticeView:
     emailed_at: datetime | None
     create_at: datetime
     update_at: datetime
+    #: notices folded into this one under its group_key (None: not grouped)
+    group_count: int | None = None
+    #: the group's actors, newest first (see :mod:`notice.grouping`)
+    group_actors: list[str] | None = None
 
     @classmethod
     def of(cls, row: Any) -> NoticeView:
@@ -83,6 +87,8 @@ def notice_dict(notice: Any) -> dict[str, Any]:
         "update_at": iso_time(notice.update_at),
         "read_at": iso_time(notice.read_at),
         "expires_at": iso_time(notice.expires_at),
+        "group_count": notice.group_count,
+        "group_actors": notice.group_actors,
     }
 
 
@@ -126,6 +132,10 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
                 postgresql_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
                 sqlite_where=sa.text("emailed_at IS NULL AND read_status = 'Unread'"),
             ),
+            # one open group per user and key (grouping.py folds into it; a closed
+            # group's key is cleared, as an expired dedupe_key is)
+            # (an index, not a constraint: SQLite adds it without rebuilding the table)
+            sa.Index("uq_notice_user_group", "user_id", "group_key", unique=True),
             NEVER_REUSE_IDS,
         )
 
@@ -156,6 +166,15 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
         update_at: Mapped[datetime] = mapped_column(
             UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
         )
+        #: the open group's key (``notice_event(group_key=...)``); cleared when a later
+        #: notice under the key starts a new group
+        group_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+        #: notices folded into this one (None: not grouped)
+        group_count: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+        #: the group's actors, newest first, at most NOTICE_GROUP_ACTORS
+        group_actors: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+        #: the group's window ends: later notices under the key start a new group
+        group_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
         deliveries: Mapped[list[Any]] = db.relationship(
             "Delivery",

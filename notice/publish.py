@@ -21,6 +21,7 @@ from .columns import utcnow
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .fallback import SHARED
+from .grouping import write_grouped
 from .models import NoticeView
 from .signals import notice_created, notification, send_observing
 from .state import NoticeState, state_of
@@ -53,6 +54,8 @@ class PublishResult:
     claimed: ClaimedBatch | None = None
     #: the first new notice as written (what a single-user ``notice_event`` returns)
     first: NoticeView | None = None
+    #: ids of groups a notice folded into (also in ``existing_ids``): updated, not new
+    folded_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ class NoticeEvent:
     targets: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None
     #: a dedupe_key holds only this long: an older notice under it no longer dedupes
     dedupe_for: timedelta | None = None
+    #: fold into the user's open group under this key (:mod:`notice.grouping`)
+    group_key: str | None = None
+    #: the group's window (the argument, else the type's NOTICE_GROUP_WINDOWS)
+    group_window: timedelta | None = None
+    #: who acted, as the grouped subject names them (default: ``str(sender_id)``)
+    actor: str | None = None
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -124,6 +133,9 @@ def notice_event(
     targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
     commit: bool = True,
     dedupe_for: timedelta | None = None,
+    group_key: str | None = None,
+    group_window: timedelta | None = None,
+    actor: str | None = None,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
 
@@ -136,6 +148,13 @@ def notice_event(
         existing notice and sends nothing. An expired notice never dedupes.
     :param dedupe_for: a positive timedelta: the key dedupes only notices created
         within this window before now; after it the same key notifies again.
+    :param group_key: fold into the user's open group under this key: one inbox item
+        with a count and the actors, sent once when its window ends (see
+        :mod:`notice.grouping`); not with ``dedupe_key``.
+    :param group_window: a positive timedelta from the group's first notice (default:
+        the type's ``NOTICE_GROUP_WINDOWS``).
+    :param actor: the name the grouped subject shows for this notice's actor (default:
+        ``str(sender_id)``).
     :param channels: sender names to use for this call (default: every sender whose
         filter matches).
     :param targets: per channel, the targets to use for each user instead of the
@@ -164,6 +183,9 @@ def notice_event(
         targets=targets,
         commit=commit,
         dedupe_for=dedupe_for,
+        group_key=group_key,
+        group_window=group_window,
+        actor=actor,
     )
     session = state.db.session
     _publish(app, state, session, event)
@@ -231,11 +253,13 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
         session, state.dispatcher, claimed if claimed is not None else event.result.delivery_ids
     )
     publisher = state.publisher
-    if publisher is not None and notice_ids:
+    # a fold is one live event too: the item's new count and subject replace the old
+    live = notice_ids + event.result.folded_ids
+    if publisher is not None and live:
         engine = state.engine
         call_after_commit(
             session,
-            lambda: publisher.submit(engine, notice_ids),
+            lambda: publisher.submit(engine, live),
             priority=EARLY,
             description="publishing new notices to the live stream",
         )
@@ -297,6 +321,9 @@ def build_event(
     commit: bool,
     targets: Mapping[str, Mapping[Any, Iterable[Any]]] | None = None,
     dedupe_for: timedelta | None = None,
+    group_key: str | None = None,
+    group_window: timedelta | None = None,
+    actor: str | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -328,6 +355,10 @@ def build_event(
         raise ValueError("dedupe_for must be a positive timedelta")
     if dedupe_for is not None and dedupe_key is None:
         raise ValueError("dedupe_for needs a dedupe_key")
+    if group_key is not None or group_window is not None:
+        group_window = _check_group(state, notice_type, dedupe_key, group_key, group_window)
+    if actor is not None and (not isinstance(actor, str) or not 0 < len(actor) <= MAX_SUBJECT):
+        raise ValueError(f"actor must be a string of 1-{MAX_SUBJECT} characters")
     if data is not None:
         check_data_size(data, state.settings.max_data)
     if isinstance(expires_at, timedelta):
@@ -375,7 +406,36 @@ def build_event(
         channels=wanted,
         commit=commit,
         dedupe_for=dedupe_for,
+        group_key=group_key,
+        group_window=group_window,
+        actor=actor,
     )
+
+
+def _check_group(
+    state: NoticeState,
+    notice_type: NoticeType | str,
+    dedupe_key: str | None,
+    group_key: str | None,
+    group_window: timedelta | None,
+) -> timedelta:
+    """Validate the grouping arguments; the window to use."""
+    if group_key is None:
+        raise ValueError("group_window needs a group_key")
+    if not isinstance(group_key, str) or not 0 < len(group_key) <= MAX_DEDUPE_KEY:
+        raise ValueError(f"group_key must be a string of 1-{MAX_DEDUPE_KEY} characters")
+    if dedupe_key is not None:
+        raise ValueError("group_key and dedupe_key exclude each other")
+    if group_window is None:
+        group_window = state.group_settings.window(str(NoticeType(notice_type)))
+        if group_window is None:
+            raise ValueError(
+                "group_key needs group_window= or a NOTICE_GROUP_WINDOWS entry for "
+                f"{NoticeType(notice_type)}"
+            )
+    if not isinstance(group_window, timedelta) or group_window <= timedelta(0):
+        raise ValueError("group_window must be a positive timedelta")
+    return group_window
 
 
 def route(
@@ -442,6 +502,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     peak memory does not grow with its recipients beyond one chunk: what is kept across
     chunks is the new ids and, for a born-claimed send, a few columns per delivery.
     """
+    if event.group_key is not None:
+        return write_grouped(state, event, utcnow())
     session = state.db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
     dedupe = event.dedupe_key is not None

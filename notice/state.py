@@ -19,6 +19,7 @@ from flask import Flask, current_app
 
 from .errors import ConfigurationError
 from .filters import Filter
+from .grouping import GroupSettings
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .senders.base import Sender
@@ -119,6 +120,8 @@ class NoticeState:
         self.hung_sends = HungSends()
         #: the app's Prometheus metrics (NOTICE_METRICS); None when off
         self.metrics: MetricsHooks | None = None
+        #: NOTICE_GROUP_* (:mod:`notice.grouping`); set by ``init_app``
+        self.group_settings = GroupSettings({}, {})
 
     @property
     def app(self) -> Flask:

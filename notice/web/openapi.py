@@ -163,6 +163,16 @@ def _schemas(page_max: int) -> dict[str, Any]:
                 "expires_at": when,
                 "seen_at": when,
                 "archived_at": when,
+                "group_count": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "description": "notices folded into this one under a group_key",
+                },
+                "group_actors": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string"},
+                    "description": "the group's actors, newest first",
+                },
             },
         },
         "NoticePage": {
