@@ -204,6 +204,10 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_DIGEST_DEFAULT": "off",
     #: most notices listed in one digest email; the rest wait for the next digest
     "NOTICE_DIGEST_LIMIT": 100,
+    #: default email mode per notice type (or "*"): "immediate" (its own email),
+    #: "daily" or "weekly" (a line in that digest, no email of its own) or "off";
+    #: users choose their own per type
+    "NOTICE_EMAIL_MODES": {},
     # --- workflows: grouping, throttle, email modes ----------------------------
     #: default group window per notice type (or "*"), in seconds, for
     #: ``notice_event(group_key=...)`` without ``group_window``, e.g. {"Like": 600}

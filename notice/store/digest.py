@@ -64,12 +64,28 @@ def candidates(
     default: str,
     now: datetime,
     channel: str,
+    preference: sa.Table | None = None,
+    mode_types: Sequence[str] = (),
 ) -> list[Any]:
     """Users on ``frequency`` (chosen, or by the ``default`` frequency) with at least
-    one :func:`pending` notice, by user id."""
+    one :func:`pending` notice, by user id; with ``preference``, also users with a
+    pending notice of a type in email mode ``frequency``, by their choice or by
+    default (``mode_types``). A superset: the per-user read decides what is listed."""
     chosen = digest.c.frequency == frequency
     if default == frequency:
         chosen = sa.or_(chosen, digest.c.frequency.is_(None))  # no row, or no choice
+    if preference is not None:
+        p = preference.c
+        chosen = sa.or_(
+            chosen,
+            notice.c.notice_type.in_(list(mode_types)),
+            sa.exists().where(
+                p.user_id == notice.c.user_id,
+                p.notice_type == notice.c.notice_type,
+                p.channel == channel,
+                p.mode == frequency,
+            ),
+        )
     stmt = (
         sa.select(notice.c.user_id)
         .distinct()
@@ -150,6 +166,25 @@ def refusal(engine: Engine, digest: sa.Table, user_id: Any) -> str | None:
             sa.select(digest.c.refused_address).where(digest.c.user_id == user_id)
         ).scalar()
     return found
+
+
+def frequency_of(conn: Connection, digest: sa.Table, user_id: Any) -> str | None:
+    """The user's chosen digest frequency (None: no choice)."""
+    found = conn.execute(sa.select(digest.c.frequency).where(digest.c.user_id == user_id)).scalar()
+    return None if found is None else str(found)
+
+
+def channel_modes(
+    conn: Connection, preference: sa.Table, user_id: Any, channel: str
+) -> dict[str, tuple[bool, str | None]]:
+    """The user's stored ``(enabled, mode)`` choices for ``channel``, by notice type."""
+    p = preference.c
+    rows = conn.execute(
+        sa.select(p.notice_type, p.enabled, p.mode).where(
+            p.user_id == user_id, p.channel == channel
+        )
+    )
+    return {t: (bool(e), m) for t, e, m in rows}
 
 
 def channel_choices(

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import NotFound
 
-from ..preferences.settings import DIGEST_FREQUENCIES
+from ..preferences.settings import DIGEST_FREQUENCIES, EMAIL_MODES
 from ..push.config import MAX_TTL, URGENCIES
 from ..state import state_of
 from ..types import NoticeType
@@ -223,6 +223,12 @@ def _schemas(page_max: int) -> dict[str, Any]:
                 "required": {"type": "array", "items": text},
                 "digest": {"type": "string", "enum": list(DIGEST_FREQUENCIES)},
                 "digest_frequencies": {"type": "array", "items": text},
+                "email_modes": {
+                    "type": "object",
+                    "description": "{type: mode}: how each type reaches the user by email",
+                    "additionalProperties": {"type": "string", "enum": list(EMAIL_MODES)},
+                },
+                "email_mode_choices": {"type": "array", "items": text},
             },
         },
         "PreferencesUpdate": {
@@ -238,6 +244,12 @@ def _schemas(page_max: int) -> dict[str, Any]:
                     },
                 },
                 "digest": {"type": "string", "enum": list(DIGEST_FREQUENCIES)},
+                "email_modes": {
+                    "type": "object",
+                    "description": "{type: mode} for registered types: immediate (its own "
+                    "email), daily or weekly (in that digest), off",
+                    "additionalProperties": {"type": "string", "enum": list(EMAIL_MODES)},
+                },
             },
         },
         "Topic": {
