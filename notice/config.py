@@ -21,6 +21,7 @@ from .links import link_origins
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
 from .retry import RetryPolicy
+from .throttle import validate_throttle
 
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
@@ -218,6 +219,12 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_GROUP_SUBJECTS": {},
     #: distinct actors a group keeps (newest first)
     "NOTICE_GROUP_ACTORS": 10,
+    #: at most N notices per user, type (or "*") and channel within a period:
+    #: {"Like": {"email": [3, 3600]}}; over it the delivery is Skipped "throttled"
+    "NOTICE_THROTTLE": {},
+    #: what a throttled delivery leaves: "skip" (nothing) or "digest" (the user's next
+    #: digest may list the notice, as when its email is skipped)
+    "NOTICE_THROTTLE_OVERFLOW": "skip",
     # --- celery --------------------------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
@@ -506,6 +513,7 @@ def _validate_email(app: Flask) -> None:
         _positive(app, key, float)
     validate_preferences(cfg)
     validate_grouping(cfg)
+    validate_throttle(cfg)
     from .fallback import validate as validate_fallback
 
     validate_fallback(cfg)

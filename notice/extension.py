@@ -36,6 +36,7 @@ from .signals import notice_read, notification, send_observing
 from .state import NoticeState, Route, TopicAuthorizer, register_state
 from .store.schema import watch_for_missing_tables
 from .sweeper import sweep
+from .throttle import ThrottleSettings
 from .topics.topics import Published, Topics
 from .web import register_web
 from .web.auth import csrf_token
@@ -120,6 +121,7 @@ class Notices:
             push_settings=PushSettings.from_config(cfg),
         )
         state.group_settings = GroupSettings.from_config(cfg)
+        state.throttle_settings = ThrottleSettings.from_config(cfg)
         if settings.metrics:
             from .metrics import install  # imports prometheus_client only when on
 

@@ -14,7 +14,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import make_transient_to_detached
 
-from . import fallback, store
+from . import fallback, store, throttle
 from .aftercommit import EARLY, call_after_commit
 from .claimed import ClaimedBatch, ClaimedSegment
 from .columns import utcnow
@@ -438,6 +438,34 @@ def _check_group(
     return group_window
 
 
+def _write_throttled(
+    state: NoticeState,
+    session: Any,
+    written: list[tuple[int, Any]],
+    held: dict[str, list[tuple[str, str]]],
+    now: datetime,
+) -> None:
+    """Write the deliveries :func:`notice.throttle.hold_back` took out, already
+    Skipped: the inbox and the delivery list show why nothing went out."""
+    reason = state.throttle_settings.reason
+    rows = [
+        {
+            "notice_id": notice_id,
+            "channel": channel,
+            "target": target,
+            "status": DeliveryStatus.SKIPPED.value,
+            "attempts": 0,
+            "last_error": reason,
+            "next_attempt_at": now,
+            "create_at": now,
+            "update_at": now,
+        }
+        for notice_id, u in written
+        for channel, target in held.get(user_key(u), ())
+    ]
+    store.insert_deliveries(session, state.models.Delivery.__table__, rows)
+
+
 def route(
     state: NoticeState, event: NoticeEvent, user_ids: tuple[Any, ...], *, first: bool = True
 ) -> dict[Any, list[tuple[str, str]]]:
@@ -567,6 +595,14 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     for start in range(0, len(user_ids), STREAM_CHUNK):
         part = user_ids[start : start + STREAM_CHUNK]
         routes = route(state, event, tuple(dict.fromkeys(part)), first=start == 0)
+        # over NOTICE_THROTTLE: written Skipped below, never sent
+        held = (
+            throttle.hold_back(
+                state, str(event.notice_type), tuple(dict.fromkeys(part)), routes, now
+            )
+            if state.throttle_settings.limits
+            else {}
+        )
         if dedupe:
             # an expired notice never dedupes: its key is freed for the new one
             assert event.dedupe_key is not None
@@ -607,6 +643,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         delivery_ids = store.insert_delivery_columns(
             session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
         )
+        if held:
+            _write_throttled(state, session, written, held, now)
         result.delivery_ids.extend(delivery_ids)
         if segment is not None:
             segment.delivery_ids.extend(delivery_ids)

@@ -24,6 +24,7 @@ from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .senders.base import Sender
 from .sending import HungSends
+from .throttle import ThrottleSettings
 from .types import UserIdPolicy
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ class NoticeState:
         self.metrics: MetricsHooks | None = None
         #: NOTICE_GROUP_* (:mod:`notice.grouping`); set by ``init_app``
         self.group_settings = GroupSettings({}, {})
+        #: NOTICE_THROTTLE* (:mod:`notice.throttle`); set by ``init_app``
+        self.throttle_settings = ThrottleSettings()
 
     @property
     def app(self) -> Flask:

@@ -17,6 +17,7 @@ from ..types import DeliveryStatus, ReadStatus
 from .claims import new_token
 from .common import begin_write, dialect_insert, run_transaction, visible
 from .email import set_emailed
+from .throttle import THROTTLED
 
 #: states of a notice's own email delivery that leave the notice out of the digest:
 #: it will be mailed (Wait; Error, waiting for its retry; either one maybe held by a
@@ -44,7 +45,13 @@ def pending(
     c = notice.c
     d = delivery.c
     mailed_on_its_own = sa.exists().where(
-        d.notice_id == c.id, d.channel == channel, d.status.in_(MAILED_ON_ITS_OWN)
+        d.notice_id == c.id,
+        d.channel == channel,
+        sa.or_(
+            d.status.in_(MAILED_ON_ITS_OWN),
+            # throttled with NOTICE_THROTTLE_OVERFLOW = "skip": not mailed at all
+            sa.and_(d.status == DeliveryStatus.SKIPPED.value, d.last_error == THROTTLED),
+        ),
     )
     return sa.and_(
         c.read_status == ReadStatus.UNREAD.value,
