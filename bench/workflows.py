@@ -133,8 +133,9 @@ def main() -> None:
                         app.db.session.remove()  # type: ignore[attr-defined]
                         app.db.engine.dispose()  # type: ignore[attr-defined]
             per_fold, per_plain = fold_s / args.likes * 1e6, plain_s / args.likes * 1e6
-            print(f"    {args.likes} folded likes     {fold_s:6.2f} s  ({per_fold:6.0f} µs each)")
-            print(f"    {args.likes} plain notice_event {plain_s:6.2f} s  ({per_plain:6.0f} µs each)")
+            n = args.likes
+            print(f"    {n} folded likes        {fold_s:6.2f} s  ({per_fold:6.0f} µs each)")
+            print(f"    {n} plain notice_event  {plain_s:6.2f} s  ({per_plain:6.0f} µs each)")
             print(f"    ratio folded / plain  {fold_s / plain_s:6.2f}")
 
 
