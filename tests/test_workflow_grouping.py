@@ -18,6 +18,7 @@ from notice.grouping import Group, default_subject
 from notice.sweeper import sweep
 from tests.support.emailapp import address, email_app
 from tests.support.smtpserver import SMTPServer
+from tests.support.sse import SSEClient, serving
 
 HOUR = timedelta(hours=1)
 PHOTOS = "“Weekend photos”"
@@ -213,6 +214,23 @@ def test_a_fold_is_one_live_event_with_the_group_count(app, notices):
         assert event["data"]["subject"] == f"Ben and 1 other liked {PHOTOS}"
         assert sub.get(timeout=10)["event"] == "count"
         assert sub.get(timeout=0.2) is None  # one event (and its count), not two
+
+
+def test_the_stream_sends_each_fold_of_a_listed_item(app_factory):
+    """The stream skips a notice it already sent (replay and live overlap), but a fold
+    is a new version of the item: it is streamed again with its new count."""
+    app = app_factory()
+    app.notices.user_loader(lambda: 1)
+    with app.app_context():
+        first = like("Ana")
+    with serving(app) as port, SSEClient(port, "/notices/stream?last_event_id=0") as client:
+        replayed = client.next_of("notice")
+        assert (replayed.data["id"], replayed.data["group_count"]) == (first.id, 1)
+        with app.app_context():
+            like("Ben")
+        event = client.until(lambda e: e.event == "notice")
+        assert (event.data["id"], event.data["group_count"]) == (first.id, 2)
+        assert event.data["subject"] == f"Ben and 1 other liked {PHOTOS}"
 
 
 @pytest.fixture
