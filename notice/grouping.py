@@ -19,16 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from .errors import ConfigurationError
 from .store import grouping as group_store
 from .store.writes import insert_deliveries
 from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus, user_key
-
-if TYPE_CHECKING:
-    from .publish import NoticeEvent, PublishResult
-    from .state import NoticeState
 
 #: a publisher that loses the insert of a new group to another one (same user and key)
 #: folds into the winner's; this bounds those turns (each needs a group to close first)
@@ -159,15 +158,24 @@ def validate_grouping(cfg: Mapping[str, Any]) -> None:
                 raise ConfigurationError(f"NOTICE_GROUP_WINDOWS/SUBJECTS: {exc}") from None
 
 
-def write_grouped(state: NoticeState, event: NoticeEvent, now: datetime) -> PublishResult:
+def write_grouped(
+    session: Session,
+    notice: sa.Table,
+    delivery: sa.Table,
+    settings: GroupSettings,
+    event: Any,
+    route: Callable[[Any], list[tuple[str, str]]],
+    now: datetime,
+) -> None:
     """The ``notification`` receiver's path for an event with a ``group_key``: per
-    user, fold into the open group or open a new one (see the module docstring)."""
-    from .publish import route
+    user, fold into the open group or open a new one (see the module docstring).
 
+    :param event: the :class:`notice.publish.NoticeEvent`; what was written is recorded
+        on its ``result``.
+    :param route: ``route(user_id)``: the ``(channel, target)`` deliveries of a new
+        group for that user.
+    """
     assert event.group_key is not None and event.group_window is not None
-    session = state.db.session
-    notice, delivery = state.models.Notice.__table__, state.models.Delivery.__table__
-    settings = state.group_settings
     result = event.result
     # one order for every caller: two fan-outs over the same users lock their groups
     # in the same order, so they never wait on each other crosswise
@@ -179,7 +187,7 @@ def write_grouped(state: NoticeState, event: NoticeEvent, now: datetime) -> Publ
                 and group.group_until > now
                 and group_store.hold_pending(session, delivery, group.id, now)
             ):
-                _fold(state, event, group, now)
+                _fold(session, notice, settings, event, group, now)
                 result.existing_ids.append(group.id)
                 result.folded_ids.append(group.id)
                 break
@@ -190,7 +198,7 @@ def write_grouped(state: NoticeState, event: NoticeEvent, now: datetime) -> Publ
             )
             if notice_id is None:
                 continue  # another publisher opened it first: fold into theirs
-            routes = route(state, event, (user_id,))[user_key(user_id)]
+            routes = route(user_id)
             result.notice_ids.append(notice_id)
             if routes:
                 until = now + event.group_window
@@ -218,16 +226,15 @@ def write_grouped(state: NoticeState, event: NoticeEvent, now: datetime) -> Publ
         else:
             raise RuntimeError(f"group {event.group_key!r}: no turn won in {MAX_TURNS} tries")
     result.written = True
-    return result
 
 
-def _actor(event: NoticeEvent) -> str | None:
+def _actor(event: Any) -> str | None:
     if event.actor is not None:
-        return event.actor
+        return str(event.actor)
     return None if event.sender_id is None else str(event.sender_id)
 
 
-def _first_row(event: NoticeEvent, user_id: Any, now: datetime, max_actors: int) -> dict[str, Any]:
+def _first_row(event: Any, user_id: Any, now: datetime, max_actors: int) -> dict[str, Any]:
     assert event.group_window is not None
     actor = _actor(event)
     return {
@@ -250,8 +257,14 @@ def _first_row(event: NoticeEvent, user_id: Any, now: datetime, max_actors: int)
     }
 
 
-def _fold(state: NoticeState, event: NoticeEvent, group: Any, now: datetime) -> None:
-    settings = state.group_settings
+def _fold(
+    session: Session,
+    notice: sa.Table,
+    settings: GroupSettings,
+    event: Any,
+    group: Any,
+    now: datetime,
+) -> None:
     actor = _actor(event)
     actors = [a for a in (group.group_actors or []) if a != actor]
     if actor is not None:
@@ -260,8 +273,8 @@ def _fold(state: NoticeState, event: NoticeEvent, group: Any, now: datetime) -> 
     count = int(group.group_count or 1) + 1
     subject = settings.subject(Group(str(event.notice_type), event.subject, count, tuple(actors)))
     group_store.fold(
-        state.db.session,
-        state.models.Notice.__table__,
+        session,
+        notice,
         group.id,
         {
             "group_count": count,

@@ -531,7 +531,16 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     chunks is the new ids and, for a born-claimed send, a few columns per delivery.
     """
     if event.group_key is not None:
-        return write_grouped(state, event, utcnow())
+        write_grouped(
+            state.db.session,
+            state.models.Notice.__table__,
+            state.models.Delivery.__table__,
+            state.group_settings,
+            event,
+            lambda u: route(state, event, (u,))[user_key(u)],
+            utcnow(),
+        )
+        return event.result
     session = state.db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
     dedupe = event.dedupe_key is not None
@@ -598,7 +607,14 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         # over NOTICE_THROTTLE: written Skipped below, never sent
         held = (
             throttle.hold_back(
-                state, str(event.notice_type), tuple(dict.fromkeys(part)), routes, now
+                state.db.session,
+                state.models.Notice.__table__,
+                state.models.Delivery.__table__,
+                state.throttle_settings,
+                str(event.notice_type),
+                tuple(dict.fromkeys(part)),
+                routes,
+                now,
             )
             if state.throttle_settings.limits
             else {}

@@ -16,15 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from .errors import ConfigurationError
 from .store import throttle as throttle_store
 from .store.throttle import THROTTLED, THROTTLED_TO_DIGEST
 from .types import NoticeType, user_key
-
-if TYPE_CHECKING:
-    from .state import NoticeState
 
 OVERFLOWS = ("skip", "digest")
 
@@ -101,7 +101,10 @@ def validate_throttle(cfg: Mapping[str, Any]) -> None:
 
 
 def hold_back(
-    state: NoticeState,
+    session: Session,
+    notice: sa.Table,
+    delivery: sa.Table,
+    settings: ThrottleSettings,
     notice_type: str,
     user_ids: tuple[Any, ...],
     routes: dict[str, list[Pair]],
@@ -112,14 +115,11 @@ def hold_back(
 
     One notice counts once per channel, whatever its targets (devices) there.
     """
-    settings = state.throttle_settings
     held: dict[str, list[Pair]] = {}
     channels = sorted({c for pairs in routes.values() for c, _ in pairs})
     limited = [(c, rule) for c in channels if (rule := settings.limit(notice_type, c))]
     if not limited:
         return held
-    session = state.db.session
-    notice, delivery = state.models.Notice.__table__, state.models.Delivery.__table__
     keys = [user_key(u) for u in user_ids]
     throttle_store.lock(
         session, notice, [f"{k}:{notice_type}:{c}" for k in keys for c, _ in limited]
