@@ -185,6 +185,8 @@ def write_grouped(
             if (
                 group is not None
                 and group.group_until > now
+                # an expired item is hidden: folding into it would hide the notice too
+                and (group.expires_at is None or group.expires_at > now)
                 and group_store.hold_pending(session, delivery, group.id, now)
             ):
                 _fold(session, notice, settings, event, group, now)

@@ -107,6 +107,17 @@ def test_a_new_window_opens_a_new_group(app, notices):
     assert subjects == [f"Ana liked {PHOTOS}", f"Ben liked {PHOTOS}"]
 
 
+def test_an_expired_group_is_not_folded_into(app, notices):
+    first = like("Ana", expires_at=timedelta(minutes=5))
+    table = notices.models.Notice.__table__
+    app.db.session.execute(
+        sa.update(table).where(table.c.id == first.id).values(expires_at=utcnow())
+    )
+    app.db.session.commit()
+    second = like("Ben")
+    assert second.id != first.id and second.group_count == 1
+
+
 def test_groups_are_per_user_and_per_key(app, notices):
     a = like("Ana", user=1)
     b = like("Ana", user=2)

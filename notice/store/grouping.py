@@ -19,7 +19,7 @@ from .common import cached, dialect_insert
 
 def lock_group(session: Session, notice: sa.Table, user_id: Any, key: str) -> Any:
     """Lock the user's open group under ``key`` and return its row (``id, group_count,
-    group_actors, group_until``), or None.
+    group_actors, group_until, expires_at``), or None.
 
     A no-op ``UPDATE`` rather than ``SELECT ... FOR UPDATE``: on SQLite it takes the
     write lock before anything is read, so two publishers queue on the busy timeout
@@ -35,7 +35,7 @@ def lock_group(session: Session, notice: sa.Table, user_id: Any, key: str) -> An
             sa.update(notice)
             .where(c.user_id == sa.bindparam("user"), c.group_key == sa.bindparam("key"))
             .values(group_key=c.group_key)
-            .returning(c.id, c.group_count, c.group_actors, c.group_until)
+            .returning(c.id, c.group_count, c.group_actors, c.group_until, c.expires_at)
         ),
     )
     return session.execute(stmt, {"user": user_id, "key": key}).first()

@@ -33,9 +33,12 @@ def lock(session: Session, notice: sa.Table, keys: Sequence[str]) -> None:
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        stmt = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
-        for key in sorted(set(keys)):
-            session.execute(stmt, {"k": f"notice-throttle:{key}"})
+        # one statement for a whole fan-out, the locks taken in the sorted subquery's order
+        stmt = sa.text(
+            "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 0) AS h "
+            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+        )
+        session.execute(stmt, {"keys": sorted({f"notice-throttle:{k}" for k in keys})})
     elif dialect == "sqlite":
         c = notice.c
         session.execute(sa.update(notice).where(c.id == -1).values(id=c.id))
