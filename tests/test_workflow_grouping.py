@@ -140,6 +140,18 @@ def test_groups_are_per_user_and_per_key(app, notices):
     assert counts == {"1": 2, "2": 2, "3": 1}
 
 
+def test_a_topic_publish_groups_per_subscriber(app, notices):
+    topics = notices.topics
+    topics.create("post:7")
+    for user in (1, 2):
+        topics.subscribe("post:7", user_id=user)
+    kw = {"group_key": "comments:post:7", "group_window": HOUR}
+    first = topics.publish("post:7", NoticeType.COMMENT, subject="Ana commented", actor="Ana", **kw)
+    again = topics.publish("post:7", NoticeType.COMMENT, subject="Ben commented", actor="Ben", **kw)
+    assert len(first.notice_ids) == 2 and again.notice_ids == []  # folded, none new
+    assert sorted(r.subject for r in rows(app)) == ["Ben and 1 other commented"] * 2
+
+
 def test_the_type_default_window_and_template_subjects(app_factory):
     app = app_factory(
         NOTICE_GROUP_WINDOWS={"Like": 600},

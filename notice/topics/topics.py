@@ -201,6 +201,9 @@ class Topics:
         sender_id: Any = None,
         expires_at: datetime | timedelta | None = None,
         commit: bool = True,
+        group_key: str | None = None,
+        group_window: timedelta | None = None,
+        actor: str | None = None,
     ) -> Published:
         """Send a notice to every subscriber of topic ``name``.
 
@@ -209,7 +212,10 @@ class Topics:
         whose push goes to those devices only. ``exclude`` (the acting user, or an
         iterable of users already told) gets nothing; a single id is also the default
         ``sender_id``. ``data`` is stored with
-        ``"topic": name`` added when it is a dict (or None).
+        ``"topic": name`` added when it is a dict (or None). ``group_key``,
+        ``group_window`` and ``actor`` group as in :func:`notice.notice_event`: a
+        subscriber's notice folds into their open group under the key (its id is then
+        not in ``notice_ids``, which lists new notices).
 
         :raise UnknownTopic: no such topic.
         """
@@ -235,6 +241,8 @@ class Topics:
             "expires_at": expires_at,
             "commit": False,
         }
+        if group_key is not None or group_window is not None:
+            common.update(group_key=group_key, group_window=group_window, actor=actor)
         ids: list[int] = []
         if users:
             ids.extend(notice_event(users, notice_type, **common))
