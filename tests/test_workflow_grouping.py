@@ -4,6 +4,7 @@ window; on SQLite and PostgreSQL, with the window-closing race on PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -291,6 +292,8 @@ def test_window_closing_while_likes_arrive_sends_one_email_and_loses_none(app_fa
             with app.app_context():
                 for i in range(per_thread):
                     like(f"a{n}-{i}", group_window=window)
+                    # the likes span several windows however fast the machine is
+                    time.sleep(0.005)
                 app.db.session.remove()
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
