@@ -86,6 +86,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         NOTICE_SENDERS=["log"],
         # notice's inbox and preferences pages render inside the example's layout
         NOTICE_BASE_TEMPLATE="example/base.html",
+        # likes of a post within a minute fold into one item, sent once (the demo's
+        # short window; a real app would take 10 minutes or more)
+        NOTICE_GROUP_WINDOWS={"Like": 60},
+        # follows reach users by email in the daily digest, not one by one (each user
+        # may choose otherwise on the preferences page)
+        NOTICE_EMAIL_MODES={"Follow": "daily"},
     )
     app.config.update(_from_env())
     app.config.update(config or {})

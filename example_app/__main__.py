@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+
+from notice.sweeper import run_worker
 
 from . import create_app
 from .seed import DEMO_USERS, seed
@@ -23,8 +26,15 @@ def main() -> None:
     for email, password, _name, admin in DEMO_USERS:
         print(f"  {email} / {password}" + ("  (admin)" if admin else ""), flush=True)
     print(f"Open http://127.0.0.1:{port}/", flush=True)
-    # threaded: each live stream (SSE) holds a connection open
-    app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    # what waits for its time (a group of likes at its window's end, retries) is sent
+    # by the sweeper; in production that is `flask notice worker`, here a thread
+    stop = threading.Event()
+    threading.Thread(target=run_worker, args=(app, 5.0, stop), daemon=True).start()
+    try:
+        # threaded: each live stream (SSE) holds a connection open
+        app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    finally:
+        stop.set()
 
 
 if __name__ == "__main__":

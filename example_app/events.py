@@ -131,9 +131,15 @@ def comment_created(comment: Comment) -> None:
 
 
 def liked(post: Post, actor: User) -> None:
-    _notify(
-        post.author_id, NoticeType.LIKE, actor,
+    """Likes of one post within the Like window (NOTICE_GROUP_WINDOWS, shortened for
+    the demo) fold into one item: "Ana and 2 others liked …", emailed once when the
+    window ends."""
+    if post.author_id == actor.id:
+        return
+    notice_event(
+        post.author_id, NoticeType.LIKE, sender_id=actor.id, commit=False,
         subject=_subject(f"{actor.name} liked “{post.title}”"), content="", url=_post_url(post),
+        group_key=f"like:post:{post.id}", actor_name=actor.name,
     )
 
 

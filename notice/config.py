@@ -16,12 +16,14 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError, NoticeConfigWarning
+from .grouping import validate_grouping
 from .links import link_origins
 from .mobile.config import validate_mobile
 from .preferences.settings import validate_preferences
 from .push.config import validate_push
 from .retry import RetryPolicy
 from .schedule.settings import validate_schedule
+from .throttle import validate_throttle
 
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
@@ -279,6 +281,26 @@ DEFAULTS: dict[str, Any] = {
     #: per-type unless_read channels, for calls that give no unless_read, e.g.
     #: {"Comment": ["email"]} (email only if the notice is still unread when due)
     "NOTICE_UNLESS_READ_DEFAULTS": {},
+    #: default email mode per notice type (or "*"): "immediate" (its own email),
+    #: "daily" or "weekly" (a line in that digest, no email of its own) or "off";
+    #: users choose their own per type
+    "NOTICE_EMAIL_MODES": {},
+    # --- workflows: grouping, throttle, email modes ----------------------------
+    #: default group window per notice type (or "*"), in seconds, for
+    #: ``notice_event(group_key=...)`` without ``group_window``, e.g. {"Like": 600}
+    "NOTICE_GROUP_WINDOWS": {},
+    #: grouped subject per notice type: a format string with {actor}, {others},
+    #: {count}, {actors} and {subject}, or a callable ``f(notice.grouping.Group) -> str``;
+    #: default "Ana and 3 others liked …" from the newest subject
+    "NOTICE_GROUP_SUBJECTS": {},
+    #: distinct actors a group keeps (newest first)
+    "NOTICE_GROUP_ACTORS": 10,
+    #: at most N notices per user, type (or "*") and channel within a period:
+    #: {"Like": {"email": [3, 3600]}}; over it the delivery is Skipped "throttled"
+    "NOTICE_THROTTLE": {},
+    #: what a throttled delivery leaves: "skip" (nothing) or "digest" (the user's next
+    #: digest may list the notice, as when its email is skipped)
+    "NOTICE_THROTTLE_OVERFLOW": "skip",
     # --- celery --------------------------------------------------------------------
     #: the Celery app of NOTICE_DISPATCH = "celery": an instance, "package.module:attr",
     #: or None for notices.init_celery(celery_app) / app.extensions["celery"]
@@ -580,6 +602,8 @@ def _validate_email(app: Flask) -> None:
         _positive(app, key, float)
     validate_preferences(cfg)
     validate_schedule(cfg)
+    validate_grouping(cfg)
+    validate_throttle(cfg)
     from .fallback import validate as validate_fallback
 
     validate_fallback(cfg)

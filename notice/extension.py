@@ -21,6 +21,7 @@ from .delivery import Report, deliver, deliver_in_app
 from .dispatch import Dispatcher, NoDispatcher, SyncDispatcher, ThreadDispatcher
 from .errors import ConfigurationError
 from .filters import Filter
+from .grouping import GroupSettings
 from .i18n import LocaleLoader, install_jinja_globals
 from .mobile.config import MobileSettings
 from .mobile.models import DeviceModels, build_device_models
@@ -41,6 +42,7 @@ from .signals import notice_read, notice_seen, notification, send_observing
 from .state import NoticeState, Route, TopicAuthorizer, register_state
 from .store.schema import watch_for_missing_tables
 from .sweeper import sweep
+from .throttle import ThrottleSettings
 from .topics.topics import Published, Topics
 from .web import register_web
 from .web.auth import csrf_token
@@ -132,6 +134,8 @@ class Notices:
             mobile_settings=MobileSettings.from_config(cfg),
         )
         state.schedule_settings = ScheduleSettings.from_config(cfg)
+        state.group_settings = GroupSettings.from_config(cfg)
+        state.throttle_settings = ThrottleSettings.from_config(cfg)
         if settings.metrics:
             from .metrics import install  # imports prometheus_client only when on
 

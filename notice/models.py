@@ -49,6 +49,10 @@ class NoticeView:
     action_object_id: str | None
     category: str
     actions: list[dict[str, str]] | None
+    #: notices folded into this one under its group_key (None: not grouped)
+    group_count: int | None = None
+    #: the group's actors, newest first (see :mod:`notice.grouping`)
+    group_actors: list[str] | None = None
 
     @classmethod
     def of(cls, row: Any) -> NoticeView:
@@ -97,6 +101,8 @@ def notice_dict(notice: Any) -> dict[str, Any]:
         "target": ref_dict(notice.target_type, notice.target_id),
         "action_object": ref_dict(notice.action_object_type, notice.action_object_id),
         "actions": [dict(a) for a in notice.actions or ()],
+        "group_count": notice.group_count,
+        "group_actors": notice.group_actors,
     }
 
 
@@ -180,6 +186,10 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
                 postgresql_where=sa.text("action_object_id IS NOT NULL"),
                 sqlite_where=sa.text("action_object_id IS NOT NULL"),
             ),
+            # one open group per user and key (grouping.py folds into it; a closed
+            # group's key is cleared, as an expired dedupe_key is)
+            # (an index, not a constraint: SQLite adds it without rebuilding the table)
+            sa.Index("uq_notice_user_group", "user_id", "group_key", unique=True),
             NEVER_REUSE_IDS,
         )
 
@@ -227,6 +237,15 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
         )
         #: action buttons: ``[{"label", "url", "method"}]``, None when there are none
         actions: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+        #: the open group's key (``notice_event(group_key=...)``); cleared when a later
+        #: notice under the key starts a new group
+        group_key: Mapped[str | None] = mapped_column(sa.String(255), nullable=True)
+        #: notices folded into this one (None: not grouped)
+        group_count: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+        #: the group's actors, newest first, at most NOTICE_GROUP_ACTORS
+        group_actors: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+        #: the group's window ends: later notices under the key start a new group
+        group_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
         deliveries: Mapped[list[Any]] = db.relationship(
             "Delivery",

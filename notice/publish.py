@@ -14,13 +14,14 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import make_transient_to_detached
 
-from . import fallback, references, store
+from . import fallback, references, store, throttle
 from .aftercommit import EARLY, call_after_commit
 from .claimed import ClaimedBatch, ClaimedSegment
 from .columns import utcnow
 from .dispatch import defer_until_commit
 from .errors import NoRecipientError
 from .fallback import SHARED
+from .grouping import write_grouped
 from .models import NoticeView
 from .references import CATEGORIES, Ref
 from .schedule.publishing import (
@@ -63,6 +64,8 @@ class PublishResult:
     #: deliveries written for later, unleased: ``(due time, ids)`` per due time; the
     #: sweeper sends them when due (a sync/thread dispatcher times the near ones)
     scheduled: list[tuple[datetime, list[int]]] = field(default_factory=list)
+    #: ids of groups a notice folded into (also in ``existing_ids``): updated, not new
+    folded_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,12 @@ class NoticeEvent:
     category: str = CATEGORIES[0]
     #: checked action buttons (``label``, ``url``, ``method``); None: none
     actions: tuple[Mapping[str, str], ...] | None = None
+    #: fold into the user's open group under this key (:mod:`notice.grouping`)
+    group_key: str | None = None
+    #: the group's window (the argument, else the type's NOTICE_GROUP_WINDOWS)
+    group_window: timedelta | None = None
+    #: who acted, as the grouped subject names them (default: ``str(sender_id)``)
+    actor_name: str | None = None
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -167,6 +176,9 @@ def notice_event(
     action_object: Any = None,
     category: str | None = None,
     actions: Iterable[Mapping[str, str]] | None = None,
+    group_key: str | None = None,
+    group_window: timedelta | None = None,
+    actor_name: str | None = None,
 ) -> Any:
     """Publish a notice to one user or many. Needs an app context.
 
@@ -179,6 +191,13 @@ def notice_event(
         existing notice and sends nothing. An expired notice never dedupes.
     :param dedupe_for: a positive timedelta: the key dedupes only notices created
         within this window before now; after it the same key notifies again.
+    :param group_key: fold into the user's open group under this key: one inbox item
+        with a count and the actors, sent once when its window ends (see
+        :mod:`notice.grouping`); not with ``dedupe_key``.
+    :param group_window: a positive timedelta from the group's first notice (default:
+        the type's ``NOTICE_GROUP_WINDOWS``).
+    :param actor_name: the name the grouped subject shows for this notice's actor
+        (default: ``str(sender_id)``).
     :param channels: sender names to use for this call (default: every sender whose
         filter matches).
     :param targets: per channel, the targets to use for each user instead of the
@@ -236,6 +255,9 @@ def notice_event(
         action_object=action_object,
         category=category,
         actions=actions,
+        group_key=group_key,
+        group_window=group_window,
+        actor_name=actor_name,
     )
     session = state.db.session
     _publish(app, state, session, event)
@@ -307,14 +329,16 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
     if event.result.scheduled:
         schedule_near(session, state, event.result.scheduled)
     publisher = state.publisher
+    # a fold is one live event too: the item's new count and subject replace the old
+    live = notice_ids + event.result.folded_ids
     if event.visible_at is not None:
         # hidden for now: the sweeper publishes them when their time comes
         schedule_visible(session, state, event.visible_at)
-    elif publisher is not None and notice_ids:
+    elif publisher is not None and live:
         engine = state.engine
         call_after_commit(
             session,
-            lambda: publisher.submit(engine, notice_ids),
+            lambda: publisher.submit(engine, live),
             priority=EARLY,
             description="publishing new notices to the live stream",
         )
@@ -385,6 +409,9 @@ def build_event(
     action_object: Any = None,
     category: str | None = None,
     actions: Iterable[Mapping[str, str]] | None = None,
+    group_key: str | None = None,
+    group_window: timedelta | None = None,
+    actor_name: str | None = None,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -416,6 +443,12 @@ def build_event(
         raise ValueError("dedupe_for must be a positive timedelta")
     if dedupe_for is not None and dedupe_key is None:
         raise ValueError("dedupe_for needs a dedupe_key")
+    if group_key is not None or group_window is not None:
+        group_window = _check_group(state, notice_type, dedupe_key, group_key, group_window)
+    if actor_name is not None and (
+        not isinstance(actor_name, str) or not 0 < len(actor_name) <= MAX_SUBJECT
+    ):
+        raise ValueError(f"actor_name must be a string of 1-{MAX_SUBJECT} characters")
     if data is not None:
         check_data_size(data, state.settings.max_data)
     if isinstance(expires_at, timedelta):
@@ -476,7 +509,64 @@ def build_event(
         channels=wanted,
         commit=commit,
         dedupe_for=dedupe_for,
+        group_key=group_key,
+        group_window=group_window,
+        actor_name=actor_name,
     )
+
+
+def _check_group(
+    state: NoticeState,
+    notice_type: NoticeType | str,
+    dedupe_key: str | None,
+    group_key: str | None,
+    group_window: timedelta | None,
+) -> timedelta:
+    """Validate the grouping arguments; the window to use."""
+    if group_key is None:
+        raise ValueError("group_window needs a group_key")
+    if not isinstance(group_key, str) or not 0 < len(group_key) <= MAX_DEDUPE_KEY:
+        raise ValueError(f"group_key must be a string of 1-{MAX_DEDUPE_KEY} characters")
+    if dedupe_key is not None:
+        raise ValueError("group_key and dedupe_key exclude each other")
+    if group_window is None:
+        group_window = state.group_settings.window(str(NoticeType(notice_type)))
+        if group_window is None:
+            raise ValueError(
+                "group_key needs group_window= or a NOTICE_GROUP_WINDOWS entry for "
+                f"{NoticeType(notice_type)}"
+            )
+    if not isinstance(group_window, timedelta) or group_window <= timedelta(0):
+        raise ValueError("group_window must be a positive timedelta")
+    return group_window
+
+
+def _write_throttled(
+    state: NoticeState,
+    session: Any,
+    written: list[tuple[int, Any]],
+    held: dict[str, list[tuple[str, str]]],
+    now: datetime,
+) -> None:
+    """Write the deliveries :func:`notice.throttle.hold_back` took out, already
+    Skipped: the inbox and the delivery list show why nothing went out."""
+    reason = state.throttle_settings.reason
+    rows = [
+        {
+            "notice_id": notice_id,
+            "channel": channel,
+            "target": target,
+            "status": DeliveryStatus.SKIPPED.value,
+            "attempts": 0,
+            "last_error": reason,
+            "next_attempt_at": now,
+            "create_at": now,
+            "update_at": now,
+        }
+        for notice_id, u in written
+        for channel, target in held.get(user_key(u), ())
+    ]
+    store.insert_deliveries(session, state.models.Delivery.__table__, rows)
 
 
 def route(
@@ -543,6 +633,17 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     peak memory does not grow with its recipients beyond one chunk: what is kept across
     chunks is the new ids and, for a born-claimed send, a few columns per delivery.
     """
+    if event.group_key is not None:
+        write_grouped(
+            state.db.session,
+            state.models.Notice.__table__,
+            state.models.Delivery.__table__,
+            state.group_settings,
+            event,
+            lambda u: route(state, event, (u,))[user_key(u)],
+            utcnow(),
+        )
+        return event.result
     session = state.db.session
     Notice, Delivery = state.models.Notice, state.models.Delivery
     dedupe = event.dedupe_key is not None
@@ -617,6 +718,21 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
     for start in range(0, len(user_ids), STREAM_CHUNK):
         part = user_ids[start : start + STREAM_CHUNK]
         routes = route(state, event, tuple(dict.fromkeys(part)), first=start == 0)
+        # over NOTICE_THROTTLE: written Skipped below, never sent
+        held = (
+            throttle.hold_back(
+                state.db.session,
+                state.models.Notice.__table__,
+                state.models.Delivery.__table__,
+                state.throttle_settings,
+                str(event.notice_type),
+                tuple(dict.fromkeys(part)),
+                routes,
+                now,
+            )
+            if state.throttle_settings.limits
+            else {}
+        )
         if dedupe:
             # an expired notice never dedupes: its key is freed for the new one
             assert event.dedupe_key is not None
@@ -664,6 +780,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
         delivery_ids = store.insert_delivery_columns(
             session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
         )
+        if held:
+            _write_throttled(state, session, written, held, now)
         result.delivery_ids.extend(delivery_ids)
         if scheduler is not None:
             result.scheduled.extend(scheduler.write(session, Delivery.__table__))

@@ -21,12 +21,14 @@ from .errors import ConfigurationError
 from .filters import Filter
 from .links import with_link
 from .models import notice_dict
+from .grouping import GroupSettings
 from .ratelimit import RateLimiter
 from .references import Resolver, resolve
 from .retry import RetryPolicy
 from .schedule.settings import ScheduleSettings
 from .senders.base import Sender
 from .sending import HungSends
+from .throttle import ThrottleSettings
 from .types import UserIdPolicy
 
 if TYPE_CHECKING:
@@ -133,6 +135,10 @@ class NoticeState:
         self.metrics: MetricsHooks | None = None
         #: quiet hours' channels, urgent types, the dispatcher's timer (init_app sets it)
         self.schedule_settings = ScheduleSettings()
+        #: NOTICE_GROUP_* (:mod:`notice.grouping`); set by ``init_app``
+        self.group_settings = GroupSettings({}, {})
+        #: NOTICE_THROTTLE* (:mod:`notice.throttle`); set by ``init_app``
+        self.throttle_settings = ThrottleSettings()
 
     @property
     def app(self) -> Flask:

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from example_app import create_app, notices
 from example_app.models import Post, User, db
 from example_app.seed import DEMO_USERS, seed
+from notice.sweeper import sweep
 from notice.testing import capture_notices
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -227,21 +228,46 @@ def test_reply_and_watchers_each_hear_once(app, notice_outbox):
     assert refused.status_code == 400
 
 
-@pytest.mark.parametrize(
-    ("action", "notice_type", "subject"),
-    [
-        ("like", "Like", "Ana liked “Weekend photos”"),
-        ("save", "Save", "Ana saved “Weekend photos”"),
-    ],
-)
-def test_like_and_save_notify_the_author_once(app, notice_outbox, action, notice_type, subject):
+def test_save_notifies_the_author_once(app, notice_outbox):
     ana = login(app, ANA)
     pid = post_id(app, "Weekend photos")
-    post_form(ana, f"/posts/{pid}/{action}")
-    post_form(ana, f"/posts/{pid}/{action}")  # undo: no notice
-    [sent] = notice_outbox.assert_sent(to=user_id(app, BEN), type=notice_type, count=1)
-    assert sent.subject == subject
+    post_form(ana, f"/posts/{pid}/save")
+    post_form(ana, f"/posts/{pid}/save")  # undo: no notice
+    [sent] = notice_outbox.assert_sent(to=user_id(app, BEN), type="Save", count=1)
+    assert sent.subject == "Ana saved “Weekend photos”"
     notice_outbox.assert_count(1)
+
+
+def _member(app: Flask, name: str) -> FlaskClient:
+    client = app.test_client()
+    email = f"{name.lower()}@example.org"
+    assert post_form(client, "/signup", name=name, email=email, password="long-enough-pw")
+    return client
+
+
+def test_follows_go_to_the_daily_digest_by_default_and_ben_may_choose(app):
+    ben = login(app, BEN)
+    doc = ben.get("/notices/preferences.json").get_json()
+    assert doc["email_modes"]["Follow"] == "daily" and doc["email_modes"]["Comment"] == "immediate"
+    change = {"email_modes": {"Follow": "weekly"}}
+    r = ben.post("/notices/preferences.json", json=change, headers={"X-CSRFToken": csrf(ben)})
+    assert r.status_code == 200 and r.get_json()["email_modes"]["Follow"] == "weekly"
+
+
+def test_likes_within_the_window_fold_into_one_item_sent_once(app, notice_outbox):
+    pid = post_id(app, "Weekend photos")
+    before = inbox(app, BEN)
+    for client in (login(app, ANA), _member(app, "Cleo"), _member(app, "Dan")):
+        post_form(client, f"/posts/{pid}/like")
+    post_form(login(app, BEN), f"/posts/{pid}/like")  # his own post: no notice
+    assert new_notices(app, BEN, before) == [("Like", "Dan and 2 others liked “Weekend photos”")]
+    notice_outbox.assert_count(0, type="Like")  # nothing before the window ends
+    with app.app_context():
+        [item] = [n for n in inbox(app, BEN) if n.notice_type == "Like"]
+        assert item.group_count == 3 and item.group_actors == ["Dan", "Cleo", "Ana"]
+        sweep(app, now=item.group_until)
+    [sent] = notice_outbox.assert_sent(to=user_id(app, BEN), type="Like", count=1)
+    assert sent.subject == "Dan and 2 others liked “Weekend photos”"
 
 
 @BOTH_DISPATCHES
@@ -394,10 +420,10 @@ def test_preferences_page_in_the_layout_turns_email_off_and_on(make_app):
         smtp.reset()  # the demo data's mail
         pid = post_id(app, "Weekend photos")
         post_form(ana, f"/posts/{pid}/comments", body="no mail for this one")
-        post_form(ana, f"/posts/{pid}/like")
+        post_form(ana, f"/posts/{pid}/save")
         assert wait_for(lambda: len(smtp.messages) == 1)
         assert smtp.messages[0].rcpt_tos == [BEN]
-        assert smtp.messages[0].message["Subject"] == "Ana liked “Weekend photos”"
+        assert smtp.messages[0].message["Subject"] == "Ana saved “Weekend photos”"
         comment = inbox(app, BEN)[1]
         assert comment.notice_type == "Comment"  # still in the inbox
         with app.app_context():

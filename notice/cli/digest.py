@@ -31,7 +31,7 @@ def describe(frequency: str, report: DigestReport) -> str:
     type=click.Choice([f for f in DIGEST_FREQUENCIES if f != "off"]),
     default="daily",
     show_default=True,
-    help="Email the users who chose this digest frequency.",
+    help="Email the users who chose this digest frequency, or a type in this email mode.",
 )
 @click.option(
     "--retry-refused",

@@ -53,6 +53,7 @@ from ..i18n import for_recipient, ngettext
 from ..senders.email import EmailSender, email_actions, refused_address
 from ..store import digest as digest_store
 from ..types import NoticeType
+from .settings import IMMEDIATE
 
 if TYPE_CHECKING:
     from ..state import NoticeState
@@ -159,7 +160,15 @@ def run_digest(
     sender.open()  # one SMTP connection for the whole run
     try:
         for user_id in users:
-            _digest_one(state, sender, user_id, now, report, retry_refused=retry_refused)
+            _digest_one(
+                state,
+                sender,
+                user_id,
+                now,
+                report,
+                retry_refused=retry_refused,
+                frequency=frequency,
+            )
             if on_user is not None:
                 on_user(user_id)
     finally:
@@ -181,7 +190,8 @@ def _tables(state: NoticeState) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]
 def candidates(state: NoticeState, frequency: str, now: datetime) -> list[Any]:
     """Users on ``frequency`` (chosen, or by ``NOTICE_DIGEST_DEFAULT``) with at least
     one unread notice not emailed yet, nor being emailed on its own."""
-    notice, delivery, digest, _ = _tables(state)
+    notice, delivery, digest, preference = _tables(state)
+    settings = state.preference_settings
     return digest_store.candidates(
         state.engine,
         notice,
@@ -191,6 +201,8 @@ def candidates(state: NoticeState, frequency: str, now: datetime) -> list[Any]:
         default=state.app.config["NOTICE_DIGEST_DEFAULT"],
         now=now,
         channel=EMAIL,
+        preference=preference,
+        mode_types=[str(t) for t in NoticeType.known() if settings.default_mode(t) == frequency],
     )
 
 
@@ -238,19 +250,32 @@ def refused_before(state: NoticeState, user_id: Any) -> str | None:
     return digest_store.refusal(state.engine, digest, user_id)
 
 
-def pending_items(state: NoticeState, user_id: Any, now: datetime) -> list[DigestItem]:
+def pending_items(
+    state: NoticeState, user_id: Any, now: datetime, frequency: str | None = None
+) -> list[DigestItem]:
     """The user's notices for the digest: unread, not emailed, unexpired, of a type the
     user gets by email, without an email of their own that is pending or sent (see
-    :func:`notice.store.digest.pending`); oldest first, at most ``NOTICE_DIGEST_LIMIT``."""
-    notice, delivery, _, pref = _tables(state)
+    :func:`notice.store.digest.pending`); oldest first, at most ``NOTICE_DIGEST_LIMIT``.
+
+    With ``frequency`` (the run's), only the types whose email mode is that frequency,
+    and the "immediate" ones when it is the user's digest frequency (the notices their
+    own email left out): a weekly type waits for the weekly run."""
+    notice, delivery, digest, pref = _tables(state)
     settings = state.preference_settings
     with state.engine.connect() as conn:
-        stored = digest_store.channel_choices(conn, pref, user_id, EMAIL)
-        off = [
-            str(t)
-            for t in NoticeType.known()
-            if not settings.is_required(t) and not stored.get(t, settings.default(t, EMAIL))
-        ]
+        stored = digest_store.channel_modes(conn, pref, user_id, EMAIL)
+        own = None
+        if frequency is not None:
+            own = digest_store.frequency_of(conn, digest, user_id) or settings.digest_default
+        off = []
+        for t in NoticeType.known():
+            mode = settings.mode_of(t, stored.get(t))
+            if frequency is None:
+                listed = mode != "off"
+            else:
+                listed = mode == frequency or (mode == IMMEDIATE and own == frequency)
+            if not listed:
+                off.append(str(t))
         rows = digest_store.pending_notices(
             conn,
             notice,
@@ -315,6 +340,7 @@ def _digest_one(
     report: DigestReport,
     *,
     retry_refused: bool = False,
+    frequency: str | None = None,
 ) -> None:
     token = claim(state, user_id)
     if token is None:
@@ -324,7 +350,7 @@ def _digest_one(
     refused: str | None = None
     reason: str | None = None
     try:
-        items = pending_items(state, user_id, now)
+        items = pending_items(state, user_id, now, frequency)
         if not items:
             report.empty += 1
             return

@@ -52,6 +52,9 @@ def build_preference_models(
         notice_type: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
         channel: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
         enabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+        #: the email channel's mode: "immediate", "daily", "weekly" or "off" (None:
+        #: ``enabled`` and NOTICE_EMAIL_MODES decide)
+        mode: Mapped[str | None] = mapped_column(sa.String(9), nullable=True)
         update_at: Mapped[datetime] = mapped_column(
             UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
         )

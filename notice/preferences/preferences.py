@@ -21,7 +21,7 @@ from ..store import preferences as preference_store
 from ..store import schedule as schedule_store
 from ..types import NoticeType, user_key
 from .models import PreferenceModels
-from .settings import DIGEST_FREQUENCIES
+from .settings import DIGEST_FREQUENCIES, EMAIL_MODES, IMMEDIATE
 
 #: channels that are not a way of reaching the user (the log): not offered as
 #: choices, never gated
@@ -45,8 +45,15 @@ def allowed(
     t = str(notice_type)
     if channel in INTERNAL_CHANNELS or settings.is_required(t) or not user_ids:
         return set(user_ids)
-    default = settings.default(t, channel)
     session, model = state.db.session, state.preference_models.Preference
+    if channel == DIGEST_CHANNEL:
+        # email is a mode: only "immediate" writes an email of its own; the daily and
+        # weekly digests carry the other modes' notices
+        if not preference_store.any_stored(session, model):
+            return set(user_ids) if settings.default_mode(t) == IMMEDIATE else set()
+        modes = preference_store.modes_of(session, model, t, channel, user_ids)
+        return {u for u in user_ids if settings.mode_of(t, modes.get(user_key(u))) == IMMEDIATE}
+    default = settings.default(t, channel)
     if not preference_store.any_stored(session, model):
         return set(user_ids) if default else set()
     # keyed by user_key: callers may hold ids as "7" where the database says 7
@@ -129,6 +136,16 @@ class Preferences:
         )
         return str(value or state.preference_settings.digest_default)
 
+    def email_modes(self, user_id: Any) -> dict[str, str]:
+        """``{notice_type: mode}``: how each type reaches the user by email,
+        "immediate", "daily", "weekly" or "off" (defaults filled in)."""
+        state = state_of()
+        settings = state.preference_settings
+        stored = preference_store.channel_modes(
+            state.db.session, self.Preference, state.coerce_user_id(user_id), DIGEST_CHANNEL
+        )
+        return {t: settings.mode_of(t, stored.get(t)) for t in self.types()}
+
     def allowed(self, channel: str, notice_type: str, user_ids: Sequence[Any]) -> set[Any]:
         """The users of ``user_ids`` who receive ``notice_type`` on ``channel`` (the
         current app's routing gate, :func:`allowed`)."""
@@ -154,6 +171,36 @@ class Preferences:
         session = self._session()
         preference_store.set_choice(
             session, self.Preference, user_id, t, channel, bool(enabled), now=utcnow()
+        )
+        if commit:
+            session.commit()
+
+    def set_email_mode(
+        self, user_id: Any, notice_type: str, mode: str, *, commit: bool = True
+    ) -> None:
+        """Set how ``notice_type`` reaches ``user_id`` by email: "immediate" (its own
+        email), "daily" or "weekly" (a line in that digest, no email of its own), or
+        "off".
+
+        :raise ValueError: unknown type or mode, or any but "immediate" for a required
+            type.
+        """
+        user_id = state_of().coerce_user_id(user_id)
+        t = str(NoticeType(notice_type))
+        if mode not in EMAIL_MODES:
+            raise ValueError(f"email mode must be one of {', '.join(EMAIL_MODES)}, got {mode!r}")
+        if mode != IMMEDIATE and self.is_required(t):
+            raise ValueError(f"{t} notices are required and always emailed at once")
+        session = self._session()
+        preference_store.set_choice(
+            session,
+            self.Preference,
+            user_id,
+            t,
+            DIGEST_CHANNEL,
+            mode != "off",
+            now=utcnow(),
+            mode=mode,
         )
         if commit:
             session.commit()

@@ -17,6 +17,7 @@ from ..types import DeliveryStatus, ReadStatus
 from .claims import new_token
 from .common import begin_write, dialect_insert, run_transaction, visible
 from .email import set_emailed
+from .throttle import THROTTLED
 
 #: states of a notice's own email delivery that leave the notice out of the digest:
 #: it will be mailed (Wait; Error, waiting for its retry; either one maybe held by a
@@ -44,7 +45,13 @@ def pending(
     c = notice.c
     d = delivery.c
     mailed_on_its_own = sa.exists().where(
-        d.notice_id == c.id, d.channel == channel, d.status.in_(MAILED_ON_ITS_OWN)
+        d.notice_id == c.id,
+        d.channel == channel,
+        sa.or_(
+            d.status.in_(MAILED_ON_ITS_OWN),
+            # throttled with NOTICE_THROTTLE_OVERFLOW = "skip": not mailed at all
+            sa.and_(d.status == DeliveryStatus.SKIPPED.value, d.last_error == THROTTLED),
+        ),
     )
     return sa.and_(
         c.read_status == ReadStatus.UNREAD.value,
@@ -64,12 +71,28 @@ def candidates(
     default: str,
     now: datetime,
     channel: str,
+    preference: sa.Table | None = None,
+    mode_types: Sequence[str] = (),
 ) -> list[Any]:
     """Users on ``frequency`` (chosen, or by the ``default`` frequency) with at least
-    one :func:`pending` notice, by user id."""
+    one :func:`pending` notice, by user id; with ``preference``, also users with a
+    pending notice of a type in email mode ``frequency``, by their choice or by
+    default (``mode_types``). A superset: the per-user read decides what is listed."""
     chosen = digest.c.frequency == frequency
     if default == frequency:
         chosen = sa.or_(chosen, digest.c.frequency.is_(None))  # no row, or no choice
+    if preference is not None:
+        p = preference.c
+        chosen = sa.or_(
+            chosen,
+            notice.c.notice_type.in_(list(mode_types)),
+            sa.exists().where(
+                p.user_id == notice.c.user_id,
+                p.notice_type == notice.c.notice_type,
+                p.channel == channel,
+                p.mode == frequency,
+            ),
+        )
     stmt = (
         sa.select(notice.c.user_id)
         .distinct()
@@ -150,6 +173,25 @@ def refusal(engine: Engine, digest: sa.Table, user_id: Any) -> str | None:
             sa.select(digest.c.refused_address).where(digest.c.user_id == user_id)
         ).scalar()
     return found
+
+
+def frequency_of(conn: Connection, digest: sa.Table, user_id: Any) -> str | None:
+    """The user's chosen digest frequency (None: no choice)."""
+    found = conn.execute(sa.select(digest.c.frequency).where(digest.c.user_id == user_id)).scalar()
+    return None if found is None else str(found)
+
+
+def channel_modes(
+    conn: Connection, preference: sa.Table, user_id: Any, channel: str
+) -> dict[str, tuple[bool, str | None]]:
+    """The user's stored ``(enabled, mode)`` choices for ``channel``, by notice type."""
+    p = preference.c
+    rows = conn.execute(
+        sa.select(p.notice_type, p.enabled, p.mode).where(
+            p.user_id == user_id, p.channel == channel
+        )
+    )
+    return {t: (bool(e), m) for t, e, m in rows}
 
 
 def channel_choices(

@@ -104,6 +104,50 @@ def choices_of(
     return found
 
 
+def modes_of(
+    session: Session, preference: Any, notice_type: str, channel: str, user_ids: Sequence[Any]
+) -> dict[str, tuple[bool, str | None]]:
+    """:func:`choices_of` with each choice's mode: ``{str(user_id): (enabled, mode)}``."""
+    P = preference
+    table = P.__table__
+    unique = list(dict.fromkeys(user_ids))
+    dialect = session.get_bind().dialect.name
+    found: dict[str, tuple[bool, str | None]] = {}
+    if dialect == "postgresql" or all(type(u) in (int, str) for u in unique):
+        stmt = cached(
+            table,
+            "modes_of",
+            dialect,
+            lambda: sa.select(table.c.user_id, table.c.enabled, table.c.mode).where(
+                table.c.notice_type == sa.bindparam("t"),
+                table.c.channel == sa.bindparam("c"),
+                in_list(table.c.user_id, "users", dialect),
+            ),
+        )
+        rows = session.execute(stmt, {"t": notice_type, "c": channel, "users": unique})
+        return {str(u): (bool(e), m) for u, e, m in rows}
+    for start in range(0, len(unique), _SQLITE_IN_MAX):
+        part = unique[start : start + _SQLITE_IN_MAX]
+        stmt = sa.select(P.user_id, P.enabled, P.mode).where(
+            P.notice_type == notice_type, P.channel == channel, P.user_id.in_(part)
+        )
+        found.update((str(u), (bool(e), m)) for u, e, m in session.execute(stmt))
+    return found
+
+
+def channel_modes(
+    session: Session, preference: Any, user_id: Any, channel: str
+) -> dict[str, tuple[bool, str | None]]:
+    """``{notice_type: (enabled, mode)}`` of the choices ``user_id`` made on ``channel``."""
+    P = preference
+    rows = session.execute(
+        sa.select(P.notice_type, P.enabled, P.mode).where(
+            P.user_id == user_id, P.channel == channel
+        )
+    )
+    return {t: (bool(e), m) for t, e, m in rows}
+
+
 def set_choice(
     session: Session,
     preference: Any,
@@ -113,8 +157,10 @@ def set_choice(
     enabled: bool,
     *,
     now: datetime,
+    mode: str | None = None,
 ) -> None:
-    """Store ``user_id``'s choice for ``notice_type`` on ``channel``, made at ``now``."""
+    """Store ``user_id``'s choice for ``notice_type`` on ``channel``, made at ``now``;
+    ``mode`` is the email channel's (None: ``enabled`` and the defaults decide)."""
     with _stored_lock:
         _stored[session.get_bind()] = True
     upsert(
@@ -125,10 +171,11 @@ def set_choice(
             "notice_type": notice_type,
             "channel": channel,
             "enabled": enabled,
+            "mode": mode,
             "update_at": now,
         },
         keys=("user_id", "notice_type", "channel"),
-        update=("enabled", "update_at"),
+        update=("enabled", "mode", "update_at"),
     )
 
 

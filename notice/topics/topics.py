@@ -206,6 +206,9 @@ class Topics:
         action_object: Any = None,
         category: str | None = None,
         actions: Any = None,
+        group_key: str | None = None,
+        group_window: timedelta | None = None,
+        actor_name: str | None = None,
     ) -> Published:
         """Send a notice to every subscriber of topic ``name``.
 
@@ -217,6 +220,9 @@ class Topics:
         ``"topic": name`` added when it is a dict (or None). ``actor``, ``target``,
         ``action_object``, ``category`` and ``actions`` go on every notice, as in
         :func:`notice.notice_event` (the topic's history keeps the text only).
+        ``group_key``, ``group_window`` and ``actor_name`` group as in
+        :func:`notice.notice_event`: a subscriber's notice folds into their open group
+        under the key (its id is then not in ``notice_ids``, which lists new notices).
 
         :raise UnknownTopic: no such topic.
         """
@@ -247,6 +253,8 @@ class Topics:
             "category": category,
             "actions": actions,
         }
+        if group_key is not None or group_window is not None:
+            common.update(group_key=group_key, group_window=group_window, actor_name=actor_name)
         ids: list[int] = []
         if users:
             ids.extend(notice_event(users, notice_type, **common))

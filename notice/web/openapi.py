@@ -21,7 +21,7 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import NotFound
 
 from ..mobile.models import MAX_APP, MAX_TOKEN, PLATFORMS
-from ..preferences.settings import DIGEST_FREQUENCIES
+from ..preferences.settings import DIGEST_FREQUENCIES, EMAIL_MODES
 from ..push.config import MAX_TTL, URGENCIES
 from ..references import CATEGORIES, MAX_LABEL, MAX_REF, METHODS
 from ..state import state_of
@@ -189,6 +189,16 @@ def _schemas(page_max: int, max_actions: int) -> dict[str, Any]:
                 "target": {"oneOf": [_ref("Reference"), {"type": "null"}]},
                 "action_object": {"oneOf": [_ref("Reference"), {"type": "null"}]},
                 "actions": {"type": "array", "items": _ref("Action"), "maxItems": max_actions},
+                "group_count": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "description": "notices folded into this one under a group_key",
+                },
+                "group_actors": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string"},
+                    "description": "the group's actors, newest first",
+                },
             },
         },
         "Reference": {
@@ -288,6 +298,12 @@ def _schemas(page_max: int, max_actions: int) -> dict[str, Any]:
                 "digest": {"type": "string", "enum": list(DIGEST_FREQUENCIES)},
                 "digest_frequencies": {"type": "array", "items": text},
                 "quiet_hours": quiet_hours,
+                "email_modes": {
+                    "type": "object",
+                    "description": "{type: mode}: how each type reaches the user by email",
+                    "additionalProperties": {"type": "string", "enum": list(EMAIL_MODES)},
+                },
+                "email_mode_choices": {"type": "array", "items": text},
             },
         },
         "PreferencesUpdate": {
@@ -304,6 +320,12 @@ def _schemas(page_max: int, max_actions: int) -> dict[str, Any]:
                 },
                 "digest": {"type": "string", "enum": list(DIGEST_FREQUENCIES)},
                 "quiet_hours": quiet_hours,
+                "email_modes": {
+                    "type": "object",
+                    "description": "{type: mode} for registered types: immediate (its own "
+                    "email), daily or weekly (in that digest), off",
+                    "additionalProperties": {"type": "string", "enum": list(EMAIL_MODES)},
+                },
             },
         },
         "Topic": {

@@ -3,7 +3,8 @@ one-click unsubscribe endpoint that works without logging in.
 
 ``GET  <prefix>/preferences``             the page (a form of type x channel switches)
 ``POST <prefix>/preferences``             the page's form (CSRF)
-``GET  <prefix>/preferences.json``        ``{"preferences": {type: {channel: bool}}, ...}``
+``GET  <prefix>/preferences.json``        ``{"preferences": {type: {channel: bool}},
+                                          "email_modes": {type: mode}, ...}``
 ``POST <prefix>/preferences.json``        partial update, same shape (CSRF header);
                                           ``"quiet_hours": {"timezone", "start", "end"}``
                                           or null
@@ -35,7 +36,7 @@ from .. import links
 from ..errors import BadToken, InvalidQuietHours, InvalidUserId
 from ..i18n import gettext as _
 from ..preferences.preferences import Preferences
-from ..preferences.settings import DIGEST_FREQUENCIES
+from ..preferences.settings import DIGEST_FREQUENCIES, EMAIL_MODES
 from ..schedule.quiet import QuietWindow, format_clock, parse_clock
 from ..state import state_of
 from .auth import check_csrf, exempt_from_flask_wtf, require_user
@@ -63,6 +64,8 @@ def _document(user_id: Any) -> dict[str, Any]:
         "digest": prefs.get_digest(user_id),
         "digest_frequencies": list(DIGEST_FREQUENCIES),
         "quiet_hours": prefs.get_quiet_hours(user_id),
+        "email_modes": prefs.email_modes(user_id),
+        "email_mode_choices": list(EMAIL_MODES),
     }
 
 
@@ -73,6 +76,7 @@ def preferences_page() -> str:
         "notice/preferences.html",
         notice_base_template=state_of().settings.base_template,
         digest_labels=_digest_labels(),
+        mode_labels=_mode_labels(),
         channel_labels={c: channel_label(c) for c in _prefs().channels()},
         digest_available=_digest_available(),
         quiet_available=_quiet_available(),
@@ -130,6 +134,16 @@ def _digest_labels() -> dict[str, str]:
     return {"off": _("off"), "daily": _("daily"), "weekly": _("weekly")}
 
 
+def _mode_labels() -> dict[str, str]:
+    """The email modes as the page names them (values stay the English keys)."""
+    return {
+        "immediate": _("at once"),
+        "daily": _("daily digest"),
+        "weekly": _("weekly digest"),
+        "off": _("off"),
+    }
+
+
 @inbox_bp.post("/preferences")
 def preferences_form() -> ResponseReturnValue:
     """The page's form: every switch is sent (unchecked ones are absent, so off)."""
@@ -140,11 +154,23 @@ def preferences_form() -> ResponseReturnValue:
     digest = request.form.get("digest", "")
     if digest and digest not in DIGEST_FREQUENCIES:
         abort(400, description="unknown digest frequency")
+    modes = {t: request.form.get(f"mode:{t}") for t in prefs.types()}
+    if any(m is not None and m not in EMAIL_MODES for m in modes.values()):
+        abort(400, description="unknown email mode")
+    email_switch = "email" in prefs.channels()
     for t in prefs.types():
         if prefs.is_required(t):
             continue
+        mode = modes[t]
         for c in prefs.channels():
+            if c == "email" and mode is not None:
+                continue  # the mode below sets it
             prefs.set(user_id, t, c, f"{t}:{c}" in checked, commit=False)
+        if mode is not None:
+            # the email switch says whether, the mode when
+            if email_switch and f"{t}:email" not in checked:
+                mode = "off"
+            prefs.set_email_mode(user_id, t, mode, commit=False)
     if digest:
         prefs.set_digest(user_id, digest, commit=False)
     if "quiet_timezone" in request.form:
@@ -177,13 +203,18 @@ def preferences_json() -> Response:
 
 @inbox_bp.route("/preferences.json", methods=["POST", "PUT", "PATCH"])
 def preferences_update() -> Response:
-    """Apply ``{"preferences": {type: {channel: bool}}, "digest": freq}`` (both
-    optional); everything is checked before anything is written."""
+    """Apply ``{"preferences": {type: {channel: bool}}, "email_modes": {type: mode},
+    "digest": freq}`` (each optional); everything is checked before anything is
+    written."""
     user_id = require_user()
     check_csrf()
     body = json_body()
-    if not isinstance(body, dict) or not set(body) <= {"preferences", "digest", "quiet_hours"}:
-        _bad_request('send JSON {"preferences": {type: {channel: bool}}, "digest": ...}')
+    allowed = {"preferences", "digest", "quiet_hours", "email_modes"}
+    if not isinstance(body, dict) or not set(body) <= allowed:
+        _bad_request(
+            'send JSON {"preferences": {type: {channel: bool}}, "email_modes": {type: mode}, '
+            '"digest": ..., "quiet_hours": ...}'
+        )
     prefs = _prefs()
     changes: list[tuple[str, str, bool]] = []
     given = body.get("preferences", {})
@@ -203,12 +234,24 @@ def preferences_update() -> Response:
             if not enabled and prefs.is_required(t):
                 _bad_request(f"{t} notices are required and cannot be turned off")
             changes.append((t, c, enabled))
+    modes = body.get("email_modes", {})
+    if not isinstance(modes, dict):
+        _bad_request("email_modes must be an object of {type: mode}")
+    for t, mode in modes.items():
+        if t not in types:
+            _bad_request(f"unknown notice type {t!r}")
+        if mode not in EMAIL_MODES:
+            _bad_request(f"email_modes[{t!r}] must be one of {', '.join(EMAIL_MODES)}")
+        if mode != "immediate" and prefs.is_required(t):
+            _bad_request(f"{t} notices are required and always emailed at once")
     digest = body.get("digest")
     if digest is not None and digest not in DIGEST_FREQUENCIES:
         _bad_request(f"digest must be one of {', '.join(DIGEST_FREQUENCIES)}")
     window = _quiet_hours(body["quiet_hours"]) if "quiet_hours" in body else None
     for t, c, enabled in changes:
         prefs.set(user_id, t, c, enabled, commit=False)
+    for t, mode in modes.items():
+        prefs.set_email_mode(user_id, t, mode, commit=False)
     if digest is not None:
         prefs.set_digest(user_id, digest, commit=False)
     if "quiet_hours" in body:

@@ -141,14 +141,17 @@ def _events(
     settings = state_of(app).settings
     heartbeat = settings.sse_heartbeat
     newest = last_id or 0
-    sent: set[int] = set()
+    sent: set[tuple[int, Any]] = set()
 
     def notices(rows: list[dict[str, Any]]) -> Iterator[str]:
         nonlocal newest
         for row in rows:
-            if row["id"] in sent:
+            # a replayed notice and its live event are one; a fold into a group
+            # (notice.grouping) is a new version of the item, sent again
+            version = (row["id"], row.get("group_count"))
+            if version in sent:
                 continue
-            sent.add(row["id"])
+            sent.add(version)
             # the id only grows, so Last-Event-ID is always the newest notice seen
             newest = max(newest, row["id"])
             yield sse("notice", with_link(row, settings.link_origins), newest)
