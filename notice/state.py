@@ -19,9 +19,9 @@ from flask import Flask, current_app
 
 from .errors import ConfigurationError
 from .filters import Filter
+from .grouping import GroupSettings
 from .links import with_link
 from .models import notice_dict
-from .grouping import GroupSettings
 from .ratelimit import RateLimiter
 from .references import Resolver, resolve
 from .retry import RetryPolicy

@@ -305,9 +305,28 @@ def test_cancel_with_remove_deletes_the_inbox_item(app_factory):
         assert app.notices.cancel(dedupe_key="k").cancelled == 2
         with pytest.raises(ValueError, match="needs notice_id"):
             app.notices.cancel(user_id=1)
-        with pytest.raises(NotImplementedError, match="grouping"):
-            app.notices.cancel(group_key="post:1")
     assert [r.notice_id for r in _deliveries(app) if r.status == "Wait"] == [b]
+
+
+def test_cancel_by_group_key_ends_the_open_groups_pending_send(app_factory):
+    """An "unlike" inside the window: the group's send, due when the window ends, is
+    cancelled; a group under another key is not."""
+    app = app_factory()
+    window = timedelta(minutes=10)
+    with app.app_context():
+        liked = notice_event(
+            1, subject="Ana liked", content="", group_key="like:1", group_window=window
+        ).id
+        notice_event(1, subject="Ben liked", content="", group_key="like:1", group_window=window)
+        other = notice_event(
+            1, subject="Cy liked", content="", group_key="like:2", group_window=window
+        ).id
+        result = app.notices.cancel(group_key="like:1", user_id=1)
+        assert (result.notice_ids, result.cancelled) == ([liked], 1)
+    assert _sweep(app, now=utcnow() + timedelta(minutes=11)).sent == 1
+    assert [n.id for n in _outbox(app)] == [other]
+    rows = {r.notice_id: r for r in _deliveries(app)}
+    assert rows[liked].status == "Skipped" and rows[liked].last_error == CANCELLED
 
 
 def test_cancel_leaves_a_delivery_in_flight_to_its_worker(app_factory):

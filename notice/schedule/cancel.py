@@ -45,10 +45,6 @@ def cancel(
     if notice_id is not None and (isinstance(notice_id, bool) or not isinstance(notice_id, int)):
         raise ValueError(f"notice_id must be an int, got {notice_id!r}")
     Notice = state.models.Notice
-    if group_key is not None and "group_key" not in Notice.__table__.c:
-        # grouping (group_key) arrives with the grouping workflow; until its column
-        # exists there is nothing a group key could match
-        raise NotImplementedError("cancel(group_key=...) needs the grouping workflow's column")
     if user_id is not None:
         user_id = state.coerce_user_id(user_id)
     session = state.db.session
