@@ -107,7 +107,8 @@ def update_mine(
     table = notice.__table__
     c = table.c
     base = sa.update(table).where(mine).values(**values)
-    if session.get_bind(mapper=notice).dialect.name == "sqlite":
+    dialect = session.get_bind(mapper=notice).dialect.name
+    if dialect == "sqlite":
         # one writer at a time: no lock order to keep. A SELECT first would also make
         # this a read-then-write transaction, which SQLite fails at once ("database is
         # locked") when another writer commits in between
@@ -117,15 +118,17 @@ def update_mine(
     elif ids is None:
         targets = lock_ids(session, table, mine)
     else:
-        targets = [
-            locked
-            for part in chunks(sorted(set(ids)))
-            for locked in lock_ids(session, table, sa.and_(mine, c.id.in_(part)))
-        ]
-    changed = 0
-    for part in chunks(targets):
-        changed += int(session.execute(base.where(c.id.in_(part))).rowcount)
-    return changed
+        targets = lock_ids(
+            session,
+            table,
+            sa.and_(mine, in_list(c.id, "ids", dialect)),
+            params={"ids": sorted(set(ids))},
+        )
+    if not targets:
+        return 0
+    # the ids as one array parameter (in_list): one statement however many there are
+    stmt = base.where(in_list(c.id, "ids", dialect))
+    return int(session.execute(stmt, {"ids": list(targets)}).rowcount)
 
 
 def begin_write(conn: Connection) -> None:
