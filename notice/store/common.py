@@ -70,10 +70,11 @@ def cached(table: sa.Table, key: str, dialect: str, build: Callable[[], T]) -> T
     subqueries cost more than running it for one notice.
     """
     store: dict[tuple[str, str], Any] = table.info.setdefault(_STATEMENTS, {})
-    stmt = store.get((key, dialect))
-    if stmt is None:
-        stmt = store[(key, dialect)] = build()
-    return stmt
+    try:
+        return store[(key, dialect)]  # type: ignore[no-any-return]
+    except KeyError:
+        stmt = store[(key, dialect)] = build()  # None too: "no such statement"
+        return stmt
 
 
 def visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
