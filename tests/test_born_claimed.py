@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from notice import NoticeType, Sender, notice_event
 from notice.columns import utcnow
 from notice.sweeper import sweep
+from notice.types import DeliveryStatus
 from tests.support.waiting import wait_for
 
 CORE = {"NOTICE_STREAM": False}
@@ -107,6 +109,102 @@ def test_deliveries_are_born_claimed_and_sent_without_a_claim_or_read(app_factor
         None,
         1,
     )
+
+
+def test_a_single_sync_emit_is_one_write_and_a_two_statement_finish(app_factory):
+    app = app_factory(NOTICE_DISPATCH="sync", **CORE)
+    with app.app_context():
+        notice_event(1, subject="warm-up", content="")
+        with recording(app) as statements:
+            n = notice_event(2, subject="s", content="", data={"k": 1})
+        postgres = app.db.engine.dialect.name == "postgresql"
+    flat = [" ".join(s.split()) for s in statements]
+    write = flat[: flat.index("COMMIT")]
+    after = [s for s in _after_write(flat) if s != "BEGIN IMMEDIATE"]
+    if postgres:
+        # the notice and its delivery in one statement (a CTE), the notices locked in
+        # the successes' UPDATE
+        [both] = write
+        assert both.startswith("WITH n AS (INSERT INTO notice ") and "notice_delivery" in both
+        [locked_sent, roll_up, commit] = after
+        assert locked_sent.startswith("WITH locked AS") and "FOR UPDATE" in locked_sent
+    else:
+        [notice, delivery] = write
+        assert notice.startswith("INSERT INTO notice ")
+        assert delivery.startswith("INSERT INTO notice_delivery ")
+        [sent, roll_up, commit] = after
+        assert sent.startswith("UPDATE notice_delivery SET status")
+    assert roll_up.startswith("UPDATE notice SET send_status") and commit == "COMMIT"
+    assert (n.user_id, n.data, n.send_status) == (2, {"k": 1}, "Sent")
+    [row] = [r for r in _deliveries(app) if r.notice_id == n.id]
+    assert (row.status, row.attempts, row.lease_expiries, row.claim_token) == (
+        "Sent",
+        1,
+        0,
+        None,
+    )
+    with app.app_context():
+        stored = app.db.session.get(app.notices.Notice, n.id)
+        assert (stored.user_id, stored.data, stored.send_status) == (2, {"k": 1}, "Sent")
+
+
+def test_finishers_of_one_notice_take_turns_so_the_roll_up_sees_both(app_factory):
+    """Two workers finish the two deliveries of one notice at once. Each must see the
+    other's outcome, or the notice stays Wait for good: the finish locks the notice
+    before it changes a delivery, so the second runs after the first committed."""
+    from notice import store
+
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_SENDERS=["memory", "log"], **CORE)
+    state = app.notices.state(app)
+    D, N = app.notices.Delivery.__table__, app.notices.Notice.__table__
+    with app.app_context():
+        n = notice_event(1, subject="s", content="")
+        engine = app.db.engine
+    ids = [r.id for r in _deliveries(app)]
+    assert len(ids) == 2
+    tokens = [
+        store.claim(engine, D, now=utcnow(), lease=state.lease, limit=1, ids=[i])[0] for i in ids
+    ]
+    postgres = engine.dialect.name == "postgresql"
+    errors: list[BaseException] = []
+
+    def finish(i: int) -> None:
+        try:
+            outcome = store.Outcome(ids[i], n.id, DeliveryStatus.SENT)
+            store.finish(engine, D, N, tokens[i], [outcome], now=utcnow())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    # a third party holds the notice (SQLite: the write lock) while both finishers start
+    with engine.connect() as holder:
+        if postgres:
+            holder.execute(sa.select(N.c.id).where(N.c.id == n.id).with_for_update())
+        else:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        threads = [threading.Thread(target=finish, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        if postgres:
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+
+            def both_wait() -> bool:
+                # a connection of its own: the activity view is a snapshot per transaction
+                with engine.connect() as conn:
+                    return conn.execute(waiting).scalar_one() == 2
+
+            assert wait_for(both_wait, timeout=20)
+        else:
+            time.sleep(0.5)  # both are queued on the busy timeout
+        holder.rollback()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert [r.status for r in _deliveries(app)] == ["Sent", "Sent"]
+    with app.app_context():
+        assert app.db.session.get(app.notices.Notice, n.id).send_status == "Sent"
 
 
 def test_a_process_that_dies_after_commit_leaves_them_to_the_sweeper(app_factory):
@@ -250,7 +348,8 @@ def test_thread_dispatch_groups_queued_emits_into_one_send_and_one_finish(app_fa
             )
             dispatcher.shutdown()
     assert writes == 5
-    sent_updates = [s for s in statements if s.startswith("UPDATE notice_delivery SET status")]
+    # (on PostgreSQL the finish's notice lock rides in front: "WITH locked AS ... UPDATE")
+    sent_updates = [s for s in statements if "UPDATE notice_delivery SET status" in s]
     # the first emit's finish, then one finish for the five queued behind it
     assert statements.count("COMMIT") - writes == 2
     assert len(sent_updates) == 2

@@ -268,13 +268,19 @@ def finish(
     stmts = _finish_statements(delivery, notice, dialect)
 
     def record(conn: Connection) -> list[Outcome]:
-        if dialect != "sqlite" and notice_ids:
-            # finishers of one notice's deliveries take turns (see _finish_statements)
-            conn.execute(stmts["lock"], {"ids": notice_ids})
+        # finishers of one notice's deliveries take turns (see _finish_statements); on
+        # PostgreSQL the lock rides in the successes' UPDATE when there are any (one
+        # round trip less per batch)
+        lock = dialect != "sqlite" and bool(notice_ids)
         owned: set[int] = set()
         if sent_ids:
-            rows = conn.execute(stmts["sent"], {"ids": sent_ids, "tok": token, "now": now})
+            params = {"ids": sent_ids, "tok": token, "now": now}
+            if lock:
+                params["nids"] = notice_ids
+            rows = conn.execute(stmts["locked_sent" if lock else "sent"], params)
             owned.update(row[0] for row in rows)
+        elif lock:
+            conn.execute(stmts["lock"], {"ids": notice_ids})
         sent_owned = set(owned)
         if rest:
             rows = conn.execute(stmts["owned"], {"ids": rest, "tok": token})
@@ -352,12 +358,8 @@ def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> di
         now = sa.bindparam("now", type_=c.update_at.type)
         mine = sa.and_(in_list(c.id, "ids", dialect), c.claim_token == sa.bindparam("tok"))
         next_at = sa.bindparam("b_next", type_=c.next_attempt_at.type)
-        return {
-            "lock": sa.select(notice.c.id)
-            .where(in_list(notice.c.id, "ids", dialect))
-            .order_by(notice.c.id)
-            .with_for_update(),
-            "sent": sa.update(delivery)
+        sent = (
+            sa.update(delivery)
             .where(mine)
             .values(
                 status=DeliveryStatus.SENT.value,
@@ -367,7 +369,27 @@ def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> di
                 claim_token=None,
                 update_at=now,
             )
-            .returning(c.id),
+            .returning(c.id)
+        )
+        locked = (
+            sa.select(notice.c.id)
+            .where(in_list(notice.c.id, "nids", dialect))
+            .order_by(notice.c.id)
+            .with_for_update()
+            .cte("locked")
+        )
+        return {
+            "lock": sa.select(notice.c.id)
+            .where(in_list(notice.c.id, "ids", dialect))
+            .order_by(notice.c.id)
+            .with_for_update(),
+            "sent": sent,
+            # "lock" and "sent" in one statement: the count over the CTE has no outer
+            # reference, so PostgreSQL runs it first, as a one-time filter, and the
+            # notices are locked (in id order) before any delivery row is
+            "locked_sent": sent.where(
+                sa.select(sa.func.count()).select_from(locked).scalar_subquery() >= 0
+            ),
             "owned": sa.select(c.id).where(mine).with_for_update(),
             "other": sa.update(delivery)
             .where(c.id == sa.bindparam("b_id"))
