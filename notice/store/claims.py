@@ -124,7 +124,7 @@ def claim(
         stmt = _claim_statement(delivery, dialect, by_ids, skip, where)
     claimed = run_transaction(
         engine,
-        lambda conn: [row[0] for row in conn.execute(stmt, params)],
+        lambda conn: list(conn.execute(stmt, params).scalars().all()),
         write=True,
         what="claiming deliveries",
     )
@@ -200,9 +200,9 @@ def load_claimed(
     notices_stmt = cached(notice, "load:" + ",".join(notice_columns), dialect, build_notices)
 
     def read(conn: Connection) -> tuple[list[Any], list[Any]]:
-        rows = list(conn.execute(rows_stmt, {"ids": list(ids)}))
+        rows = list(conn.execute(rows_stmt, {"ids": list(ids)}).all())
         notice_ids = sorted({row.notice_id for row in rows})
-        return rows, list(conn.execute(notices_stmt, {"ids": notice_ids}))
+        return rows, list(conn.execute(notices_stmt, {"ids": notice_ids}).all())
 
     return run_transaction(engine, read, what="loading claimed deliveries")
 
@@ -278,13 +278,13 @@ def finish(
             if lock:
                 params["nids"] = notice_ids
             rows = conn.execute(stmts["locked_sent" if lock else "sent"], params)
-            owned.update(row[0] for row in rows)
+            owned.update(rows.scalars().all())
         elif lock:
             conn.execute(stmts["lock"], {"ids": notice_ids})
         sent_owned = set(owned)
         if rest:
             rows = conn.execute(stmts["owned"], {"ids": rest, "tok": token})
-            owned.update(row[0] for row in rows)
+            owned.update(rows.scalars().all())
         recorded = [by_id[i] for i in by_id if i in owned]
         others = [o for o in recorded if o.delivery_id not in sent_owned]
         if others:
@@ -325,7 +325,7 @@ def finish(
             rolled = sorted({o.notice_id for o in recorded})
             settled = {
                 row[0]: row[1]
-                for row in conn.execute(stmts["roll_up"], {"ids": rolled, "now": now})
+                for row in conn.execute(stmts["roll_up"], {"ids": rolled, "now": now}).all()
             }
             for o in recorded:
                 o.send_status = settled.get(o.notice_id)

@@ -52,7 +52,7 @@ def insert_notices(
         stmt = cached(
             notice_table, "insert", dialect, lambda: sa.insert(notice_table).returning(*cols)
         )
-        return sorted((row[0], row[1]) for row in session.execute(stmt, rows))
+        return sorted((row[0], row[1]) for row in session.execute(stmt, rows).all())
     else:
         stmt = cached(
             notice_table,
@@ -61,7 +61,7 @@ def insert_notices(
             lambda: sa.insert(notice_table).returning(*cols, sort_by_parameter_order=True),
         )
         result = session.execute(stmt, rows)
-    return [(row[0], row[1]) for row in result]
+    return [(row[0], row[1]) for row in result.all()]
 
 
 def insert_deliveries(
@@ -80,7 +80,7 @@ def insert_deliveries(
     )
     # executemany with RETURNING gives the ids in the order of ``rows`` (SQLAlchemy's
     # sentinel, or one INSERT per row where the driver has none)
-    return sorted(row[0] for row in session.execute(stmt, rows))
+    return sorted(session.execute(stmt, rows).scalars().all())
 
 
 def insert_notice_columns(
@@ -348,7 +348,8 @@ def _fan_out_columns(
         stmt = stmt.from_select(names, select)
         if conflict is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-        out.extend(session.execute(stmt.returning(*returning)))
+        # all() fetches the RETURNING rows in one call, not one fetchone() per row
+        out.extend(session.execute(stmt.returning(*returning)).all())
     return out
 
 
