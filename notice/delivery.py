@@ -10,8 +10,8 @@ import functools
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,9 @@ def deliver_claimed(
         report.lost_lease = len(batch)
         return report
     parts = batch.split(state.batch_size)
+    # a segment holds every delivery of its notices (they were written together): a
+    # notice is complete in a part unless the split cut through its deliveries
+    per_notice = Counter(n for segment in batch.segments for n in segment.notice_ids)
     for i, part in enumerate(parts):
         if stop is not None and stop.is_set():
             rest = [d for p in parts[i:] for d in p.ids]
@@ -104,7 +107,11 @@ def deliver_claimed(
             report.lost_lease += len(rest)
             break
         pairs = [pair for segment in part.segments for pair in segment.pairs()]
-        recorded = _run_batch(state, report, batch.token, pairs, utcnow(), batch.started, stop)[2]
+        in_part = Counter(n for segment in part.segments for n in segment.notice_ids)
+        complete = {n for n, count in in_part.items() if count == per_notice[n]}
+        recorded = _run_batch(
+            state, report, batch.token, pairs, utcnow(), batch.started, stop, complete
+        )[2]
         for o in recorded:
             if o.send_status is not None:
                 batch.settled[o.notice_id] = o.send_status
@@ -251,10 +258,15 @@ def _run_batch(
     now: datetime,
     started: float,
     stop: threading.Event | None,
+    complete: Collection[int] = (),
 ) -> tuple[bool, bool, list[store.Outcome]]:
     """Send one claimed batch and record it in ``report``, in one finish transaction.
     Return whether any delivery got an outcome, whether any was given back unsent, and
-    the outcomes recorded. Raises, after recording, what interrupted the main thread."""
+    the outcomes recorded. Raises, after recording, what interrupted the main thread.
+
+    :param complete: notices whose every delivery is in ``pairs`` (see
+        :func:`notice.store.claims.finish`).
+    """
     engine = state.engine
     try:
         decided = _screen(state, pairs, now)
@@ -298,6 +310,7 @@ def _run_batch(
         now=utcnow(),
         released=sending.unsent,
         follow_ups=_follow_ups(state, outcomes, pairs_by_id),
+        complete=complete,
     )
     # given back (the lease was running out, or stopping), or finished by someone else
     # after our lease ran out (our result was dropped)

@@ -122,19 +122,22 @@ def test_a_single_sync_emit_is_one_write_and_a_two_statement_finish(app_factory)
     write = flat[: flat.index("COMMIT")]
     after = [s for s in _after_write(flat) if s != "BEGIN IMMEDIATE"]
     if postgres:
-        # the notice and its delivery in one statement (a CTE), the notices locked in
-        # the successes' UPDATE
+        # the notice and its delivery in one statement (a CTE); the finish in one too:
+        # the notice locked, the delivery Sent and, as it was all ours, the notice Sent
         [both] = write
         assert both.startswith("WITH n AS (INSERT INTO notice ") and "notice_delivery" in both
-        [locked_sent, roll_up, commit] = after
-        assert locked_sent.startswith("WITH locked AS") and "FOR UPDATE" in locked_sent
+        [finish, commit] = after
+        assert finish.startswith("WITH locked AS") and "FOR UPDATE" in finish
+        assert "UPDATE notice_delivery SET status" in finish
+        assert "UPDATE notice SET send_status" in finish
     else:
         [notice, delivery] = write
         assert notice.startswith("INSERT INTO notice ")
         assert delivery.startswith("INSERT INTO notice_delivery ")
         [sent, roll_up, commit] = after
         assert sent.startswith("UPDATE notice_delivery SET status")
-    assert roll_up.startswith("UPDATE notice SET send_status") and commit == "COMMIT"
+        assert roll_up.startswith("UPDATE notice SET send_status")
+    assert commit == "COMMIT"
     assert (n.user_id, n.data, n.send_status) == (2, {"k": 1}, "Sent")
     [row] = [r for r in _deliveries(app) if r.notice_id == n.id]
     assert (row.status, row.attempts, row.lease_expiries, row.claim_token) == (
@@ -296,6 +299,41 @@ def test_a_stolen_lease_is_not_overwritten_by_the_late_finish(app_factory):
     app.notices.state(app).dispatcher.shutdown()  # waits for the batch in flight
     [row] = _deliveries(app)
     assert (row.status, row.claim_token, row.last_error) == ("Wait", "thief", "the thief's")
+
+
+def test_a_notice_with_one_delivery_taken_over_is_rolled_up_from_the_table(app_factory):
+    """One of a notice's two deliveries is taken over (and sent) by another worker while
+    we send: the finish records the other and works the notice's status out from both
+    rows; the new owner's roll-up saw ours still Wait, so ours must make it Sent."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Slow(Sender):
+        name = "slow"
+
+        def send(self, notice: Any) -> None:
+            entered.set()
+            assert release.wait(timeout=20)
+
+    app = app_factory(NOTICE_DISPATCH="thread", NOTICE_THREADS=1, **CORE)
+    app.notices.register_sender(Slow())
+    with app.app_context():
+        n = notice_event(1, subject="s", content="")
+    assert entered.wait(timeout=20)
+    d = app.notices.Delivery.__table__
+    with app.app_context(), app.db.engine.begin() as conn:
+        conn.execute(
+            sa.update(d)
+            .where(d.c.channel == "slow")
+            .values(status="Sent", claim_token=None, last_error="the thief's")
+        )
+    release.set()
+    app.notices.state(app).dispatcher.shutdown()  # waits for the batch in flight
+    rows = {r.channel: r for r in _deliveries(app)}
+    assert (rows["memory"].status, rows["memory"].claim_token) == ("Sent", None)
+    assert (rows["slow"].status, rows["slow"].last_error) == ("Sent", "the thief's")
+    with app.app_context():
+        assert app.db.session.get(app.notices.Notice, n.id).send_status == "Sent"
 
 
 def test_no_preference_query_when_no_choice_is_stored(app_factory):

@@ -232,6 +232,7 @@ def finish(
     now: datetime,
     released: Sequence[int] = (),
     follow_ups: Mapping[int, Sequence[tuple[str, str]]] | None = None,
+    complete: Collection[int] = (),
 ) -> list[Outcome]:
     """Record outcomes for rows this claim still owns; return the ones recorded.
 
@@ -254,6 +255,12 @@ def finish(
     once their lease ran out. Running it twice is safe: the token guard makes a second
     run record only what the first did not (after a COMMIT lost with its connection
     that can be nothing: those rows then count as lost, and are not sent again).
+
+    ``complete``: notices whose every delivery is among ``outcomes`` (a born-claimed
+    batch knows: it wrote them). When every outcome is Sent and every notice complete,
+    PostgreSQL records the batch in one statement (``all_sent`` in
+    :func:`_finish_statements`): no other finisher can hold a delivery of these notices,
+    so once all of them are ours, each notice is Sent with no aggregate to compute.
     """
     if not outcomes and not released:
         return []
@@ -266,8 +273,37 @@ def finish(
     rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
     notice_ids = sorted({o.notice_id for o in outcomes})
     stmts = _finish_statements(delivery, notice, dialect)
+    all_sent = (
+        dialect == "postgresql"
+        and bool(sent_ids)
+        and not rest
+        and not released
+        and all(n in complete for n in notice_ids)
+    )
+
+    def record_all_sent(conn: Connection) -> list[Outcome]:
+        params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
+        params["n"] = len(sent_ids)
+        rows = conn.execute(stmts["all_sent"], params).all()
+        owned = {i for i, rolled in rows if not rolled}
+        recorded = [by_id[i] for i in sent_ids if i in owned]
+        if len(owned) == len(sent_ids):
+            for o in recorded:
+                o.send_status = SendStatus.SENT.value
+            return recorded
+        # a lease was taken over: its notice has a finisher besides us. The notices are
+        # locked already, so this roll-up reads what committed before us
+        if recorded:
+            rolled_ids = sorted({o.notice_id for o in recorded})
+            result = conn.execute(stmts["roll_up"], {"ids": rolled_ids, "now": now})
+            settled = {row[0]: row[1] for row in result.all()}
+            for o in recorded:
+                o.send_status = settled.get(o.notice_id)
+        return recorded
 
     def record(conn: Connection) -> list[Outcome]:
+        if all_sent:
+            return record_all_sent(conn)
         # finishers of one notice's deliveries take turns (see _finish_statements); on
         # PostgreSQL the lock rides in the successes' UPDATE when there are any (one
         # round trip less per batch)
@@ -378,7 +414,29 @@ def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> di
             .with_for_update()
             .cte("locked")
         )
+        # all_sent: "locked_sent", then every notice Sent, but only when the UPDATE got
+        # every delivery asked for (else nothing: the caller rolls up as usual); the
+        # rows of both UPDATEs come back, flagged
+        sent_cte = sent.where(
+            sa.select(sa.func.count()).select_from(locked).scalar_subquery() >= 0
+        ).cte("sent")
+        rolled = (
+            sa.update(notice)
+            .where(
+                in_list(notice.c.id, "nids", dialect),
+                sa.select(sa.func.count()).select_from(sent_cte).scalar_subquery()
+                == sa.bindparam("n", type_=sa.Integer),
+            )
+            .values(send_status=SendStatus.SENT.value, update_at=now)
+            .returning(notice.c.id)
+            .cte("rolled")
+        )
+        all_sent = sa.union_all(
+            sa.select(sent_cte.c.id, sa.false().label("rolled")),
+            sa.select(rolled.c.id, sa.true().label("rolled")),
+        )
         return {
+            "all_sent": all_sent,
             "lock": sa.select(notice.c.id)
             .where(in_list(notice.c.id, "ids", dialect))
             .order_by(notice.c.id)
