@@ -258,9 +258,9 @@ def finish(
 
     ``complete``: notices whose every delivery is among ``outcomes`` (a born-claimed
     batch knows: it wrote them). When every outcome is Sent and every notice complete,
-    PostgreSQL records the batch in one statement (``all_sent`` in
-    :func:`_finish_statements`): no other finisher can hold a delivery of these notices,
-    so once all of them are ours, each notice is Sent with no aggregate to compute.
+    no other finisher can hold a delivery of these notices, so once all of them are
+    ours each notice is Sent with no aggregate to compute: PostgreSQL records the batch
+    in one statement (``all_sent`` in :func:`_finish_statements`), SQLite in two.
     """
     if not outcomes and not released:
         return []
@@ -274,18 +274,21 @@ def finish(
     notice_ids = sorted({o.notice_id for o in outcomes})
     stmts = _finish_statements(delivery, notice, dialect)
     all_sent = (
-        dialect == "postgresql"
-        and bool(sent_ids)
-        and not rest
-        and not released
-        and all(n in complete for n in notice_ids)
+        bool(sent_ids) and not rest and not released and all(n in complete for n in notice_ids)
     )
 
     def record_all_sent(conn: Connection) -> list[Outcome]:
         params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
-        params["n"] = len(sent_ids)
-        rows = conn.execute(stmts["all_sent"], params).all()
-        owned = {i for i, rolled in rows if not rolled}
+        if dialect == "postgresql":
+            params["n"] = len(sent_ids)
+            rows = conn.execute(stmts["all_sent"], params).all()
+            owned = {i for i, rolled in rows if not rolled}
+        else:
+            # SQLite: no UPDATE inside a WITH, but the notices' UPDATE by id still
+            # spares the roll-up's aggregate over their deliveries
+            owned = set(conn.execute(stmts["sent"], params).scalars().all())
+            if len(owned) == len(sent_ids):
+                conn.execute(stmts["mark_sent"], params)
         recorded = [by_id[i] for i in sent_ids if i in owned]
         if len(owned) == len(sent_ids):
             for o in recorded:
@@ -437,6 +440,9 @@ def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> di
         )
         return {
             "all_sent": all_sent,
+            "mark_sent": sa.update(notice)
+            .where(in_list(notice.c.id, "nids", dialect))
+            .values(send_status=SendStatus.SENT.value, update_at=now),
             "lock": sa.select(notice.c.id)
             .where(in_list(notice.c.id, "ids", dialect))
             .order_by(notice.c.id)
