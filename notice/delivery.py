@@ -10,7 +10,7 @@ import functools
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
@@ -97,9 +97,6 @@ def deliver_claimed(
         report.lost_lease = len(batch)
         return report
     parts = batch.split(state.batch_size)
-    # a segment holds every delivery of its notices (they were written together): a
-    # notice is complete in a part unless the split cut through its deliveries
-    per_notice = Counter(n for segment in batch.segments for n in segment.notice_ids)
     for i, part in enumerate(parts):
         if stop is not None and stop.is_set():
             rest = [d for p in parts[i:] for d in p.ids]
@@ -107,15 +104,31 @@ def deliver_claimed(
             report.lost_lease += len(rest)
             break
         pairs = [pair for segment in part.segments for pair in segment.pairs()]
-        in_part = Counter(n for segment in part.segments for n in segment.notice_ids)
-        complete = {n for n, count in in_part.items() if count == per_notice[n]}
         recorded = _run_batch(
-            state, report, batch.token, pairs, utcnow(), batch.started, stop, complete
+            state, report, batch.token, pairs, utcnow(), batch.started, stop, _complete(parts, i)
         )[2]
         for o in recorded:
             if o.send_status is not None:
                 batch.settled[o.notice_id] = o.send_status
     return report
+
+
+def _complete(parts: Sequence[ClaimedBatch], i: int) -> set[int]:
+    """The notices of ``parts[i]`` whose every delivery is in it.
+
+    A notice's deliveries were written together and sit side by side in one segment, so
+    only a notice the split cut through, the first or the last of the part, can miss
+    some; found by comparing with the neighbouring parts' ends (no per-notice count
+    over the whole batch, which would grow with a fan-out's recipients).
+    """
+    part = parts[i]
+    out = {n for segment in part.segments for n in segment.notice_ids}
+    first, last = part.segments[0].notice_ids[0], part.segments[-1].notice_ids[-1]
+    if i > 0 and parts[i - 1].segments[-1].notice_ids[-1] == first:
+        out.discard(first)
+    if i + 1 < len(parts) and parts[i + 1].segments[0].notice_ids[0] == last:
+        out.discard(last)
+    return out
 
 
 def deliver(

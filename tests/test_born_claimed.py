@@ -429,3 +429,24 @@ def test_claimed_batches_split_and_merge_in_order():
     other = ClaimedBatch("u", 0.5, [segment(20, 1)])
     with pytest.raises(ValueError, match="one claim token"):
         ClaimedBatch.merge([batch, other])
+
+
+def test_a_notice_cut_by_the_split_is_complete_in_neither_part():
+    from notice.claimed import ClaimedBatch, ClaimedSegment
+    from notice.delivery import _complete
+
+    def segment(notice_ids: list[int]) -> ClaimedSegment:
+        n = len(notice_ids)
+        return ClaimedSegment({}, list(range(n)), notice_ids, notice_ids, ["c"] * n, [""] * n)
+
+    # two emits merged (the thread dispatcher's group); notice 2's three deliveries span
+    # the first two parts
+    batch = ClaimedBatch("t", 1.0, [segment([1, 1, 2, 2, 2, 3, 4]), segment([5, 5])])
+    parts = batch.split(3)
+    assert [[n for s in p.segments for n in s.notice_ids] for p in parts] == [
+        [1, 1, 2],
+        [2, 2, 3],
+        [4, 5, 5],
+    ]
+    assert [_complete(parts, i) for i in range(3)] == [{1}, {3}, {4, 5}]
+    assert _complete(ClaimedBatch("t", 1.0, [segment([7, 7])]).split(3), 0) == {7}
