@@ -29,14 +29,17 @@ EXPANDED_IN = re.compile(
 
 
 @contextmanager
-def recording(app: Any) -> Iterator[list[str]]:
-    """Every statement the app's engine runs, and ``COMMIT`` for each commit."""
+def recording(app: Any, autocommitted: list[str] | None = None) -> Iterator[list[str]]:
+    """Every statement the app's engine runs, and ``COMMIT`` for each commit; the ones
+    run outside a transaction (autocommit) also go to ``autocommitted``."""
     statements: list[str] = []
     with app.app_context():
         engine = app.db.engine
 
     def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
+        if autocommitted is not None and getattr(cursor.connection, "autocommit", False):
+            autocommitted.append(statement)
 
     def on_commit(conn: Any) -> None:
         statements.append("COMMIT")
@@ -115,7 +118,8 @@ def test_a_single_sync_emit_is_one_write_and_a_two_statement_finish(app_factory)
     app = app_factory(NOTICE_DISPATCH="sync", **CORE)
     with app.app_context():
         notice_event(1, subject="warm-up", content="")
-        with recording(app) as statements:
+        autocommitted: list[str] = []
+        with recording(app, autocommitted) as statements:
             n = notice_event(2, subject="s", content="", data={"k": 1})
         postgres = app.db.engine.dialect.name == "postgresql"
     flat = [" ".join(s.split()) for s in statements]
@@ -123,13 +127,15 @@ def test_a_single_sync_emit_is_one_write_and_a_two_statement_finish(app_factory)
     after = [s for s in _after_write(flat) if s != "BEGIN IMMEDIATE"]
     if postgres:
         # the notice and its delivery in one statement (a CTE); the finish in one too:
-        # the notice locked, the delivery Sent and, as it was all ours, the notice Sent
+        # the notice locked, the delivery Sent and, as it was all ours, the notice Sent,
+        # run as its own transaction (no BEGIN and COMMIT round trips)
         [both] = write
         assert both.startswith("WITH n AS (INSERT INTO notice ") and "notice_delivery" in both
         [finish, commit] = after
         assert finish.startswith("WITH locked AS") and "FOR UPDATE" in finish
         assert "UPDATE notice_delivery SET status" in finish
         assert "UPDATE notice SET send_status" in finish
+        assert [" ".join(s.split()) for s in autocommitted] == [finish]
     else:
         [notice, delivery] = write
         assert notice.startswith("INSERT INTO notice ")

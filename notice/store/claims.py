@@ -278,31 +278,64 @@ def finish(
     )
 
     def record_all_sent(conn: Connection) -> list[Outcome]:
+        """SQLite's all-Sent path, inside :func:`record`'s transaction."""
         params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
-        if dialect == "postgresql":
-            params["n"] = len(sent_ids)
-            rows = conn.execute(stmts["all_sent"], params).all()
-            owned = {i for i, rolled in rows if not rolled}
-        else:
-            # SQLite: no UPDATE inside a WITH, but the notices' UPDATE by id still
-            # spares the roll-up's aggregate over their deliveries
-            owned = set(conn.execute(stmts["sent"], params).scalars().all())
-            if len(owned) == len(sent_ids):
-                conn.execute(stmts["mark_sent"], params)
-        recorded = [by_id[i] for i in sent_ids if i in owned]
+        # no UPDATE inside a WITH, but the notices' UPDATE by id still spares the
+        # roll-up's aggregate over their deliveries
+        owned = set(conn.execute(stmts["sent"], params).scalars().all())
         if len(owned) == len(sent_ids):
+            conn.execute(stmts["mark_sent"], params)
+        return settle(conn, [by_id[i] for i in sent_ids if i in owned], len(owned))
+
+    def settle(conn: Connection | None, recorded: list[Outcome], owned: int) -> list[Outcome]:
+        """Fill in the recorded outcomes' ``send_status``: Sent when every delivery was
+        still ours (the notices were marked so), else rolled up in ``conn``."""
+        if owned == len(sent_ids):
             for o in recorded:
                 o.send_status = SendStatus.SENT.value
             return recorded
         # a lease was taken over: its notice has a finisher besides us. The notices are
-        # locked already, so this roll-up reads what committed before us
+        # locked (SQLite: the write lock), so this roll-up reads what committed before us
         if recorded:
+            assert conn is not None
+            if dialect != "sqlite":
+                conn.execute(stmts["lock"], {"ids": sorted({o.notice_id for o in recorded})})
             rolled_ids = sorted({o.notice_id for o in recorded})
             result = conn.execute(stmts["roll_up"], {"ids": rolled_ids, "now": now})
             settled = {row[0]: row[1] for row in result.all()}
             for o in recorded:
                 o.send_status = settled.get(o.notice_id)
         return recorded
+
+    if all_sent and dialect == "postgresql":
+        # one statement, its own transaction (no BEGIN, no COMMIT round trip): the
+        # notices locked, the deliveries Sent and, when every one was still ours, the
+        # notices Sent; atomic as a statement is. Run again it records only what the
+        # first run did not (the token guard), like the transaction below
+        params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
+        params["n"] = len(sent_ids)
+        rows = run_transaction(
+            engine,
+            lambda conn: conn.execute(stmts["all_sent"], params).all(),
+            autocommit=True,
+            attempts=FINISH_ATTEMPTS,
+            conflicts=True,
+            what="recording delivery outcomes",
+        )
+        owned = {i for i, rolled in rows if not rolled}
+        recorded = [by_id[i] for i in sent_ids if i in owned]
+        if len(owned) == len(sent_ids) or not recorded:
+            return settle(None, recorded, len(owned))
+        # the statement's lock ended with it: the roll-up takes it again, in a
+        # transaction of its own, and then sees every finisher's committed outcome
+        return run_transaction(
+            engine,
+            lambda conn: settle(conn, recorded, len(owned)),
+            write=True,
+            attempts=FINISH_ATTEMPTS,
+            conflicts=True,
+            what="rolling up delivery outcomes",
+        )
 
     def record(conn: Connection) -> list[Outcome]:
         if all_sent:

@@ -180,6 +180,7 @@ def run_transaction(
     attempts: int = 2,
     conflicts: bool = False,
     what: str = "a transaction",
+    autocommit: bool = False,
 ) -> T:
     """Run ``work(conn)`` in a short transaction of its own, commit, return its result.
 
@@ -192,11 +193,15 @@ def run_transaction(
     when the connection died during COMMIT, which may have committed it.
 
     :param write: take SQLite's write lock first (:func:`begin_write`).
+    :param autocommit: ``work`` runs one statement, its own transaction on the server:
+        no ``BEGIN`` and ``COMMIT`` round trips around it (PostgreSQL).
     """
     attempt = 1
     while True:
         try:
             with engine.connect() as conn:
+                if autocommit:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 if write:
                     begin_write(conn)
                 result = work(conn)
