@@ -298,9 +298,9 @@ def finish(
         # locked (SQLite: the write lock), so this roll-up reads what committed before us
         if recorded:
             assert conn is not None
-            if dialect != "sqlite":
-                conn.execute(stmts["lock"], {"ids": sorted({o.notice_id for o in recorded})})
             rolled_ids = sorted({o.notice_id for o in recorded})
+            if dialect != "sqlite":
+                conn.execute(stmts["lock"], {"ids": rolled_ids})
             result = conn.execute(stmts["roll_up"], {"ids": rolled_ids, "now": now})
             settled = {row[0]: row[1] for row in result.all()}
             for o in recorded:
