@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -106,11 +106,31 @@ def deliver_claimed(
             report.lost_lease += len(rest)
             break
         pairs = [pair for segment in part.segments for pair in segment.pairs()]
-        recorded = _run_batch(state, report, batch.token, pairs, utcnow(), batch.started, stop)[2]
+        recorded = _run_batch(
+            state, report, batch.token, pairs, utcnow(), batch.started, stop, _complete(parts, i)
+        )[2]
         for o in recorded:
             if o.send_status is not None:
                 batch.settled[o.notice_id] = o.send_status
     return report
+
+
+def _complete(parts: Sequence[ClaimedBatch], i: int) -> set[int]:
+    """The notices of ``parts[i]`` whose every delivery is in it.
+
+    A notice's deliveries were written together and sit side by side in one segment, so
+    only a notice the split cut through, the first or the last of the part, can miss
+    some; found by comparing with the neighbouring parts' ends (no per-notice count
+    over the whole batch, which would grow with a fan-out's recipients).
+    """
+    part = parts[i]
+    out = {n for segment in part.segments for n in segment.notice_ids}
+    first, last = part.segments[0].notice_ids[0], part.segments[-1].notice_ids[-1]
+    if i > 0 and parts[i - 1].segments[-1].notice_ids[-1] == first:
+        out.discard(first)
+    if i + 1 < len(parts) and parts[i + 1].segments[0].notice_ids[0] == last:
+        out.discard(last)
+    return out
 
 
 def deliver(
@@ -253,10 +273,15 @@ def _run_batch(
     now: datetime,
     started: float,
     stop: threading.Event | None,
+    complete: Collection[int] = (),
 ) -> tuple[bool, bool, list[store.Outcome]]:
     """Send one claimed batch and record it in ``report``, in one finish transaction.
     Return whether any delivery got an outcome, whether any was given back unsent, and
-    the outcomes recorded. Raises, after recording, what interrupted the main thread."""
+    the outcomes recorded. Raises, after recording, what interrupted the main thread.
+
+    :param complete: notices whose every delivery is in ``pairs`` (see
+        :func:`notice.store.claims.finish`).
+    """
     engine = state.engine
     try:
         decided = _screen(state, pairs, now)
@@ -300,6 +325,7 @@ def _run_batch(
         now=utcnow(),
         released=sending.unsent,
         follow_ups=_follow_ups(state, outcomes, pairs_by_id),
+        complete=complete,
     )
     # given back (the lease was running out, or stopping), or finished by someone else
     # after our lease ran out (our result was dropped)

@@ -746,9 +746,23 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
                 created_before=None if event.dedupe_for is None else now - event.dedupe_for,
             )
         statuses = [wait if routes[user_key(u)] else sent for u in part]
-        written = store.insert_notice_columns(
-            session, Notice.__table__, shared, list(part), statuses, dedupe=dedupe
-        )
+        one: list[int] | None = None
+        if len(part) == 1 and not dedupe:
+            # one recipient: the notice and its deliveries in one statement where the
+            # database allows (store.insert_one)
+            notice_id, one = store.insert_one(
+                session,
+                Notice.__table__,
+                Delivery.__table__,
+                {**shared, "user_id": part[0], "send_status": statuses[0]},
+                delivery_shared,
+                routes[user_key(part[0])],
+            )
+            written = [(notice_id, part[0])]
+        else:
+            written = store.insert_notice_columns(
+                session, Notice.__table__, shared, list(part), statuses, dedupe=dedupe
+            )
         if dedupe and len(written) < len(part):
             new_users = {user_key(u) for _, u in written}
             missing = [u for u in part if user_key(u) not in new_users]
@@ -777,8 +791,12 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
                 d_user.append(u)
                 d_channel.append(channel)
                 d_target.append(target)
-        delivery_ids = store.insert_delivery_columns(
-            session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
+        delivery_ids = (
+            one
+            if one is not None
+            else store.insert_delivery_columns(
+                session, Delivery.__table__, delivery_shared, d_notice, d_channel, d_target
+            )
         )
         if held:
             _write_throttled(state, session, written, held, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from notice import NoticeType, Sender, notice_event
 from notice.columns import utcnow
 from notice.sweeper import sweep
+from notice.types import DeliveryStatus
 from tests.support.waiting import wait_for
 
 CORE = {"NOTICE_STREAM": False}
@@ -27,14 +29,17 @@ EXPANDED_IN = re.compile(
 
 
 @contextmanager
-def recording(app: Any) -> Iterator[list[str]]:
-    """Every statement the app's engine runs, and ``COMMIT`` for each commit."""
+def recording(app: Any, autocommitted: list[str] | None = None) -> Iterator[list[str]]:
+    """Every statement the app's engine runs, and ``COMMIT`` for each commit; the ones
+    run outside a transaction (autocommit) also go to ``autocommitted``."""
     statements: list[str] = []
     with app.app_context():
         engine = app.db.engine
 
     def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
+        if autocommitted is not None and getattr(cursor.connection, "autocommit", False):
+            autocommitted.append(statement)
 
     def on_commit(conn: Any) -> None:
         statements.append("COMMIT")
@@ -107,6 +112,108 @@ def test_deliveries_are_born_claimed_and_sent_without_a_claim_or_read(app_factor
         None,
         1,
     )
+
+
+def test_a_single_sync_emit_is_one_write_and_a_two_statement_finish(app_factory):
+    app = app_factory(NOTICE_DISPATCH="sync", **CORE)
+    with app.app_context():
+        notice_event(1, subject="warm-up", content="")
+        autocommitted: list[str] = []
+        with recording(app, autocommitted) as statements:
+            n = notice_event(2, subject="s", content="", data={"k": 1})
+        postgres = app.db.engine.dialect.name == "postgresql"
+    flat = [" ".join(s.split()) for s in statements]
+    write = flat[: flat.index("COMMIT")]
+    after = [s for s in _after_write(flat) if s != "BEGIN IMMEDIATE"]
+    if postgres:
+        # the notice and its delivery in one statement (a CTE); the finish in one too:
+        # the notice locked, the delivery Sent and, as it was all ours, the notice Sent,
+        # run as its own transaction (no BEGIN and COMMIT round trips)
+        [both] = write
+        assert both.startswith("WITH n AS (INSERT INTO notice ") and "notice_delivery" in both
+        [finish, commit] = after
+        assert finish.startswith("WITH locked AS") and "FOR UPDATE" in finish
+        assert "UPDATE notice_delivery SET status" in finish
+        assert "UPDATE notice SET send_status" in finish
+        assert [" ".join(s.split()) for s in autocommitted] == [finish]
+    else:
+        [notice, delivery] = write
+        assert notice.startswith("INSERT INTO notice ")
+        assert delivery.startswith("INSERT INTO notice_delivery ")
+        [sent, roll_up, commit] = after
+        assert sent.startswith("UPDATE notice_delivery SET status")
+        assert roll_up.startswith("UPDATE notice SET send_status")
+    assert commit == "COMMIT"
+    assert (n.user_id, n.data, n.send_status) == (2, {"k": 1}, "Sent")
+    [row] = [r for r in _deliveries(app) if r.notice_id == n.id]
+    assert (row.status, row.attempts, row.lease_expiries, row.claim_token) == (
+        "Sent",
+        1,
+        0,
+        None,
+    )
+    with app.app_context():
+        stored = app.db.session.get(app.notices.Notice, n.id)
+        assert (stored.user_id, stored.data, stored.send_status) == (2, {"k": 1}, "Sent")
+
+
+def test_finishers_of_one_notice_take_turns_so_the_roll_up_sees_both(app_factory):
+    """Two workers finish the two deliveries of one notice at once. Each must see the
+    other's outcome, or the notice stays Wait for good: the finish locks the notice
+    before it changes a delivery, so the second runs after the first committed."""
+    from notice import store
+
+    app = app_factory(NOTICE_DISPATCH="none", NOTICE_SENDERS=["memory", "log"], **CORE)
+    state = app.notices.state(app)
+    D, N = app.notices.Delivery.__table__, app.notices.Notice.__table__
+    with app.app_context():
+        n = notice_event(1, subject="s", content="")
+        engine = app.db.engine
+    ids = [r.id for r in _deliveries(app)]
+    assert len(ids) == 2
+    tokens = [
+        store.claim(engine, D, now=utcnow(), lease=state.lease, limit=1, ids=[i])[0] for i in ids
+    ]
+    postgres = engine.dialect.name == "postgresql"
+    errors: list[BaseException] = []
+
+    def finish(i: int) -> None:
+        try:
+            outcome = store.Outcome(ids[i], n.id, DeliveryStatus.SENT)
+            store.finish(engine, D, N, tokens[i], [outcome], now=utcnow())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    # a third party holds the notice (SQLite: the write lock) while both finishers start
+    with engine.connect() as holder:
+        if postgres:
+            holder.execute(sa.select(N.c.id).where(N.c.id == n.id).with_for_update())
+        else:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+        threads = [threading.Thread(target=finish, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        if postgres:
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+
+            def both_wait() -> bool:
+                # a connection of its own: the activity view is a snapshot per transaction
+                with engine.connect() as conn:
+                    return conn.execute(waiting).scalar_one() == 2
+
+            assert wait_for(both_wait, timeout=20)
+        else:
+            time.sleep(0.5)  # both are queued on the busy timeout
+        holder.rollback()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert [r.status for r in _deliveries(app)] == ["Sent", "Sent"]
+    with app.app_context():
+        assert app.db.session.get(app.notices.Notice, n.id).send_status == "Sent"
 
 
 def test_a_process_that_dies_after_commit_leaves_them_to_the_sweeper(app_factory):
@@ -200,6 +307,41 @@ def test_a_stolen_lease_is_not_overwritten_by_the_late_finish(app_factory):
     assert (row.status, row.claim_token, row.last_error) == ("Wait", "thief", "the thief's")
 
 
+def test_a_notice_with_one_delivery_taken_over_is_rolled_up_from_the_table(app_factory):
+    """One of a notice's two deliveries is taken over (and sent) by another worker while
+    we send: the finish records the other and works the notice's status out from both
+    rows; the new owner's roll-up saw ours still Wait, so ours must make it Sent."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    class Slow(Sender):
+        name = "slow"
+
+        def send(self, notice: Any) -> None:
+            entered.set()
+            assert release.wait(timeout=20)
+
+    app = app_factory(NOTICE_DISPATCH="thread", NOTICE_THREADS=1, **CORE)
+    app.notices.register_sender(Slow())
+    with app.app_context():
+        n = notice_event(1, subject="s", content="")
+    assert entered.wait(timeout=20)
+    d = app.notices.Delivery.__table__
+    with app.app_context(), app.db.engine.begin() as conn:
+        conn.execute(
+            sa.update(d)
+            .where(d.c.channel == "slow")
+            .values(status="Sent", claim_token=None, last_error="the thief's")
+        )
+    release.set()
+    app.notices.state(app).dispatcher.shutdown()  # waits for the batch in flight
+    rows = {r.channel: r for r in _deliveries(app)}
+    assert (rows["memory"].status, rows["memory"].claim_token) == ("Sent", None)
+    assert (rows["slow"].status, rows["slow"].last_error) == ("Sent", "the thief's")
+    with app.app_context():
+        assert app.db.session.get(app.notices.Notice, n.id).send_status == "Sent"
+
+
 def test_no_preference_query_when_no_choice_is_stored(app_factory):
     app = app_factory(NOTICE_DISPATCH="sync", **CORE)
     with app.app_context():
@@ -250,7 +392,8 @@ def test_thread_dispatch_groups_queued_emits_into_one_send_and_one_finish(app_fa
             )
             dispatcher.shutdown()
     assert writes == 5
-    sent_updates = [s for s in statements if s.startswith("UPDATE notice_delivery SET status")]
+    # (on PostgreSQL the finish's notice lock rides in front: "WITH locked AS ... UPDATE")
+    sent_updates = [s for s in statements if "UPDATE notice_delivery SET status" in s]
     # the first emit's finish, then one finish for the five queued behind it
     assert statements.count("COMMIT") - writes == 2
     assert len(sent_updates) == 2
@@ -292,3 +435,24 @@ def test_claimed_batches_split_and_merge_in_order():
     other = ClaimedBatch("u", 0.5, [segment(20, 1)])
     with pytest.raises(ValueError, match="one claim token"):
         ClaimedBatch.merge([batch, other])
+
+
+def test_a_notice_cut_by_the_split_is_complete_in_neither_part():
+    from notice.claimed import ClaimedBatch, ClaimedSegment
+    from notice.delivery import _complete
+
+    def segment(notice_ids: list[int]) -> ClaimedSegment:
+        n = len(notice_ids)
+        return ClaimedSegment({}, list(range(n)), notice_ids, notice_ids, ["c"] * n, [""] * n)
+
+    # two emits merged (the thread dispatcher's group); notice 2's three deliveries span
+    # the first two parts
+    batch = ClaimedBatch("t", 1.0, [segment([1, 1, 2, 2, 2, 3, 4]), segment([5, 5])])
+    parts = batch.split(3)
+    assert [[n for s in p.segments for n in s.notice_ids] for p in parts] == [
+        [1, 1, 2],
+        [2, 2, 3],
+        [4, 5, 5],
+    ]
+    assert [_complete(parts, i) for i in range(3)] == [{1}, {3}, {4, 5}]
+    assert _complete(ClaimedBatch("t", 1.0, [segment([7, 7])]).split(3), 0) == {7}

@@ -49,6 +49,7 @@ from .writes import (
     insert_delivery_columns,
     insert_notice_columns,
     insert_notices,
+    insert_one,
     release_dedupe_key,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "insert_delivery_columns",
     "insert_notice_columns",
     "insert_notices",
+    "insert_one",
     "list_notices",
     "load_claimed",
     "new_token",

@@ -124,7 +124,7 @@ def claim(
         stmt = _claim_statement(delivery, dialect, by_ids, skip, where)
     claimed = run_transaction(
         engine,
-        lambda conn: [row[0] for row in conn.execute(stmt, params)],
+        lambda conn: list(conn.execute(stmt, params).scalars().all()),
         write=True,
         what="claiming deliveries",
     )
@@ -208,9 +208,9 @@ def load_claimed(
     notices_stmt = cached(notice, "load:" + ",".join(notice_columns), dialect, build_notices)
 
     def read(conn: Connection) -> tuple[list[Any], list[Any]]:
-        rows = list(conn.execute(rows_stmt, {"ids": list(ids)}))
+        rows = list(conn.execute(rows_stmt, {"ids": list(ids)}).all())
         notice_ids = sorted({row.notice_id for row in rows})
-        return rows, list(conn.execute(notices_stmt, {"ids": notice_ids}))
+        return rows, list(conn.execute(notices_stmt, {"ids": notice_ids}).all())
 
     return run_transaction(engine, read, what="loading claimed deliveries")
 
@@ -240,6 +240,7 @@ def finish(
     now: datetime,
     released: Sequence[int] = (),
     follow_ups: Mapping[int, Sequence[tuple[str, str]]] | None = None,
+    complete: Collection[int] = (),
 ) -> list[Outcome]:
     """Record outcomes for rows this claim still owns; return the ones recorded.
 
@@ -262,6 +263,12 @@ def finish(
     once their lease ran out. Running it twice is safe: the token guard makes a second
     run record only what the first did not (after a COMMIT lost with its connection
     that can be nothing: those rows then count as lost, and are not sent again).
+
+    ``complete``: notices whose every delivery is among ``outcomes`` (a born-claimed
+    batch knows: it wrote them). When every outcome is Sent and every notice complete,
+    no other finisher can hold a delivery of these notices, so once all of them are
+    ours each notice is Sent with no aggregate to compute: PostgreSQL records the batch
+    in one statement (``all_sent`` in :func:`_finish_statements`), SQLite in two.
     """
     if not outcomes and not released:
         return []
@@ -274,19 +281,90 @@ def finish(
     rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
     notice_ids = sorted({o.notice_id for o in outcomes})
     stmts = _finish_statements(delivery, notice, dialect)
+    all_sent = (
+        bool(sent_ids) and not rest and not released and all(n in complete for n in notice_ids)
+    )
+
+    def record_all_sent(conn: Connection) -> list[Outcome]:
+        """SQLite's all-Sent path, inside :func:`record`'s transaction."""
+        params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
+        # no UPDATE inside a WITH, but the notices' UPDATE by id still spares the
+        # roll-up's aggregate over their deliveries
+        owned = set(conn.execute(stmts["sent"], params).scalars().all())
+        if len(owned) == len(sent_ids):
+            conn.execute(stmts["mark_sent"], params)
+        return settle(conn, [by_id[i] for i in sent_ids if i in owned], len(owned))
+
+    def settle(conn: Connection | None, recorded: list[Outcome], owned: int) -> list[Outcome]:
+        """Fill in the recorded outcomes' ``send_status``: Sent when every delivery was
+        still ours (the notices were marked so), else rolled up in ``conn``."""
+        if owned == len(sent_ids):
+            for o in recorded:
+                o.send_status = SendStatus.SENT.value
+            return recorded
+        # a lease was taken over: its notice has a finisher besides us. The notices are
+        # locked (SQLite: the write lock), so this roll-up reads what committed before us
+        if recorded:
+            assert conn is not None
+            rolled_ids = sorted({o.notice_id for o in recorded})
+            if dialect != "sqlite":
+                conn.execute(stmts["lock"], {"ids": rolled_ids})
+            result = conn.execute(stmts["roll_up"], {"ids": rolled_ids, "now": now})
+            settled = {row[0]: row[1] for row in result.all()}
+            for o in recorded:
+                o.send_status = settled.get(o.notice_id)
+        return recorded
+
+    if all_sent and dialect == "postgresql":
+        # one statement, its own transaction (no BEGIN, no COMMIT round trip): the
+        # notices locked, the deliveries Sent and, when every one was still ours, the
+        # notices Sent; atomic as a statement is. Run again it records only what the
+        # first run did not (the token guard), like the transaction below
+        params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
+        params["n"] = len(sent_ids)
+        rows = run_transaction(
+            engine,
+            lambda conn: conn.execute(stmts["all_sent"], params).all(),
+            autocommit=True,
+            attempts=FINISH_ATTEMPTS,
+            conflicts=True,
+            what="recording delivery outcomes",
+        )
+        owned = {i for i, rolled in rows if not rolled}
+        recorded = [by_id[i] for i in sent_ids if i in owned]
+        if len(owned) == len(sent_ids) or not recorded:
+            return settle(None, recorded, len(owned))
+        # the statement's lock ended with it: the roll-up takes it again, in a
+        # transaction of its own, and then sees every finisher's committed outcome
+        return run_transaction(
+            engine,
+            lambda conn: settle(conn, recorded, len(owned)),
+            write=True,
+            attempts=FINISH_ATTEMPTS,
+            conflicts=True,
+            what="rolling up delivery outcomes",
+        )
 
     def record(conn: Connection) -> list[Outcome]:
-        if dialect != "sqlite" and notice_ids:
-            # finishers of one notice's deliveries take turns (see _finish_statements)
-            conn.execute(stmts["lock"], {"ids": notice_ids})
+        if all_sent:
+            return record_all_sent(conn)
+        # finishers of one notice's deliveries take turns (see _finish_statements); on
+        # PostgreSQL the lock rides in the successes' UPDATE when there are any (one
+        # round trip less per batch)
+        lock = dialect != "sqlite" and bool(notice_ids)
         owned: set[int] = set()
         if sent_ids:
-            rows = conn.execute(stmts["sent"], {"ids": sent_ids, "tok": token, "now": now})
-            owned.update(row[0] for row in rows)
+            params = {"ids": sent_ids, "tok": token, "now": now}
+            if lock:
+                params["nids"] = notice_ids
+            rows = conn.execute(stmts["locked_sent" if lock else "sent"], params)
+            owned.update(rows.scalars().all())
+        elif lock:
+            conn.execute(stmts["lock"], {"ids": notice_ids})
         sent_owned = set(owned)
         if rest:
             rows = conn.execute(stmts["owned"], {"ids": rest, "tok": token})
-            owned.update(row[0] for row in rows)
+            owned.update(rows.scalars().all())
         recorded = [by_id[i] for i in by_id if i in owned]
         others = [o for o in recorded if o.delivery_id not in sent_owned]
         if others:
@@ -327,7 +405,7 @@ def finish(
             rolled = sorted({o.notice_id for o in recorded})
             settled = {
                 row[0]: row[1]
-                for row in conn.execute(stmts["roll_up"], {"ids": rolled, "now": now})
+                for row in conn.execute(stmts["roll_up"], {"ids": rolled, "now": now}).all()
             }
             for o in recorded:
                 o.send_status = settled.get(o.notice_id)
@@ -360,12 +438,8 @@ def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> di
         now = sa.bindparam("now", type_=c.update_at.type)
         mine = sa.and_(in_list(c.id, "ids", dialect), c.claim_token == sa.bindparam("tok"))
         next_at = sa.bindparam("b_next", type_=c.next_attempt_at.type)
-        return {
-            "lock": sa.select(notice.c.id)
-            .where(in_list(notice.c.id, "ids", dialect))
-            .order_by(notice.c.id)
-            .with_for_update(),
-            "sent": sa.update(delivery)
+        sent = (
+            sa.update(delivery)
             .where(mine)
             .values(
                 status=DeliveryStatus.SENT.value,
@@ -375,7 +449,52 @@ def _finish_statements(delivery: sa.Table, notice: sa.Table, dialect: str) -> di
                 claim_token=None,
                 update_at=now,
             )
-            .returning(c.id),
+            .returning(c.id)
+        )
+        locked = (
+            sa.select(notice.c.id)
+            .where(in_list(notice.c.id, "nids", dialect))
+            .order_by(notice.c.id)
+            .with_for_update()
+            .cte("locked")
+        )
+        # all_sent: "locked_sent", then every notice Sent, but only when the UPDATE got
+        # every delivery asked for (else nothing: the caller rolls up as usual); the
+        # rows of both UPDATEs come back, flagged
+        sent_cte = sent.where(
+            sa.select(sa.func.count()).select_from(locked).scalar_subquery() >= 0
+        ).cte("sent")
+        rolled = (
+            sa.update(notice)
+            .where(
+                in_list(notice.c.id, "nids", dialect),
+                sa.select(sa.func.count()).select_from(sent_cte).scalar_subquery()
+                == sa.bindparam("n", type_=sa.Integer),
+            )
+            .values(send_status=SendStatus.SENT.value, update_at=now)
+            .returning(notice.c.id)
+            .cte("rolled")
+        )
+        all_sent = sa.union_all(
+            sa.select(sent_cte.c.id, sa.false().label("rolled")),
+            sa.select(rolled.c.id, sa.true().label("rolled")),
+        )
+        return {
+            "all_sent": all_sent,
+            "mark_sent": sa.update(notice)
+            .where(in_list(notice.c.id, "nids", dialect))
+            .values(send_status=SendStatus.SENT.value, update_at=now),
+            "lock": sa.select(notice.c.id)
+            .where(in_list(notice.c.id, "ids", dialect))
+            .order_by(notice.c.id)
+            .with_for_update(),
+            "sent": sent,
+            # "lock" and "sent" in one statement: the count over the CTE has no outer
+            # reference, so PostgreSQL runs it first, as a one-time filter, and the
+            # notices are locked (in id order) before any delivery row is
+            "locked_sent": sent.where(
+                sa.select(sa.func.count()).select_from(locked).scalar_subquery() >= 0
+            ),
             "owned": sa.select(c.id).where(mine).with_for_update(),
             "other": sa.update(delivery)
             .where(c.id == sa.bindparam("b_id"))

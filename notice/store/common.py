@@ -70,10 +70,11 @@ def cached(table: sa.Table, key: str, dialect: str, build: Callable[[], T]) -> T
     subqueries cost more than running it for one notice.
     """
     store: dict[tuple[str, str], Any] = table.info.setdefault(_STATEMENTS, {})
-    stmt = store.get((key, dialect))
-    if stmt is None:
-        stmt = store[(key, dialect)] = build()
-    return stmt
+    try:
+        return store[(key, dialect)]  # type: ignore[no-any-return]
+    except KeyError:
+        stmt = store[(key, dialect)] = build()  # None too: "no such statement"
+        return stmt
 
 
 def visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
@@ -126,7 +127,8 @@ def update_mine(
     table = notice.__table__
     c = table.c
     base = sa.update(table).where(mine).values(**values)
-    if session.get_bind(mapper=notice).dialect.name == "sqlite":
+    dialect = session.get_bind(mapper=notice).dialect.name
+    if dialect == "sqlite":
         # one writer at a time: no lock order to keep. A SELECT first would also make
         # this a read-then-write transaction, which SQLite fails at once ("database is
         # locked") when another writer commits in between
@@ -136,15 +138,17 @@ def update_mine(
     elif ids is None:
         targets = lock_ids(session, table, mine)
     else:
-        targets = [
-            locked
-            for part in chunks(sorted(set(ids)))
-            for locked in lock_ids(session, table, sa.and_(mine, c.id.in_(part)))
-        ]
-    changed = 0
-    for part in chunks(targets):
-        changed += int(session.execute(base.where(c.id.in_(part))).rowcount)
-    return changed
+        targets = lock_ids(
+            session,
+            table,
+            sa.and_(mine, in_list(c.id, "ids", dialect)),
+            params={"ids": sorted(set(ids))},
+        )
+    if not targets:
+        return 0
+    # the ids as one array parameter (in_list): one statement however many there are
+    stmt = base.where(in_list(c.id, "ids", dialect))
+    return int(session.execute(stmt, {"ids": list(targets)}).rowcount)
 
 
 def begin_write(conn: Connection) -> None:
@@ -195,6 +199,7 @@ def run_transaction(
     attempts: int = 2,
     conflicts: bool = False,
     what: str = "a transaction",
+    autocommit: bool = False,
 ) -> T:
     """Run ``work(conn)`` in a short transaction of its own, commit, return its result.
 
@@ -207,11 +212,15 @@ def run_transaction(
     when the connection died during COMMIT, which may have committed it.
 
     :param write: take SQLite's write lock first (:func:`begin_write`).
+    :param autocommit: ``work`` runs one statement, its own transaction on the server:
+        no ``BEGIN`` and ``COMMIT`` round trips around it (PostgreSQL).
     """
     attempt = 1
     while True:
         try:
             with engine.connect() as conn:
+                if autocommit:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 if write:
                     begin_write(conn)
                 result = work(conn)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from ..types import PENDING_STATES, DeliveryStatus, ReadStatus
 from .claims import due_condition
-from .common import begin_write, chunks, lock_ids
+from .common import begin_write, cached, in_list, lock_ids
 
 #: failed states an operator may re-queue
 FAILED_STATES = (DeliveryStatus.ERROR.value, DeliveryStatus.DEAD.value)
@@ -86,8 +86,10 @@ def find_failed(
         .where(_requeueable(delivery, flt.statuses, now))
         .order_by(d.id)
     )
+    params: dict[str, Any] = {}
     if flt.ids:
-        stmt = stmt.where(d.id.in_(flt.ids))
+        stmt = stmt.where(in_list(d.id, "ids", engine.dialect.name))
+        params["ids"] = list(flt.ids)
     if flt.types:
         stmt = stmt.where(n.notice_type.in_(flt.types))
     if flt.channels:
@@ -97,7 +99,7 @@ def find_failed(
     if flt.since is not None:
         stmt = stmt.where(d.update_at >= flt.since)
     with engine.connect() as conn:
-        return list(conn.execute(stmt))
+        return list(conn.execute(stmt, params))
 
 
 def requeue(
@@ -116,28 +118,40 @@ def requeue(
     it. The state is checked again in the update, so a row sent or claimed since it was
     listed is left alone.
     """
-    c = delivery.c
-    changed = 0
+    dialect = engine.dialect.name
+
+    def build() -> Any:
+        c = delivery.c
+        now_ = sa.bindparam("now", type_=c.update_at.type)
+        return (
+            sa.update(delivery)
+            .where(
+                in_list(c.id, "ids", dialect),
+                c.status.in_(sa.bindparam("statuses", expanding=True)),
+                # a row under a live lease is being retried right now; its worker owns
+                # the result
+                sa.or_(c.claimed_until.is_(None), c.claimed_until <= now_),
+            )
+            .values(
+                status=DeliveryStatus.ERROR.value,
+                attempts=0,
+                # a poison row gets its full budget of lost leases again
+                lease_expiries=0,
+                next_attempt_at=now_,
+                claimed_until=None,
+                claim_token=None,
+                update_at=now_,
+            )
+        )
+
+    # the ids as one array parameter (in_list): one statement however many there are
+    stmt = cached(delivery, "requeue", dialect, build)
     with engine.connect() as conn:
         # the same write-lock-first transaction the claims use, so SQLite never fails to
         # upgrade a read lock while a sweeper writes
         begin_write(conn)
-        for part in chunks(list(ids)):
-            result = conn.execute(
-                sa.update(delivery)
-                .where(c.id.in_(part), _requeueable(delivery, statuses, now))
-                .values(
-                    status=DeliveryStatus.ERROR.value,
-                    attempts=0,
-                    # a poison row gets its full budget of lost leases again
-                    lease_expiries=0,
-                    next_attempt_at=now,
-                    claimed_until=None,
-                    claim_token=None,
-                    update_at=now,
-                )
-            )
-            changed += int(result.rowcount)
+        result = conn.execute(stmt, {"ids": list(ids), "statuses": list(statuses), "now": now})
+        changed = int(result.rowcount)
         conn.commit()
     return changed
 
@@ -270,6 +284,17 @@ def purge(
     purge is complete even on a SQLite connection without ``foreign_keys=ON``.
     """
     cond = _purgeable(notice, read_before, unread_before)
+    dialect = engine.dialect.name
+    # the ids as one array parameter (in_list): one statement each however many
+    delete_deliveries, delete_notices = cached(
+        notice,
+        "purge",
+        dialect,
+        lambda: (
+            sa.delete(delivery).where(in_list(delivery.c.notice_id, "ids", dialect)),
+            sa.delete(notice).where(in_list(notice.c.id, "ids", dialect)),
+        ),
+    )
     deleted = 0
     while True:
         with engine.connect() as conn:
@@ -278,9 +303,8 @@ def purge(
             # deliveries first could deadlock with a worker finishing them
             ids = lock_ids(conn, notice, cond, limit=batch)
             if ids:
-                for part in chunks(ids):
-                    conn.execute(sa.delete(delivery).where(delivery.c.notice_id.in_(part)))
-                    conn.execute(sa.delete(notice).where(notice.c.id.in_(part)))
+                conn.execute(delete_deliveries, {"ids": ids})
+                conn.execute(delete_notices, {"ids": ids})
             conn.commit()
         if not ids:
             return deleted

@@ -38,22 +38,30 @@ def insert_notices(
         # write lock), so sorting by id restores the order of ``rows``
         return sorted((row[0], row[1]) for row in fan_out)
     if dedupe:
-        stmt: Any
-        if dialect == "postgresql":
-            stmt = postgresql.insert(notice_table).on_conflict_do_nothing(index_elements=conflict)
-        else:
-            stmt = sqlite.insert(notice_table).on_conflict_do_nothing(index_elements=conflict)
-        result = session.execute(stmt.returning(*cols), rows)
+
+        def build_dedupe() -> Any:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            stmt = insert(notice_table).on_conflict_do_nothing(index_elements=conflict)
+            return stmt.returning(*cols)
+
+        stmt = cached(notice_table, "insert:dedupe", dialect, build_dedupe)
+        result = session.execute(stmt, rows)
     elif dialect == "sqlite":
         # SQLite has no sentinel for RETURNING in parameter order, so SQLAlchemy would
         # fall back to one INSERT per row; rowids grow in insertion order instead
-        result = session.execute(sa.insert(notice_table).returning(*cols), rows)
-        return sorted((row[0], row[1]) for row in result)
-    else:
-        result = session.execute(
-            sa.insert(notice_table).returning(*cols, sort_by_parameter_order=True), rows
+        stmt = cached(
+            notice_table, "insert", dialect, lambda: sa.insert(notice_table).returning(*cols)
         )
-    return [(row[0], row[1]) for row in result]
+        return sorted((row[0], row[1]) for row in session.execute(stmt, rows).all())
+    else:
+        stmt = cached(
+            notice_table,
+            "insert",
+            dialect,
+            lambda: sa.insert(notice_table).returning(*cols, sort_by_parameter_order=True),
+        )
+        result = session.execute(stmt, rows)
+    return [(row[0], row[1]) for row in result.all()]
 
 
 def insert_deliveries(
@@ -66,8 +74,13 @@ def insert_deliveries(
     fan_out = _fan_out(session, delivery_table, rows, ("notice_id", "channel", "target"), (c.id,))
     if fan_out is not None:
         return [row[0] for row in fan_out]
-    stmt = sa.insert(delivery_table).returning(c.id)
-    return [row[0] for row in session.execute(stmt, rows)]
+    dialect = session.get_bind().dialect.name
+    stmt = cached(
+        delivery_table, "insert", dialect, lambda: sa.insert(delivery_table).returning(c.id)
+    )
+    # executemany with RETURNING gives the ids in the order of ``rows`` (SQLAlchemy's
+    # sentinel, or one INSERT per row where the driver has none)
+    return sorted(session.execute(stmt, rows).scalars().all())
 
 
 def insert_notice_columns(
@@ -124,6 +137,127 @@ def insert_delivery_columns(
         for n, c, t in zip(notice_ids, channels, targets, strict=True)
     ]
     return insert_deliveries(session, delivery_table, rows)
+
+
+def insert_one(
+    session: Session,
+    notice_table: sa.Table,
+    delivery_table: sa.Table,
+    notice_values: dict[str, Any],
+    delivery_shared: dict[str, Any],
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[int, list[int]]:
+    """Insert one notice (``notice_values``, no dedupe) and a delivery per ``(channel,
+    target)`` of ``pairs`` (``delivery_shared`` values besides); return the notice id and
+    the delivery ids in the order of ``pairs``.
+
+    On PostgreSQL it is one statement, a CTE inserting the notice and, from its
+    ``RETURNING``, the deliveries: a single emit's write is one round trip. Elsewhere one
+    INSERT each. The statements are built once per set of columns.
+    """
+    dialect = session.get_bind().dialect.name
+    n_keys = tuple(notice_values)
+    params = {"n_" + k: v for k, v in notice_values.items()}
+    d_keys = tuple(delivery_shared)
+    stmt = (
+        cached(
+            notice_table,
+            f"insert_one:{','.join(n_keys)}:{','.join(d_keys)}",
+            dialect,
+            lambda: _insert_one_statement(notice_table, delivery_table, n_keys, d_keys),
+        )
+        if pairs and dialect == "postgresql"
+        else None
+    )
+    if stmt is not None:
+        params.update({"d_" + k: v for k, v in delivery_shared.items()})
+        params["channels"] = [c for c, _ in pairs]
+        params["targets"] = [t for _, t in pairs]
+        rows = session.execute(stmt, params).all()
+        # ids grow in the SELECT's order (see insert_notices)
+        return rows[0][1], sorted(row[0] for row in rows)
+    n = notice_table.c
+    insert_notice = cached(
+        notice_table,
+        "insert_one:" + ",".join(n_keys),
+        dialect,
+        lambda: (
+            sa.insert(notice_table)
+            .values({k: sa.bindparam("n_" + k, type_=n[k].type) for k in n_keys})
+            .returning(n.id)
+        ),
+    )
+    notice_id: int = session.execute(insert_notice, params).scalar_one()
+    if not pairs:
+        return notice_id, []
+    rows_ = [
+        {**delivery_shared, "notice_id": notice_id, "channel": c, "target": t} for c, t in pairs
+    ]
+    return notice_id, insert_deliveries(session, delivery_table, rows_)
+
+
+def _insert_one_statement(
+    notice_table: sa.Table,
+    delivery_table: sa.Table,
+    n_keys: tuple[str, ...],
+    d_keys: tuple[str, ...],
+) -> Any:
+    """``WITH n AS (INSERT INTO notice ... RETURNING id) INSERT INTO notice_delivery
+    SELECT ... FROM n, unnest(:channels, :targets) ... RETURNING id, notice_id``."""
+    n, d = notice_table.c, delivery_table.c
+    # SQLAlchemy cannot fill in the Python-side defaults of an INSERT inside a CTE, nor
+    # of the outer INSERT ... SELECT beside it: the scalar ones are written in as
+    # constants; a table with a callable one the caller left out takes the other path
+    n_defaults = _scalar_defaults(notice_table, {"id", *n_keys})
+    d_defaults = _scalar_defaults(delivery_table, {"id", "notice_id", "channel", "target", *d_keys})
+    if n_defaults is None or d_defaults is None:
+        return None
+    written = (
+        sa.insert(notice_table)
+        .values(
+            {
+                **{k: sa.bindparam("n_" + k, type_=n[k].type) for k in n_keys},
+                **n_defaults,
+            }
+        )
+        .returning(n.id)
+        .cte("n")
+    )
+    source = (
+        sa.func.unnest(
+            sa.bindparam("channels", type_=postgresql.ARRAY(d.channel.type)),
+            sa.bindparam("targets", type_=postgresql.ARRAY(d.target.type)),
+        )
+        .table_valued("channel", "target", with_ordinality="ord")
+        .render_derived(name="v")
+    )
+    constants = [sa.bindparam("d_" + k, type_=d[k].type) for k in d_keys]
+    constants += list(d_defaults.values())
+    select = (
+        sa.select(written.c.id, source.c.channel, source.c.target, *constants)
+        .select_from(written)
+        .join(source, sa.true())
+        .order_by(source.c.ord)
+    )
+    return (
+        postgresql.insert(delivery_table)
+        .from_select(["notice_id", "channel", "target", *d_keys, *d_defaults], select)
+        .returning(d.id, d.notice_id)
+    )
+
+
+def _scalar_defaults(table: sa.Table, given: set[str]) -> dict[str, Any] | None:
+    """Constants for the columns outside ``given`` that have a scalar Python default;
+    None when one has a callable default (or a sequence)."""
+    out: dict[str, Any] = {}
+    for column in table.c:
+        default = column.default
+        if column.name in given or default is None:
+            continue
+        if not default.is_scalar:
+            return None
+        out[column.name] = sa.literal(default.arg, type_=column.type)  # type: ignore[attr-defined]
+    return out
 
 
 #: rows per ``INSERT ... SELECT`` of the fan-out path
@@ -214,7 +348,8 @@ def _fan_out_columns(
         stmt = stmt.from_select(names, select)
         if conflict is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-        out.extend(session.execute(stmt.returning(*returning)))
+        # all() fetches the RETURNING rows in one call, not one fetchone() per row
+        out.extend(session.execute(stmt.returning(*returning)).all())
     return out
 
 
