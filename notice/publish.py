@@ -747,9 +747,10 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
             )
         statuses = [wait if routes[user_key(u)] else sent for u in part]
         one: list[int] | None = None
-        if len(part) == 1 and not dedupe:
+        if len(part) == 1 and not dedupe and scheduler is None:
             # one recipient: the notice and its deliveries in one statement where the
-            # database allows (store.insert_one)
+            # database allows (store.insert_one); not when some deliveries are due
+            # later: the scheduler writes those, unleased
             notice_id, one = store.insert_one(
                 session,
                 Notice.__table__,
