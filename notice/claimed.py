@@ -40,6 +40,9 @@ class ClaimedSegment:
     user_ids: list[Any] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    #: some of its notices have deliveries written apart, due later (scheduled): no
+    #: notice of the segment is complete, its finish rolls their send status up
+    partial: bool = False
 
     def __len__(self) -> int:
         return len(self.delivery_ids)
@@ -52,6 +55,7 @@ class ClaimedSegment:
             self.user_ids[start:stop],
             self.channels[start:stop],
             self.targets[start:stop],
+            self.partial,
         )
 
     def pairs(self) -> list[tuple[ClaimedDelivery, NoticeView]]:

@@ -116,7 +116,8 @@ def deliver_claimed(
 
 
 def _complete(parts: Sequence[ClaimedBatch], i: int) -> set[int]:
-    """The notices of ``parts[i]`` whose every delivery is in it.
+    """The notices of ``parts[i]`` whose every delivery is in it (none of a
+    :attr:`~notice.claimed.ClaimedSegment.partial` segment).
 
     A notice's deliveries were written together and sit side by side in one segment, so
     only a notice the split cut through, the first or the last of the part, can miss
@@ -124,7 +125,9 @@ def _complete(parts: Sequence[ClaimedBatch], i: int) -> set[int]:
     over the whole batch, which would grow with a fan-out's recipients).
     """
     part = parts[i]
-    out = {n for segment in part.segments for n in segment.notice_ids}
+    # a notice with a delivery scheduled for later is not complete: marked Sent by an
+    # all-Sent finish, it would read Sent while its email still waits
+    out = {n for segment in part.segments if not segment.partial for n in segment.notice_ids}
     first, last = part.segments[0].notice_ids[0], part.segments[-1].notice_ids[-1]
     if i > 0 and parts[i - 1].segments[-1].notice_ids[-1] == first:
         out.discard(first)

@@ -803,7 +803,10 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
             _write_throttled(state, session, written, held, now)
         result.delivery_ids.extend(delivery_ids)
         if scheduler is not None:
-            result.scheduled.extend(scheduler.write(session, Delivery.__table__))
+            later = scheduler.write(session, Delivery.__table__)
+            result.scheduled.extend(later)
+            if later and segment is not None:
+                segment.partial = True
         if segment is not None:
             segment.delivery_ids.extend(delivery_ids)
             segment.notice_ids.extend(d_notice)

@@ -72,6 +72,21 @@ def test_delay_per_channel_leaves_the_others_immediate(app_factory):
     assert rows["log"].status == "Sent"
     assert rows["memory"].status == "Wait" and rows["memory"].next_attempt_at == at
     assert _outbox(app) == []
+    with app.app_context():
+        # the immediate send finished alone: the notice still waits for its memory
+        # delivery (the all-Sent finish must not take the notice for complete)
+        (notice,) = app.notices.db.session.query(app.notices.Notice).all()
+        assert notice.send_status == "Wait"
+
+
+@pytest.mark.parametrize("fan_out", [False, True])
+def test_a_notice_with_a_later_delivery_waits_after_its_first_send(app_factory, fan_out):
+    app = app_factory(NOTICE_SENDERS=["memory", "log"])
+    with app.app_context():
+        users = [1, 2] if fan_out else 1
+        notice_event(users, subject="s", content="", delay={"memory": timedelta(hours=1)})
+        statuses = {n.send_status for n in app.notices.db.session.query(app.notices.Notice)}
+    assert statuses == {"Wait"}
 
 
 def test_a_fan_out_schedules_every_recipient(app_factory):
