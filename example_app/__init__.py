@@ -135,15 +135,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-#: the types whose email waits for EXAMPLE_COMMENT_EMAIL_DELAY and goes only if unread
-COMMENT_TYPES = ("Comment", "Reply")
+#: the types whose email waits for EXAMPLE_COMMENT_EMAIL_DELAY and goes only if unread:
+#: every notice a comment makes
+COMMENT_TYPES = ("Comment", "Reply", "Watching")
 
 
 def _comment_email_policy(app: Flask) -> None:
-    """Comment and reply emails only if still unread after the delay: notice's per-type
-    policy (``NOTICE_DELAY_DEFAULTS``, ``NOTICE_UNLESS_READ_DEFAULTS``), so every
-    ``notice_event`` of those types gets it without saying so. An app's own entries
-    for those types win."""
+    """Emails about comments (Comment, Reply, Watching) only if still unread after the
+    delay: notice's per-type policy (``NOTICE_DELAY_DEFAULTS``,
+    ``NOTICE_UNLESS_READ_DEFAULTS``), so every ``notice_event`` of those types gets it
+    without saying so. An app's own entries for those types win."""
     raw = app.config["EXAMPLE_COMMENT_EMAIL_DELAY"]
     try:
         delay = float(raw)
