@@ -76,9 +76,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Settings, weakest first: the defaults below (SQLite in the instance folder,
     in-process broker, thread-pool dispatch, the log sender; ``webpush`` joins when
     ``NOTICE_VAPID_PRIVATE_KEY`` is set, ``email`` when ``NOTICE_MAIL_SENDER`` is),
-    environment variables (``DATABASE_URL``, ``SECRET_KEY`` and any ``NOTICE_*`` key,
-    JSON-decoded when it parses, e.g. ``NOTICE_BROKER_URL=redis://127.0.0.1:6379/0``),
-    then ``config``.
+    environment variables (``DATABASE_URL``, ``SECRET_KEY``, ``EXAMPLE_COMMENT_EMAIL_DELAY``
+    and any ``NOTICE_*`` key, JSON-decoded when it parses, e.g.
+    ``NOTICE_BROKER_URL=redis://127.0.0.1:6379/0``), then ``config``.
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(
@@ -92,9 +92,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # follows reach users by email in the daily digest, not one by one (each user
         # may choose otherwise on the preferences page)
         NOTICE_EMAIL_MODES={"Follow": "daily"},
+        # seconds a comment or reply waits before its email, which goes only if the
+        # notice is still unread then (0: at once); shorten it to watch the demo
+        EXAMPLE_COMMENT_EMAIL_DELAY=600,
     )
     app.config.update(_from_env())
     app.config.update(config or {})
+    _comment_email_policy(app)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         database = Path(app.instance_path) / "example.db"
@@ -131,6 +135,32 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+#: the types whose email waits for EXAMPLE_COMMENT_EMAIL_DELAY and goes only if unread:
+#: every notice a comment makes
+COMMENT_TYPES = ("Comment", "Reply", "Watching")
+
+
+def _comment_email_policy(app: Flask) -> None:
+    """Emails about comments (Comment, Reply, Watching) only if still unread after the
+    delay: notice's per-type policy (``NOTICE_DELAY_DEFAULTS``,
+    ``NOTICE_UNLESS_READ_DEFAULTS``), so every ``notice_event`` of those types gets it
+    without saying so. An app's own entries for those types win."""
+    raw = app.config["EXAMPLE_COMMENT_EMAIL_DELAY"]
+    try:
+        delay = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"EXAMPLE_COMMENT_EMAIL_DELAY must be seconds, got {raw!r}") from None
+    if delay < 0:
+        raise ValueError(f"EXAMPLE_COMMENT_EMAIL_DELAY must not be negative, got {raw!r}")
+    delays = {t: {"email": delay} for t in COMMENT_TYPES}
+    app.config["NOTICE_DELAY_DEFAULTS"] = {**delays, **app.config.get("NOTICE_DELAY_DEFAULTS", {})}
+    unless = {t: ["email"] for t in COMMENT_TYPES}
+    app.config["NOTICE_UNLESS_READ_DEFAULTS"] = {
+        **unless,
+        **app.config.get("NOTICE_UNLESS_READ_DEFAULTS", {}),
+    }
+
+
 def push_configured(app: Flask) -> bool:
     """Web Push is on when a VAPID private key is configured."""
     return bool(app.config.get("NOTICE_VAPID_PRIVATE_KEY"))
@@ -143,7 +173,7 @@ def _from_env() -> dict[str, Any]:
     if os.environ.get("SECRET_KEY"):
         found["SECRET_KEY"] = os.environ["SECRET_KEY"]
     for key, raw in os.environ.items():
-        if key.startswith("NOTICE_"):
+        if key.startswith("NOTICE_") or key == "EXAMPLE_COMMENT_EMAIL_DELAY":
             try:
                 found[key] = json.loads(raw)
             except ValueError:

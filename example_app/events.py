@@ -104,7 +104,9 @@ def post_created(post: Post) -> None:
 
 def comment_created(comment: Comment) -> None:
     """REPLY to the parent comment's author, COMMENT to the post's author, WATCHING to
-    the post's watchers; each person hears once, the commenter never."""
+    the post's watchers; each person hears once, the commenter never. Their
+    emails wait EXAMPLE_COMMENT_EMAIL_DELAY and go only if still unread (the
+    per-type policy set in ``create_app``; nothing to say here)."""
     actor, post = comment.author, comment.post
     url = _post_url(post, f"c{comment.id}")
     told = {actor.id}

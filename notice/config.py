@@ -272,8 +272,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_QUIET_HOURS_CHANNELS": ["email", "webpush"],
     #: notice types that go out during quiet hours all the same, e.g. ["System"]
     "NOTICE_URGENT_TYPES": [],
-    #: seconds ahead a sync/thread dispatcher times a scheduled delivery itself, so a
-    #: short delay needs no sweeper (0: leave every scheduled delivery to the sweeper)
+    #: seconds ahead a sync/thread dispatcher times a scheduled delivery (or a group's
+    #: send at its window end) itself, so a short delay needs no sweeper (0: leave
+    #: every scheduled delivery to the sweeper)
     "NOTICE_SCHEDULE_TIMER": 10,
     #: per-type delays in seconds per channel, for calls that give neither deliver_at
     #: nor delay, e.g. {"Comment": {"email": 600}}; "*" matches every type

@@ -4,7 +4,9 @@ inbox item ("Ana and 3 others liked “Weekend photos”"), sent once per window
 The first notice under a key opens a group: a notice row with ``group_key``,
 ``group_count = 1``, its actor and ``group_until`` (now + window). Its deliveries are
 written due at ``group_until`` and unleased, so nothing goes out before the window ends
-and the sweeper sends the group once, as it reads it then. A later notice under the key,
+and the sweeper sends the group once, as it reads it then (a sync/thread dispatcher
+times a window ending within ``NOTICE_SCHEDULE_TIMER`` itself, claiming as the sweeper
+does). A later notice under the key,
 inside the window and before that send is claimed, folds into the row (count, actors,
 subject, content; unread again) and writes no delivery: one live event updates the item.
 
@@ -182,16 +184,22 @@ def write_grouped(
     for user_id in sorted(dict.fromkeys(event.user_ids), key=user_key):
         for _ in range(MAX_TURNS):
             group = group_store.lock_group(session, notice, user_id, event.group_key)
-            if (
-                group is not None
+            held = (
+                group_store.hold_pending(session, delivery, group.id, now)
+                if group is not None
                 and group.group_until > now
                 # an expired item is hidden: folding into it would hide the notice too
                 and (group.expires_at is None or group.expires_at > now)
-                and group_store.hold_pending(session, delivery, group.id, now)
-            ):
+                else None
+            )
+            if group is not None and held is not None:
                 _fold(session, notice, settings, event, group, now)
                 result.existing_ids.append(group.id)
                 result.folded_ids.append(group.id)
+                if held:
+                    # timed again: a timer firing while this fold held the rows claimed
+                    # none of them (SKIP LOCKED); one timer per group and process
+                    result.scheduled.append((group.group_until, held))
                 break
             if group is not None:
                 group_store.close_group(session, notice, group.id)
@@ -204,7 +212,7 @@ def write_grouped(
             result.notice_ids.append(notice_id)
             if routes:
                 until = now + event.group_window
-                insert_deliveries(
+                ids = insert_deliveries(
                     session,
                     delivery,
                     [
@@ -222,6 +230,9 @@ def write_grouped(
                         for channel, target in routes
                     ],
                 )
+                # a window ending within NOTICE_SCHEDULE_TIMER is timed in this process
+                # (sync, thread dispatch) like any near scheduled delivery
+                result.scheduled.append((until, ids))
             else:
                 group_store.fold(session, notice, notice_id, {"send_status": SendStatus.SENT.value})
             break

@@ -8,7 +8,9 @@ thread-pool dispatch as well, which the outbox waits for."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from flask.testing import FlaskClient
 from example_app import create_app, notices
 from example_app.models import Post, User, db
 from example_app.seed import DEMO_USERS, seed
+from notice.columns import utcnow
 from notice.sweeper import sweep
 from notice.testing import capture_notices
 
@@ -375,6 +378,7 @@ def test_the_comment_email_is_rendered_for_bens_address(make_app):
     SMTP server needed, and nothing is mailed."""
     app = make_app(
         NOTICE_DISPATCH="thread",
+        EXAMPLE_COMMENT_EMAIL_DELAY=0,  # at once
         NOTICE_MAIL_SENDER="Example <noreply@example.org>",
         NOTICE_BASE_URL="http://127.0.0.1:5000",
     )
@@ -392,6 +396,68 @@ def test_the_comment_email_is_rendered_for_bens_address(make_app):
     assert link.group(1) in email.text
     assert "/notices/unsubscribe/" in email.message["List-Unsubscribe"]
     outbox.assert_not_sent(to=user_id(app, ANA))
+
+
+def _comment_delivery(app: Flask, notice_id: int) -> tuple[str, str | None]:
+    with app.app_context():
+        row = db.session.execute(
+            sa.select(notices.Delivery.status, notices.Delivery.last_error).where(
+                notices.Delivery.notice_id == notice_id, notices.Delivery.channel == "email"
+            )
+        ).one()
+    return row.status, row.last_error
+
+
+def test_a_comment_is_emailed_only_if_still_unread_after_the_delay(make_app):
+    """EXAMPLE_COMMENT_EMAIL_DELAY (10 minutes by default): the in-app notice at once,
+    the email when the delay ends and only if Ben has not read the notice by then. The
+    sweeper is run at the delay's end."""
+    app = make_app(NOTICE_MAIL_SENDER="Example <noreply@example.org>")
+    assert app.config["EXAMPLE_COMMENT_EMAIL_DELAY"] == 600
+    ana, ben = login(app, ANA), login(app, BEN)
+    pid = post_id(app, "Weekend photos")
+    with capture_notices(app) as outbox:
+        post_form(ana, f"/posts/{pid}/comments", body="unread, so mailed")
+        [unread] = [n for n in inbox(app, BEN) if n.content == "unread, so mailed"]
+        post_form(ana, f"/posts/{pid}/comments", body="read, so not mailed")
+        [read] = [n for n in inbox(app, BEN) if n.content == "read, so not mailed"]
+        outbox.assert_sent(to=user_id(app, BEN), channel="memory", count=2)  # in-app at once
+        outbox.assert_count(0, channel="email")
+        # Ben reads the second one on the inbox's JSON API (CSRF header, his own notice)
+        token = csrf(ben)
+        r = ben.post(f"/notices/api/notices/{read.id}/read", headers={"X-CSRFToken": token})
+        assert r.status_code == 200, r.get_data(as_text=True)
+        sweep(app, now=utcnow() + timedelta(seconds=599))  # not yet due
+        outbox.assert_count(0, channel="email")
+        sweep(app, now=utcnow() + timedelta(seconds=601))
+        [sent] = outbox.assert_sent(to=user_id(app, BEN), channel="email", count=1)
+    assert sent.notice.id == unread.id and sent.subject == "Ana commented on “Weekend photos”"
+    assert _comment_delivery(app, unread.id)[0] == "Sent"
+    assert _comment_delivery(app, read.id) == ("Skipped", "read before send")
+
+
+def test_a_short_comment_email_delay_is_timed_by_the_dispatcher(make_app):
+    """The demo's shortened delay (within NOTICE_SCHEDULE_TIMER) needs no sweeper: the
+    thread dispatcher times the email itself."""
+    app = make_app(
+        NOTICE_DISPATCH="thread",
+        NOTICE_MAIL_SENDER="Example <noreply@example.org>",
+        EXAMPLE_COMMENT_EMAIL_DELAY=1,
+    )
+    ana = login(app, ANA)
+    pid = post_id(app, "Weekend photos")
+    with capture_notices(app) as outbox:
+        started = time.monotonic()
+        post_form(ana, f"/posts/{pid}/comments", body="timed")
+        # the outbox waits (up to 10 s) until every delivery written has an outcome
+        [sent] = outbox.assert_sent(to=user_id(app, BEN), channel="email", count=1)
+        assert time.monotonic() - started >= 1.0  # not before the delay
+    assert _comment_delivery(app, sent.notice.id)[0] == "Sent"
+
+
+def test_a_wrong_comment_email_delay_fails_at_startup():
+    with pytest.raises(ValueError, match="EXAMPLE_COMMENT_EMAIL_DELAY"):
+        create_app({"EXAMPLE_COMMENT_EMAIL_DELAY": -1, "SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
 def test_preferences_page_in_the_layout_turns_email_off_and_on(make_app):

@@ -20,6 +20,7 @@ from notice.sweeper import sweep
 from tests.support.emailapp import address, email_app
 from tests.support.smtpserver import SMTPServer
 from tests.support.sse import SSEClient, serving
+from tests.support.waiting import wait_for
 
 HOUR = timedelta(hours=1)
 PHOTOS = "“Weekend photos”"
@@ -277,11 +278,11 @@ def test_one_email_per_window_through_smtp(app_factory, smtp):
         assert mail.message["Subject"] == f"Cy and 2 others liked {PHOTOS}"
 
 
-def test_window_closing_while_likes_arrive_sends_one_email_and_loses_none(app_factory):
-    """Publishers fold likes while a sweeper sends each group as its window ends: every
+def _race(app: Any, *, sweeper: bool) -> None:
+    """Four publishers like in 150 ms windows; with ``sweeper``, a sweeper thread sends
+    each group as its window ends, else only the dispatcher's timers do. Then: every
     like is counted in exactly one group, every group is sent exactly once, and what was
     sent is the group as finally stored (no fold after the send read it)."""
-    app = app_factory(NOTICE_DISPATCH="none")
     memory = app.notices.state(app).sender("memory")
     window = timedelta(milliseconds=150)
     per_thread, threads = 60, 4
@@ -299,25 +300,32 @@ def test_window_closing_while_likes_arrive_sends_one_email_and_loses_none(app_fa
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
-    def sweeper() -> None:
+    def sweeping() -> None:
         try:
             while not stop.is_set():
                 sweep(app)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    sweeping = threading.Thread(target=sweeper)
-    sweeping.start()
+    helpers = [threading.Thread(target=sweeping)] if sweeper else []
     workers = [threading.Thread(target=publish, args=(n,)) for n in range(threads)]
-    for w in workers:
+    for w in helpers + workers:
         w.start()
     for w in workers:
         w.join()
     stop.set()
-    sweeping.join()
+    for w in helpers:
+        w.join()
     assert errors == []
     with app.app_context():
-        sweep(app, now=utcnow() + timedelta(seconds=5))
+        if sweeper:
+            sweep(app, now=utcnow() + timedelta(seconds=5))
+        else:
+            # no sweeper at all: each group's timer (set when it opened, set again by a
+            # fold near its end) sends it; wait for the last windows to end and send
+            delivery = app.notices.models.Delivery.__table__
+            waiting = sa.select(sa.func.count()).where(delivery.c.status == "Wait")
+            assert wait_for(lambda: app.db.session.execute(waiting).scalar_one() == 0, 10)
         groups = rows(app)
         assert sum(r.group_count for r in groups) == per_thread * threads  # none lost
         assert len(groups) > 1  # windows did close while likes arrived
@@ -325,3 +333,47 @@ def test_window_closing_while_likes_arrive_sends_one_email_and_loses_none(app_fa
         assert sorted(n.id for n in sent) == [r.id for r in groups]  # each group once
         final = {r.id: (r.group_count, r.subject) for r in groups}
         assert {n.id: (n.group_count, n.subject) for n in sent} == final
+
+
+def test_window_closing_while_likes_arrive_sends_one_email_and_loses_none(app_factory):
+    """The sweeper alone sends the groups (no dispatcher in this process)."""
+    _race(app_factory(NOTICE_DISPATCH="none"), sweeper=True)
+
+
+def test_window_closing_while_likes_arrive_with_timed_sends(app_factory):
+    """Thread dispatch: windows ending within NOTICE_SCHEDULE_TIMER are timed in this
+    process, beside a sweeper; the same guarantees hold."""
+    _race(app_factory(NOTICE_DISPATCH="thread"), sweeper=True)
+
+
+def test_timed_group_sends_need_no_sweeper_even_when_a_fold_holds_the_rows(app_factory):
+    """No sweeper: a timer whose claim skipped rows a fold held (PostgreSQL's SKIP
+    LOCKED) is made up for by the fold's own timer, so every group is still sent once."""
+    _race(app_factory(NOTICE_DISPATCH="thread"), sweeper=False)
+
+
+def test_a_short_window_is_sent_at_its_end_without_a_sweeper(app_factory):
+    """A window within NOTICE_SCHEDULE_TIMER: the sync dispatcher's timer sends the
+    group once, at the window's end, with every fold in it."""
+    app = app_factory(NOTICE_DISPATCH="sync")
+    memory = app.notices.state(app).sender("memory")
+    with app.app_context():
+        first = like("Ana", group_window=timedelta(seconds=1))
+        like("Ben", group_window=timedelta(seconds=1))
+        assert memory.outbox == []
+        assert wait_for(lambda: len(memory.outbox) == 1, 5)
+        [sent] = memory.outbox
+        assert sent.id == first.id and sent.group_count == 2
+        assert utcnow() >= first.group_until  # not before the window ended
+        time.sleep(0.3)
+        assert len(memory.outbox) == 1  # sent once
+
+
+def test_a_long_window_is_left_to_the_sweeper(app_factory):
+    """A window ending beyond NOTICE_SCHEDULE_TIMER is not timed in the process."""
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_SCHEDULE_TIMER=1)
+    dispatcher = app.notices.state(app).dispatcher
+    with app.app_context():
+        like("Ana", group_window=timedelta(seconds=2))
+        like("Ben", group_window=timedelta(seconds=2))
+        assert dispatcher._timers == set()

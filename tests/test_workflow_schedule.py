@@ -502,6 +502,28 @@ def test_quiet_hours_hold_email_and_push_until_the_window_ends(app_factory):
         assert app.notices.preferences.get_quiet_hours(1) is None
 
 
+@pytest.mark.parametrize(
+    ("deliver_at", "released"),
+    [
+        # 23:00 CET before the spring-forward night: 07:00 CEST is 05:00 UTC
+        (_utc(2027, 3, 27, 22, 0), _utc(2027, 3, 28, 5, 0)),
+        # 23:00 CEST before the fall-back night: 07:00 CET is 06:00 UTC
+        (_utc(2027, 10, 30, 21, 0), _utc(2027, 10, 31, 6, 0)),
+    ],
+)
+def test_quiet_hours_across_a_dst_change_end_to_end(app_factory, deliver_at, released):
+    """Through publish, the stored row and the sweeper: a delivery due inside the quiet
+    window on a night the clocks change is due at 07:00 local time, and sent then."""
+    app = app_factory(NOTICE_QUIET_HOURS_CHANNELS=["memory"])
+    with app.app_context():
+        app.notices.preferences.set_quiet_hours(1, "Europe/Berlin", "22:00", "07:00")
+        notice_event(1, subject="s", content="", deliver_at=deliver_at)
+    (row,) = _deliveries(app)
+    assert row.status == "Wait" and row.next_attempt_at == released
+    assert _sweep(app, now=released - timedelta(seconds=1)).claimed == 0
+    assert _sweep(app, now=released).sent == 1
+
+
 def test_quiet_hours_push_a_delay_that_ends_inside_the_window(app_factory):
     app = app_factory(NOTICE_QUIET_HOURS_CHANNELS=["memory"])
     tz = "Europe/Berlin"

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -72,21 +72,31 @@ class Dispatcher:
     def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._timers: set[threading.Timer] = set()
+        #: keys of the keyed timers not fired yet (see :meth:`call_at`)
+        self._timer_keys: set[Hashable] = set()
         self._timers_lock = threading.Lock()
 
     def submit(self, delivery_ids: Sequence[int]) -> None:
         raise NotImplementedError
 
-    def call_at(self, when: datetime, call: Callable[[], object]) -> None:
+    def call_at(
+        self, when: datetime, call: Callable[[], object], *, key: Hashable | None = None
+    ) -> None:
         """Run ``call`` on a timer thread at ``when`` (aware): what a scheduled
         delivery due in the next seconds uses instead of waiting for the sweeper. Only a
         shortcut: the rows are in the database, so a timer lost with its process (or
-        cancelled by :meth:`shutdown`) leaves the work to the sweeper."""
+        cancelled by :meth:`shutdown`) leaves the work to the sweeper.
+
+        With a ``key``, a call whose key is already pending here is dropped: every fold
+        near a group's window end times the group's send again, and this keeps that to
+        one timer per group (the key is freed as the timer fires, before ``call``).
+        """
         wait = max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
         def fire() -> None:
             with self._timers_lock:
                 self._timers.discard(timer)
+                self._timer_keys.discard(key)
             try:
                 call()
             except Exception:  # noqa: BLE001 - the sweeper does it otherwise
@@ -96,19 +106,27 @@ class Dispatcher:
         timer.daemon = True
         timer.name = "notice-schedule"
         with self._timers_lock:
+            if key is not None:
+                if key in self._timer_keys:
+                    return
+                self._timer_keys.add(key)
             self._timers.add(timer)
         timer.start()
 
-    def submit_at(self, when: datetime, delivery_ids: Sequence[int]) -> None:
-        """:meth:`submit` ``delivery_ids`` at ``when`` (see :meth:`call_at`); they are
-        claimed then, so one the sweeper or a cancel took meanwhile is left alone."""
+    def submit_at(
+        self, when: datetime, delivery_ids: Sequence[int], *, key: Hashable | None = None
+    ) -> None:
+        """:meth:`submit` ``delivery_ids`` at ``when`` (see :meth:`call_at`, also for
+        ``key``); they are claimed then, so one the sweeper or a cancel took meanwhile
+        is left alone."""
         ids = list(delivery_ids)
-        self.call_at(when, lambda: self.submit(ids))
+        self.call_at(when, lambda: self.submit(ids), key=key)
 
     def cancel_timers(self) -> None:
         """Drop the timers not fired yet (their rows stay due for the sweeper)."""
         with self._timers_lock:
             timers, self._timers = self._timers, set()
+            self._timer_keys.clear()
         for timer in timers:
             timer.cancel()
 

@@ -223,9 +223,13 @@ def schedule_near(
     limit = utcnow() + timedelta(seconds=horizon)
     for due, ids in scheduled:
         if due <= limit and ids:
+            # keyed by the rows: a group's send timed again by each fold is one timer
+            key = ("deliveries", tuple(sorted(ids)))
             call_after_commit(
                 session,
-                lambda due=due, ids=ids: dispatcher.submit_at(due, ids),  # type: ignore[misc]
+                lambda due=due, ids=ids, key=key: dispatcher.submit_at(  # type: ignore[misc]
+                    due, ids, key=key
+                ),
                 description=f"timing {len(ids)} scheduled deliveries (the sweeper sends them)",
             )
 

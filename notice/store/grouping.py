@@ -41,10 +41,12 @@ def lock_group(session: Session, notice: sa.Table, user_id: Any, key: str) -> An
     return session.execute(stmt, {"user": user_id, "key": key}).first()
 
 
-def hold_pending(session: Session, delivery: sa.Table, notice_id: int, now: datetime) -> bool:
-    """Lock the group's deliveries that no worker claimed yet; True when there are any
-    (the group's mail is still to go, so a fold joins it), or when the notice has no
-    deliveries at all.
+def hold_pending(
+    session: Session, delivery: sa.Table, notice_id: int, now: datetime
+) -> list[int] | None:
+    """Lock the group's deliveries that no worker claimed yet and return their ids
+    (the group's mail is still to go, so a fold joins it); ``[]`` when the notice has
+    no deliveries at all; None when its mail was claimed already.
 
     Locking them (an ``UPDATE``) is what keeps a fold and the window's send apart: a
     claim skips rows locked here (``SKIP LOCKED``) and takes them after this commit,
@@ -68,15 +70,16 @@ def hold_pending(session: Session, delivery: sa.Table, notice_id: int, now: date
             .returning(c.id)
         ),
     )
-    if session.execute(held, {"notice": notice_id, "now": now}).first() is not None:
-        return True
+    ids = [int(i) for i in session.execute(held, {"notice": notice_id, "now": now}).scalars()]
+    if ids:
+        return ids
     any_row = cached(
         delivery,
         "group_any",
         dialect,
         lambda: sa.select(c.id).where(c.notice_id == sa.bindparam("notice")).limit(1),
     )
-    return session.execute(any_row, {"notice": notice_id}).first() is None
+    return [] if session.execute(any_row, {"notice": notice_id}).first() is None else None
 
 
 def fold(session: Session, notice: sa.Table, notice_id: int, values: dict[str, Any]) -> None:
