@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import ConfigurationError, PermanentError, TransientError
-from ..mobile.config import check_url
 from .http import MAX_BODY, retry_after
 from .mobile import MobileSender, encode
+from .urls import check_url
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -168,7 +168,9 @@ class APNsSender(MobileSender):
                 "NOTICE_APNS_TEAM_ID (your Apple developer team id)"
             )
         self.tokens = ProviderTokens(key, key_id, team_id)
-        self.base = check_url(cfg["NOTICE_APNS_URL"], cfg["NOTICE_APNS_HOSTS"], "NOTICE_APNS_URL")
+        self.base = check_url(
+            cfg["NOTICE_APNS_URL"], cfg["NOTICE_APNS_HOSTS"], "NOTICE_APNS_URL", "NOTICE_APNS_HOSTS"
+        )
         self.base = self.base.rstrip("/")
         self.topic: str | None = cfg["NOTICE_APNS_TOPIC"]
         self.priority = str(cfg["NOTICE_APNS_PRIORITY"])
