@@ -34,10 +34,38 @@ class MobileSettings:
 
     #: devices kept per user (NOTICE_MOBILE_MAX_DEVICES)
     max_devices: int
+    #: the app ids a device of each platform may register with; a platform missing
+    #: accepts any (:func:`allowed_apps`)
+    apps: Mapping[str, frozenset[str]]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> MobileSettings:
-        return cls(max_devices=int(cfg["NOTICE_MOBILE_MAX_DEVICES"]))
+        return cls(max_devices=int(cfg["NOTICE_MOBILE_MAX_DEVICES"]), apps=allowed_apps(cfg))
+
+
+def allowed_apps(cfg: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """``{"apns": NOTICE_APNS_TOPICS, "fcm": NOTICE_FCM_APP_IDS}`` as sets, leaving out a
+    platform whose list is not set (``NOTICE_APNS_TOPICS`` defaults to
+    ``[NOTICE_APNS_TOPIC]`` when that is set)."""
+    out: dict[str, frozenset[str]] = {}
+    topics = cfg["NOTICE_APNS_TOPICS"]
+    if topics is None and cfg["NOTICE_APNS_TOPIC"] is not None:
+        topics = [cfg["NOTICE_APNS_TOPIC"]]
+    if topics is not None:
+        out["apns"] = frozenset(topics)
+    if cfg["NOTICE_FCM_APP_IDS"] is not None:
+        out["fcm"] = frozenset(cfg["NOTICE_FCM_APP_IDS"])
+    return out
+
+
+def _app_ids(cfg: Mapping[str, Any], key: str, what: str) -> None:
+    from .devices import APP_ID_RE
+
+    value = cfg[key]
+    if value is None:
+        return
+    if isinstance(value, str) or not all(isinstance(v, str) and APP_ID_RE.match(v) for v in value):
+        raise ConfigurationError(f"{key} must be None or a list of {what}, got {value!r}")
 
 
 def validate_mobile(cfg: Mapping[str, Any]) -> None:
@@ -67,3 +95,8 @@ def validate_mobile(cfg: Mapping[str, Any]) -> None:
 
         if not isinstance(topic, str) or not APP_ID_RE.match(topic):
             raise ConfigurationError("NOTICE_APNS_TOPIC must be None or the app's bundle id")
+    _app_ids(cfg, "NOTICE_APNS_TOPICS", "bundle ids")
+    topics = cfg["NOTICE_APNS_TOPICS"]
+    if topic is not None and topics is not None and topic not in topics:
+        raise ConfigurationError("NOTICE_APNS_TOPIC must be one of NOTICE_APNS_TOPICS")
+    _app_ids(cfg, "NOTICE_FCM_APP_IDS", "Android application ids")
