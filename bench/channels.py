@@ -6,8 +6,8 @@ call of the same client library in the same run (ratio = ours / hand-written).
 Hand-written references: ``slack_sdk.webhook.WebhookClient.send`` for the Slack
 webhook, ``slack_sdk.WebClient.chat_postMessage`` for the bot token, a plain
 ``requests.Session.post`` of the same JSON for Discord and Teams. Ours goes through
-``Sender.send_to`` (rendering, allow-list check, the total-deadline POST, the answer's
-classification).
+``Sender.send_to`` (the per-user target's owner check, rendering, allow-list check, the
+total-deadline POST, the answer's classification).
 
 It also runs every module ``bench/channels_*.py`` that defines
 ``run(n: int) -> list[tuple[str, float, float]]`` (channel, ours/s, hand-written/s):
@@ -84,6 +84,9 @@ def run(n: int) -> list[Row]:
     rows: list[Row] = []
     with ChatFake(token=TOKEN, channels=("C1",)) as fake:
         slack = _configured(SlackSender(), fake)
+        # the per-user target is checked against the loader before each send (a dict
+        # here; an app's loader is one query per batch)
+        slack.target_loader(lambda user_ids: {1: ["C1"]})
         hook = WebhookClient(fake.url + "/slack/hooks/T/B/x", timeout=5)
         body = render(notice)
         rows.append(

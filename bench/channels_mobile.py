@@ -143,6 +143,7 @@ def apns(n: int) -> Row:
             "NOTICE_APNS_TEAM_ID": fake.team_id,
             "NOTICE_APNS_URL": fake.url,
             "NOTICE_APNS_HOSTS": ["127.0.0.1"],
+            "NOTICE_APNS_TOPICS": [APP_ID],
         }
         tokens = [f"{i:064x}" for i in range(n)]
         with mobile_app(config) as app:

@@ -236,6 +236,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_FCM_HOSTS": ["fcm.googleapis.com", "oauth2.googleapis.com"],
     #: seconds one FCM request (the token's or a send) may take in total
     "NOTICE_FCM_TIMEOUT": 10.0,
+    #: Android application ids a device may register with as its app_id (and be sent
+    #: to); None: any
+    "NOTICE_FCM_APP_IDS": None,
     #: APNs signing key (.p8): a file path or its PEM text; needed by "apns"; never logged
     "NOTICE_APNS_KEY": None,
     #: the 10-character Key ID of NOTICE_APNS_KEY
@@ -244,6 +247,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_APNS_TEAM_ID": None,
     #: apns-topic (the app's bundle id) for devices registered without an app_id
     "NOTICE_APNS_TOPIC": None,
+    #: apns-topic values (bundle ids) a device may register with as its app_id and be
+    #: sent to; None: [NOTICE_APNS_TOPIC] when that is set. The "apns" sender needs one
+    "NOTICE_APNS_TOPICS": None,
     #: APNs server: production, or "https://api.sandbox.push.apple.com" for
     #: development builds (a test points it at a loopback fake)
     "NOTICE_APNS_URL": "https://api.push.apple.com",

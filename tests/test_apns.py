@@ -40,6 +40,8 @@ def _fresh(fake: APNsFake) -> None:
     fake.unregistered.clear()
     fake.provider_tokens.clear()
     fake.delay = 0.0
+    fake.stall = False
+    fake.stalled = 0
 
 
 def apns_config(fake: APNsFake, **extra: Any) -> dict[str, Any]:
@@ -51,6 +53,7 @@ def apns_config(fake: APNsFake, **extra: Any) -> dict[str, Any]:
         "NOTICE_APNS_URL": fake.url,
         "NOTICE_APNS_HOSTS": ["127.0.0.1"],
         "NOTICE_APNS_TIMEOUT": 5.0,
+        "NOTICE_APNS_TOPICS": [APP],
     }
     config.update(extra)
     return config
@@ -177,9 +180,11 @@ def test_a_refused_provider_token_is_signed_anew_on_the_retry(
 
 
 def test_other_client_errors_are_final_and_keep_the_device(
-    apns_app: Flask, fake: APNsFake, caplog: pytest.LogCaptureFixture
+    app_factory: Any, fake: APNsFake, caplog: pytest.LogCaptureFixture
 ) -> None:
-    add_device(apns_app, 3, "apns", TOKEN_A, "org.other.app")  # a topic APNs refuses
+    # allowed by us, refused by APNs (the key is not this topic's)
+    apns_app = app_factory(**apns_config(fake, NOTICE_APNS_TOPICS=[APP, "org.other.app"]))
+    add_device(apns_app, 3, "apns", TOKEN_A, "org.other.app")
     with caplog.at_level(logging.DEBUG, logger="notice"), apns_app.app_context():
         notice_event(3, subject="x", content="")
         [row] = deliveries(apns_app)
@@ -238,3 +243,50 @@ def test_a_slow_apns_is_retried(app_factory: Any, fake: APNsFake) -> None:
         [row] = deliveries(app)
     assert row.status == DeliveryStatus.ERROR.value and "timed out" in row.last_error
     assert TOKEN_A not in row.last_error
+
+
+def test_a_stalled_apns_ends_retried_by_the_send_timeout(app_factory: Any, fake: APNsFake) -> None:
+    # PING frames every 0.1 s reset httpx's per-read timeout (NOTICE_APNS_TIMEOUT) for
+    # ever: the engine's NOTICE_SEND_TIMEOUT watchdog is what bounds the send in total
+    app = app_factory(
+        **apns_config(fake, NOTICE_APNS_TIMEOUT=0.3),
+        NOTICE_DISPATCH="none",
+        NOTICE_SEND_TIMEOUT=1.5,
+        NOTICE_CLAIM_TIMEOUT=5,
+    )
+    add_device(app, 3, "apns", TOKEN_A, APP)
+    fake.stall = True
+    with app.app_context():
+        notice_event(3, subject="stalled", content="")
+        report = app.notices.deliver_due()
+        [row] = deliveries(app)
+    assert fake.stalled == 1 and (report.claimed, report.failed) == (1, 1)
+    assert (row.status, row.last_error) == (DeliveryStatus.ERROR.value, "timed out after 1.5 s")
+    assert row.next_attempt_at > utcnow() and row.claim_token is None  # retried later
+    fake.stall = False  # the fake drops the connection: the abandoned send ends
+
+
+def test_devices_of_an_app_off_the_topic_list_are_skipped(
+    app_factory: Any, fake: APNsFake
+) -> None:
+    app = app_factory(**apns_config(fake, NOTICE_APNS_TOPICS=[APP, "org.example.beta"]))
+    add_device(app, 3, "apns", TOKEN_A, APP)
+    # registered straight in the database (or before the list was narrowed)
+    add_device(app, 3, "apns", TOKEN_B, "com.evil.app")
+    with app.app_context():
+        notice_event(3, subject="s", content="")
+        rows = {d.target: d for d in deliveries(app)}
+    statuses = sorted((d.status, d.last_error or "") for d in rows.values())
+    assert statuses[0][0] == DeliveryStatus.SENT.value
+    assert statuses[1][0] == DeliveryStatus.SKIPPED.value
+    assert "not an allowed one" in statuses[1][1]
+    assert [t for t, _, _ in fake.received] == [TOKEN_A]
+
+
+def test_the_apns_sender_needs_a_topic(app_factory: Any, fake: APNsFake) -> None:
+    with pytest.raises(ConfigurationError, match="NOTICE_APNS_TOPICS"):
+        app_factory(**apns_config(fake, NOTICE_APNS_TOPICS=None))
+    with pytest.raises(ConfigurationError, match="NOTICE_APNS_TOPICS"):
+        app_factory(**apns_config(fake, NOTICE_APNS_TOPICS=[]))
+    # NOTICE_APNS_TOPIC alone is the list
+    app_factory(**apns_config(fake, NOTICE_APNS_TOPICS=None, NOTICE_APNS_TOPIC=APP))

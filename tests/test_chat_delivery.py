@@ -4,11 +4,13 @@ loader, and shared-channel routes (one delivery per event)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from notice import NoticeType, notice_event
+from notice.delivery import deliver
 from tests.support.chatfakes import ChatFake
 from tests.support.emailapp import deliveries
 
@@ -33,9 +35,13 @@ def chat_app(app_factory: Any, fake: ChatFake, **config: Any) -> Any:
     }
     settings.update(config)
     app = app_factory(**settings)
+    # user 3 has no slack target; a test may change a user's
+    moved: dict[int, str] = {}
 
     def slack_ids(user_ids: list[int]) -> dict[int, str]:
-        return {u: f"U{u}" for u in user_ids if u != 3}
+        return {u: moved.get(u, f"U{u}") for u in user_ids if u != 3}
+
+    app.moved_slack_ids = moved
 
     with app.app_context():
         app.notices.sender("slack").target_loader(slack_ids)
@@ -84,3 +90,30 @@ def test_shared_route_only_for_its_type(app_factory: Any, fake: ChatFake) -> Non
     with app.app_context():
         notice_event([1, 2], NoticeType.COMMENT, subject="c", content="c")
         assert [d for d in deliveries(app) if d.channel == "teams"] == []
+
+
+def test_retry_skips_a_target_the_user_no_longer_has(app_factory: Any, fake: ChatFake) -> None:
+    fake.script("/slack/api/", (503, {}, b""))
+    app = chat_app(app_factory, fake)
+    with app.app_context():
+        notice_event(1, NoticeType.COMMENT, subject="s", content="c")
+        [d] = deliveries(app)
+        assert (d.status, d.target) == ("Error", "U1")
+        app.moved_slack_ids[1] = "U2"  # the user linked another Slack account
+        deliver(app.notices.state(), now=d.next_attempt_at + timedelta(seconds=1))
+        [d] = deliveries(app)
+        assert d.status == "Skipped" and "no longer the user's" in d.last_error
+    assert fake.messages("/slack/api/") == []
+
+
+def test_retry_of_a_shared_target_is_not_owner_checked(app_factory: Any, fake: ChatFake) -> None:
+    fake.script("/teams/", (503, {}, b""))
+    app = chat_app(app_factory, fake, NOTICE_SHARED_ROUTES={"Post": {"teams": ["ops"]}})
+    with app.app_context():
+        notice_event(3, NoticeType.POST, subject="p", content="p")  # 3: no slack target
+        [d] = [d for d in deliveries(app) if d.channel == "teams"]
+        assert (d.status, d.target) == ("Error", "shared:ops")
+        deliver(app.notices.state(), now=d.next_attempt_at + timedelta(seconds=1))
+        [d] = [d for d in deliveries(app) if d.channel == "teams"]
+        assert (d.status, d.attempts) == ("Sent", 2)
+    assert len(fake.messages("/teams/")) == 1

@@ -26,7 +26,13 @@ def fake() -> Iterator[ChatFake]:
         yield f
 
 
-def configure(sender: Any, fake: ChatFake, **extra: Any) -> Any:
+#: the per-user targets the loader gives user 5 (the notices' user) unless a test says
+MINE = ("U7", "C1", "C404", "https://evil.example/hook", "http://hooks.slack.com/x")
+
+
+def configure(
+    sender: Any, fake: ChatFake, *, owned: tuple[str, ...] | None = MINE, **extra: Any
+) -> Any:
     app = Flask("chat")
     app.config.update({k: v for k, v in DEFAULTS.items()})
     key = sender.key
@@ -43,6 +49,8 @@ def configure(sender: Any, fake: ChatFake, **extra: Any) -> Any:
     )
     app.config.update(extra)
     sender.init_app(app)
+    if owned is not None:
+        sender.target_loader(lambda user_ids: {5: list(owned)})
     return sender
 
 
@@ -168,7 +176,7 @@ def test_teams_posts_an_adaptive_card_envelope(fake: ChatFake) -> None:
 
 
 def test_per_user_targets_come_from_the_loader(fake: ChatFake) -> None:
-    slack = configure(SlackSender(), fake)
+    slack = configure(SlackSender(), fake, owned=None)
     assert slack.targets([1, 2]) == {}
 
     @slack.target_loader
@@ -176,3 +184,72 @@ def test_per_user_targets_come_from_the_loader(fake: ChatFake) -> None:
         return {1: "U7", 2: None}
 
     assert slack.targets([1, 2]) == {1: ["U7"]}
+
+
+def test_plain_http_only_to_a_loopback_host(fake: ChatFake) -> None:
+    # the webhook's path is its secret: over plain http anyone on the way reads it
+    with pytest.raises(ConfigurationError, match="must be https") as info:
+        configure(
+            SlackSender(),
+            fake,
+            NOTICE_SLACK_HOSTS=["127.0.0.1", "hooks.slack.com"],
+            NOTICE_SLACK_SHARED={"ops": "http://hooks.slack.com/services/T/B/sekrit"},
+        )
+    assert "sekrit" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="must be https"):
+        configure(
+            DiscordSender(),
+            fake,
+            NOTICE_DISCORD_HOSTS=["discord.com"],
+            NOTICE_DISCORD_SHARED={"ops": "http://discord.com/api/webhooks/1/sekrit"},
+        )
+    slack = configure(SlackSender(), fake, NOTICE_SLACK_HOSTS=["127.0.0.1", "hooks.slack.com"])
+    # a URL the loader gives is checked the same way at send time, before any request
+    with pytest.raises(PermanentError, match="must be https") as sent:
+        slack.send_to(notice(), "http://hooks.slack.com/x")
+    assert "/x" not in str(sent.value)
+    assert fake.received == []
+
+
+def test_a_target_the_loader_no_longer_gives_is_skipped(fake: ChatFake) -> None:
+    mine = {5: ["C1"]}
+
+    def load(user_ids: list[int]) -> dict[int, list[str]]:
+        return {u: mine[u] for u in user_ids if u in mine}
+
+    for cls in (SlackSender, DiscordSender):
+        sender = configure(cls(), fake, owned=None)
+        sender.target_loader(load)
+        with pytest.raises(SkipDelivery, match="no longer the user's"):
+            sender.send_to(notice(), "U7")  # the user's target was U7 once, now C1
+        with pytest.raises(SkipDelivery, match="no longer the user's"):
+            sender.preview(notice(), "U7")
+    assert fake.received == []
+    slack = configure(SlackSender(), fake, owned=None)
+    slack.target_loader(load)
+    slack.send_to(notice(), "C1")
+    assert [m["channel"] for m in fake.messages("/slack/api/")] == ["C1"]
+
+
+def test_a_batch_asks_the_loader_once_and_never_for_shared_targets(fake: ChatFake) -> None:
+    calls: list[list[int]] = []
+
+    def load(user_ids: list[int]) -> dict[int, str]:
+        calls.append(sorted(user_ids))
+        return {u: "C1" for u in user_ids if u != 6}
+
+    slack = configure(SlackSender(), fake, owned=None)
+    slack.target_loader(load)
+    items = [(notice(user_id=5), "C1"), (notice(user_id=6), "C1"), (notice(user_id=7), "C1")]
+    slack.open()
+    slack.prepare([*items, (notice(user_id=8), "shared:ops")])
+    try:
+        slack.send_to(*items[0])
+        with pytest.raises(SkipDelivery):
+            slack.send_to(*items[1])  # user 6 has no slack target any more
+        slack.send_to(*items[2])
+        slack.send_to(notice(user_id=8), "shared:ops")  # no user owns it: not asked
+    finally:
+        slack.close()
+    assert calls == [[5, 6, 7]]
+    assert len(fake.messages("/slack/api/")) == 2 and len(fake.messages("/slack/hooks/")) == 1

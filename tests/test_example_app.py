@@ -637,3 +637,25 @@ def test_counts_read_in_the_singular_and_plural(app):
     feed = login(app, ANA).get("/").get_data(as_text=True)
     assert re.search(r"· \d+ comments?</span>", feed)
     assert not re.search(r"\b1 comments\b", feed)
+
+
+def test_example_slack_switch_posts_one_message_per_event(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # EXAMPLE_SLACK=1: a console "Slack" webhook and a shared-channel route to it
+    from notice import NoticeType, notice_event
+
+    monkeypatch.setenv("EXAMPLE_SLACK", "1")
+    app = make_app()
+    users = [user_id(app, email) for email, *_ in DEMO_USERS]
+    capfd.readouterr()  # the seed's events posted too
+    with app.app_context():
+        Delivery = notices.state(app).models.Delivery
+        slack = sa.select(Delivery).where(Delivery.channel == "slack").order_by(Delivery.id)
+        before = len(db.session.scalars(slack).all())
+        notice_event(users, NoticeType.POST, subject="Shared news", content="for everyone")
+        rows = db.session.scalars(slack).all()
+    assert len(users) > 1 and len(rows) == before + 1  # one delivery for the event
+    assert rows[-1].target == "shared:team" and rows[-1].status == "Sent"
+    printed = [line for line in capfd.readouterr().out.splitlines() if "Shared news" in line]
+    assert printed == ["[slack #team] 'Shared news\\nfor everyone'"]

@@ -277,3 +277,18 @@ def test_a_slow_fcm_is_cut_off_at_the_total_deadline(app_factory: Any, fake: FCM
         notice_event(3, subject="slow", content="")
         [row] = deliveries(app)
     assert row.status == DeliveryStatus.ERROR.value and "timed out" in row.last_error
+
+
+def test_devices_of_an_app_off_the_list_are_skipped(app_factory: Any, fake: FCMFake) -> None:
+    app = app_factory(**fcm_config(fake, NOTICE_FCM_APP_IDS=["org.example.app"]))
+    add_device(app, 3, "fcm", TOKEN_A, "org.example.app")
+    add_device(app, 3, "fcm", TOKEN_B)  # no app_id: sent (the project decides)
+    add_device(app, 3, "fcm", "fcm-token-c:APA91b", "com.evil.app")  # stored before the list
+    with app.app_context():
+        notice_event(3, subject="s", content="")
+        rows = deliveries(app)
+    assert sorted(d.status for d in rows) == ["Sent", "Sent", "Skipped"]
+    [skipped] = [d for d in rows if d.status == "Skipped"]
+    assert "not an allowed one" in skipped.last_error
+    # a set: an earlier test's slow send may land late on the module's fake
+    assert {m["token"] for m, _ in fake.received} == {TOKEN_A, TOKEN_B}

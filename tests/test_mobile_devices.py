@@ -173,6 +173,13 @@ def test_parse_registration_raises_a_notice_error() -> None:
         ({"NOTICE_APNS_URL": "https://user:pw@api.push.apple.com"}, "NOTICE_APNS_URL"),
         ({"NOTICE_APNS_TIMEOUT": 0}, "NOTICE_APNS_TIMEOUT"),
         ({"NOTICE_APNS_TOPIC": "not a bundle id"}, "NOTICE_APNS_TOPIC"),
+        ({"NOTICE_APNS_TOPICS": "org.example.app"}, "NOTICE_APNS_TOPICS must be"),
+        ({"NOTICE_APNS_TOPICS": ["../x"]}, "NOTICE_APNS_TOPICS must be"),
+        (
+            {"NOTICE_APNS_TOPIC": "org.example.app", "NOTICE_APNS_TOPICS": ["org.other"]},
+            "NOTICE_APNS_TOPIC must be one of NOTICE_APNS_TOPICS",
+        ),
+        ({"NOTICE_FCM_APP_IDS": [7]}, "NOTICE_FCM_APP_IDS must be"),
     ],
 )
 def test_mobile_config_is_checked_at_startup_without_the_senders(
@@ -180,3 +187,48 @@ def test_mobile_config_is_checked_at_startup_without_the_senders(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         app_factory(**config)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"NOTICE_APNS_TOPIC": "org.example.app"},  # NOTICE_APNS_TOPICS' default
+        {"NOTICE_APNS_TOPICS": ["org.example.app", "org.example.beta"]},
+    ],
+)
+def test_apns_devices_register_only_with_an_allowed_topic(
+    app_factory: Any, config: dict[str, Any]
+) -> None:
+    # our provider key is valid for every app of the team: a device registered under
+    # another bundle id would have us push as that app
+    app = app_factory(**config)
+    use_session_login(app)
+    client = app.test_client()
+    headers = login(client, 1)
+    evil = {"platform": "apns", "token": APNS_TOKEN, "app_id": "com.evil.app"}
+    resp = client.post(URL, json=evil, headers=headers)
+    assert resp.status_code == 400 and resp.json["error"] == "bad_device"
+    assert "NOTICE_APNS_TOPICS" in resp.json["message"]
+    assert _rows(app) == []
+    good = {**evil, "app_id": "org.example.app"}
+    assert client.post(URL, json=good, headers=headers).status_code == 201
+    # without an app_id the device is sent with NOTICE_APNS_TOPIC's default
+    bare = {"platform": "apns", "token": "cd" * 32}
+    assert client.post(URL, json=bare, headers=headers).status_code == 201
+    # FCM takes any app id while NOTICE_FCM_APP_IDS is not set
+    fcm = {"platform": "fcm", "token": FCM_TOKEN, "app_id": "com.evil.app"}
+    assert client.post(URL, json=fcm, headers=headers).status_code == 201
+    assert [r[3] for r in _rows(app)] == ["org.example.app", None, "com.evil.app"]
+
+
+def test_fcm_devices_register_only_with_an_allowed_app_id(app_factory: Any) -> None:
+    app = app_factory(NOTICE_FCM_APP_IDS=["org.example.app"])
+    use_session_login(app)
+    client = app.test_client()
+    headers = login(client, 1)
+    body = {"platform": "fcm", "token": FCM_TOKEN, "app_id": "com.evil.app"}
+    resp = client.post(URL, json=body, headers=headers)
+    assert resp.status_code == 400 and "NOTICE_FCM_APP_IDS" in resp.json["message"]
+    allowed = {**body, "app_id": "org.example.app"}
+    assert client.post(URL, json=allowed, headers=headers).status_code == 201
+    assert _rows(app) == [(1, "fcm", FCM_TOKEN, "org.example.app")]

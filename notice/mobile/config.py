@@ -1,4 +1,4 @@
-"""Checking the mobile push config, and where the FCM and APNs senders may connect.
+"""Checking the mobile push config (the URLs with :func:`notice.senders.urls.check_url`).
 
 The senders read their own required keys (credentials, key ids) in ``init_app``;
 :func:`validate_mobile` checks the shape of every key at startup, for every app.
@@ -6,50 +6,12 @@ The senders read their own required keys (credentials, key ids) in ``init_app``;
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-
-
-def host_allowed(host: str, allowed: Sequence[str]) -> bool:
-    """``host`` is one of ``allowed`` or, for an entry ``".example.com"``, under it."""
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.lower()
-        if (entry.startswith(".") and host.endswith(entry)) or host == entry:
-            return True
-    return False
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: object, hosts: Sequence[str], key: str) -> str:
-    """``url`` if it is https (plain http only to a loopback address, for fakes) on a
-    host of ``hosts``; ConfigurationError naming ``key`` otherwise. The credentials and
-    tokens go to this URL: without the allow-list a config typo could send them
-    anywhere."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    host = (parts.hostname or "") if parts else ""
-    if parts is None or not host or parts.username or parts.password:
-        raise ConfigurationError(f"{key} must be an http(s) URL with a host")
-    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(host)):
-        raise ConfigurationError(f"{key} must be an https URL (http only to a loopback address)")
-    hosts_key = key.rsplit("_", 1)[0] + "_HOSTS"
-    if not host_allowed(host, hosts):
-        raise ConfigurationError(f"{key}: host {host!r} is not in {hosts_key}")
-    assert isinstance(url, str)
-    return url
+from ..senders.urls import check_url
 
 
 def _hosts(cfg: Mapping[str, Any], key: str) -> list[str]:
@@ -72,10 +34,38 @@ class MobileSettings:
 
     #: devices kept per user (NOTICE_MOBILE_MAX_DEVICES)
     max_devices: int
+    #: the app ids a device of each platform may register with; a platform missing
+    #: accepts any (:func:`allowed_apps`)
+    apps: Mapping[str, frozenset[str]]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> MobileSettings:
-        return cls(max_devices=int(cfg["NOTICE_MOBILE_MAX_DEVICES"]))
+        return cls(max_devices=int(cfg["NOTICE_MOBILE_MAX_DEVICES"]), apps=allowed_apps(cfg))
+
+
+def allowed_apps(cfg: Mapping[str, Any]) -> dict[str, frozenset[str]]:
+    """``{"apns": NOTICE_APNS_TOPICS, "fcm": NOTICE_FCM_APP_IDS}`` as sets, leaving out a
+    platform whose list is not set (``NOTICE_APNS_TOPICS`` defaults to
+    ``[NOTICE_APNS_TOPIC]`` when that is set)."""
+    out: dict[str, frozenset[str]] = {}
+    topics = cfg["NOTICE_APNS_TOPICS"]
+    if topics is None and cfg["NOTICE_APNS_TOPIC"] is not None:
+        topics = [cfg["NOTICE_APNS_TOPIC"]]
+    if topics is not None:
+        out["apns"] = frozenset(topics)
+    if cfg["NOTICE_FCM_APP_IDS"] is not None:
+        out["fcm"] = frozenset(cfg["NOTICE_FCM_APP_IDS"])
+    return out
+
+
+def _app_ids(cfg: Mapping[str, Any], key: str, what: str) -> None:
+    from .devices import APP_ID_RE
+
+    value = cfg[key]
+    if value is None:
+        return
+    if isinstance(value, str) or not all(isinstance(v, str) and APP_ID_RE.match(v) for v in value):
+        raise ConfigurationError(f"{key} must be None or a list of {what}, got {value!r}")
 
 
 def validate_mobile(cfg: Mapping[str, Any]) -> None:
@@ -84,12 +74,14 @@ def validate_mobile(cfg: Mapping[str, Any]) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigurationError("NOTICE_MOBILE_MAX_DEVICES must be a whole number >= 1")
     fcm_hosts = _hosts(cfg, "NOTICE_FCM_HOSTS")
-    check_url(cfg["NOTICE_FCM_URL"], fcm_hosts, "NOTICE_FCM_URL")
+    check_url(cfg["NOTICE_FCM_URL"], fcm_hosts, "NOTICE_FCM_URL", "NOTICE_FCM_HOSTS")
     if cfg["NOTICE_FCM_TOKEN_URI"] is not None:
-        check_url(cfg["NOTICE_FCM_TOKEN_URI"], fcm_hosts, "NOTICE_FCM_TOKEN_URI")
+        check_url(
+            cfg["NOTICE_FCM_TOKEN_URI"], fcm_hosts, "NOTICE_FCM_TOKEN_URI", "NOTICE_FCM_HOSTS"
+        )
     _seconds(cfg, "NOTICE_FCM_TIMEOUT")
     apns_hosts = _hosts(cfg, "NOTICE_APNS_HOSTS")
-    check_url(cfg["NOTICE_APNS_URL"], apns_hosts, "NOTICE_APNS_URL")
+    check_url(cfg["NOTICE_APNS_URL"], apns_hosts, "NOTICE_APNS_URL", "NOTICE_APNS_HOSTS")
     _seconds(cfg, "NOTICE_APNS_TIMEOUT")
     if cfg["NOTICE_APNS_PRIORITY"] not in (5, 10) or isinstance(cfg["NOTICE_APNS_PRIORITY"], bool):
         raise ConfigurationError("NOTICE_APNS_PRIORITY must be 10 (at once) or 5 (power-saving)")
@@ -103,3 +95,8 @@ def validate_mobile(cfg: Mapping[str, Any]) -> None:
 
         if not isinstance(topic, str) or not APP_ID_RE.match(topic):
             raise ConfigurationError("NOTICE_APNS_TOPIC must be None or the app's bundle id")
+    _app_ids(cfg, "NOTICE_APNS_TOPICS", "bundle ids")
+    topics = cfg["NOTICE_APNS_TOPICS"]
+    if topic is not None and topics is not None and topic not in topics:
+        raise ConfigurationError("NOTICE_APNS_TOPIC must be one of NOTICE_APNS_TOPICS")
+    _app_ids(cfg, "NOTICE_FCM_APP_IDS", "Android application ids")

@@ -63,6 +63,22 @@ def parse_registration(value: object) -> Registration:
     return Registration(str(platform), token, app_id)
 
 
+def check_app(reg: Registration, allowed: Mapping[str, frozenset[str]]) -> None:
+    """DeviceError unless ``reg.app_id`` is one of its platform's allowed app ids
+    (``NOTICE_APNS_TOPICS``, ``NOTICE_FCM_APP_IDS``; a platform not in ``allowed``
+    takes any). A device without an app_id passes: it is sent with the configured
+    default (``NOTICE_APNS_TOPIC``), which the app chose.
+
+    Without it any user could register a token under any bundle id, and our provider
+    key, valid for every app of the team, would push as that app.
+    """
+    apps = allowed.get(reg.platform)
+    if apps is None or reg.app_id is None or reg.app_id in apps:
+        return
+    key = "NOTICE_APNS_TOPICS" if reg.platform == "apns" else "NOTICE_FCM_APP_IDS"
+    raise DeviceError(f"app_id is not one of this server's apps ({key})")
+
+
 def save(
     session: Any,
     models: DeviceModels,

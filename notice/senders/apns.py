@@ -4,9 +4,10 @@ Each send is one HTTP/2 POST (``httpx`` with ``h2``) to ``{NOTICE_APNS_URL}/3/de
 <token>``, authorised by an ES256 provider token (PyJWT) that every send and thread of
 the process shares for :data:`TOKEN_LIFETIME` (Apple refuses tokens older than an hour,
 and refreshing more often than every 20 minutes). Headers: ``apns-topic`` (the device's
-``app_id``, else ``NOTICE_APNS_TOPIC``), ``apns-push-type: alert``, ``apns-priority``
-(``NOTICE_APNS_PRIORITY``) and ``apns-expiration`` (the notice's ``expires_at``; left
-out for a notice that never expires: APNs then keeps it as it sees fit).
+``app_id``, one of ``NOTICE_APNS_TOPICS``, else ``NOTICE_APNS_TOPIC``),
+``apns-push-type: alert``, ``apns-priority`` (``NOTICE_APNS_PRIORITY``) and
+``apns-expiration`` (the notice's ``expires_at``; left out for a notice that never
+expires: APNs then keeps it as it sees fit).
 
 ========================================  ============================================
 200                                       sent; the device's ``last_used_at`` is set
@@ -21,7 +22,10 @@ other 4xx                                 ``PermanentError``
 
 Only allow-listed hosts are reached and redirects are not followed. Connecting and each
 read are bounded by ``NOTICE_APNS_TIMEOUT``, and the answer's body (at most 4 KB is
-read) by the same deadline counted from the start of the send. Neither the device
+read) by the same deadline counted from the start of the send. httpx has no total
+deadline: a server sending other HTTP/2 frames (PINGs) restarts the read timeout, so
+the send as a whole is bounded by the engine's ``NOTICE_SEND_TIMEOUT`` watchdog
+(:mod:`notice.sending`), which ends the delivery retried. Neither the device
 token, the provider token nor the key is put in logs or errors.
 """
 
@@ -43,9 +47,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import ConfigurationError, PermanentError, TransientError
-from ..mobile.config import check_url
 from .http import MAX_BODY, retry_after
 from .mobile import MobileSender, encode
+from .urls import check_url
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -168,9 +172,16 @@ class APNsSender(MobileSender):
                 "NOTICE_APNS_TEAM_ID (your Apple developer team id)"
             )
         self.tokens = ProviderTokens(key, key_id, team_id)
-        self.base = check_url(cfg["NOTICE_APNS_URL"], cfg["NOTICE_APNS_HOSTS"], "NOTICE_APNS_URL")
+        self.base = check_url(
+            cfg["NOTICE_APNS_URL"], cfg["NOTICE_APNS_HOSTS"], "NOTICE_APNS_URL", "NOTICE_APNS_HOSTS"
+        )
         self.base = self.base.rstrip("/")
         self.topic: str | None = cfg["NOTICE_APNS_TOPIC"]
+        if not self.apps:
+            raise ConfigurationError(
+                "the apns sender needs NOTICE_APNS_TOPIC (your app's bundle id) or "
+                "NOTICE_APNS_TOPICS (the bundle ids devices may register with)"
+            )
         self.priority = str(cfg["NOTICE_APNS_PRIORITY"])
         self.timeout = float(cfg["NOTICE_APNS_TIMEOUT"])
 

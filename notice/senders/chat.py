@@ -6,7 +6,10 @@ A delivery's ``target`` is either a per-user target returned by the sender's tar
 loader (a Slack member or channel id, a Discord or Teams webhook URL) or
 ``"shared:<name>"``, a webhook named in ``NOTICE_<CHANNEL>_SHARED``: the URL stays in
 the config, never in the delivery row, and no URL (their path is the secret) is put in
-logs or errors.
+logs or errors. A per-user target is re-checked at send time as the SMS sender's
+numbers are (:mod:`notice.senders.targets`): one the loader no longer gives the user
+ends the delivery Skipped. Every URL must be https (plain http only to a loopback
+host) on a host of ``NOTICE_<CHANNEL>_HOSTS`` (:mod:`notice.senders.urls`).
 
 Outcomes: 2xx sent; 408, 429 (honouring ``Retry-After``) and 5xx, timeouts and
 connection errors retried; redirects and every other 4xx final.
@@ -15,9 +18,8 @@ connection errors retried; redirects and every other 4xx final.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import requests
 from flask import Flask
@@ -26,59 +28,13 @@ from ..errors import ConfigurationError, PermanentError, SkipDelivery
 from ..fallback import SHARED
 from .base import Sender
 from .http import Answer, deadline_session, post_as, raise_for_answer
-
-TargetLoader = Callable[[Sequence[Any]], Mapping[Any, "str | Sequence[str] | None"]]
-
-
-def host_allowed(host: str, allowed: Sequence[str]) -> bool:
-    """``host`` is one of ``allowed`` or, for an entry ``".example.com"``, under it."""
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.lower()
-        if entry.startswith("."):
-            if host.endswith(entry):
-                return True
-        elif host == entry:
-            return True
-    return False
-
-
-class LoaderTargets:
-    """Per-user targets from a function the app registers: the chat senders' and the
-    SMS sender's :meth:`target_loader` and :meth:`~notice.senders.base.Sender.targets`."""
-
-    _loader: TargetLoader | None = None
-
-    def target_loader(self, loader: TargetLoader) -> TargetLoader:
-        """Register the function giving each user's targets on this channel::
-
-            @notices.sender("slack").target_loader
-            def slack_targets(user_ids):
-                return {u.id: u.slack_id for u in User.query.filter(User.id.in_(user_ids))}
-
-        It gets a list of user ids and returns a mapping of user id to a target string
-        or a list of them; a user missing (or mapped to None) has no target here, so
-        a fallback chain moves on to its next channel. Called inside the publishing
-        transaction, and when a fallback chain reaches this channel.
-        """
-        self._loader = loader
-        return loader
-
-    def targets(self, user_ids: Sequence[Any]) -> Mapping[Any, Sequence[str]]:
-        if self._loader is None:
-            return {}
-        found = self._loader(list(user_ids))
-        out: dict[Any, Sequence[str]] = {}
-        for user, value in found.items():
-            if not value:
-                continue
-            out[user] = [value] if isinstance(value, str) else [str(v) for v in value]
-        return out
+from .targets import LoaderTargets
+from .urls import check_url, url_problem
 
 
 class ChatSender(LoaderTargets, Sender):
     """Base of the chat senders. Subclasses set ``name``, ``key`` (the config prefix)
-    and implement :meth:`message` (the JSON body) and :meth:`post`."""
+    and implement :meth:`message` (the JSON body) and :meth:`deliver`."""
 
     #: config keys are ``NOTICE_<key>_SHARED``, ``_HOSTS``, ``_TIMEOUT``
     key: ClassVar[str] = ""
@@ -112,39 +68,48 @@ class ChatSender(LoaderTargets, Sender):
         self.timeout = float(timeout)
 
     def check_url(self, url: object, where: str) -> str:
-        """``url`` if it is an https URL (http only for a loopback host) on an allowed
-        host; ConfigurationError naming ``where`` otherwise."""
-        parts = urlsplit(url) if isinstance(url, str) else None
-        host = parts.hostname if parts else None
-        if parts is None or host is None or parts.scheme not in ("http", "https"):
-            raise ConfigurationError(f"{where} is not an http(s) URL")
-        if not host_allowed(host, self.hosts):
-            raise ConfigurationError(
-                f"{where}: host {host!r} is not in NOTICE_{self.key}_HOSTS"
-            )
-        assert isinstance(url, str)
-        return url
+        """``url`` if it is an https URL (http only to a loopback host) on a host of
+        ``NOTICE_<key>_HOSTS``; ConfigurationError naming ``where`` otherwise
+        (:func:`notice.senders.urls.check_url`)."""
+        return check_url(url, self.hosts, where, f"NOTICE_{self.key}_HOSTS")
+
+    def owner_checked(self, target: str) -> bool:
+        # a shared target belongs to no user: the config is its owner (see resolve)
+        return not target.startswith(SHARED)
 
     def send(self, notice: Any) -> None:
         raise SkipDelivery(f"the {self.name} sender sends to targets only")
 
     def preview(self, notice: Any, target: str) -> Any:
-        """The JSON body :meth:`send_to` would post to ``target``."""
+        """The JSON body :meth:`send_to` would post to ``target`` (checked as a send
+        checks it)."""
+        self.check_owner(notice, target)
         self.resolve(target)
         return self.message(notice, target)
 
+    def send_to(self, notice: Any, target: str) -> None:
+        """Check ``target`` is still the user's (a per-user one: see
+        :mod:`notice.senders.targets`), then :meth:`deliver` it."""
+        self.check_owner(notice, target)
+        self.deliver(notice, target)
+
+    def deliver(self, notice: Any, target: str) -> None:
+        """Post ``notice`` to ``target`` (its owner already checked)."""
+        raise NotImplementedError
+
     def resolve(self, target: str) -> str | None:
         """The webhook URL of ``target`` (None when it is not a URL target); checked at
-        send time: a shared name may have left the config, a host the allow-list."""
+        send time: a shared name may have left the config, a URL the loader gave may be
+        plain http or off the allow-list."""
         if target.startswith(SHARED):
             url = self.shared.get(target[len(SHARED) :])
             if url is None:
                 raise SkipDelivery(f"{target!r} is no longer in NOTICE_{self.key}_SHARED")
             return url
         if target.startswith(("https://", "http://")):
-            host = urlsplit(target).hostname or ""
-            if not host_allowed(host, self.hosts):
-                raise PermanentError(f"{self.name} target host is not in NOTICE_{self.key}_HOSTS")
+            problem = url_problem(target, self.hosts, f"NOTICE_{self.key}_HOSTS")
+            if problem is not None:
+                raise PermanentError(f"not sent: the {self.name} target {problem}")
             return target
         return None
 

@@ -42,7 +42,7 @@ class DiscordSender(ChatSender):
     def message(self, notice: Any, target: str) -> dict[str, Any]:
         return render(notice)
 
-    def send_to(self, notice: Any, target: str) -> None:
+    def deliver(self, notice: Any, target: str) -> None:
         url = self.resolve(target)
         if url is None:
             raise PermanentError("a discord target must be a webhook URL or 'shared:<name>'")

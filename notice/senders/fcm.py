@@ -37,9 +37,9 @@ from google.auth import transport
 from google.oauth2 import service_account
 
 from ..errors import ConfigurationError, PermanentError, TransientError
-from ..mobile.config import check_url
 from .http import Answer, TimedOut, Unreachable, deadline_session, post_with_deadline, retry_after
 from .mobile import MobileSender, encode
+from .urls import check_url
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -212,8 +212,8 @@ class FCMSender(MobileSender):
             )
         hosts = cfg["NOTICE_FCM_HOSTS"]
         token_uri = cfg["NOTICE_FCM_TOKEN_URI"] or info["token_uri"]
-        check_url(token_uri, hosts, "NOTICE_FCM_TOKEN_URI")
-        base = check_url(cfg["NOTICE_FCM_URL"], hosts, "NOTICE_FCM_URL")
+        check_url(token_uri, hosts, "NOTICE_FCM_TOKEN_URI", "NOTICE_FCM_HOSTS")
+        base = check_url(cfg["NOTICE_FCM_URL"], hosts, "NOTICE_FCM_URL", "NOTICE_FCM_HOSTS")
         self.url = f"{base.rstrip('/')}/projects/{quote(project, safe='')}/messages:send"
         self.timeout = float(cfg["NOTICE_FCM_TIMEOUT"])
         try:

@@ -3,9 +3,11 @@ of the notice's user on the sender's platform, the device checked at send time, 
 tokens pruned, and ``last_used_at`` written once per batch.
 
 A delivery's ``target`` is a ``notice_device`` id. At send time the device must still
-exist, be on this platform and belong to the notice's user: otherwise the delivery ends
-``Skipped`` and nothing is sent (the device may have been removed, or its token moved
-to another user logging in on the same phone, since the delivery was written).
+exist, be on this platform, belong to the notice's user and, when it names its app, be
+of an allowed app (``NOTICE_APNS_TOPICS``, ``NOTICE_FCM_APP_IDS``): otherwise the
+delivery ends ``Skipped`` and nothing is sent (the device may have been removed, its
+token moved to another user logging in on the same phone, or its app been taken off
+the list since the delivery was written).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..columns import utcnow
 from ..errors import PermanentError, SkipDelivery
 from ..links import link_origins, safe_link
+from ..mobile.config import allowed_apps
 from ..state import state_of
 from ..store import devices as device_store
 from ..types import user_key
@@ -58,10 +61,13 @@ class MobileSender(Sender):
         self._local = threading.local()
         self._db: Any = None
         self.link_origins: frozenset[str] = frozenset()
+        #: the app ids this sender may push to; None: any (see the module doc)
+        self.apps: frozenset[str] | None = None
 
     def init_app(self, app: Flask) -> None:
         self._db = app.extensions["sqlalchemy"]
         self.link_origins = link_origins(app.config)
+        self.apps = allowed_apps(app.config).get(self.platform)
 
     def _table(self) -> sa.Table:
         table: sa.Table = state_of().device_models.Device.__table__
@@ -155,6 +161,10 @@ class MobileSender(Sender):
             raise SkipDelivery(f"device {dev_id} is not an {self.platform} device")
         if user_key(device["user_id"]) != user_key(notice.user_id):
             raise SkipDelivery(f"device {dev_id} belongs to another user now")
+        app_id = device.get("app_id")
+        if self.apps is not None and app_id is not None and app_id not in self.apps:
+            # registered before the list was narrowed (registration checks it too)
+            raise SkipDelivery(f"device {dev_id}'s app is not an allowed one")
         return dict(device)
 
     def drop(self, device: Mapping[str, Any], why: str) -> PermanentError:

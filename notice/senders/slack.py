@@ -96,7 +96,7 @@ class SlackSender(ChatSender):
             body["channel"] = target
         return body
 
-    def send_to(self, notice: Any, target: str) -> None:
+    def deliver(self, notice: Any, target: str) -> None:
         url = self.resolve(target)
         body = render(notice)
         if url is not None:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from notice.errors import (
     ConfigurationError,
@@ -35,9 +34,9 @@ from notice.errors import (
 )
 
 from .. import links
-from ..types import user_key
 from .base import Sender
-from .chat import LoaderTargets, host_allowed
+from .targets import LoaderTargets
+from .urls import check_url
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -229,17 +228,8 @@ class SmsProvider:
     def check_url(self, url: object, key: str) -> str:
         """``url`` if it is https (or http to a loopback host, for a test's fake) on a
         host of ``NOTICE_SMS_HOSTS``; ConfigurationError naming ``key`` otherwise."""
-        parts = urlsplit(url) if isinstance(url, str) else None
-        host = parts.hostname if parts else None
-        if parts is None or host is None or parts.scheme not in ("http", "https"):
-            raise ConfigurationError(f"{key} is not an http(s) URL")
-        if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
-            # the token travels in every request's Authorization header
-            raise ConfigurationError(f"{key} must be https (http only to a loopback host)")
-        if not host_allowed(host, self.hosts):
-            raise ConfigurationError(f"{key}: host {host!r} is not in NOTICE_SMS_HOSTS")
-        assert isinstance(url, str)
-        return url
+        # the token travels in every request's Authorization header
+        return check_url(url, self.hosts, key, "NOTICE_SMS_HOSTS")
 
     def send(self, to: str, body: str) -> SmsReceipt:
         """Send ``body`` to the E.164 number ``to``.
@@ -286,13 +276,14 @@ class SmsSender(LoaderTargets, Sender):
     """
 
     name = "sms"
+    target_noun = "number"
 
     def __init__(self) -> None:
         self.provider: SmsProvider | None = None
         self.max_segments = 1
         self._origins: frozenset[str] = frozenset()
         self._base: str | None = None
-        # the numbers of the batch being sent by this thread (see prepare)
+        # the numbers of the batch being sent by this thread (LoaderTargets.prepare)
         self._local = threading.local()
 
     def init_app(self, app: Flask) -> None:
@@ -324,31 +315,6 @@ class SmsSender(LoaderTargets, Sender):
             link = urljoin(self._base + "/", link) if self._base else None
         return fit_sms(text, f"\n{link}" if link else "", self.max_segments)
 
-    def prepare(self, items: Sequence[tuple[Any, str]]) -> None:
-        """Load the current numbers of the batch's users with one loader call, for
-        :meth:`send_to`'s owner check."""
-        users = {user_key(notice.user_id): notice.user_id for notice, _ in items}
-        found = self.targets(list(users.values())) if users else {}
-        current = {user_key(u): list(v) for u, v in found.items()}
-        self._local.numbers = {key: current.get(key, []) for key in users}
-
-    def close(self) -> None:
-        self._local.numbers = None
-
-    def _check_owner(self, notice: Any, target: str) -> None:
-        """SkipDelivery unless ``target`` is still one of the user's numbers: a retry or
-        a sweep may come hours after the delivery was written, and a number the user
-        removed may belong to someone else by then."""
-        key = user_key(notice.user_id)
-        numbers: dict[str, list[str]] | None = getattr(self._local, "numbers", None)
-        if numbers is None or key not in numbers:  # not prepared (a lone send): ask now
-            found = self.targets([notice.user_id])
-            current = next((list(v) for u, v in found.items() if user_key(u) == key), [])
-        else:
-            current = numbers[key]
-        if target not in current:
-            raise SkipDelivery("the number is no longer the user's (target loader)")
-
     def _number(self, target: str) -> str:
         try:
             return validate_e164(target)
@@ -358,7 +324,7 @@ class SmsSender(LoaderTargets, Sender):
 
     def preview(self, notice: Any, target: str) -> dict[str, str]:
         """``{"to": number, "body": text}`` as :meth:`send_to` would send them."""
-        self._check_owner(notice, target)
+        self.check_owner(notice, target)
         return {"to": self._number(target), "body": self.text(notice)}
 
     def send(self, notice: Any) -> None:
@@ -367,7 +333,7 @@ class SmsSender(LoaderTargets, Sender):
     def send_to(self, notice: Any, target: str) -> None:
         if self.provider is None:
             raise RuntimeError("SmsSender.init_app(app) was not called")
-        self._check_owner(notice, target)
+        self.check_owner(notice, target)
         receipt = self.provider.send(self._number(target), self.text(notice))
         if receipt.status == "failed":
             code = f" (code {receipt.code})" if receipt.code is not None else ""

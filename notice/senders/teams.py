@@ -57,7 +57,7 @@ class TeamsSender(ChatSender):
     def message(self, notice: Any, target: str) -> dict[str, Any]:
         return render(notice)
 
-    def send_to(self, notice: Any, target: str) -> None:
+    def deliver(self, notice: Any, target: str) -> None:
         url = self.resolve(target)
         if url is None:
             raise PermanentError("a teams target must be a webhook URL or 'shared:<name>'")

@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from twilio.base.exceptions import TwilioException
 from twilio.http import HttpClient
@@ -34,7 +34,6 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from ..errors import ConfigurationError, PermanentError
-from .chat import host_allowed
 from .http import deadline_session, post_with_deadline, retry_after
 from .sms import (
     InvalidPhoneNumber,
@@ -43,6 +42,7 @@ from .sms import (
     classify_twilio_response,
     validate_e164,
 )
+from .urls import url_problem
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -88,8 +88,10 @@ class DeadlineHttpClient(HttpClient):
         if method != "POST" or params:
             raise PermanentError(f"the twilio provider only POSTs, not {method}")
         # checked again here: the URL is twilio's build from the configured base
-        if not host_allowed(urlsplit(uri).hostname or "", self.hosts):
-            raise PermanentError("the twilio API host is not in NOTICE_SMS_HOSTS")
+        problem = url_problem(uri, self.hosts, "NOTICE_SMS_HOSTS")
+        if problem is not None:
+            # the Basic auth header goes wherever twilio's client points us: never past this
+            raise PermanentError(f"not sent: the twilio API URL {problem}")
         head = dict(headers or {})
         if auth is not None:
             pair = f"{auth[0]}:{auth[1]}".encode()

@@ -31,7 +31,8 @@ def devices_list() -> ResponseReturnValue:
 def devices_register() -> ResponseReturnValue:
     """Register the app install's token (``{"platform", "token", "app_id"}``) for the
     current user: 201 when new, 200 when known (it moves to this user: see
-    :func:`notice.mobile.devices.save`); 400 when malformed or the token is another
+    :func:`notice.mobile.devices.save`); 400 when malformed, the app_id is not an
+    allowed one (``NOTICE_APNS_TOPICS``, ``NOTICE_FCM_APP_IDS``) or the token is another
     app's."""
     user_id = require_api_user()
     check_csrf()
@@ -39,6 +40,7 @@ def devices_register() -> ResponseReturnValue:
     session = state.db.session
     try:
         reg = devices.parse_registration(json_object())
+        devices.check_app(reg, state.mobile_settings.apps)
         device, created = devices.save(
             session,
             state.device_models,

@@ -266,6 +266,12 @@ class APNsFake:
         self.topics = {"org.example.app"}
         #: seconds each request waits before its answer (a slow APNs)
         self.delay = 0.0
+        #: never answer, but keep the connection busy with a PING frame every 0.1 s (a
+        #: stalled APNs that resets every per-read timeout); set back to False, the
+        #: connection is closed
+        self.stall = False
+        #: requests left unanswered so
+        self.stalled = 0
         self.unregistered: set[str] = set()
         self.received: list[tuple[str, dict[str, str], Any]] = []
         self.rejected: list[str] = []
@@ -331,6 +337,9 @@ class APNsFake:
                         )
                     elif isinstance(event, h2.events.StreamEnded):
                         headers, body = streams.pop(event.stream_id)
+                        if self.stall:
+                            self._drip(sock, h2conn)
+                            return
                         if self.delay:
                             time.sleep(self.delay)
                         status, extra, answer = self._answer(headers, bytes(body))
@@ -342,6 +351,16 @@ class APNsFake:
                     elif isinstance(event, h2.events.ConnectionTerminated):
                         return
                 sock.sendall(h2conn.data_to_send())
+
+    def _drip(self, sock: socket.socket, h2conn: Any) -> None:
+        with self._lock:
+            self.stalled += 1
+        while self.stall and not self._stop.wait(0.1):
+            h2conn.ping(secrets.token_bytes(8))
+            try:
+                sock.sendall(h2conn.data_to_send())
+            except OSError:
+                return
 
     def _reject(self, status: int, reason: str) -> Answer:
         with self._lock:
