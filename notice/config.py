@@ -28,7 +28,8 @@ from .throttle import validate_throttle
 DEFAULTS: dict[str, Any] = {
     # --- core: publishing and delivery -------------------------------------------
     #: senders for every notice: built-in names ("log", "memory", "webpush", "email",
-    #: "webhook") or dotted paths "package.module:Class"
+    #: "webhook", "slack", "discord", "teams", "sms", "fcm", "apns") or dotted paths
+    #: "package.module:Class"
     "NOTICE_SENDERS": ["log"],
     #: when deliveries run after commit: "sync" (caller's thread), "thread" (pool),
     #: "celery" (a task per delivery) or "none" (leave them to the sweeper)
