@@ -224,6 +224,7 @@ def test_category_actions_actor_and_target_on_the_page_from_real_rows(web):
     assert '<span class="notice-item__level">Warning</span>' in rich_html
     # the default category is info; a notice without actions or references has none
     assert "notice-level-info" in plain_html.split(">", 1)[0]
+    assert "notice-item__level" not in plain_html  # a label on every item says nothing
     assert "notice-item__links" not in plain_html and "notice-item__refs" not in plain_html
     # POST: a form with the CSRF token; GET: a link; text escaped
     assert re.search(

@@ -139,6 +139,9 @@
     return CATEGORIES.indexOf(notice.category) >= 0 ? notice.category : null;
   }
 
+  // the label shows for all but "info", the default every notice has (as the page)
+  function labelled(level) { return level && level !== "info"; }
+
   function levelLabel(level) {
     return typeof LEVELS[level] === "string" ? LEVELS[level] : level;
   }
@@ -251,7 +254,7 @@
     var body = document.createElement("button");
     body.type = "button";
     body.className = "notice-toast__body";
-    if (level) {
+    if (labelled(level)) {
       var badge = document.createElement("span");
       badge.className = "notice-toast__level";
       badge.textContent = levelLabel(level);
@@ -346,7 +349,7 @@
     removeAll(item, ".notice-item__refs, .notice-item__links, .notice-item__level");
     var level = setLevel(item, notice);
     var type = item.querySelector(".notice-item__type");
-    if (level && type) {
+    if (labelled(level) && type) {
       var badge = document.createElement("span");
       badge.className = "notice-item__level";
       badge.textContent = levelLabel(level);
