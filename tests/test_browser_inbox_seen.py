@@ -3,7 +3,9 @@ chromium via Playwright; tests/support/inboxapp.py served on a loopback port).
 
 Issue 17's "Done when": seen/read counts across two tabs (opening the inbox marks what
 it lists seen, and a bell counting unseen in another tab drops to zero), archive and
-unarchive followed live by another tab, "archive all read", keyboard use of the item
+unarchive followed live by another tab, "archive all read" (disabled until a notice is
+read, here or in another tab), the "Level" filter applied to arriving notices,
+keyboard use of the item
 buttons with a visible focus, a real notice's category, resolver-named actor and target
 and action buttons on the page, in the pop-up and the live list (the POST one submits
 with the CSRF token, also from the keyboard), nothing wider than the viewport at 360
@@ -216,9 +218,15 @@ def test_archive_unarchive_and_archive_all_read_across_tabs(browser, apps, db_ur
         watching.get_by_role("link", name="Inbox").click()
         watching.wait_for_selector("html[data-notice-stream=open]")
         assert _ids(watching) == [c, b, a]
+        archive_read = watching.get_by_role("button", name="Archive all read")
+        assert archive_read.is_disabled()  # nothing read yet: nothing to archive
         acting.goto(f"{base}/notices/")
         with acting.expect_navigation():
             _item(acting, b).get_by_role("button", name="Mark read").click()
+        # read in the other tab: the button here has something to do now
+        watching.wait_for_function(
+            "!document.querySelector('.notice-inbox__bulk button[value=archive]').disabled"
+        )
         with acting.expect_navigation():
             acting.get_by_role("button", name="Archive all read").click()
         assert _ids(acting) == [c, a]
@@ -275,6 +283,31 @@ def test_keyboard_reaches_and_uses_mark_read_and_archive(browser, apps, db_url):
         with app.app_context():
             app.db.session.remove()
             assert app.notices.get(4, nid).archived_at is None
+        assert errors == []
+
+
+def test_the_level_filter_applies_to_arriving_notices(browser, apps, db_url):
+    app = apps(db_url)
+    _publish(app, 8, "older info")
+    older = _publish(app, 8, "older warning", category="warning")
+    with serving(app) as port:
+        page = browser.new_page()
+        errors = watch_errors(page)
+        page.set_default_timeout(10_000)
+        page.goto(f"http://127.0.0.1:{port}/login/8")
+        page.goto(f"http://127.0.0.1:{port}/notices/")
+        page.select_option("select[name=category]", "warning")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Filter").click()
+        page.wait_for_selector("html[data-notice-stream=open]")
+        assert _ids(page) == [older]
+        skipped = _publish(app, 8, "an info: filtered out")
+        wanted = _publish(app, 8, "a new warning", category="warning")
+        _item(page, wanted).wait_for()
+        # the info arrived first (its pop-up shows), and was not inserted
+        page.locator(f".notice-toast[data-notice-id='{skipped}']").wait_for()
+        assert _ids(page) == [wanted, older]
+        assert _item(page, wanted).locator(".notice-item__level").text_content() == "Warning"
         assert errors == []
 
 
