@@ -5,11 +5,10 @@ Issue 17's "Done when": seen/read counts across two tabs (opening the inbox mark
 it lists seen, and a bell counting unseen in another tab drops to zero), archive and
 unarchive followed live by another tab, "archive all read" (disabled until a notice is
 read, here or in another tab), the "Level" filter applied to arriving notices,
-keyboard use of the item
-buttons with a visible focus, a real notice's category, resolver-named actor and target
-and action buttons on the page, in the pop-up and the live list (the POST one submits
-with the CSRF token, also from the keyboard), nothing wider than the viewport at 360
-and 1280 px, no console errors.
+keyboard use of the item buttons with a visible focus, a real notice's category,
+resolver-named actor and target and action buttons on the page, in the pop-up and the
+live list (the POST one submits with the CSRF token, also from the keyboard), nothing
+wider than the viewport at 360 and 1280 px, no console errors.
 """
 
 from __future__ import annotations
