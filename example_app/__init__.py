@@ -45,6 +45,25 @@ def _email_of(user_id: object) -> str | None:
     return email
 
 
+@notices.reference_resolver
+def _names(kind: str, ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Names and pages of the users and posts notices refer to (their actor and target),
+    one query per kind for a whole page of notices."""
+    from .models import Post
+
+    columns = {"user": (User.id, User.name), "post": (Post.id, Post.title)}
+    if kind not in columns:
+        return {}
+    key, name = columns[kind]
+    keys = [int(i) for i in ids if i.isdigit()]
+    # its own connection, as _email_of: the email sender names references too, inside
+    # db.session's after-commit hook with NOTICE_DISPATCH="sync". Paths by hand: the
+    # live stream's publisher thread has no request to build URLs from.
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(key, name).where(key.in_(keys)))
+        return {str(ident): (text, f"/{kind}s/{ident}") for ident, text in rows}
+
+
 @notices.topic_authorizer
 def _may_use_topic(user_id: object, topic: str, action: str) -> bool:
     """Who may follow, read and publish to a topic through notice's API.

@@ -11,6 +11,7 @@ or watching a post subscribes you, and one publish reaches every subscriber.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 from flask import url_for
@@ -45,21 +46,24 @@ def post_topic(post: Post) -> str:
 
 
 def _fan_out(
-    user_ids: Iterable[int], notice_type: NoticeType, actor: User, **fields: str
+    user_ids: Iterable[int], notice_type: NoticeType, actor: User, **fields: Any
 ) -> list[int]:
     """One notice to each of ``user_ids`` except the actor, in one bulk insert."""
     recipients = sorted({u for u in user_ids if u != actor.id})
     if not recipients:
         return []
     ids: list[int] = notice_event(
-        recipients, notice_type, sender_id=actor.id, commit=False, **fields
+        recipients, notice_type, sender_id=actor.id, actor=actor, commit=False, **fields
     )
     return ids
 
 
-def _notify(user_id: int, notice_type: NoticeType, actor: User, **fields: str) -> None:
+def _notify(user_id: int, notice_type: NoticeType, actor: User, **fields: Any) -> None:
+    # actor=: the inbox names and links the actor through the reference resolver
     if user_id != actor.id:
-        notice_event(user_id, notice_type, sender_id=actor.id, commit=False, **fields)
+        notice_event(
+            user_id, notice_type, sender_id=actor.id, actor=actor, commit=False, **fields
+        )
 
 
 def _post_url(post: Post, anchor: str | None = None) -> str:
@@ -78,6 +82,8 @@ def post_created(post: Post) -> None:
         subject=_subject(f"You published “{post.title}”"),
         content="You will hear about comments, likes and saves on it.",
         url=url,
+        target=post,
+        category="success",
         commit=False,
     )
     followers = set(db.session.scalars(
@@ -89,6 +95,7 @@ def post_created(post: Post) -> None:
     _fan_out(
         followers, NoticeType.POST, author,
         subject=_subject(f"{author.name} posted “{post.title}”"), content=post.body[:200], url=url,
+        target=post,
     )
     if post.group is not None:
         notices.publish(
@@ -97,6 +104,8 @@ def post_created(post: Post) -> None:
             subject=_subject(f"{author.name} posted in {post.group.name}: “{post.title}”"),
             content=post.body[:200],
             url=url,
+            actor=author,
+            target=post,
             exclude=author.id,
             commit=False,
         )
@@ -109,18 +118,23 @@ def comment_created(comment: Comment) -> None:
     per-type policy set in ``create_app``; nothing to say here)."""
     actor, post = comment.author, comment.post
     url = _post_url(post, f"c{comment.id}")
+    # "Reply" opens the reply form under the comment
+    reply = [{"label": "Reply", "url": url_for(
+        "example.post", post_id=post.id, reply=comment.id, _anchor=f"c{comment.id}"
+    )}]
     told = {actor.id}
     if comment.parent is not None and comment.parent.author_id not in told:
         _notify(
             comment.parent.author_id, NoticeType.REPLY, actor,
             subject=f"{actor.name} replied to your comment", content=comment.body, url=url,
+            target=post, action_object=comment, actions=reply,
         )
         told.add(comment.parent.author_id)
     if post.author_id not in told:
         _notify(
             post.author_id, NoticeType.COMMENT, actor,
             subject=_subject(f"{actor.name} commented on “{post.title}”"),
-            content=comment.body, url=url,
+            content=comment.body, url=url, target=post, action_object=comment, actions=reply,
         )
         told.add(post.author_id)
     # not notices.publish: its exclude= takes one id, and people told above hear once
@@ -128,7 +142,7 @@ def comment_created(comment: Comment) -> None:
     _fan_out(
         (u for u in watchers if u not in told), WATCHING, actor,
         subject=_subject(f"{actor.name} commented on “{post.title}”, which you watch"),
-        content=comment.body, url=url,
+        content=comment.body, url=url, target=post, action_object=comment, actions=reply,
     )
 
 
@@ -141,7 +155,8 @@ def liked(post: Post, actor: User) -> None:
     notice_event(
         post.author_id, NoticeType.LIKE, sender_id=actor.id, commit=False,
         subject=_subject(f"{actor.name} liked “{post.title}”"), content="", url=_post_url(post),
-        group_key=f"like:post:{post.id}", actor_name=actor.name,
+        group_key=f"like:post:{post.id}", actor_name=actor.name, actor=actor, target=post,
+        category="success",
     )
 
 
@@ -149,14 +164,23 @@ def saved(post: Post, actor: User) -> None:
     _notify(
         post.author_id, NoticeType.SAVE, actor,
         subject=_subject(f"{actor.name} saved “{post.title}”"), content="", url=_post_url(post),
+        target=post, category="success",
     )
 
 
 def followed(user: User, actor: User) -> None:
+    """FOLLOW to the followed user, with "Follow back" (a POST action: the form carries
+    the CSRF token the example's views check) unless they follow the actor already."""
+    following = db.session.get(Follow, (user.id, actor.id)) is not None
+    actions = [] if following else [{
+        "label": "Follow back",
+        "url": url_for("example.follow_back", user_id=actor.id),
+        "method": "POST",
+    }]
     _notify(
         user.id, NoticeType.FOLLOW, actor,
         subject=f"{actor.name} follows you", content="",
-        url=url_for("example.user", user_id=actor.id),
+        url=url_for("example.user", user_id=actor.id), actions=actions,
     )
 
 
@@ -181,6 +205,7 @@ def joined(group: Group, actor: User) -> None:
         GROUP,
         subject=f"{actor.name} joined {group.name}",
         url=url_for("example.group", group_id=group.id),
+        actor=actor,
         exclude=actor.id,
         commit=False,
     )

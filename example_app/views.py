@@ -188,6 +188,23 @@ def follow(user_id: int) -> Response:
     return redirect(url_for("example.user", user_id=user.id))
 
 
+@bp.route("/users/<int:user_id>/follow-back", methods=["POST"])
+@login_required
+def follow_back(user_id: int) -> Response:
+    """The "Follow back" action of a Follow notice: follows, never unfollows (the
+    notice may be clicked after following from the profile)."""
+    user, me = _get_or_404(User, user_id), _me()
+    if user.id == me.id:
+        abort(400)
+    if db.session.get(Follow, (me.id, user.id)) is None:
+        db.session.add(Follow(follower_id=me.id, followed_id=user.id))
+        db.session.flush()
+        events.followed(user, me)
+        db.session.commit()
+    flash(f"You follow {user.name}.")
+    return redirect(url_for("example.user", user_id=user.id))
+
+
 @bp.route("/groups", methods=["GET", "POST"])
 @login_required
 def groups() -> str | Response:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .errors import ConfigurationError
+from .references import ROLES
 from .store import grouping as group_store
 from .store.writes import insert_deliveries
 from .types import DeliveryStatus, NoticeType, ReadStatus, SendStatus, user_key
@@ -247,6 +248,21 @@ def _actor(event: Any) -> str | None:
     return None if event.sender_id is None else str(event.sender_id)
 
 
+def _about(event: Any) -> dict[str, Any]:
+    """The event's category, actions and references as columns: a group's row carries
+    its newest event's, as its content (a fold that dropped them left a grouped like
+    without its actor, target and level)."""
+    about: dict[str, Any] = {
+        "category": event.category,
+        "actions": None if event.actions is None else [dict(a) for a in event.actions],
+    }
+    for role in ROLES:
+        ref = getattr(event, role)
+        about[f"{role}_type"] = None if ref is None else ref.type
+        about[f"{role}_id"] = None if ref is None else ref.id
+    return about
+
+
 def _first_row(event: Any, user_id: Any, now: datetime, max_actors: int) -> dict[str, Any]:
     assert event.group_window is not None
     actor = _actor(event)
@@ -267,6 +283,7 @@ def _first_row(event: Any, user_id: Any, now: datetime, max_actors: int) -> dict
         "group_count": 1,
         "group_actors": [actor][:max_actors] if actor is not None else [],
         "group_until": now + event.group_window,
+        **_about(event),
     }
 
 
@@ -295,6 +312,7 @@ def _fold(
             "subject": subject,
             "content": event.content,
             "sender_id": event.sender_id,
+            **_about(event),
             # back in the inbox as new: unread, unseen, out of the archive
             "read_status": ReadStatus.UNREAD.value,
             "read_at": None,

@@ -3,9 +3,12 @@ chromium via Playwright; tests/support/inboxapp.py served on a loopback port).
 
 Issue 17's "Done when": seen/read counts across two tabs (opening the inbox marks what
 it lists seen, and a bell counting unseen in another tab drops to zero), archive and
-unarchive followed live by another tab, "archive all read", keyboard use of the item
-buttons with a visible focus, a notice's category and action buttons in the pop-up and
-the live list, nothing wider than the viewport at 360 and 1280 px, no console errors.
+unarchive followed live by another tab, "archive all read" (disabled until a notice is
+read, here or in another tab), the "Level" filter applied to arriving notices,
+keyboard use of the item buttons with a visible focus, a real notice's category,
+resolver-named actor and target and action buttons on the page, in the pop-up and the
+live list (the POST one submits with the CSRF token, also from the keyboard), nothing
+wider than the viewport at 360 and 1280 px, no console errors.
 """
 
 from __future__ import annotations
@@ -214,9 +217,15 @@ def test_archive_unarchive_and_archive_all_read_across_tabs(browser, apps, db_ur
         watching.get_by_role("link", name="Inbox").click()
         watching.wait_for_selector("html[data-notice-stream=open]")
         assert _ids(watching) == [c, b, a]
+        archive_read = watching.get_by_role("button", name="Archive all read")
+        assert archive_read.is_disabled()  # nothing read yet: nothing to archive
         acting.goto(f"{base}/notices/")
         with acting.expect_navigation():
             _item(acting, b).get_by_role("button", name="Mark read").click()
+        # read in the other tab: the button here has something to do now
+        watching.wait_for_function(
+            "!document.querySelector('.notice-inbox__bulk button[value=archive]').disabled"
+        )
         with acting.expect_navigation():
             acting.get_by_role("button", name="Archive all read").click()
         assert _ids(acting) == [c, a]
@@ -276,33 +285,73 @@ def test_keyboard_reaches_and_uses_mark_read_and_archive(browser, apps, db_url):
         assert errors == []
 
 
-#: a notice as the inbox-model branch will send it on the stream; sent through the
-#: broker here until that branch lands (the integrator adds the end-to-end test)
-def _rich(nid):
-    return {
-        "id": nid,
-        "user_id": 5,
-        "notice_type": "Comment",
-        "subject": "Deploy failed <b>x</b>",
-        "content": "",
-        "url": None,
-        "link": None,
-        "read_status": "Unread",
-        "create_at": "2026-12-01T04:00:00",
-        "category": "error",
-        "actions": [
-            {"label": "Retry <now>", "url": "/retry", "method": "POST"},
-            {"label": "Logs", "url": "/logs?id=1", "method": "GET"},
-            {"label": "Evil", "url": "javascript:alert(1)", "method": "GET"},
-        ],
-        "actor": {"type": "User", "id": "9", "name": "CI bot", "url": "/users/9"},
-        "target": None,
-    }
+def test_the_level_filter_applies_to_arriving_notices(browser, apps, db_url):
+    app = apps(db_url)
+    _publish(app, 8, "older info")
+    older = _publish(app, 8, "older warning", category="warning")
+    with serving(app) as port:
+        page = browser.new_page()
+        errors = watch_errors(page)
+        page.set_default_timeout(10_000)
+        page.goto(f"http://127.0.0.1:{port}/login/8")
+        page.goto(f"http://127.0.0.1:{port}/notices/")
+        page.select_option("select[name=category]", "warning")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Filter").click()
+        page.wait_for_selector("html[data-notice-stream=open]")
+        assert _ids(page) == [older]
+        skipped = _publish(app, 8, "an info: filtered out")
+        wanted = _publish(app, 8, "a new warning", category="warning")
+        _item(page, wanted).wait_for()
+        # the info arrived first (its pop-up shows), and was not inserted
+        page.locator(f".notice-toast[data-notice-id='{skipped}']").wait_for()
+        assert _ids(page) == [wanted, older]
+        assert _item(page, wanted).locator(".notice-item__level").text_content() == "Warning"
+        assert errors == []
+
+
+def _names(kind, ids):
+    # the app's resolver: names and pages of its users and posts
+    if kind == "user":
+        return {i: (f"Ana <{i}>", f"/users/{i}") for i in ids}
+    return {i: (f"Post {i}", f"/posts/{i}") for i in ids}
+
+
+#: what a real notice carries: a category, an actor and target the resolver names, a
+#: POST and a GET action
+RICH = {
+    "category": "error",
+    "actor": ("user", 9),
+    "target": ("post", 3),
+    "actions": [
+        {"label": "Retry <now>", "url": "/retry", "method": "POST"},
+        {"label": "Logs", "url": "/logs?id=1", "method": "GET"},
+    ],
+}
+
+
+def _check_rich(page, box):
+    """The level, the named references and the action buttons of a RICH notice."""
+    assert "notice-level-error" in box.get_attribute("class")
+    assert box.locator("b").count() == 0  # text, never markup
+    level = box.locator(".notice-item__level, .notice-toast__level")
+    assert level.text_content() == "Error"
+    actor = box.locator("a.notice-item__actor")
+    assert actor.text_content() == "Ana <9>" and actor.get_attribute("href").endswith("/users/9")
+    target = box.locator("a.notice-item__target")
+    assert target.text_content() == "Post 3" and target.get_attribute("href").endswith("/posts/3")
+    links = box.locator("a.notice-action")
+    assert links.count() == 1 and links.first.get_attribute("href").endswith("/logs?id=1")
+    form = box.locator("form.notice-action-form")
+    assert form.locator("button").text_content() == "Retry <now>"
+    token = page.get_attribute("meta[name=csrf-token]", "content")
+    assert form.locator("input[name=csrf_token]").get_attribute("value") == token
 
 
 @pytest.mark.parametrize("width", [360, 1280])
-def test_levels_and_action_buttons_in_popup_and_live_list(browser, apps, db_url, width):
+def test_levels_references_and_actions_of_real_notices(browser, apps, db_url, width):
     app = apps(db_url)
+    app.notices.reference_resolver(_names)
     posted: list[dict] = []
 
     @app.post("/retry")
@@ -314,7 +363,7 @@ def test_levels_and_action_buttons_in_popup_and_live_list(browser, apps, db_url,
         posted.append({"token_ok": request.form.get("csrf_token") == session.get(SESSION_KEY)})
         return "retried"
 
-    existing = _publish(app, 5, "an older one " + "long words " * 10)
+    existing = _publish(app, 5, "an older one " + "long words " * 10, **RICH)
     with serving(app) as port:
         page = browser.new_page(viewport={"width": width, "height": 720})
         errors = watch_errors(page)
@@ -322,41 +371,48 @@ def test_levels_and_action_buttons_in_popup_and_live_list(browser, apps, db_url,
         page.goto(f"http://127.0.0.1:{port}/login/5")
         page.goto(f"http://127.0.0.1:{port}/notices/")
         page.wait_for_selector("html[data-notice-stream=open]")
-        rich = existing + 1000
-        app.notices.state(app).broker.publish(
-            5, {"event": "notice", "id": rich, "data": _rich(rich)}
-        )
+        # the page renders the stored notice with the resolver's names
+        _check_rich(page, _item(page, existing))
+        rich = _publish(app, 5, "Deploy failed <b>x</b>", **RICH)
         toast = page.locator(f".notice-toast[data-notice-id='{rich}']")
         toast.wait_for()
         item = _item(page, rich)
         item.wait_for()
         assert _ids(page) == [rich, existing]
         for box in (toast, item):
-            assert "notice-level-error" in box.get_attribute("class")
-            assert box.locator("b").count() == 0  # text, never markup
-            links = box.locator("a.notice-action")
-            assert links.count() == 1 and links.first.get_attribute("href").endswith("/logs?id=1")
-            assert box.locator("[href^='javascript']").count() == 0
-            form = box.locator("form.notice-action-form")
-            assert form.locator("button").text_content() == "Retry <now>"
-            token = page.get_attribute("meta[name=csrf-token]", "content")
-            assert form.locator("input[name=csrf_token]").get_attribute("value") == token
-        assert item.locator(".notice-item__level").text_content() == "error"
-        assert item.locator("a.notice-item__actor").text_content() == "CI bot"
+            _check_rich(page, box)
         assert page.locator(".notice-toasts").get_attribute("aria-live") == "polite"
         _fits(page)
         # the archived view fits too
         page.goto(f"http://127.0.0.1:{port}/notices/?archived=only")
         _fits(page)
-        page.go_back()
-        page.wait_for_selector("html[data-notice-stream=open]")
-        # a POST action submits its form with the CSRF token
+        # the keyboard reaches an item's action buttons; Enter on the POST one submits
+        # its form with the CSRF token
         page.goto(f"http://127.0.0.1:{port}/notices/")
         page.wait_for_selector("html[data-notice-stream=open]")
-        app.notices.state(app).broker.publish(
-            5, {"event": "notice", "id": rich + 1, "data": _rich(rich + 1)}
-        )
+        in_item = f"el.closest('.notice-item[data-notice-id=\"{existing}\"]')"
+        reached = []
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            here = page.evaluate(
+                f"(() => {{ const el = document.activeElement; return {in_item} && "
+                "el.classList.contains('notice-action') ? el.textContent : null; })()"
+            )
+            if here:
+                outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+                assert outline not in ("", "none")  # a visible focus state
+                reached.append(here)
+            if here == "Retry <now>":
+                break
+        assert reached == ["Retry <now>"]
         with page.expect_navigation():
-            page.locator(f".notice-toast[data-notice-id='{rich + 1}'] form button").click()
+            page.keyboard.press("Enter")
         assert posted == [{"token_ok": True}]
+        # and the pop-up's POST action by click
+        page.goto(f"http://127.0.0.1:{port}/notices/")
+        page.wait_for_selector("html[data-notice-stream=open]")
+        again = _publish(app, 5, "once more", **RICH)
+        with page.expect_navigation():
+            page.locator(f".notice-toast[data-notice-id='{again}'] form button").click()
+        assert posted == [{"token_ok": True}, {"token_ok": True}]
         assert errors == []

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from example_app import create_app, notices
-from example_app.models import Post, User, db
+from example_app.models import Follow, Post, User, db
 from example_app.seed import DEMO_USERS, seed
 from notice.columns import utcnow
 from notice.sweeper import sweep
@@ -659,3 +659,49 @@ def test_example_slack_switch_posts_one_message_per_event(
     assert rows[-1].target == "shared:team" and rows[-1].status == "Sent"
     printed = [line for line in capfd.readouterr().out.splitlines() if "Shared news" in line]
     assert printed == ["[slack #team] 'Shared news\\nfor everyone'"]
+
+
+def _item(page: str, nid: int) -> str:
+    found = re.search(rf'<li class="notice-item[^"]*" data-notice-id="{nid}".*?</li>', page, re.S)
+    assert found, page
+    return found.group(0)
+
+
+def test_inbox_names_actor_and_post_and_offers_reply(app):
+    ana = login(app, ANA)
+    pid, ana_id = post_id(app, "Weekend photos"), user_id(app, ANA)
+    post_form(ana, f"/posts/{pid}/comments", body="Nice")
+    got = inbox(app, BEN)[0]
+    assert (got.actor_type, got.actor_id, got.target_type, got.target_id) == (
+        "user", str(ana_id), "post", str(pid)
+    )
+    cid = got.url.rsplit("#c", 1)[1]
+    item = _item(login(app, BEN).get("/notices/").get_data(as_text=True), got.id)
+    # the resolver's names and pages, not the stored ids
+    assert f'<a class="notice-item__actor" href="/users/{ana_id}">Ana</a>' in item
+    assert f'<a class="notice-item__target" href="/posts/{pid}">Weekend photos</a>' in item
+    reply = f"/posts/{pid}?reply={cid}#c{cid}"
+    assert f'<a class="notice-button notice-action" href="{reply}">Reply</a>' in item
+    # the action opens the reply form under that comment
+    page = login(app, BEN).get(reply).get_data(as_text=True)
+    assert re.search(rf'id="c{cid}".*?<details open>', page, re.S)
+
+
+def test_follow_back_is_a_post_action_with_the_apps_csrf(app):
+    ana_id, ben_id = user_id(app, ANA), user_id(app, BEN)
+    # the demo data: Ben follows Ana, who does not follow him yet
+    [follow] = [n for n in inbox(app, ANA) if n.notice_type == "Follow"]
+    assert follow.subject == "Ben follows you" and follow.category == "info"
+    ana = login(app, ANA)
+    item = _item(ana.get("/notices/").get_data(as_text=True), follow.id)
+    action = f"/users/{ben_id}/follow-back"
+    assert f'<form class="notice-action-form" method="post" action="{action}">' in item
+    assert f'name="csrf_token" value="{csrf(ana)}"' in item
+    assert ana.post(action).status_code == 400  # no token
+    assert post_form(ana, action).status_code == 302
+    assert post_form(ana, action).status_code == 302  # again: still following, once
+    with app.app_context():
+        assert db.session.get(Follow, (ana_id, ben_id)) is not None
+    # Ben hears Ana follows him, once, with no "Follow back": he follows her already
+    [back] = [n for n in inbox(app, BEN) if n.notice_type == "Follow"]
+    assert back.subject == "Ana follows you" and not back.actions

@@ -308,12 +308,18 @@ def test_pages_follow_the_apps_locale_selector(app_factory):
     use_session_login(app)
     _german_app(app, locale_selector=lambda: LOCALES.get(session.get("uid")))
     with app.app_context():
-        notice_event([GERMAN, ENGLISH], "Like", subject="Bo likes it", content="")
+        notice_event(
+            [GERMAN, ENGLISH], "Like", subject="Bo likes it", content="", category="warning"
+        )
 
     client = app.test_client()
     login(client, GERMAN)
     page = client.get("/notices/").get_data(as_text=True)
     assert '<html lang="de">' in page
+    # category labels: the item's level badge, the filter, and notice.js's data-levels
+    assert '<span class="notice-item__level">Warnung</span>' in page
+    assert '<option value="error">Fehler</option>' in page
+    assert '"warning": "Warnung"' in page
     assert "<title>Benachrichtigungen (1 ungelesen)</title>" in page
     assert ">Alle als gelesen markieren</button>" in page
     assert ">Als gelesen markieren</button>" in page and ">Löschen</button>" in page

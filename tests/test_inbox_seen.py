@@ -2,17 +2,19 @@
 unseen count beside the unread one (API, stream events, the bell's badge per
 ``NOTICE_BADGE_COUNTS``), the ``notice_seen`` signal and ``notice_read`` on every read
 path, the page's archive / unarchive / "archive all read" forms and "Archived" view,
-and the optional category / actions / actor / target fields rendered from the notice
-JSON (escaped, unsafe links left out)."""
+the optional category / actions / actor / target of real rows on the page (references
+named by the resolver, one call per type; escaped, unsafe links left out), the category
+filter and "Archive all read" disabled when nothing is read."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
+from notice import notice_event
 from notice.errors import ConfigurationError
-from notice.models import notice_dict
 from notice.signals import notice_read, notice_seen
 from tests.test_inbox_api import API, _login, client_for, post, publish
 
@@ -173,43 +175,58 @@ def test_page_archive_unarchive_and_archive_all_read(web):
         assert web.notices.get(1, c).archived_at is None
 
 
-CONTRACT = {
-    "category": "warning",
-    "actions": [
-        {"label": "Approve <now>", "url": "/approve/1", "method": "POST"},
-        {"label": "View", "url": "/posts/1", "method": "GET"},
-        {"label": "Evil", "url": "javascript:alert(1)", "method": "GET"},
-        {"label": "No method", "url": "/x", "method": "DELETE"},
-        "not an action",
-    ],
-    "actor": {"type": "User", "id": "7", "name": "Ana <b>", "url": "/users/7"},
-    "target": {"type": "Post", "id": "1", "name": "Post one", "url": "https://evil.test/"},
-}
-
-
-def test_category_actions_actor_and_target_render_from_the_notice_json(web, monkeypatch):
-    plain, rich = publish(web, 1, 2)
-    model = web.notices.Notice
-
-    # the inbox-model branch adds these fields to the notice JSON; until it lands, this
-    # test adds them to one notice's to_dict() (the page renders from that JSON)
-    def to_dict(self):
-        return {**notice_dict(self), **(CONTRACT if self.id == rich else {"category": "x"})}
-
-    monkeypatch.setattr(model, "to_dict", to_dict)
-    client = client_for(web, 1)
-    page = client.get(PAGE).text
-    items = {
+def _items(html: str) -> dict[str, str]:
+    return {
         m.group(2): m.group(1)
         for m in re.finditer(
-            r'(<li class="notice-item[^"]*" data-notice-id="(\d+)".*?</li>)', page, re.S
+            r'(<li class="notice-item[^"]*" data-notice-id="(\d+)".*?</li>)', html, re.S
         )
     }
-    rich_html, plain_html = items[str(rich)], items[str(plain)]
+
+
+def test_category_actions_actor_and_target_on_the_page_from_real_rows(web):
+    calls: list[tuple[str, list[str]]] = []
+
+    @web.notices.reference_resolver
+    def names(kind: str, ids: list[str]) -> dict[str, Any]:
+        calls.append((kind, sorted(ids)))
+        if kind == "user":
+            return {i: (f"Ana <{i}>", f"/users/{i}") for i in ids}
+        # a url on another origin may not be a link: the name shows as text
+        return {i: (f"Post {i}", "https://evil.test/") for i in ids}
+
+    plain = publish(web, 1, 1)[0]
+    with web.app_context():
+        rich = [
+            notice_event(
+                1,
+                "Comment",
+                subject=f"rich {n}",
+                content="",
+                actor=("user", 7 + n % 2),
+                target=("post", n),
+                category="warning",
+                actions=[
+                    {"label": "Approve <now>", "url": f"/approve/{n}", "method": "POST"},
+                    {"label": "View", "url": f"/posts/{n}"},
+                ],
+            ).id
+            for n in range(3)
+        ]
+    client = client_for(web, 1)
+    calls.clear()
+    page = client.get(PAGE).text
+    # one resolver call per reference type for the whole page, not one per notice
+    assert sorted(calls) == [("post", ["0", "1", "2"]), ("user", ["7", "8"])]
+    items = _items(page)
+    rich_html, plain_html = items[str(rich[1])], items[str(plain)]
     assert "notice-level-warning" in rich_html.split(">", 1)[0]
-    assert '<span class="notice-item__level">warning</span>' in rich_html
-    assert "notice-level" not in plain_html and "notice-item__links" not in plain_html
-    # POST: a form with the CSRF token; GET: a link; unsafe or malformed: left out
+    assert '<span class="notice-item__level">Warning</span>' in rich_html
+    # the default category is info; a notice without actions or references has none
+    assert "notice-level-info" in plain_html.split(">", 1)[0]
+    assert "notice-item__level" not in plain_html  # a label on every item says nothing
+    assert "notice-item__links" not in plain_html and "notice-item__refs" not in plain_html
+    # POST: a form with the CSRF token; GET: a link; text escaped
     assert re.search(
         r'<form class="notice-action-form" method="post" action="/approve/1">\s*'
         rf'<input type="hidden" name="csrf_token" value="{re.escape(client.token)}">\s*'
@@ -217,9 +234,28 @@ def test_category_actions_actor_and_target_render_from_the_notice_json(web, monk
         rich_html,
     )
     assert '<a class="notice-button notice-action" href="/posts/1">View</a>' in rich_html
-    assert "javascript" not in rich_html and "Evil" not in rich_html
-    assert "No method" not in rich_html
-    # the actor links to its page; a target url on another origin is text only
-    assert '<a class="notice-item__actor" href="/users/7">Ana &lt;b&gt;</a>' in rich_html
-    assert '<span class="notice-item__target">Post one</span>' in rich_html
-    assert "evil.test" not in rich_html
+    # the resolver's names: the actor links to its page, the target's foreign url is text
+    assert '<a class="notice-item__actor" href="/users/8">Ana &lt;8&gt;</a>' in rich_html
+    assert '<span class="notice-item__target">Post 1</span>' in rich_html
+    assert "evil.test" not in page
+    # without a resolver the references have no name and show nothing
+    web.notices.state(web).reference_resolver = None
+    assert "notice-item__refs" not in _items(client.get(PAGE).text)[str(rich[1])]
+
+
+def test_category_filter_and_archive_all_read_state(web):
+    with web.app_context():
+        warn = notice_event(1, "Comment", subject="warn", content="", category="warning").id
+        info = notice_event(1, "Comment", subject="info", content="").id
+    client = client_for(web, 1)
+    page = client.get(f"{PAGE}?category=warning").text
+    assert list(_items(page)) == [str(warn)]
+    assert '<option value="warning" selected>Warning</option>' in page
+    assert 'data-notice-filter-category="warning"' in page  # the live list filters too
+    assert client.get(f"{PAGE}?category=nope").status_code == 400
+    # nothing read: "Archive all read" has nothing to do and is disabled
+    assert re.search(r'value="archive" disabled>Archive all read<', client.get(PAGE).text)
+    post(client, f"{API}/read", {"ids": [info]})
+    assert re.search(r'value="archive">Archive all read<', client.get(PAGE).text)
+    assert _form(client, action="archive", all="1").status_code == 303
+    assert re.search(r'value="archive" disabled>Archive all read<', client.get(PAGE).text)

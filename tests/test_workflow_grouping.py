@@ -26,16 +26,16 @@ HOUR = timedelta(hours=1)
 PHOTOS = "“Weekend photos”"
 
 
-def like(actor: str, user: int = 1, **kw: Any) -> Any:
+def like(name: str, user: int = 1, **kw: Any) -> Any:
     kw.setdefault("group_window", HOUR)
     return notice_event(
         user,
         NoticeType.LIKE,
-        subject=f"{actor} liked {PHOTOS}",
-        content=f"{actor} liked your post",
+        subject=f"{name} liked {PHOTOS}",
+        content=f"{name} liked your post",
         url="/posts/7",
         group_key="like:post:7",
-        actor_name=actor,
+        actor_name=name,
         **kw,
     )
 
@@ -95,6 +95,22 @@ def test_a_read_group_is_unread_again_after_a_fold(app, notices):
     like("Ben")
     [row] = rows(app)
     assert (row.read_status, row.read_at, row.archived_at, row.seen_at) == ("Unread",) + (None,) * 3
+
+
+def test_a_group_carries_its_newest_events_references_category_and_actions(app, notices):
+    open_post = [{"label": "Open", "url": "/posts/7"}]
+    first = like("Ana", actor=("user", 1), target=("post", 7), category="success")
+    [row] = rows(app)
+    assert (row.actor_type, row.actor_id, row.target_type, row.target_id) == (
+        "user", "1", "post", "7"
+    )
+    assert (row.category, row.actions) == ("success", None)
+    ben = {"actor": ("user", 2), "target": ("post", 7), "actions": open_post}
+    assert like("Ben", **ben).id == first.id
+    [row] = rows(app)
+    assert (row.actor_id, row.target_id, row.category) == ("2", "7", "info")
+    assert row.actions == [{"label": "Open", "url": "/posts/7", "method": "GET"}]
+    assert notices.get(1, first.id).to_dict()["actor"]["id"] == "2"
 
 
 def test_a_new_window_opens_a_new_group(app, notices):

@@ -88,6 +88,20 @@ def badge_count(
     return Counts(int(unread), int(unseen))
 
 
+def has_archivable(session: Session, notice: Any, user_id: Any) -> bool:
+    """Whether "archive all read" would archive anything: one of the user's notices is
+    read and not archived (the same rows :func:`~notice.store.inbox.set_archived` picks
+    with ``only_read``)."""
+    stmt = sa.select(
+        sa.exists().where(
+            notice.user_id == user_id,
+            notice.read_status == ReadStatus.READ.value,
+            notice.archived_at.is_(None),
+        )
+    )
+    return bool(session.execute(stmt).scalar_one())
+
+
 def badge_counts(
     conn: Connection, notice: Any, user_ids: Iterable[Any], now: datetime | None = None
 ) -> dict[Any, Counts]:

@@ -18,10 +18,11 @@ from .blueprints import inbox_bp
 from .errors import BadParameter
 from .facade import notices
 from .inbox_params import mark_targets, notice_query, parse_int
-from .inbox_reads import delete_one, get, page, unread_count
+from .inbox_reads import delete_one, get, has_archivable, page, unread_count
 from .inbox_setup import safe_url
+from .inbox_view import CATEGORIES, notice_extras
 
-_FILTERS = ("read", "type", "q", "archived")
+_FILTERS = ("read", "type", "category", "q", "archived")
 
 
 @inbox_bp.get("/")
@@ -29,11 +30,14 @@ def inbox() -> ResponseReturnValue:
     user_id = require_user()
     query = notice_query()
     rows, next_before_id = page(user_id, query)
+    # the page's JSON dicts name the references: one resolver call per type per page
+    extras = {d["id"]: notice_extras(d) for d in state_of().notice_dicts(rows)}
     filters = {key: request.args.get(key, "") for key in _FILTERS}
     return render_template(
         "notice/inbox.html",
         notice_base_template=state_of().settings.base_template,
         notices=rows,
+        extras=extras,
         unread=unread_count(user_id),
         next_before_id=next_before_id,
         cursor=query.before_id,
@@ -42,6 +46,8 @@ def inbox() -> ResponseReturnValue:
         archived_view=query.archived is True,
         page_args={k: v for k, v in filters.items() if v},
         types=NoticeType.known(),
+        categories=CATEGORIES,
+        archivable=not query.archived and has_archivable(user_id),
     )
 
 

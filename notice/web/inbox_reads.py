@@ -25,6 +25,12 @@ def unread_count(user_id: Any, query: store.NoticeQuery | None = None) -> int:
     return int(store.unread_count(state.db.session, state.models.Notice, user_id, query=query))
 
 
+def has_archivable(user_id: Any) -> bool:
+    """Whether ``user_id`` has a read notice "archive all read" would archive."""
+    state = state_of()
+    return store.has_archivable(state.db.session, state.models.Notice, user_id)
+
+
 def counts(user_id: Any, query: store.NoticeQuery | None = None) -> dict[str, int]:
     """``{"unread": n, "unseen": m}`` for JSON answers and stream events; with
     ``query``, of the notices matching its actor, target and category filters."""

@@ -1,6 +1,7 @@
 """What the inbox needs on each app, done when the blueprint is registered: the Jinja
 globals of the templates (``notice_unread_count()``, ``notice_badge_count()``,
-``notice_safe_url``, ``notice_settings()``, ``notice_extras``)."""
+``notice_safe_url``, ``notice_settings()``, ``notice_extras``,
+``notice_level_labels()``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..state import state_of
 from .auth import current_user_id
 from .blueprints import inbox_bp
 from .inbox_reads import counts, unread_count
-from .inbox_view import notice_extras
+from .inbox_view import level_labels, notice_extras
 
 
 @inbox_bp.record_once
@@ -23,6 +24,7 @@ def _setup(setup_state: BlueprintSetupState) -> None:
         notice_unread_count=notice_unread_count,
         notice_badge_count=notice_badge_count,
         notice_extras=notice_extras,
+        notice_level_labels=level_labels,
         notice_safe_url=safe_url,
         notice_settings=notice_settings,
     )

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..i18n import gettext
 from ..links import safe_link
 from ..state import state_of
 
@@ -28,6 +29,17 @@ CATEGORIES = ("info", "success", "warning", "error")
 MAX_ACTIONS = 3
 #: longest label or name shown, in characters
 MAX_LABEL = 80
+
+
+def level_labels() -> dict[str, str]:
+    """Each category's label in the current locale, for the level badges of the page,
+    the live list and the pop-ups (notice.js reads them from the script tag)."""
+    return {
+        "info": gettext("Info"),
+        "success": gettext("Success"),
+        "warning": gettext("Warning"),
+        "error": gettext("Error"),
+    }
 
 
 @dataclass(frozen=True)

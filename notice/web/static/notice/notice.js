@@ -15,8 +15,8 @@
  *    in id order, updates an item already listed in place (a grouping update), and
  *    follows read/unread/archive/unarchive/delete done elsewhere (the stream's count
  *    event names the ids): an item archived in another tab leaves the open list;
- *  - renders a notice's optional category (class notice-level-<category>), actor and
- *    target names and action buttons (GET: a link; POST: a small form carrying the
+ *  - renders a notice's optional category (class notice-level-<category> and a label
+ *    from the script's data-levels), actor and target names and action buttons (GET: a link; POST: a small form carrying the
  *    CSRF token) in pop-ups and live items; malformed ones are left out.
  * Pop-ups stack at the bottom right (never over a page's header controls), at most
  * MAX_TOASTS at a time, each dismissible with its button; they sit in an ARIA live
@@ -40,6 +40,9 @@
     badge: script.getAttribute("data-badge") === "unseen" ? "unseen" : "unread"
   };
   var CATEGORIES = ["info", "success", "warning", "error"];
+  // each category's label in the page's language (data-levels: a JSON object)
+  var LEVELS = {};
+  try { LEVELS = JSON.parse(script.getAttribute("data-levels") || "{}") || {}; } catch (e) { LEVELS = {}; }
   var MAX_ACTIONS = 3;
   var root = document.documentElement;
   var toasts = null;
@@ -136,6 +139,13 @@
     return CATEGORIES.indexOf(notice.category) >= 0 ? notice.category : null;
   }
 
+  // the label shows for all but "info", the default every notice has (as the page)
+  function labelled(level) { return level && level !== "info"; }
+
+  function levelLabel(level) {
+    return typeof LEVELS[level] === "string" ? LEVELS[level] : level;
+  }
+
   function label(value) {
     return (typeof value === "string" && value.trim()) ? value.trim().slice(0, 80) : null;
   }
@@ -194,12 +204,12 @@
     return el;
   }
 
-  function refsBlock(notice) {
+  function refsBlock(notice, className) {
     var actor = refNode(notice.actor, "notice-item__actor");
     var target = refNode(notice.target, "notice-item__target");
     if (!actor && !target) { return null; }
     var p = document.createElement("p");
-    p.className = "notice-item__refs";
+    p.className = className;
     if (actor) { p.appendChild(actor); }
     if (actor && target) { p.appendChild(document.createTextNode(" \u2192 ")); }
     if (target) { p.appendChild(target); }
@@ -238,12 +248,18 @@
     if (old) { dismiss(old); }
     var toast = document.createElement("div");
     toast.className = "notice-toast";
-    setLevel(toast, notice);
+    var level = setLevel(toast, notice);
     toast.setAttribute("data-notice-id", String(notice.id));
     // a real button, so the pop-up is reachable and usable from the keyboard
     var body = document.createElement("button");
     body.type = "button";
     body.className = "notice-toast__body";
+    if (labelled(level)) {
+      var badge = document.createElement("span");
+      badge.className = "notice-toast__level";
+      badge.textContent = levelLabel(level);
+      body.appendChild(badge);
+    }
     var subject = document.createElement("span");
     subject.className = "notice-toast__subject";
     subject.textContent = notice.subject || "";
@@ -257,6 +273,8 @@
     body.addEventListener("click", function () { dismiss(toast); open(notice.id, notice.link); });
     toast.appendChild(body);
     // outside the body button: a link or form cannot sit inside a button
+    var refs = refsBlock(notice, "notice-toast__refs");
+    if (refs) { toast.appendChild(refs); }
     var actions = actionsBlock(notice, "notice-toast__actions");
     if (actions) { toast.appendChild(actions); }
     var close = document.createElement("button");
@@ -282,6 +300,8 @@
     if (read === "true" && !isRead) { return false; }
     var type = list.getAttribute("data-notice-filter-type") || "";
     if (type && notice.notice_type !== type) { return false; }
+    var level = list.getAttribute("data-notice-filter-category") || "";
+    if (level && category(notice) !== level) { return false; }
     var q = (list.getAttribute("data-notice-filter-q") || "").toLowerCase();
     // the server's search: a case-insensitive substring of the subject or the content
     if (q && (notice.subject || "").toLowerCase().indexOf(q) < 0 &&
@@ -308,6 +328,9 @@
 
   function setReadState(list, item, isRead) {
     item.classList.toggle("notice-item--unread", !isRead);
+    // a notice read here or in another tab gives "Archive all read" something to do
+    var archiveRead = document.querySelector('.notice-inbox__bulk button[value="archive"]');
+    if (isRead && archiveRead) { archiveRead.disabled = false; }
     var toggle = item.querySelector('.notice-item__actions button[value="read"], ' +
       '.notice-item__actions button[value="unread"]');
     if (toggle) {
@@ -326,10 +349,10 @@
     removeAll(item, ".notice-item__refs, .notice-item__links, .notice-item__level");
     var level = setLevel(item, notice);
     var type = item.querySelector(".notice-item__type");
-    if (level && type) {
+    if (labelled(level) && type) {
       var badge = document.createElement("span");
       badge.className = "notice-item__level";
-      badge.textContent = level;
+      badge.textContent = levelLabel(level);
       type.insertBefore(badge, type.firstChild);
     }
     var link = safeUrl(notice.link);
@@ -358,7 +381,7 @@
       content.parentNode.removeChild(content);
     }
     var form = item.querySelector(".notice-item__actions");
-    var refs = refsBlock(notice);
+    var refs = refsBlock(notice, "notice-item__refs");
     if (refs) { item.insertBefore(refs, subject.nextSibling); }
     var links = actionsBlock(notice, "notice-item__links");
     if (links) { item.insertBefore(links, form); }
