@@ -288,7 +288,12 @@ def _as_model(
     values = {name: getattr(view, name) for name in NoticeView.__dataclass_fields__}
     if result.claimed is not None:
         values["send_status"] = result.claimed.settled.get(view.id, view.send_status)
-    notice = notice_model(**values, visible_at=visible_at)
+    values["visible_at"] = visible_at
+    # the values go straight into the instance's __dict__: the mapped __init__ fires an
+    # attribute event per column (a twelfth of a write-only emit's Python calls), and
+    # make_transient_to_detached commits the dict as loaded state in any case
+    notice = notice_model.__mapper__.class_manager.new_instance()
+    notice.__dict__.update(values)
     make_transient_to_detached(notice)
     # a flush of this session must not write it again; merge would SELECT it
     session.add(notice)
