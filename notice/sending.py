@@ -12,7 +12,9 @@ a daemon, is left to return or not; its late result is dropped.
 The threads come from a small per-process pool (:class:`_Runners`): starting one per
 channel and batch cost more than a small batch's sends, and a reused thread keeps a
 sender's per-thread state (a webhook sender's ``requests.Session`` and its keep-alive
-connections) from one batch to the next.
+connections) from one batch to the next. A sender that cannot block
+(``Sender.blocking = False``: the memory outbox) gets no thread: the caller sends its
+share itself, as a thread would, in an app context of its own.
 
 While an abandoned send may still be running, this process does not claim its delivery
 again (:class:`HungSends`, which every claim skips): a retry must never run beside the
@@ -266,12 +268,22 @@ class SendBatch:
         are abandoned and recorded as failures, the rest is given back, and the
         exception is kept in :attr:`interrupted`.
         """
+        inline: list[_Lane] = []
         with self._lock:
             for channel, (sender, items) in shares.items():
                 lane = _Lane(channel, sender, items)
                 self._lanes.append(lane)
-                self._start(lane)
+                if sender.blocking:
+                    self._start(lane)
+                else:
+                    inline.append(lane)
         try:
+            for lane in inline:
+                # a sender that cannot hang is called here: handing a one-delivery
+                # batch to a send thread and waiting on it was a third of a sync emit's
+                # send (bench/emit.py); its lane is never abandoned, nothing to watch
+                lane.generation += 1
+                self._work(lane, lane.generation, threading.current_thread().name, inline=True)
             self._watch()
         except BaseException as exc:  # noqa: BLE001 - recorded first, raised by the caller
             self.interrupted = exc
@@ -404,7 +416,9 @@ class SendBatch:
 
     # --- a lane's thread -----------------------------------------------------------------
 
-    def _work(self, lane: _Lane, generation: int, name: str) -> None:
+    def _work(self, lane: _Lane, generation: int, name: str, *, inline: bool = False) -> None:
+        """Open, send and close ``lane``'s share; ``inline``: on the caller's thread,
+        where an interruption (Ctrl-C, SystemExit) is the caller's to handle."""
         thread = threading.current_thread()
         idle_name, thread.name = thread.name, name
         try:
@@ -426,6 +440,8 @@ class SendBatch:
                     if call is not None and call.item is not None:
                         self.outcomes.append(self._fail(*call.item, exc, None))
                     self._fail_rest(lane, exc, None)
+            if inline and not isinstance(exc, Exception):
+                raise
         finally:
             thread.name = idle_name
 

@@ -44,6 +44,11 @@ class Sender:
     #: the channel name stored on delivery rows; unique among an app's senders
     name: ClassVar[str] = ""
 
+    #: False for a sender whose calls cannot wait on anything outside the process (an
+    #: in-memory outbox): it is called on the sending thread itself, with no send thread
+    #: to hand the batch to and watch, and ``NOTICE_SEND_TIMEOUT`` does not apply to it
+    blocking: ClassVar[bool] = True
+
     def init_app(self, app: Flask) -> None:
         """Read and validate this sender's config; raise ConfigurationError if wrong."""
 

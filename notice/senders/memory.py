@@ -12,6 +12,8 @@ class MemorySender(Sender):
     """Keeps every notice it is given in :attr:`outbox`; thread-safe."""
 
     name = "memory"
+    # a list append under a lock that only other sends take
+    blocking = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
