@@ -85,6 +85,6 @@ def test_live_events_flow_without_the_web_layer(db_url, redis_url):
     notices = [m for m in messages if m["event"] == "notice"]
     assert [m["id"] for m in notices] == [notice_id]
     assert notices[0]["data"]["subject"] == "from the worker"
-    assert {"event": "count", "data": {"unread": 1}} in messages
+    assert {"event": "count", "data": {"unread": 1, "unseen": 1}} in messages
     for app in (web, worker):
         state_of(app).broker.close()  # type: ignore[union-attr]

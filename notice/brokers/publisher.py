@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,6 +78,13 @@ def load_messages(
     return messages
 
 
+def _weak_callable(fn: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
+    """A weak reference to ``fn``: a bound method's object is not kept alive by it."""
+    if hasattr(fn, "__self__") and hasattr(fn, "__func__"):
+        return weakref.WeakMethod(fn)
+    return lambda: fn
+
+
 class StreamPublisher:
     """Publishes one app's new notices from a background thread, in commit order.
 
@@ -93,12 +101,18 @@ class StreamPublisher:
     ) -> None:
         self._notice = notice
         self._broker = broker
-        #: names references in the notice dicts (``NoticeState.name_references``)
-        self._name = name
+        #: names references in the notice dicts (``NoticeState.name_references``); held
+        #: weakly: the publisher's thread outlives its idle app for a while, and a bound
+        #: method of the app's state kept the whole state alive with it
+        self._name_ref = None if name is None else _weak_callable(name)
         self._queue: queue.Queue[Job] = queue.Queue(QUEUE_SIZE)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+
+    def _namer(self) -> Callable[[list[dict[str, Any]]], None] | None:
+        """The reference namer, while its state lives."""
+        return None if self._name_ref is None else self._name_ref()
 
     def submit(self, engine: Engine, notice_ids: list[int]) -> None:
         """Publish ``notice_ids`` (committed) and their recipients' counts."""
@@ -130,7 +144,7 @@ class StreamPublisher:
         try:
             if kind == "notices":
                 messages = load_messages(
-                    engine, self._notice, arg, self._broker.audience(), self._name
+                    engine, self._notice, arg, self._broker.audience(), self._namer()
                 )
             else:
                 with engine.connect() as conn:
