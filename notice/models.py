@@ -130,8 +130,8 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
 
         __tablename__ = "notice"
         __table_args__ = (
-            # per-user unread count: an index-only scan on (user_id, read_status), the
-            # visibility rule's columns included
+            # per-user badge counts: an index-only scan on (user_id, read_status), the
+            # visibility rule's columns and seen_at (the unseen count) included
             sa.Index(
                 "ix_notice_user_read",
                 "user_id",
@@ -139,6 +139,7 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
                 "expires_at",
                 "archived_at",
                 "visible_at",
+                "seen_at",
             ),
             # newest-first listing and cursor pagination walk this index backwards
             sa.Index("ix_notice_user_id", "user_id", "id"),

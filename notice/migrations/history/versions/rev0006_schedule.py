@@ -32,12 +32,13 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("unless_read", sa.Boolean(), nullable=False, server_default=sa.false())
         )
-    # the unread count filters on visible_at now: keep it inside the index
+    # the badge counts filter on visible_at now and count seen_at (unseen): keep both
+    # inside the index, so a badge stays an index-only scan
     op.drop_index("ix_notice_user_read", table_name="notice")
     op.create_index(
         "ix_notice_user_read",
         "notice",
-        ["user_id", "read_status", "expires_at", "archived_at", "visible_at"],
+        ["user_id", "read_status", "expires_at", "archived_at", "visible_at", "seen_at"],
     )
     op.create_index(
         "ix_notice_scheduled",
