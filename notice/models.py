@@ -190,7 +190,15 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
             # one open group per user and key (grouping.py folds into it; a closed
             # group's key is cleared, as an expired dedupe_key is)
             # (an index, not a constraint: SQLite adds it without rebuilding the table)
-            sa.Index("uq_notice_user_group", "user_id", "group_key", unique=True),
+            # partial: a notice outside any group (most) adds no entry to it
+            sa.Index(
+                "uq_notice_user_group",
+                "user_id",
+                "group_key",
+                unique=True,
+                postgresql_where=sa.text("group_key IS NOT NULL"),
+                sqlite_where=sa.text("group_key IS NOT NULL"),
+            ),
             NEVER_REUSE_IDS,
         )
 

@@ -109,7 +109,10 @@ def insert_group(session: Session, notice: sa.Table, row: dict[str, Any]) -> int
     stmt = (
         dialect_insert(session, notice)
         .values(**row)
-        .on_conflict_do_nothing(index_elements=["user_id", "group_key"])
+        # the target names the partial unique index: its predicate included
+        .on_conflict_do_nothing(
+            index_elements=["user_id", "group_key"], index_where=notice.c.group_key.isnot(None)
+        )
         .returning(notice.c.id)
     )
     found = session.execute(stmt).first()

@@ -26,7 +26,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("group_actors", sa.JSON, nullable=True))
         batch.add_column(sa.Column("group_until", TIMESTAMP, nullable=True))
     # an index, not a constraint: SQLite adds it without rebuilding the table
-    op.create_index("uq_notice_user_group", "notice", ["user_id", "group_key"], unique=True)
+    # partial: a notice outside any group (most) adds no entry to it
+    op.create_index(
+        "uq_notice_user_group",
+        "notice",
+        ["user_id", "group_key"],
+        unique=True,
+        postgresql_where=sa.text("group_key IS NOT NULL"),
+        sqlite_where=sa.text("group_key IS NOT NULL"),
+    )
     with op.batch_alter_table("notice_preference") as batch:
         batch.add_column(sa.Column("mode", sa.String(9), nullable=True))
 
