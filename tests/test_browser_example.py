@@ -8,55 +8,18 @@ from typing import Any
 
 import pytest
 
-from example_app import create_app, notices
-from example_app.models import db
-from example_app.seed import DEMO_USERS, seed
-from tests.support.browser import watch_errors
-from tests.support.sse import serving
+from tests.support.examplebrowser import WAIT_MS, example_server, log_in, new_page
 
 pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-#: bound for each wait on the page (Playwright's expect polls until then)
-WAIT_MS = 10_000
-
 
 @pytest.fixture
 def server(tmp_path: Any) -> Iterator[str]:
-    """The example app as ``python -m example_app`` runs it (thread-pool dispatch,
-    in-process broker), on a free loopback port, in a thread of this process."""
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'example.db'}",
-            "SECRET_KEY": "browser-test",
-            # a stream notices a closed tab at the next heartbeat: keep that short
-            "NOTICE_SSE_HEARTBEAT": 1.0,
-        }
-    )
-    seed(app)
-    try:
-        with serving(app) as port:
-            yield f"http://127.0.0.1:{port}"
-    finally:
-        notices.state(app).dispatcher.shutdown()
-        with app.app_context():
-            for engine in db.engines.values():
-                engine.dispose()
-
-
-def log_in(context: Any, base: str, email: str, errors: list[str]) -> Any:
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    watch_errors(page, errors)
-    password = next(p for e, p, *_ in DEMO_USERS if e == email)
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    expect(page.locator("header nav")).to_contain_text("Feed")
-    return page
+    with example_server(tmp_path) as base:
+        yield base
 
 
 def live(page: Any) -> None:
@@ -69,9 +32,7 @@ def test_ana_comments_and_ben_sees_it_live_in_both_tabs(server, browser):
     ana_ctx, ben_ctx = browser.new_context(), browser.new_context()
     ana = log_in(ana_ctx, server, "ana@example.org", errors)
     ben = log_in(ben_ctx, server, "ben@example.org", errors)
-    ben2 = ben_ctx.new_page()  # a second tab: same session
-    ben2.set_default_timeout(WAIT_MS)
-    watch_errors(ben2, errors)
+    ben2 = new_page(ben_ctx, errors)  # a second tab: same session
     ben2.goto(f"{server}/groups")
     badge, badge2 = (p.locator(".notice-bell [data-notice-count]") for p in (ben, ben2))
     before = int(badge.inner_text())

@@ -8,61 +8,22 @@ from typing import Any
 
 import pytest
 
-from example_app import create_app, notices
-from example_app.models import db
-from example_app.seed import DEMO_USERS, seed
-from tests.support.browser import watch_errors
-from tests.support.sse import serving
+from tests.support.examplebrowser import example_server, log_in, new_page
 
 pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-WAIT_MS = 10_000
-
 
 @pytest.fixture
 def server(tmp_path: Any) -> Iterator[str]:
-    """The example app as ``python -m example_app`` configures it, on a loopback port."""
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'example.db'}",
-            "SECRET_KEY": "browser-test",
-            "NOTICE_SSE_HEARTBEAT": 1.0,
-        }
-    )
-    seed(app)
-    try:
-        with serving(app) as port:
-            yield f"http://127.0.0.1:{port}"
-    finally:
-        notices.state(app).dispatcher.shutdown()
-        with app.app_context():
-            for engine in db.engines.values():
-                engine.dispose()
-
-
-def _page(context: Any, errors: list[str]) -> Any:
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    watch_errors(page, errors)
-    return page
-
-
-def log_in(context: Any, base: str, email: str, errors: list[str]) -> Any:
-    page = _page(context, errors)
-    password = next(p for e, p, *_ in DEMO_USERS if e == email)
-    page.goto(f"{base}/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    expect(page.locator("header nav")).to_contain_text("Feed")
-    return page
+    with example_server(tmp_path) as base:
+        yield base
 
 
 def sign_up(context: Any, base: str, name: str, errors: list[str]) -> Any:
-    page = _page(context, errors)
+    page = new_page(context, errors)
     page.goto(f"{base}/signup")
     page.fill("input[name=name]", name)
     page.fill("input[name=email]", f"{name.lower()}@example.org")
