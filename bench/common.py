@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: a throw-away database, a free loopback port and
-percentiles.
+"""What the benchmark scripts share: a throw-away database, a free loopback port,
+percentiles and an app that mails through a loopback SMTP server.
 
 The scripts put the repository root on ``sys.path`` and import this as
 ``bench.common``. PostgreSQL databases are created in the ``test`` cluster on
@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -64,3 +65,36 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def mail_app(name: str, url: str, smtp: Any, *, senders: list[str], dispatch: str) -> Any:
+    """A Flask app on ``url`` with ``Notices`` (``app.db``, ``app.notices``), mailing
+    ``user<id>@example.com`` through ``smtp`` (a tests.support SMTPServer), its tables
+    created."""
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from notice import Notices
+
+    app = Flask(name)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=url,
+        SECRET_KEY="bench",
+        NOTICE_SENDERS=senders,
+        NOTICE_DISPATCH=dispatch,
+        NOTICE_STREAM=False,
+        NOTICE_MAIL_HOST=smtp.host,
+        NOTICE_MAIL_PORT=smtp.port,
+        NOTICE_MAIL_SENDER="Bench <bench@example.com>",
+        NOTICE_BASE_URL="https://bench.example",
+    )
+    db = SQLAlchemy()
+    notices = Notices(db=db)
+    db.init_app(app)
+    notices.init_app(app)
+    notices.email_loader(lambda user_id: f"user{user_id}@example.com")
+    app.db = db  # type: ignore[attr-defined]
+    app.notices = notices  # type: ignore[attr-defined]
+    with app.app_context():
+        db.create_all()
+    return app

@@ -32,12 +32,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import database  # noqa: E402
-from notice import Notices, NoticeType, notice_event  # noqa: E402
+from bench.common import database, mail_app  # noqa: E402
+from notice import NoticeType, notice_event  # noqa: E402
 from notice.columns import utcnow  # noqa: E402
 from notice.preferences.digest import run_digest  # noqa: E402
 from tests.support.smtpserver import SMTPServer  # noqa: E402
@@ -47,27 +46,7 @@ DIGEST_USERS = 300
 
 
 def make_app(url: str, smtp: SMTPServer) -> Flask:
-    app = Flask("bench_preferences")
-    app.config.update(
-        SQLALCHEMY_DATABASE_URI=url,
-        SECRET_KEY="bench",
-        NOTICE_SENDERS=["memory"],
-        NOTICE_DISPATCH="none",
-        NOTICE_STREAM=False,
-        NOTICE_MAIL_HOST=smtp.host,
-        NOTICE_MAIL_PORT=smtp.port,
-        NOTICE_MAIL_SENDER="Bench <bench@example.com>",
-        NOTICE_BASE_URL="https://bench.example",
-    )
-    db = SQLAlchemy()
-    notices = Notices(db=db)
-    db.init_app(app)
-    notices.init_app(app)
-    notices.email_loader(lambda user_id: f"user{user_id}@example.com")
-    app.db = db  # type: ignore[attr-defined]
-    app.notices = notices  # type: ignore[attr-defined]
-    with app.app_context():
-        db.create_all()
+    app: Flask = mail_app("bench_preferences", url, smtp, senders=["memory"], dispatch="none")
     return app
 
 
