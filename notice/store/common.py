@@ -42,6 +42,42 @@ class _JSONList(TypeDecorator[Sequence[Any]]):
         return None if value is None else json.dumps(list(value))
 
 
+def drop_least_used(
+    session: Any, model: Any, user_id: Any, last_used: Any, *, keep: int
+) -> None:
+    """Delete ``user_id``'s rows of ``model`` (push subscriptions, mobile devices)
+    beyond the ``keep`` most recently used: ``last_used``, else ``created_at``."""
+    ids = session.execute(
+        sa.select(model.id)
+        .where(model.user_id == user_id)
+        .order_by(sa.func.coalesce(last_used, model.created_at).desc(), model.id.desc())
+    ).scalars()
+    stale = list(ids)[keep:]
+    if stale:
+        session.execute(sa.delete(model).where(model.id.in_(stale)))
+
+
+def ids_by_user(
+    session: Any, table: sa.Table, user_ids: Sequence[Any], *where: Any
+) -> dict[Any, list[str]]:
+    """Each user's row ids of ``table`` (matching ``where``) as strings, oldest first;
+    users without one are left out. Runs in the caller's (publishing) transaction.
+
+    Users are matched by ``str``: callers may hold ids as "7" where the database says 7;
+    the result is keyed by the ids as given.
+    """
+    by_user: dict[str, list[str]] = {}
+    for part in chunks(list(dict.fromkeys(user_ids))):
+        rows = session.execute(
+            sa.select(table.c.user_id, table.c.id)
+            .where(table.c.user_id.in_(part), *where)
+            .order_by(table.c.id)
+        )
+        for user_id, row_id in rows:
+            by_user.setdefault(str(user_id), []).append(str(row_id))
+    return {u: by_user[str(u)] for u in user_ids if str(u) in by_user}
+
+
 def in_list(column: Any, name: str, dialect: str) -> sa.ColumnElement[bool]:
     """``column`` is one of the list bound as parameter ``name``: one parameter, however
     long the list (PostgreSQL ``column = ANY(:name)``, SQLite ``column IN (SELECT value

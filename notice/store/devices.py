@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from . import common
 from .common import cached, chunks, in_list
 
 # --- the registration API ------------------------------------------------------------
@@ -50,14 +51,7 @@ def user_devices(session: Session, device: Any, user_id: Any) -> list[Any]:
 def drop_least_used(session: Session, device: Any, user_id: Any, *, keep: int) -> None:
     """Delete ``user_id``'s devices beyond the ``keep`` most recently used (last push
     accepted, else registration)."""
-    ids = session.execute(
-        sa.select(device.id)
-        .where(device.user_id == user_id)
-        .order_by(sa.func.coalesce(device.last_used_at, device.created_at).desc(), device.id.desc())
-    ).scalars()
-    stale = list(ids)[keep:]
-    if stale:
-        session.execute(sa.delete(device).where(device.id.in_(stale)))
+    common.drop_least_used(session, device, user_id, device.last_used_at, keep=keep)
 
 
 def remove(session: Session, device: Any, user_id: Any, device_id: int) -> bool:
@@ -75,19 +69,8 @@ def device_ids(
     session: Session, table: sa.Table, platform: str, user_ids: Sequence[Any]
 ) -> dict[Any, list[str]]:
     """Each user's device ids on ``platform`` as strings, oldest first; users without
-    one are left out. Runs in the caller's (publishing) transaction; users are matched
-    by ``str`` and the result is keyed by the ids as given (as
-    :func:`notice.store.push.device_ids`)."""
-    by_user: dict[str, list[str]] = {}
-    for part in chunks(list(dict.fromkeys(user_ids))):
-        rows = session.execute(
-            sa.select(table.c.user_id, table.c.id)
-            .where(table.c.platform == platform, table.c.user_id.in_(part))
-            .order_by(table.c.id)
-        )
-        for user_id, dev_id in rows:
-            by_user.setdefault(str(user_id), []).append(str(dev_id))
-    return {u: by_user[str(u)] for u in user_ids if str(u) in by_user}
+    one are left out (:func:`notice.store.common.ids_by_user`)."""
+    return common.ids_by_user(session, table, user_ids, table.c.platform == platform)
 
 
 def load_many_for_send(

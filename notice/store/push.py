@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from . import common
 from .common import cached, chunks, in_list
 
 # --- the subscription views and the service API -------------------------------------
@@ -64,17 +65,7 @@ def user_devices(session: Session, device: Any, user_id: Any) -> list[Any]:
 def drop_least_used(session: Session, device: Any, user_id: Any, *, keep: int) -> None:
     """Delete ``user_id``'s push subscriptions beyond the ``keep`` most recently used
     (last success, else creation)."""
-    ids = session.execute(
-        sa.select(device.id)
-        .where(device.user_id == user_id)
-        .order_by(
-            sa.func.coalesce(device.last_success_at, device.created_at).desc(),
-            device.id.desc(),
-        )
-    ).scalars()
-    stale = list(ids)[keep:]
-    if stale:
-        session.execute(sa.delete(device).where(device.id.in_(stale)))
+    common.drop_least_used(session, device, user_id, device.last_success_at, keep=keep)
 
 
 def remove(session: Session, device: Any, user_id: Any, endpoint: str) -> bool:
@@ -108,21 +99,8 @@ def fold_into(session: Session, subscription: Any, old: Any, keep: Any) -> None:
 
 def device_ids(session: Session, table: sa.Table, user_ids: Sequence[Any]) -> dict[Any, list[str]]:
     """Each user's subscription ids as strings, oldest first; users without a device are
-    left out. Runs in the caller's (publishing) transaction.
-
-    Users are matched by ``str``: callers may hold ids as "7" where the database says 7;
-    the result is keyed by the ids as given.
-    """
-    by_user: dict[str, list[str]] = {}
-    for part in chunks(list(dict.fromkeys(user_ids))):
-        rows = session.execute(
-            sa.select(table.c.user_id, table.c.id)
-            .where(table.c.user_id.in_(part))
-            .order_by(table.c.id)
-        )
-        for user_id, sub_id in rows:
-            by_user.setdefault(str(user_id), []).append(str(sub_id))
-    return {u: by_user[str(u)] for u in user_ids if str(u) in by_user}
+    left out (:func:`notice.store.common.ids_by_user`)."""
+    return common.ids_by_user(session, table, user_ids)
 
 
 def load_for_send(engine: Engine, table: sa.Table, sub_id: int) -> dict[str, Any] | None:
