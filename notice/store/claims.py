@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..types import PENDING_STATES, DeliveryStatus, SendStatus
-from .common import cached, in_list, run_transaction
+from .common import cached, in_list, prepared, run_transaction
 
 #: runs of :func:`finish` in all when its transaction is a deadlock victim, fails a
 #: serialization check, finds SQLite locked or loses its connection
@@ -281,6 +281,11 @@ def finish(
     rest = [i for i in by_id if by_id[i].status is not DeliveryStatus.SENT]
     notice_ids = sorted({o.notice_id for o in outcomes})
     stmts = _finish_statements(delivery, notice, dialect)
+
+    def _prepared(dialect_: Any, name: str) -> Any:
+        # every emit of a sync or thread dispatch runs one of these (common.Prepared)
+        return prepared(delivery, "finish:" + name, dialect_, lambda: stmts[name])
+
     all_sent = (
         bool(sent_ids) and not rest and not released and all(n in complete for n in notice_ids)
     )
@@ -290,9 +295,9 @@ def finish(
         params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
         # no UPDATE inside a WITH, but the notices' UPDATE by id still spares the
         # roll-up's aggregate over their deliveries
-        owned = set(conn.execute(stmts["sent"], params).scalars().all())
+        owned = set(_prepared(conn.dialect, "sent").run(conn, params).scalars().all())
         if len(owned) == len(sent_ids):
-            conn.execute(stmts["mark_sent"], params)
+            _prepared(conn.dialect, "mark_sent").run(conn, params)
         return settle(conn, [by_id[i] for i in sent_ids if i in owned], len(owned))
 
     def settle(conn: Connection | None, recorded: list[Outcome], owned: int) -> list[Outcome]:
@@ -324,7 +329,7 @@ def finish(
         params["n"] = len(sent_ids)
         rows = run_transaction(
             engine,
-            lambda conn: conn.execute(stmts["all_sent"], params).all(),
+            lambda conn: _prepared(conn.dialect, "all_sent").run(conn, params).all(),
             autocommit=True,
             attempts=FINISH_ATTEMPTS,
             conflicts=True,

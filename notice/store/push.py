@@ -152,11 +152,13 @@ def record_pushes(
         table,
         "record_pushes",
         dialect,
-        lambda: sa.update(table)
-        .where(in_list(table.c.id, "ids", dialect))
-        .values(
-            last_success_at=sa.bindparam("now", type_=table.c.last_success_at.type),
-            failure_count=0,
+        lambda: (
+            sa.update(table)
+            .where(in_list(table.c.id, "ids", dialect))
+            .values(
+                last_success_at=sa.bindparam("now", type_=table.c.last_success_at.type),
+                failure_count=0,
+            )
         ),
     )
     with engine.begin() as conn:

@@ -117,13 +117,15 @@ def badge_counts(
             table,
             "badge_counts",
             dialect,
-            lambda: sa.select(table.c.user_id, sa.func.count(), _unseen(table))
-            .where(
-                in_list(table.c.user_id, "users", dialect),
-                table.c.read_status == ReadStatus.UNREAD.value,
-                visible(table, sa.bindparam("now", type_=table.c.expires_at.type)),  # type: ignore[arg-type]
-            )
-            .group_by(table.c.user_id),
+            lambda: (
+                sa.select(table.c.user_id, sa.func.count(), _unseen(table))
+                .where(
+                    in_list(table.c.user_id, "users", dialect),
+                    table.c.read_status == ReadStatus.UNREAD.value,
+                    visible(table, sa.bindparam("now", type_=table.c.expires_at.type)),  # type: ignore[arg-type]
+                )
+                .group_by(table.c.user_id)
+            ),
         )
         for user_id, unread, unseen in conn.execute(stmt, {"users": users, "now": now}):
             counts[user_id] = Counts(int(unread), int(unseen))
@@ -209,9 +211,7 @@ def about(notice: Any, query: NoticeQuery, dialect: str) -> list[sa.ColumnElemen
             # (a BitmapOr) and is ten times slower with the union
             found.append(
                 c.id.in_(
-                    sa.union_all(
-                        sa.select(c.id).where(as_target), sa.select(c.id).where(as_object)
-                    )
+                    sa.union_all(sa.select(c.id).where(as_target), sa.select(c.id).where(as_object))
                 )
             )
         else:

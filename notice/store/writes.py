@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .common import cached, in_list
+from .common import cached, in_list, prepared
 
 
 def insert_notices(
@@ -153,47 +153,79 @@ def insert_one(
 
     On PostgreSQL it is one statement, a CTE inserting the notice and, from its
     ``RETURNING``, the deliveries: a single emit's write is one round trip. Elsewhere one
-    INSERT each. The statements are built once per set of columns.
+    INSERT each. The statements are compiled once per set of columns and run as
+    :class:`~notice.store.common.Prepared` ones.
     """
-    dialect = session.get_bind().dialect.name
+    conn = session.connection()
+    dialect = conn.dialect
     n_keys = tuple(notice_values)
     params = {"n_" + k: v for k, v in notice_values.items()}
     d_keys = tuple(delivery_shared)
-    stmt = (
-        cached(
+    columns = f"{','.join(n_keys)}:{','.join(d_keys)}"
+    if pairs and dialect.name == "postgresql":
+        both = prepared(
             notice_table,
-            f"insert_one:{','.join(n_keys)}:{','.join(d_keys)}",
+            "insert_one:" + columns,
             dialect,
             lambda: _insert_one_statement(notice_table, delivery_table, n_keys, d_keys),
         )
-        if pairs and dialect == "postgresql"
-        else None
-    )
-    if stmt is not None:
-        params.update({"d_" + k: v for k, v in delivery_shared.items()})
-        params["channels"] = [c for c, _ in pairs]
-        params["targets"] = [t for _, t in pairs]
-        rows = session.execute(stmt, params).all()
-        # ids grow in the SELECT's order (see insert_notices)
-        return rows[0][1], sorted(row[0] for row in rows)
-    n = notice_table.c
-    insert_notice = cached(
+        if both is not None:
+            params.update({"d_" + k: v for k, v in delivery_shared.items()})
+            params["channels"] = [c for c, _ in pairs]
+            params["targets"] = [t for _, t in pairs]
+            rows = both.run(conn, params).all()
+            # ids grow in the SELECT's order (see insert_notices)
+            return rows[0][1], sorted(row[0] for row in rows)
+    insert_notice = prepared(
         notice_table,
-        "insert_one:" + ",".join(n_keys),
+        "insert_notice:" + ",".join(n_keys),
         dialect,
-        lambda: (
-            sa.insert(notice_table)
-            .values({k: sa.bindparam("n_" + k, type_=n[k].type) for k in n_keys})
-            .returning(n.id)
-        ),
+        lambda: _insert_statement(notice_table, "n_", n_keys, set(n_keys)),
     )
-    notice_id: int = session.execute(insert_notice, params).scalar_one()
+    if insert_notice is None:  # a column with a callable default: let SQLAlchemy fill it
+        insert_notice_ = cached(
+            notice_table,
+            "insert_one:" + ",".join(n_keys),
+            dialect.name,
+            lambda: _insert_statement(notice_table, "n_", n_keys, None),
+        )
+        notice_id: int = session.execute(insert_notice_, params).scalar_one()
+    else:
+        notice_id = insert_notice.run(conn, params).scalar_one()
     if not pairs:
         return notice_id, []
+    if len(pairs) == 1:
+        # one delivery (the common single emit): the same compiled INSERT each time
+        given = ("notice_id", "channel", "target", *d_keys)
+        insert_delivery = prepared(
+            delivery_table,
+            "insert_one:" + ",".join(d_keys),
+            dialect,
+            lambda: _insert_statement(delivery_table, "", given, set(given)),
+        )
+        if insert_delivery is not None:
+            channel, target = pairs[0]
+            values = {**delivery_shared, "notice_id": notice_id, "channel": channel}
+            values["target"] = target
+            return notice_id, [insert_delivery.run(conn, values).scalar_one()]
     rows_ = [
         {**delivery_shared, "notice_id": notice_id, "channel": c, "target": t} for c, t in pairs
     ]
     return notice_id, insert_deliveries(session, delivery_table, rows_)
+
+
+def _insert_statement(
+    table: sa.Table, prefix: str, keys: tuple[str, ...], given: set[str] | None
+) -> Any:
+    """``INSERT INTO table (keys...) VALUES (:<prefix>key...) RETURNING id``; with
+    ``given``, the scalar Python defaults of the other columns written in as constants
+    (None when one is callable: only SQLAlchemy's execution can fill that in)."""
+    c = table.c
+    defaults = {} if given is None else _scalar_defaults(table, {"id", *given})
+    if defaults is None:
+        return None
+    values = {k: sa.bindparam(prefix + k, type_=c[k].type) for k in keys}
+    return sa.insert(table).values({**values, **defaults}).returning(c.id)
 
 
 def _insert_one_statement(

@@ -1,0 +1,70 @@
+"""Issue 13: the statements every emit runs are compiled once and run through
+``exec_driver_sql`` (store.common.Prepared): values bind as with ``execute``, and the
+engine's events still see every statement, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from notice import notice_event
+from notice.store.common import prepared
+
+
+def test_a_prepared_insert_binds_as_execute_does(app):
+    db, Notice = app.db, app.notices.Notice
+    table = Notice.__table__
+    when = datetime(2026, 5, 4, 3, 2, 1, tzinfo=timezone(timedelta(hours=2)))
+    values = {
+        "user_id": 7,
+        "subject": "s",
+        "notice_type": "Comment",
+        "read_status": "Unread",
+        "send_status": "Wait",
+        "data": {"post": 3, "tags": ["a"]},
+        "create_at": when,
+        "update_at": when,
+        "category": "info",
+    }
+    keys = tuple(values)
+
+    def build():
+        c = table.c
+        binds = {k: sa.bindparam(k, type_=c[k].type) for k in keys}
+        # a constant bind too: it carries its own value through the type's processor
+        binds["content"] = sa.literal("fixed", type_=c.content.type)
+        return sa.insert(table).values(binds).returning(c.id)
+
+    seen: list[str] = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    stmt = prepared(table, "test:insert", db.engine.dialect, build)
+    assert stmt is not None
+    assert prepared(table, "test:insert", db.engine.dialect, build) is stmt  # built once
+    notice_id = stmt.run(db.session.connection(), values).scalar_one()
+    db.session.commit()
+    assert seen == [stmt.sql]  # the engine's events saw it
+    row = db.session.get(Notice, notice_id)
+    assert (row.user_id, row.content, row.data) == (7, "fixed", {"post": 3, "tags": ["a"]})
+    # the aware datetime went through the column type (stored as UTC) as execute's would
+    assert row.create_at == when
+    assert row.create_at.utcoffset() == timedelta(0)
+
+
+def test_prepared_is_none_for_no_statement(app):
+    table = app.notices.Notice.__table__
+    assert prepared(table, "test:none", app.db.engine.dialect, lambda: None) is None
+
+
+def test_a_sync_emit_runs_its_writes_prepared(app):
+    """The notice, its delivery and the finish go out as the prepared texts, the same
+    texts every time (no statement built per call)."""
+    db = app.db
+    seen: list[str] = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    for n in range(3):
+        notice_event(n + 1, subject="s", content="c")
+    writes = [s for s in seen if s.lstrip().upper().startswith(("INSERT", "UPDATE", "WITH"))]
+    per_emit = len(writes) // 3
+    assert per_emit >= 2 and len(writes) == 3 * per_emit
+    assert writes[:per_emit] == writes[per_emit : 2 * per_emit] == writes[2 * per_emit :]
