@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from notice import notice_event
@@ -41,7 +42,7 @@ def test_a_prepared_insert_binds_as_execute_does(app):
     stmt = prepared(table, "test:insert", db.engine.dialect, build)
     assert stmt is not None
     assert prepared(table, "test:insert", db.engine.dialect, build) is stmt  # built once
-    notice_id = stmt.run(db.session.connection(), values).scalar_one()
+    [(notice_id,)] = stmt.run(db.session.connection(), values)
     db.session.commit()
     assert seen == [stmt.sql]  # the engine's events saw it
     row = db.session.get(Notice, notice_id)
@@ -68,3 +69,65 @@ def test_a_sync_emit_runs_its_writes_prepared(app):
     per_emit = len(writes) // 3
     assert per_emit >= 2 and len(writes) == 3 * per_emit
     assert writes[:per_emit] == writes[per_emit : 2 * per_emit] == writes[2 * per_emit :]
+
+
+def _insert_subject(table):
+    c = table.c
+    return (
+        sa.insert(table)
+        .values(
+            user_id=sa.bindparam("user_id", type_=c.user_id.type),
+            subject=sa.bindparam("subject", type_=c.subject.type),
+            content="",
+            notice_type="Comment",
+            read_status="Unread",
+            send_status="Wait",
+            category="info",
+            create_at=sa.bindparam("now", type_=c.create_at.type),
+            update_at=sa.bindparam("now", type_=c.update_at.type),
+        )
+        .returning(c.id)
+    )
+
+
+def test_a_driver_error_comes_out_as_sqlalchemys(app):
+    """Without listeners the statement goes straight to the driver's cursor; its errors
+    still reach callers (run_transaction's retry rules) as SQLAlchemy's."""
+    db, table = app.db, app.notices.Notice.__table__
+    stmt = prepared(table, "test:subject", db.engine.dialect, lambda: _insert_subject(table))
+    assert stmt is not None
+    conn = db.session.connection()
+    assert not (conn._has_events or conn.engine._has_events)  # the driver path
+    now = datetime.now(timezone.utc)
+    [(ok,)] = stmt.run(conn, {"user_id": 1, "subject": "s", "now": now})
+    assert ok > 0
+    with pytest.raises(sa.exc.IntegrityError):
+        stmt.run(conn, {"user_id": 1, "subject": None, "now": now})  # NOT NULL
+    db.session.rollback()
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_lost_connection_is_invalidated_on_the_driver_path(app_factory):
+    """The server ends our backend: the error says the connection was invalidated, and
+    the pool hands out a live one next (as execute() would leave it)."""
+    app = app_factory()
+    db, table = app.db, app.notices.Notice.__table__
+    now = datetime.now(timezone.utc)
+    with app.app_context():
+        build = lambda: _insert_subject(table)  # noqa: E731
+        stmt = prepared(table, "test:subject", db.engine.dialect, build)
+        assert stmt is not None
+        conn = db.session.connection()
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with db.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            other.commit()
+        with pytest.raises(sa.exc.DBAPIError) as caught:
+            stmt.run(conn, {"user_id": 1, "subject": "s", "now": now})
+        assert caught.value.connection_invalidated
+        db.session.rollback()
+        [(new_id,)] = stmt.run(db.session.connection(), {"user_id": 1, "subject": "s", "now": now})
+        db.session.commit()
+        assert new_id > 0

@@ -295,7 +295,7 @@ def finish(
         params = {"ids": sent_ids, "tok": token, "now": now, "nids": notice_ids}
         # no UPDATE inside a WITH, but the notices' UPDATE by id still spares the
         # roll-up's aggregate over their deliveries
-        owned = set(_prepared(conn.dialect, "sent").run(conn, params).scalars().all())
+        owned = {row[0] for row in _prepared(conn.dialect, "sent").run(conn, params)}
         if len(owned) == len(sent_ids):
             _prepared(conn.dialect, "mark_sent").run(conn, params)
         return settle(conn, [by_id[i] for i in sent_ids if i in owned], len(owned))
@@ -329,7 +329,7 @@ def finish(
         params["n"] = len(sent_ids)
         rows = run_transaction(
             engine,
-            lambda conn: _prepared(conn.dialect, "all_sent").run(conn, params).all(),
+            lambda conn: _prepared(conn.dialect, "all_sent").run(conn, params),
             autocommit=True,
             attempts=FINISH_ATTEMPTS,
             conflicts=True,

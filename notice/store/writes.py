@@ -173,7 +173,7 @@ def insert_one(
             params.update({"d_" + k: v for k, v in delivery_shared.items()})
             params["channels"] = [c for c, _ in pairs]
             params["targets"] = [t for _, t in pairs]
-            rows = both.run(conn, params).all()
+            rows = both.run(conn, params)
             # ids grow in the SELECT's order (see insert_notices)
             return rows[0][1], sorted(row[0] for row in rows)
     insert_notice = prepared(
@@ -191,7 +191,7 @@ def insert_one(
         )
         notice_id: int = session.execute(insert_notice_, params).scalar_one()
     else:
-        notice_id = insert_notice.run(conn, params).scalar_one()
+        notice_id = insert_notice.run(conn, params)[0][0]
     if not pairs:
         return notice_id, []
     if len(pairs) == 1:
@@ -207,7 +207,7 @@ def insert_one(
             channel, target = pairs[0]
             values = {**delivery_shared, "notice_id": notice_id, "channel": channel}
             values["target"] = target
-            return notice_id, [insert_delivery.run(conn, values).scalar_one()]
+            return notice_id, [insert_delivery.run(conn, values)[0][0]]
     rows_ = [
         {**delivery_shared, "notice_id": notice_id, "channel": c, "target": t} for c, t in pairs
     ]
