@@ -143,7 +143,18 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
             ),
             # newest-first listing and cursor pagination walk this index backwards
             sa.Index("ix_notice_user_id", "user_id", "id"),
-            sa.UniqueConstraint("user_id", "dedupe_key", name="uq_notice_user_dedupe"),
+            # one notice per user and dedupe_key: partial, since nearly every notice has
+            # no key, so a fan-out adds no entries to it (revision 0008; it was a UNIQUE
+            # constraint over every row). An ON CONFLICT on it names the predicate
+            # (store.writes), or the database finds no index to infer
+            sa.Index(
+                "uq_notice_user_dedupe",
+                "user_id",
+                "dedupe_key",
+                unique=True,
+                postgresql_where=sa.text("dedupe_key IS NOT NULL"),
+                sqlite_where=sa.text("dedupe_key IS NOT NULL"),
+            ),
             # the digest's search for users with unread mail not emailed yet: a small
             # partial index, since most notices get emailed or read
             sa.Index(
@@ -290,8 +301,11 @@ def build_models(db: Any, *, user_table: str | None, user_id_type: Any) -> Model
         )
 
         id: Mapped[int] = mapped_column(BigId, primary_key=True)
+        # no index of its own: uq_delivery_channel's leads with notice_id and serves the
+        # lookups by notice and the ON DELETE CASCADE (revision 0008 dropped
+        # ix_notice_delivery_notice_id, one more entry per delivery written)
         notice_id: Mapped[int] = mapped_column(
-            BigId, sa.ForeignKey("notice.id", ondelete="CASCADE"), nullable=False, index=True
+            BigId, sa.ForeignKey("notice.id", ondelete="CASCADE"), nullable=False
         )
         channel: Mapped[str] = mapped_column(sa.String(64), nullable=False)
         #: sender-specific address within the channel, e.g. a push subscription id

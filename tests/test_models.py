@@ -181,5 +181,6 @@ def test_sqlite_tables_never_reuse_ids(app_factory):
         assert "id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in ddl[table], table
     # the table arguments next to it are still there
     assert "CONSTRAINT uq_delivery_channel UNIQUE" in ddl["notice_delivery"]
-    assert "CONSTRAINT uq_notice_user_dedupe UNIQUE" in ddl["notice"]
+    # (uq_notice_user_dedupe is a partial index since revision 0008, not a constraint)
+    assert "uq_notice_user_dedupe" not in ddl["notice"]
     assert "CONSTRAINT ck_topic_subscriber CHECK" in ddl["notice_topic_subscription"]

@@ -106,7 +106,11 @@ def unrecorded_revision(app: Flask) -> str | None:
         delivery = {c["name"] for c in inspector.get_columns("notice_delivery")}
         notice = {c["name"] for c in inspector.get_columns("notice")}
         tables = set(inspector.get_table_names())
-    # each revision's first new column (or table) tells it apart from the one before
+        delivery_indexes = {ix["name"] for ix in inspector.get_indexes("notice_delivery")}
+    # each revision's first new column (or table) tells it apart from the one before;
+    # 0008 added none: it dropped ix_notice_delivery_notice_id
+    if "group_key" in notice and "ix_notice_delivery_notice_id" not in delivery_indexes:
+        return "0008"
     if "group_key" in notice:
         return "0007"
     if "visible_at" in notice:

@@ -27,12 +27,9 @@ def insert_notices(
         return []
     cols = (notice_table.c.id, notice_table.c.user_id)
     dialect = session.get_bind().dialect.name
-    conflict = ["user_id", "dedupe_key"]
     if dedupe and dialect not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"dedupe_key needs PostgreSQL or SQLite, not {dialect}")
-    fan_out = _fan_out(
-        session, notice_table, rows, ("user_id", "send_status"), cols, conflict if dedupe else None
-    )
+    fan_out = _fan_out(session, notice_table, rows, ("user_id", "send_status"), cols, dedupe=dedupe)
     if fan_out is not None:
         # ids grow in the SELECT's order (PostgreSQL's sequence, SQLite's rowid under its
         # write lock), so sorting by id restores the order of ``rows``
@@ -41,8 +38,7 @@ def insert_notices(
 
         def build_dedupe() -> Any:
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            stmt = insert(notice_table).on_conflict_do_nothing(index_elements=conflict)
-            return stmt.returning(*cols)
+            return _skip_duplicates(insert(notice_table), notice_table).returning(*cols)
 
         stmt = cached(notice_table, "insert:dedupe", dialect, build_dedupe)
         result = session.execute(stmt, rows)
@@ -99,9 +95,8 @@ def insert_notice_columns(
     :func:`_fan_out` would take apart again.
     """
     cols = (notice_table.c.id, notice_table.c.user_id)
-    conflict = ["user_id", "dedupe_key"] if dedupe else None
     varying: dict[str, list[Any]] = {"user_id": user_ids, "send_status": send_statuses}
-    fan_out = _fan_out_columns(session, notice_table, shared, varying, cols, conflict)
+    fan_out = _fan_out_columns(session, notice_table, shared, varying, cols, dedupe=dedupe)
     if fan_out is not None:
         # ids grow in the SELECT's order (see insert_notices)
         return sorted((row[0], row[1]) for row in fan_out)
@@ -302,10 +297,12 @@ def _fan_out(
     rows: list[dict[str, Any]],
     varying: tuple[str, ...],
     returning: tuple[sa.ColumnElement[Any], ...],
-    conflict: list[str] | None = None,
+    *,
+    dedupe: bool = False,
 ) -> list[Any] | None:
     """Insert rows that differ only in ``varying`` columns as ``INSERT ... SELECT`` over
-    arrays of those columns (``unnest`` on PostgreSQL, ``json_each`` on SQLite).
+    arrays of those columns (``unnest`` on PostgreSQL, ``json_each`` on SQLite); with
+    ``dedupe`` (notices) skip the rows whose ``(user_id, dedupe_key)`` exists.
 
     The shared values are bound once per statement instead of once per row, which makes
     a large fan-out several times faster than ``executemany``. Returns the RETURNING
@@ -330,7 +327,7 @@ def _fan_out(
         for values, key in zip(columns, varying, strict=True):
             values.append(row[key])
     return _fan_out_columns(
-        session, table, shared, dict(zip(varying, columns, strict=True)), returning, conflict
+        session, table, shared, dict(zip(varying, columns, strict=True)), returning, dedupe=dedupe
     )
 
 
@@ -340,7 +337,8 @@ def _fan_out_columns(
     shared: dict[str, Any],
     varying: dict[str, list[Any]],
     returning: tuple[sa.ColumnElement[Any], ...],
-    conflict: list[str] | None = None,
+    *,
+    dedupe: bool = False,
 ) -> list[Any] | None:
     """:func:`_fan_out` for rows already split into ``shared`` values and ``varying``
     parallel columns; None (nothing written) when they don't fit."""
@@ -380,14 +378,27 @@ def _fan_out_columns(
             # SQLite parses "INSERT ... SELECT ... ON CONFLICT" only after a WHERE
             select = select.where(sa.true())
         stmt = stmt.from_select(names, select)
-        if conflict is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+        if dedupe:
+            stmt = _skip_duplicates(stmt, table)
         # all() fetches the RETURNING rows in one call, not one fetchone() per row
         out.extend(session.execute(stmt.returning(*returning)).all())
     return out
 
 
 _MISSING = object()
+
+
+def _skip_duplicates(stmt: Any, notice_table: sa.Table) -> Any:
+    """``stmt`` (a dialect INSERT into ``notice``) skipping a row whose ``(user_id,
+    dedupe_key)`` exists: ``ON CONFLICT DO NOTHING`` on ``uq_notice_user_dedupe``.
+
+    The index is partial (``dedupe_key IS NOT NULL``), so the target names its
+    predicate: without it PostgreSQL infers no index and SQLite matches none ("ON
+    CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint")."""
+    return stmt.on_conflict_do_nothing(
+        index_elements=["user_id", "dedupe_key"],
+        index_where=notice_table.c.dedupe_key.isnot(None),
+    )
 
 
 def _array_source(
