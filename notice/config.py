@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "NOTICE_THREADS": 4,
     #: deliveries the thread pool queues before leaving the rest to the sweeper
     "NOTICE_QUEUE_SIZE": 10_000,
+    #: seconds a "thread" dispatcher's thread waits for more emits behind the one it
+    #: took, so a burst of single emits is one send pass and one finish (0: no wait;
+    #: at most 1)
+    "NOTICE_DISPATCH_LINGER": 0.01,
     #: seconds a claimed delivery stays reserved; after that another worker may take it
     #: (must be longer than NOTICE_SEND_TIMEOUT)
     "NOTICE_CLAIM_TIMEOUT": 300,
@@ -351,6 +355,8 @@ class Settings:
     threads: int
     queue_size: int
     batch_size: int
+    #: seconds a dispatch thread waits for more emits (NOTICE_DISPATCH_LINGER)
+    linger: float
     #: NOTICE_MAX_CONTENT and NOTICE_MAX_DATA, in UTF-8 bytes
     max_content: int
     max_data: int
@@ -409,6 +415,7 @@ class Settings:
             threads=int(cfg["NOTICE_THREADS"]),
             queue_size=int(cfg["NOTICE_QUEUE_SIZE"]),
             batch_size=int(cfg["NOTICE_BATCH_SIZE"]),
+            linger=float(cfg["NOTICE_DISPATCH_LINGER"]),
             max_content=int(cfg["NOTICE_MAX_CONTENT"]),
             max_data=int(cfg["NOTICE_MAX_DATA"]),
             max_actions=int(cfg["NOTICE_MAX_ACTIONS"]),
@@ -523,6 +530,12 @@ def validate(app: Flask) -> None:
         raise ConfigurationError(
             f"NOTICE_CLAIM_TIMEOUT ({claim:g} s) must be longer than NOTICE_SEND_TIMEOUT "
             f"({send:g} s): a lease has to outlast a send that runs into its timeout"
+        )
+    linger = app.config["NOTICE_DISPATCH_LINGER"]
+    if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger <= 1:
+        # a longer wait only delays every send: a batch fills up long before
+        raise ConfigurationError(
+            f"NOTICE_DISPATCH_LINGER must be a number of seconds from 0 to 1, got {linger!r}"
         )
     grace = app.config["NOTICE_SWEEP_GRACE"]
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:

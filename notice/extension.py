@@ -512,6 +512,7 @@ def _make_dispatcher(state: NoticeState, app: Flask) -> Dispatcher:
             threads=settings.threads,
             queue_size=settings.queue_size,
             batch_size=settings.batch_size,
+            linger=settings.linger,
         )
     if settings.dispatch == "celery":
         from .dispatch.celery import CeleryDispatcher  # imports Celery only for this mode

@@ -456,3 +456,41 @@ def test_a_notice_cut_by_the_split_is_complete_in_neither_part():
     ]
     assert [_complete(parts, i) for i in range(3)] == [{1}, {3}, {4, 5}]
     assert _complete(ClaimedBatch("t", 1.0, [segment([7, 7])]).split(3), 0) == {7}
+
+
+def test_the_linger_gathers_a_burst_of_emits_into_one_finish(app_factory):
+    """NOTICE_DISPATCH_LINGER: a thread that took an emit waits for the ones behind it
+    (here long enough for five quick emits), so the burst is one send pass and one
+    finish; the other threads do not split it among themselves."""
+    app = app_factory(
+        NOTICE_DISPATCH="thread", NOTICE_THREADS=4, NOTICE_DISPATCH_LINGER=1.0, **CORE
+    )
+    with app.app_context(), recording(app) as statements:
+        memory = app.notices.sender("memory")
+        for user in range(5):
+            notice_event(user, subject="s", content="")
+        writes = statements.count("COMMIT")
+        assert wait_for(lambda: len(memory.outbox) == 5, timeout=20)
+        assert wait_for(
+            lambda: app.notices.Notice.query.filter_by(send_status="Sent").count() == 5,
+            timeout=20,
+        )
+    assert writes == 5
+    assert len([s for s in statements if "UPDATE notice_delivery SET status" in s]) == 1
+    assert sorted(n.user_id for n in memory.outbox) == [0, 1, 2, 3, 4]
+
+
+def test_shutdown_during_the_linger_sends_what_the_thread_holds(app_factory):
+    """A thread lingering for more emits when the app shuts down sends the ones it
+    took (nothing is left leased until the lease runs out)."""
+    app = app_factory(
+        NOTICE_DISPATCH="thread", NOTICE_THREADS=1, NOTICE_DISPATCH_LINGER=1.0, **CORE
+    )
+    with app.app_context():
+        memory = app.notices.sender("memory")
+        notice_event(1, subject="s", content="")
+        app.notices.state(app).dispatcher.shutdown()  # within the linger
+        assert [n.user_id for n in memory.outbox] == [1]
+        app.db.session.rollback()
+        rows = app.notices.Delivery.query.all()
+        assert [(d.status, d.claim_token) for d in rows] == [("Sent", None)]

@@ -191,9 +191,18 @@ class ThreadDispatcher(Dispatcher):
 
     sends_claimed = True
 
-    def __init__(self, deliver: Deliver, *, threads: int, queue_size: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        deliver: Deliver,
+        *,
+        threads: int,
+        queue_size: int,
+        batch_size: int,
+        linger: float = 0.0,
+    ) -> None:
         super().__init__(deliver)
         self._batch_size = batch_size
+        self._linger = linger
         self._queue_size = max(1, queue_size)
         # the bound is kept in deliveries by the counter below, not by the queue: a
         # queue bounded in items filled up with one-delivery items (one per single-user
@@ -202,6 +211,7 @@ class ThreadDispatcher(Dispatcher):
         #: deliveries put on the queue and not taken off by a thread yet
         self._queued = 0
         self._lock = threading.Lock()
+        self._gathering = threading.Lock()
         self._stopping = threading.Event()
         self._threads_lock = threading.Lock()
         self._threads = [self._thread(i) for i in range(threads)]
@@ -280,24 +290,35 @@ class ThreadDispatcher(Dispatcher):
                 except Exception:  # noqa: BLE001 - the lease frees them otherwise
                     logger.debug("giving %d deliveries back failed", len(item), exc_info=True)
 
-    def _take(self, block: bool = True) -> list[int] | ClaimedBatch | None:
+    def _take(self, block: bool = True, timeout: float = 0.5) -> list[int] | ClaimedBatch | None:
         """The next item, counted off the bound; raises :class:`queue.Empty`."""
         # a timeout, so a thread notices shutdown even if it missed its wake-up item
-        item = self._queue.get(timeout=0.5) if block else self._queue.get_nowait()
+        item = self._queue.get(timeout=timeout) if block else self._queue.get_nowait()
         if item:
             with self._lock:
                 self._queued -= len(item)
         return item
 
     def _group(self, first: ClaimedBatch) -> tuple[ClaimedBatch, list[int] | ClaimedBatch | None]:
-        """``first`` and the born-claimed batches queued right behind it, up to a batch;
-        and the item that ended the group, if one was taken (it runs next)."""
+        """``first`` and the born-claimed batches queued behind it within the linger
+        (``NOTICE_DISPATCH_LINGER``), up to a batch; and the item that ended the group,
+        if one was taken (it runs next).
+
+        Without the linger a thread took each emit as it came (the caller's commit gave
+        it the GIL), so a burst of single emits cost a send pass and a finish
+        transaction each, on the caller's CPU as well: on SQLite its finish also held
+        the write lock the caller's next INSERT then slept on.
+        """
         group = [first]
         size = len(first)
+        deadline = time.monotonic() + self._linger
         while size < self._batch_size:
+            wait = deadline - time.monotonic()
             try:
-                item = self._take(block=False)
+                item = self._take(block=wait > 0, timeout=wait)
             except queue.Empty:
+                return ClaimedBatch.merge(group), None
+            if item is None:  # shutdown's wake-up: send what we hold, then stop
                 return ClaimedBatch.merge(group), None
             if (
                 not isinstance(item, ClaimedBatch)
@@ -313,20 +334,23 @@ class ThreadDispatcher(Dispatcher):
         carried: list[int] | ClaimedBatch | None = None
         while not self._stopping.is_set():
             item: list[int] | ClaimedBatch | None
-            if carried is not None:
-                item, carried = carried, None
-            else:
-                try:
-                    item = self._take()
-                except queue.Empty:
-                    continue
-            if item is None:
-                return
-            if self._stopping.is_set():
-                self._give_back([item])
-                return
-            if isinstance(item, ClaimedBatch):
-                item, carried = self._group(item)
+            # one thread gathers a group at a time while the others send theirs: with
+            # every idle thread lingering at once, a burst was split among them again
+            with self._gathering:
+                if carried is not None:
+                    item, carried = carried, None
+                else:
+                    try:
+                        item = self._take()
+                    except queue.Empty:
+                        continue
+                if item is None:
+                    return
+                if self._stopping.is_set():
+                    self._give_back([item])
+                    return
+                if isinstance(item, ClaimedBatch):
+                    item, carried = self._group(item)
             try:
                 self._deliver(item)
             except BaseException:  # noqa: BLE001 - rows stay claimable; the sweeper retries
