@@ -113,6 +113,10 @@ class NoticeEvent:
     group_window: timedelta | None = None
     #: who acted, as the grouped subject names them (default: ``str(sender_id)``)
     actor_name: str | None = None
+    #: ``commit=True`` with nothing else in the session's transaction and no other
+    #: receiver writing in it: a write that is one statement may commit itself
+    #: (:func:`notice.store.insert_one`)
+    autocommit: bool = False
     #: what the library's receiver wrote; filled in while the signal is sent
     result: PublishResult = field(default_factory=lambda: PublishResult([], []), compare=False)
 
@@ -231,6 +235,7 @@ def notice_event(
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     state = state_of(app)
+    session = state.db.session
     event = build_event(
         state,
         user_id,
@@ -258,8 +263,8 @@ def notice_event(
         group_key=group_key,
         group_window=group_window,
         actor_name=actor_name,
+        autocommit=commit and _alone_in(app, state, session),
     )
-    session = state.db.session
     _publish(app, state, session, event)
     if commit:
         session.commit()
@@ -351,6 +356,29 @@ def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> 
         send_observing(notice_created, app, notice_ids=notice_ids, event=event)
 
 
+def _alone_in(app: Any, state: NoticeState, session: Any) -> bool:
+    """This event would be alone in ``session``'s transaction (PostgreSQL): none begun,
+    nothing pending, no receiver of ``notification`` or ``notice_created`` but ours that
+    could write in it. Then ``commit=True`` may let a one-statement write commit itself
+    (:attr:`NoticeEvent.autocommit`)."""
+    current = session()  # the scoped session's own Session
+    return (
+        state.engine.dialect.name == "postgresql"
+        and _untouched(current)
+        and not (current.new or current.dirty or current.deleted)
+        and not notice_created.receivers
+        and all(r is on_notification for r in notification.receivers_for(app))
+    )
+
+
+def _untouched(session: Any) -> bool:
+    """No statement ran in ``session``'s transaction yet: none begun, or one begun
+    without a connection (``add()`` begins one; the previous emit's returned Notice)."""
+    tx = session.get_transaction()
+    # (SessionTransaction keeps its connections there; absent, assume it has some)
+    return tx is None or not getattr(tx, "_connections", True)
+
+
 def _current_user_id() -> Any:
     from flask_login import current_user
 
@@ -417,6 +445,7 @@ def build_event(
     group_key: str | None = None,
     group_window: timedelta | None = None,
     actor_name: str | None = None,
+    autocommit: bool = False,
 ) -> NoticeEvent:
     """Validate ``notice_event``'s arguments; raise ValueError/TypeError naming the one
     that is wrong."""
@@ -517,6 +546,7 @@ def build_event(
         group_key=group_key,
         group_window=group_window,
         actor_name=actor_name,
+        autocommit=autocommit,
     )
 
 
@@ -763,6 +793,8 @@ def write(state: NoticeState, event: NoticeEvent) -> PublishResult:
                 {**shared, "user_id": part[0], "send_status": statuses[0]},
                 delivery_shared,
                 routes[user_key(part[0])],
+                # not when throttled rows follow: they belong in the same transaction
+                autocommit=event.autocommit and not held and _untouched(session()),
             )
             written = [(notice_id, part[0])]
         else:

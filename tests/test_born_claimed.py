@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from notice import NoticeType, Sender, notice_event
 from notice.columns import utcnow
+from notice.signals import notice_created
 from notice.sweeper import sweep
 from notice.types import DeliveryStatus
 from tests.support.waiting import wait_for
@@ -127,15 +128,16 @@ def test_a_single_sync_emit_is_one_write_and_a_two_statement_finish(app_factory)
     after = [s for s in _after_write(flat) if s != "BEGIN IMMEDIATE"]
     if postgres:
         # the notice and its delivery in one statement (a CTE); the finish in one too:
-        # the notice locked, the delivery Sent and, as it was all ours, the notice Sent,
-        # run as its own transaction (no BEGIN and COMMIT round trips)
+        # the notice locked, the delivery Sent and, as it was all ours, the notice Sent.
+        # Alone in the session, each runs as its own transaction (no BEGIN and COMMIT
+        # round trips): two round trips in all
         [both] = write
         assert both.startswith("WITH n AS (INSERT INTO notice ") and "notice_delivery" in both
         [finish, commit] = after
         assert finish.startswith("WITH locked AS") and "FOR UPDATE" in finish
         assert "UPDATE notice_delivery SET status" in finish
         assert "UPDATE notice SET send_status" in finish
-        assert [" ".join(s.split()) for s in autocommitted] == [finish]
+        assert [" ".join(s.split()) for s in autocommitted] == [both, finish]
     else:
         [notice, delivery] = write
         assert notice.startswith("INSERT INTO notice ")
@@ -494,3 +496,43 @@ def test_shutdown_during_the_linger_sends_what_the_thread_holds(app_factory):
         app.db.session.rollback()
         rows = app.notices.Delivery.query.all()
         assert [(d.status, d.claim_token) for d in rows] == [("Sent", None)]
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_lone_emit_commits_its_one_statement_itself_and_only_then(app_factory):
+    """commit=True with nothing else in the session's transaction: the one-statement
+    write runs in autocommit mode. Not when the caller's transaction already ran
+    something, holds pending objects, or another receiver could write in it."""
+    app = app_factory(NOTICE_DISPATCH="none", **CORE)
+    Notice = app.notices.Notice
+
+    def lone(**call: Any) -> bool:
+        autocommitted: list[str] = []
+        with recording(app, autocommitted) as statements:
+            notice_event(1, subject="s", content="", **call)
+        inserts = [s for s in statements if s.startswith("WITH n AS")]
+        assert len(inserts) == 1
+        return inserts[0] in autocommitted
+
+    with app.app_context():
+        # (the first emit asks whether any preference is stored: a read first)
+        notice_event(1, subject="warm-up", content="")
+        assert lone()
+        assert lone()  # the previous emit's returned Notice in the session changes nothing
+        assert not lone(commit=False)
+        app.db.session.commit()
+        app.db.session.execute(sa.text("SELECT 1"))  # the caller's transaction ran
+        assert not lone()
+        app.db.session.add(Notice(user_id=9, subject="pending", notice_type="System"))
+        assert not lone()
+        seen: list[Any] = []
+        on_created = lambda sender, **kw: seen.append(kw)  # noqa: E731
+        notice_created.connect(on_created)
+        try:
+            assert not lone()
+        finally:
+            notice_created.disconnect(on_created)
+        assert lone()
+        assert Notice.query.count() == 9 and seen
