@@ -360,7 +360,10 @@ def _alone_in(app: Any, state: NoticeState, session: Any) -> bool:
     """This event would be alone in ``session``'s transaction (PostgreSQL): none begun,
     nothing pending, no receiver of ``notification`` or ``notice_created`` but ours that
     could write in it. Then ``commit=True`` may let a one-statement write commit itself
-    (:attr:`NoticeEvent.autocommit`)."""
+    (:attr:`NoticeEvent.autocommit`). The rollback :func:`_publish` does when a receiver
+    raises then has nothing to undo: ours is the only one, and after its statement it
+    runs no code that raises short of an interrupt, which would leave the notice written
+    and its born-claimed deliveries to the sweeper once their lease runs out."""
     current = session()  # the scoped session's own Session
     return (
         state.engine.dialect.name == "postgresql"
