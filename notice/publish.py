@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import class_mapper, make_transient_to_detached
 
 from . import fallback, references, store, throttle
 from .aftercommit import EARLY, call_after_commit
@@ -287,22 +287,28 @@ def _as_model(
     ``send_status`` is the one a synchronous send recorded, if it ran."""
     view = result.first
     assert view is not None
-    if session.identity_key(notice_model, view.id) in session.identity_map:
+    current = session()  # the scoped session's own Session: no proxy per call below
+    mapper = class_mapper(notice_model)  # configured: the instance below needs it
+    if mapper.identity_key_from_primary_key((view.id,)) in current.identity_map:
         # an object of a rolled-back transaction under a reused id (SQLite): reload
-        return session.get(notice_model, view.id)
-    values = {name: getattr(view, name) for name in NoticeView.__dataclass_fields__}
+        return current.get(notice_model, view.id)
+    values = {name: getattr(view, name) for name in _VIEW_FIELDS}
     if result.claimed is not None:
         values["send_status"] = result.claimed.settled.get(view.id, view.send_status)
     values["visible_at"] = visible_at
     # the values go straight into the instance's __dict__: the mapped __init__ fires an
     # attribute event per column (a twelfth of a write-only emit's Python calls), and
     # make_transient_to_detached commits the dict as loaded state in any case
-    notice = notice_model.__mapper__.class_manager.new_instance()
+    notice = mapper.class_manager.new_instance()
     notice.__dict__.update(values)
     make_transient_to_detached(notice)
     # a flush of this session must not write it again; merge would SELECT it
-    session.add(notice)
+    current.add(notice)
     return notice
+
+
+#: the columns a NoticeView carries, all of which the returned Notice takes
+_VIEW_FIELDS = tuple(NoticeView.__dataclass_fields__)
 
 
 def _publish(app: Any, state: NoticeState, session: Any, event: NoticeEvent) -> None:
