@@ -274,6 +274,9 @@ def test_queue_overflow_stays_wait_for_the_sweeper(app_factory, caplog):
         NOTICE_THREADS=1,
         NOTICE_QUEUE_SIZE=5,
         NOTICE_SENDERS=[],
+        # the thread takes the first emit to the gate at once: lingering, it would
+        # gather the next ones off the queue and the bound would never be reached
+        NOTICE_DISPATCH_LINGER=0,
         **CORE,
     )
     gate = app.notices.register_sender(Gate())
