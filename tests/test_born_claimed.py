@@ -536,3 +536,40 @@ def test_a_lone_emit_commits_its_one_statement_itself_and_only_then(app_factory)
             notice_created.disconnect(on_created)
         assert lone()
         assert Notice.query.count() == 9 and seen
+
+
+def test_claimed_pairs_are_the_rows_and_views_the_constructors_build():
+    from notice.claimed import ClaimedDelivery, ClaimedSegment
+    from notice.models import VIEW_COLUMNS, NoticeView
+
+    now = utcnow()
+    shared: dict[str, Any] = dict.fromkeys(VIEW_COLUMNS[:-2])
+    for name in ("id", "user_id", "send_status"):
+        del shared[name]
+    shared.update(subject="s", content="c", notice_type="Comment", read_status="Unread")
+    shared.update(create_at=now, update_at=now, category="info", data={"k": [1]})
+    segment = ClaimedSegment(
+        shared, [10, 11, 12], [1, 1, 2], [7, 7, "8"], ["a", "b", "a"], ["", "t", ""]
+    )
+    pairs = segment.pairs()
+    assert pairs == [
+        (
+            ClaimedDelivery(d, n, c, t, 1, 0),
+            NoticeView(id=n, user_id=u, send_status="Wait", **shared),
+        )
+        for d, n, u, c, t in zip(
+            segment.delivery_ids,
+            segment.notice_ids,
+            segment.user_ids,
+            segment.channels,
+            segment.targets,
+            strict=True,
+        )
+    ]
+    assert all(type(d) is ClaimedDelivery for d, _ in pairs)
+    assert pairs[0][1] is pairs[1][1]  # one view per notice
+    assert pairs[0][1].group_count is None and pairs[0][1].is_read is False
+    with pytest.raises(AttributeError):
+        pairs[0][1].subject = "changed"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="bogus"):
+        ClaimedSegment({**shared, "bogus": 1}, [1], [1], [1], ["a"], [""]).pairs()
