@@ -77,21 +77,34 @@ class Report:
 def deliver_claimed(
     state: NoticeState, batch: ClaimedBatch, *, stop: threading.Event | None = None
 ) -> Report:
-    """Send a born-claimed batch from memory and finish it, in parts of
-    ``NOTICE_BATCH_SIZE`` (one finish transaction each). Must run inside the app's
+    """Send a born-claimed batch from memory and finish it. Must run inside the app's
     context.
 
-    What the lease no longer covers (a caller that held its transaction open for most
-    of it, a part that comes up late in a large fan-out) is given back unsent, due at
-    once for the sweeper: see :class:`~notice.sending.SendBatch`'s ``stop_at``.
+    It is sent in parts of ``NOTICE_BATCH_SIZE`` (each screened, then sent as one
+    :class:`~notice.sending.SendBatch`), and finished in groups of consecutive parts:
+    a group's finish, one transaction, runs once it holds :data:`FINISH_PARTS` parts,
+    or once :data:`FINISH_AFTER` seconds passed since its first send began, or after
+    the last part. Sends that go fast (an in-process sender) so share one finish
+    transaction among up to :data:`FINISH_PARTS` parts; slower ones are finished part by
+    part as before. What a crash between a send and its finish leaves to be sent again
+    once the lease runs out is one group: at most :data:`FINISH_PARTS` parts, and no
+    part begun more than :data:`FINISH_AFTER` seconds after the group's first.
+
+    The lease is guarded as for a single part: every send starts only while the lease,
+    counted from the write, still covers it and its time-out (see
+    :class:`~notice.sending.SendBatch`'s ``stop_at``), so a group's finish comes no
+    later than the finish of its last part alone would. What the lease no longer covers
+    (a caller that held its transaction open for most of it, a part that comes up late
+    in a large fan-out) is given back unsent, due at once for the sweeper.
     """
     report = Report(claimed=len(batch))
+    token = batch.token
     if batch.give_back:
         store.finish(
             state.engine,
             state.models.Delivery.__table__,
             state.models.Notice.__table__,
-            batch.token,
+            token,
             [],
             now=utcnow(),
             released=batch.ids,
@@ -99,40 +112,99 @@ def deliver_claimed(
         report.lost_lease = len(batch)
         return report
     parts = batch.split(state.batch_size)
-    for i, part in enumerate(parts):
-        if stop is not None and stop.is_set():
-            rest = [d for p in parts[i:] for d in p.ids]
-            _give_back(state, batch.token, rest)
-            report.lost_lease += len(rest)
-            break
-        pairs = [pair for segment in part.segments for pair in segment.pairs()]
-        recorded = _run_batch(
-            state, report, batch.token, pairs, utcnow(), batch.started, stop, _complete(parts, i)
-        )[2]
+    # the group: parts sent since the last finish, from parts[first]
+    first = 0
+    outcomes: list[store.Outcome] = []
+    unsent: list[int] = []
+    pairs: list[tuple[Any, NoticeView]] = []
+    opened = 0.0
+
+    def finish_group(last: int) -> None:
+        nonlocal first, outcomes, unsent, pairs
+        recorded = _record(
+            state, report, token, outcomes, unsent, pairs, _complete(parts, first, last)
+        )
         for o in recorded:
             if o.send_status is not None:
                 batch.settled[o.notice_id] = o.send_status
+        done = pairs
+        first, outcomes, unsent, pairs = last + 1, [], [], []
+        _announce(state, recorded, done)
+
+    for i, part in enumerate(parts):
+        if stop is not None and stop.is_set():
+            if pairs:
+                finish_group(i - 1)
+            rest = [d for p in parts[i:] for d in p.ids]
+            _give_back(state, token, rest)
+            report.lost_lease += len(rest)
+            break
+        part_pairs = [pair for segment in part.segments for pair in segment.pairs()]
+        if not pairs:
+            opened = time.monotonic()
+        try:
+            sent, sending = _send(state, token, part_pairs, utcnow(), batch.started, stop)
+        except BaseException:
+            # this part was given back unsent; what the group sent before it is recorded
+            if pairs:
+                try:
+                    finish_group(i - 1)
+                except Exception:  # noqa: BLE001 - the first error is the one to raise
+                    logger.exception("recording the outcomes of a born-claimed group failed")
+            raise
+        outcomes += sent
+        unsent += sending.unsent
+        pairs += part_pairs
+        if (
+            i + 1 == len(parts)
+            or sending.interrupted is not None
+            or i + 1 - first >= FINISH_PARTS
+            or time.monotonic() - opened >= FINISH_AFTER
+        ):
+            finish_group(i)
+        if sending.interrupted is not None:
+            raise sending.interrupted
+        sending.wait_closed()
     return report
 
 
-def _complete(parts: Sequence[ClaimedBatch], i: int) -> set[int]:
-    """The notices of ``parts[i]`` whose every delivery is in it (none of a
-    :attr:`~notice.claimed.ClaimedSegment.partial` segment).
+#: parts of ``NOTICE_BATCH_SIZE`` deliveries a born-claimed send finishes together at
+#: most (:func:`deliver_claimed`): a finish transaction per 200 memory sends was a
+#: third of a 10,000-recipient sync fan-out's time (bench/emit.py)
+FINISH_PARTS = 10
+
+#: seconds after which a born-claimed send finishes the parts it sent, however few:
+#: a crash leaves at most this much sending to be done again
+FINISH_AFTER = 0.1
+
+
+def _complete(parts: Sequence[ClaimedBatch], first: int, last: int | None = None) -> set[int]:
+    """The notices of ``parts[first:last + 1]`` (``last``: ``first``) whose every
+    delivery is in them (none of a :attr:`~notice.claimed.ClaimedSegment.partial`
+    segment).
 
     A notice's deliveries were written together and sit side by side in one segment, so
-    only a notice the split cut through, the first or the last of the part, can miss
+    only a notice the split cut through, the first or the last of the parts, can miss
     some; found by comparing with the neighbouring parts' ends (no per-notice count
     over the whole batch, which would grow with a fan-out's recipients).
     """
-    part = parts[i]
+    if last is None:
+        last = first
+    chosen = parts[first : last + 1]
     # a notice with a delivery scheduled for later is not complete: marked Sent by an
     # all-Sent finish, it would read Sent while its email still waits
-    out = {n for segment in part.segments if not segment.partial for n in segment.notice_ids}
-    first, last = part.segments[0].notice_ids[0], part.segments[-1].notice_ids[-1]
-    if i > 0 and parts[i - 1].segments[-1].notice_ids[-1] == first:
-        out.discard(first)
-    if i + 1 < len(parts) and parts[i + 1].segments[0].notice_ids[0] == last:
-        out.discard(last)
+    out = {
+        n
+        for part in chosen
+        for segment in part.segments
+        if not segment.partial
+        for n in segment.notice_ids
+    }
+    head, tail = chosen[0].segments[0].notice_ids[0], chosen[-1].segments[-1].notice_ids[-1]
+    if first > 0 and parts[first - 1].segments[-1].notice_ids[-1] == head:
+        out.discard(head)
+    if last + 1 < len(parts) and parts[last + 1].segments[0].notice_ids[0] == tail:
+        out.discard(tail)
     return out
 
 
@@ -276,22 +348,37 @@ def _run_batch(
     now: datetime,
     started: float,
     stop: threading.Event | None,
-    complete: Collection[int] = (),
 ) -> tuple[bool, bool, list[store.Outcome]]:
     """Send one claimed batch and record it in ``report``, in one finish transaction.
     Return whether any delivery got an outcome, whether any was given back unsent, and
     the outcomes recorded. Raises, after recording, what interrupted the main thread.
-
-    :param complete: notices whose every delivery is in ``pairs`` (see
-        :func:`notice.store.claims.finish`).
     """
-    engine = state.engine
+    outcomes, sending = _send(state, token, pairs, now, started, stop)
+    recorded = _record(state, report, token, outcomes, sending.unsent, pairs)
+    if sending.interrupted is not None:
+        raise sending.interrupted
+    sending.wait_closed()
+    _announce(state, recorded, pairs)
+    return bool(outcomes), bool(sending.unsent), recorded
+
+
+def _send(
+    state: NoticeState,
+    token: str,
+    pairs: Sequence[tuple[Any, NoticeView]],
+    now: datetime,
+    started: float,
+    stop: threading.Event | None,
+) -> tuple[list[store.Outcome], SendBatch]:
+    """Screen and send claimed ``pairs``; the outcomes (the ones decided before any
+    send first) and the :class:`SendBatch` that sent them (its ``unsent``,
+    ``interrupted``, ``wait_closed``). Nothing is recorded yet: see :func:`_record`.
+    When the screening raises, nothing was sent: the rows are given back."""
     try:
         decided = _screen(state, pairs, now)
     except BaseException:
         _give_back(state, token, [d.id for d, _ in pairs])  # nothing was sent
         raise
-    pairs_by_id = {d.id: (d, n) for d, n in pairs}
     outcomes = list(decided.values())
     shares: dict[str, tuple[Sender, list[tuple[Any, Any]]]] = {}
     for delivery, notice in pairs:
@@ -319,38 +406,56 @@ def _run_batch(
     if shares:
         sending.run(shares)
     outcomes.extend(sending.outcomes)
+    return outcomes, sending
+
+
+def _record(
+    state: NoticeState,
+    report: Report,
+    token: str,
+    outcomes: Sequence[store.Outcome],
+    unsent: Sequence[int],
+    pairs: Sequence[tuple[Any, NoticeView]],
+    complete: Collection[int] = (),
+) -> list[store.Outcome]:
+    """Finish what :func:`_send` sent (``unsent``: given back), in one transaction, and
+    count it in ``report``; the outcomes recorded.
+
+    :param complete: notices whose every delivery is in ``pairs`` (see
+        :func:`notice.store.claims.finish`).
+    """
     recorded = store.finish(
-        engine,
+        state.engine,
         state.models.Delivery.__table__,
         state.models.Notice.__table__,
         token,
         outcomes,
         now=utcnow(),
-        released=sending.unsent,
-        follow_ups=_follow_ups(state, outcomes, pairs_by_id),
+        released=unsent,
+        follow_ups=_follow_ups(state, outcomes, pairs),
         complete=complete,
     )
     # given back (the lease was running out, or stopping), or finished by someone else
     # after our lease ran out (our result was dropped)
-    report.lost_lease += len(sending.unsent) + len(outcomes) - len(recorded)
+    report.lost_lease += len(unsent) + len(outcomes) - len(recorded)
     _count(report, recorded)
-    if sending.interrupted is not None:
-        raise sending.interrupted
-    sending.wait_closed()
-    _announce(state, recorded, pairs_by_id)
-    return bool(outcomes), bool(sending.unsent), recorded
+    return recorded
 
 
 def _follow_ups(
-    state: NoticeState, outcomes: Sequence[store.Outcome], pairs: dict[int, tuple[Any, Any]]
+    state: NoticeState, outcomes: Sequence[store.Outcome], sent: Sequence[tuple[Any, Any]]
 ) -> dict[int, list[tuple[str, str]]]:
-    """The next channel's deliveries of the fallback chain of each delivery that
-    failed for good (written by the finish, in its transaction). Shared targets do not
-    fall back: they are no user's."""
+    """The next channel's deliveries of the fallback chain of each delivery of ``sent``
+    (``(delivery, notice)`` pairs) that failed for good (written by the finish, in its
+    transaction). Shared targets do not fall back: they are no user's."""
     out: dict[int, list[tuple[str, str]]] = {}
+    dead = [o for o in outcomes if o.status is DeliveryStatus.DEAD]
+    if not dead:
+        return out
+    pairs = {d.id: (d, n) for d, n in sent}
     config = state.app.config
-    for o in outcomes:
-        if o.status is not DeliveryStatus.DEAD or o.delivery_id not in pairs:
+    for o in dead:
+        if o.delivery_id not in pairs:
             continue
         delivery, notice = pairs[o.delivery_id]
         chain = fallback.chain_for(config, notice.notice_type)
@@ -498,10 +603,11 @@ def _describe(exc: BaseException) -> str:
 
 
 def _announce(
-    state: NoticeState, outcomes: Sequence[store.Outcome], pairs: dict[int, tuple[Any, Any]]
+    state: NoticeState, outcomes: Sequence[store.Outcome], sent: Sequence[tuple[Any, Any]]
 ) -> None:
     if not (notice_sent.receivers or notice_failed.receivers):
         return
+    pairs = {d.id: (d, n) for d, n in sent}
     for o in outcomes:
         delivery, notice = pairs[o.delivery_id]
         if o.status is DeliveryStatus.SENT:

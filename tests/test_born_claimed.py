@@ -239,20 +239,68 @@ def test_a_process_that_dies_after_commit_leaves_them_to_the_sweeper(app_factory
     ]
 
 
-def test_one_finish_transaction_per_batch_and_array_binds(app_factory):
+def test_fast_sends_share_a_finish_transaction_and_bind_arrays(app_factory, monkeypatch):
+    from notice import delivery
+
     app = app_factory(NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE=10, **CORE)
     with app.app_context(), recording(app) as statements:
         ids = notice_event(range(1, 31), subject="s", content="")
     assert len(ids) == 30
+    # 30 deliveries in parts of 10, sent within FINISH_AFTER: one finish for all three,
+    # one transaction
     after = _after_write(statements)
-    # 30 deliveries in batches of 10: three finishes, each one transaction
-    assert after.count("COMMIT") == 3
-    assert len(app.notices.state(app).sender("memory").outbox) == 30
+    assert after.count("COMMIT") == 1
+    # at most FINISH_PARTS parts a finish
+    monkeypatch.setattr(delivery, "FINISH_PARTS", 2)
+    with app.app_context(), recording(app) as statements:
+        notice_event(range(31, 61), subject="s", content="")
+    assert _after_write(statements).count("COMMIT") == 2
+    assert len(app.notices.state(app).sender("memory").outbox) == 60
     expanded = [s for s in statements if EXPANDED_IN.search(s)]
     assert expanded == []
     with app.app_context():
         Notice = app.notices.Notice
-        assert Notice.query.filter_by(send_status="Sent").count() == 30
+        assert Notice.query.filter_by(send_status="Sent").count() == 60
+
+
+def test_a_finish_per_part_once_sends_take_longer_than_finish_after(app_factory, monkeypatch):
+    from notice import delivery
+
+    # every part takes longer than FINISH_AFTER: finished part by part, so a crash
+    # leaves no more than one part sent and unrecorded
+    monkeypatch.setattr(delivery, "FINISH_AFTER", 0.0)
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE=10, **CORE)
+    with app.app_context(), recording(app) as statements:
+        notice_event(range(1, 31), subject="s", content="")
+    assert _after_write(statements).count("COMMIT") == 3
+    with app.app_context():
+        assert app.notices.Notice.query.filter_by(send_status="Sent").count() == 30
+
+
+@pytest.mark.parametrize("finish_parts", [1, 2, 10])
+def test_notices_cut_between_parts_of_one_finish_are_rolled_up_sent(
+    app_factory, monkeypatch, finish_parts
+):
+    from notice import delivery
+
+    monkeypatch.setattr(delivery, "FINISH_PARTS", finish_parts)
+
+    class Other(Sender):
+        name = "other"
+
+        def send(self, notice: Any) -> None:
+            pass
+
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE=3, **CORE)
+    app.notices.register_sender(Other())
+    with app.app_context(), recording(app) as statements:
+        ids = notice_event(range(1, 12), subject="s", content="")
+    # 11 notices x 2 channels in parts of 3: a notice cut by every other part boundary
+    assert _after_write(statements).count("COMMIT") == -(-8 // finish_parts)
+    with app.app_context():
+        Notice = app.notices.Notice
+        assert sorted(n.id for n in Notice.query.filter_by(send_status="Sent")) == ids
+    assert {r.status for r in _deliveries(app)} == {"Sent"}
 
 
 def test_a_retry_finish_writes_outcomes_set_wise_under_the_token(app_factory):
@@ -457,6 +505,10 @@ def test_a_notice_cut_by_the_split_is_complete_in_neither_part():
         [4, 5, 5],
     ]
     assert [_complete(parts, i) for i in range(3)] == [{1}, {3}, {4, 5}]
+    # parts finished together: a notice cut between two of them is complete in both
+    assert _complete(parts, 0, 1) == {1, 2, 3}
+    assert _complete(parts, 1, 2) == {3, 4, 5}
+    assert _complete(parts, 0, 2) == {1, 2, 3, 4, 5}
     assert _complete(ClaimedBatch("t", 1.0, [segment([7, 7])]).split(3), 0) == {7}
 
 
