@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from notice import DeliveryStatus, NoticeType, ReadStatus, SendStatus
 from notice.errors import InvalidUserId
-from notice.types import UserIdPolicy, user_key
+from notice.types import UserIdPolicy, user_key, user_keys
 
 
 def test_seed_types_are_stable_strings():
@@ -96,6 +96,9 @@ def test_status_enums_store_their_values(enum, values):
 def test_integer_ids_refuse_what_is_not_a_whole_number_in_range(value):
     with pytest.raises(InvalidUserId):
         UserIdPolicy(sa.Integer())(value)
+    # also among many (a fan-out's recipients): the fast path takes plain ints only
+    with pytest.raises(InvalidUserId):
+        UserIdPolicy(sa.Integer()).many([1, 2, value, 3])
 
 
 @pytest.mark.parametrize(("value", "expected"), [(7, 7), ("7", 7), (" 42 ", 42), ("-3", -3)])
@@ -124,3 +127,23 @@ def test_string_and_uuid_ids():
 
 def test_user_key_is_the_same_for_an_id_and_its_text():
     assert user_key(7) == user_key("7") == "7"
+    u = uuid.uuid4()
+    assert user_keys([7, "7", u]) == [user_key(7), user_key("7"), user_key(u)]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "expected"),
+    [
+        (sa.Integer(), range(5), (0, 1, 2, 3, 4)),
+        (sa.Integer(), [1, "2", 3], (1, 2, 3)),
+        (sa.Integer(), [-(2**31), 2**31 - 1], (-(2**31), 2**31 - 1)),
+        (sa.BigInteger(), [2**62, 1], (2**62, 1)),
+        (sa.String(36), [7, "8"], ("7", "8")),
+        (sa.Integer(), [], ()),
+    ],
+)
+def test_many_ids_convert_as_each_would(column, values, expected):
+    policy = UserIdPolicy(column)
+    got = policy.many(values)
+    assert got == expected == tuple(map(policy, values))
+    assert list(map(type, got)) == list(map(type, expected))
