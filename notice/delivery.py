@@ -10,10 +10,11 @@ import functools
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -286,17 +287,21 @@ def deliver_in_app(state: NoticeState, work: Sequence[int] | ClaimedBatch) -> Re
 
 
 def _count(report: Report, recorded: Sequence[store.Outcome]) -> None:
-    for o in recorded:
-        if o.status is DeliveryStatus.SENT:
-            report.sent += 1
-        elif o.status is DeliveryStatus.ERROR:
-            report.failed += 1
-        elif o.status is DeliveryStatus.DEAD:
-            report.gave_up += 1
-        elif o.expired:
-            report.expired += 1
-        else:
-            report.skipped += 1
+    # counted in C: a fan-out's finish records thousands, nearly all Sent
+    by_status = Counter(map(_STATUS, recorded))
+    report.sent += by_status[DeliveryStatus.SENT]
+    report.failed += by_status[DeliveryStatus.ERROR]
+    report.gave_up += by_status[DeliveryStatus.DEAD]
+    rest = len(recorded) - sum(by_status[s] for s in _COUNTED)
+    if rest:
+        expired = sum(1 for o in recorded if o.expired and o.status not in _COUNTED)
+        report.expired += expired
+        report.skipped += rest - expired
+
+
+_STATUS = attrgetter("status")
+#: the statuses :func:`_count` counts by status; the others are expired or skipped
+_COUNTED = (DeliveryStatus.SENT, DeliveryStatus.ERROR, DeliveryStatus.DEAD)
 
 
 def _load(state: NoticeState, ids: Sequence[int]) -> list[tuple[Any, NoticeView]]:

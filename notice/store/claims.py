@@ -215,9 +215,11 @@ def load_claimed(
     return run_transaction(engine, read, what="loading claimed deliveries")
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
-    """What happened to one claimed delivery."""
+    """What happened to one claimed delivery (slotted: a fan-out makes one per
+    delivery, and each was an instance and a ``__dict__`` for the garbage collector to
+    walk)."""
 
     delivery_id: int
     notice_id: int
@@ -304,8 +306,9 @@ def finish(
         """Fill in the recorded outcomes' ``send_status``: Sent when every delivery was
         still ours (the notices were marked so), else rolled up in ``conn``."""
         if owned == len(sent_ids):
+            sent = SendStatus.SENT.value
             for o in recorded:
-                o.send_status = SendStatus.SENT.value
+                o.send_status = sent
             return recorded
         # a lease was taken over: its notice has a finisher besides us. The notices are
         # locked (SQLite: the write lock), so this roll-up reads what committed before us
