@@ -263,6 +263,38 @@ def test_fast_sends_share_a_finish_transaction_and_bind_arrays(app_factory, monk
         assert Notice.query.filter_by(send_status="Sent").count() == 60
 
 
+def test_a_fan_out_sends_in_parts_and_finishes_them_in_one_statement_or_transaction(
+    app_factory,
+):
+    """The statements after a 50-recipient sync fan-out's commit, sent in 10 parts of 5:
+    one finish for all of them (FINISH_PARTS parts, sent well within FINISH_AFTER),
+    and it is all-Sent with every notice complete: PostgreSQL one autocommitted
+    statement, SQLite its UPDATE of the deliveries and of the notices in one
+    transaction. Before the grouping it was ten finishes."""
+    app = app_factory(NOTICE_DISPATCH="sync", NOTICE_BATCH_SIZE=5, **CORE)
+    with app.app_context():
+        notice_event(range(1000, 1005), subject="warm-up", content="")
+        postgres = app.db.engine.dialect.name == "postgresql"
+        autocommitted: list[str] = []
+        with recording(app, autocommitted) as statements:
+            ids = notice_event(range(1, 51), subject="s", content="")
+    assert len(ids) == 50
+    after = [" ".join(s.split()) for s in _after_write(statements)]
+    if postgres:
+        [finish, commit] = after
+        assert finish.startswith("WITH locked AS") and "UPDATE notice SET send_status" in finish
+        assert len(autocommitted) == 1
+    else:
+        [begin, sent, notices, commit] = after
+        assert begin == "BEGIN IMMEDIATE"
+        assert sent.startswith("UPDATE notice_delivery SET status")
+        assert notices.startswith("UPDATE notice SET send_status")
+    assert commit == "COMMIT"
+    assert {r.status for r in _deliveries(app)} == {"Sent"}
+    with app.app_context():
+        assert app.notices.Notice.query.filter_by(send_status="Sent").count() == 55
+
+
 def test_a_finish_per_part_once_sends_take_longer_than_finish_after(app_factory, monkeypatch):
     from notice import delivery
 
