@@ -640,10 +640,19 @@ def route(
 ) -> dict[Any, list[tuple[str, str]]]:
     """Decide, per user, which ``(channel, target)`` deliveries the event needs.
 
-    ``first``: ``user_ids`` begin the event (its first chunk), so the event's shared
-    routes (:mod:`notice.fallback`) are attached to the first of them."""
+    ``user_ids`` are distinct. ``first``: they begin the event (its first chunk), so
+    the event's shared routes (:mod:`notice.fallback`) are attached to the first of
+    them.
+
+    Users with the same deliveries may share one list (a fan-out where every route
+    takes everyone: one list, not one per recipient): replace a user's list, never
+    change it in place.
+    """
     keys = dict(zip(user_ids, user_keys(user_ids), strict=True))
-    routes: dict[Any, list[tuple[str, str]]] = {k: [] for k in keys.values()}
+    # the pairs of the routes that took every user with one target each, while no
+    # route took only some: then every user's list is this one
+    common: list[tuple[str, str]] = []
+    routes: dict[Any, list[tuple[str, str]]] | None = None
     for r in state.routes:
         channel = r.sender.name
         if event.channels is not None and channel not in event.channels:
@@ -658,11 +667,16 @@ def route(
         if not users:
             continue
         chosen = None if event.targets is None else event.targets.get(channel)
+        targets = r.sender.targets(users) if chosen is None else None
+        if chosen is None and targets is None and routes is None and len(users) == len(keys):
+            common.append((channel, ""))
+            continue
+        if routes is None:
+            routes = {k: list(common) for k in keys.values()}
         if chosen is not None:
             for u in users:
                 routes[keys[u]].extend((channel, t) for t in chosen.get(keys[u], ()))
             continue
-        targets = r.sender.targets(users)
         if targets is None:
             # one delivery per user: the same (immutable) pair for all of them
             pair = (channel, "")
@@ -672,6 +686,8 @@ def route(
         for u in users:
             for target in targets.get(u, ()):
                 routes[keys[u]].append((channel, str(target)))
+    if routes is None:
+        routes = dict.fromkeys(keys.values(), common)
     config = state.app.config
     chain = fallback.chain_for(config, event.notice_type)
     if chain:
@@ -682,7 +698,8 @@ def route(
             if channel in state.senders_by_name and (
                 event.channels is None or channel in event.channels
             ):
-                routes[keys[user_ids[0]]].extend((channel, SHARED + n) for n in names)
+                key = keys[user_ids[0]]
+                routes[key] = [*routes[key], *((channel, SHARED + n) for n in names)]
     return routes
 
 
