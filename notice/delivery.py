@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -386,7 +386,12 @@ def _send(
         raise
     outcomes = list(decided.values())
     shares: dict[str, tuple[Sender, list[tuple[Any, Any]]]] = {}
-    for delivery, notice in pairs:
+    only = _only_channel(pairs) if not decided else None
+    if only is not None and only in state.senders_by_name:
+        # every delivery on one registered channel, none decided (a fan-out's part):
+        # one share, with no step per delivery
+        shares[only] = (state.senders_by_name[only], list(pairs))
+    for delivery, notice in () if shares else pairs:
         if delivery.id in decided:
             continue
         sender = state.senders_by_name.get(delivery.channel)
@@ -405,7 +410,8 @@ def _send(
         stop_at=started + (lease - settings.send_timeout) * 0.9,
         stop=stop,
         hung=state.hung_sends,
-        send_one=functools.partial(_send_one, state, now=now),
+        # positional: a keyword bound by partial is a dict merged on every call
+        send_one=functools.partial(_send_one, state, now),
         fail=lambda d, n, exc, error: _failure(state, d, n, exc, now, error=error),
     )
     if shares:
@@ -552,8 +558,17 @@ def _give_back(state: NoticeState, token: str, ids: Sequence[int]) -> None:
         logger.debug("giving claimed deliveries back failed", exc_info=True)
 
 
+def _only_channel(pairs: Sequence[tuple[Any, Any]]) -> str | None:
+    """The channel of every delivery of ``pairs``, if they share one."""
+    channels = set(map(_CHANNEL, map(_FIRST, pairs)))
+    return channels.pop() if len(channels) == 1 else None
+
+
+_FIRST, _CHANNEL = itemgetter(0), attrgetter("channel")
+
+
 def _send_one(
-    state: NoticeState, sender: Any, delivery: Any, notice: Any, now: datetime
+    state: NoticeState, now: datetime, sender: Any, delivery: Any, notice: Any
 ) -> store.Outcome:
     # expiry against the send time, not the claim time: a long batch may cross it (the
     # clock read only for a notice that can expire: most never do)
