@@ -131,3 +131,22 @@ def test_a_lost_connection_is_invalidated_on_the_driver_path(app_factory):
         [(new_id,)] = stmt.run(db.session.connection(), {"user_id": 1, "subject": "s", "now": now})
         db.session.commit()
         assert new_id > 0
+
+
+def test_a_prepared_write_on_a_fresh_connection_is_committed_by_its_commit(app):
+    """On a connection nothing has begun yet, the driver path begins SQLAlchemy's
+    transaction as execute() would: ``conn.commit()`` then commits the row (it used to
+    be left to the pool's rollback on PostgreSQL)."""
+    db, table = app.db, app.notices.Notice.__table__
+    now = datetime.now(timezone.utc)
+    stmt = prepared(table, "test:subject", db.engine.dialect, lambda: _insert_subject(table))
+    assert stmt is not None
+    with db.engine.connect() as conn:
+        assert not conn.in_transaction()
+        [(notice_id,)] = stmt.run(conn, {"user_id": 5, "subject": "kept", "now": now})
+        conn.commit()
+    with db.engine.connect() as other:
+        subject = other.execute(
+            sa.select(table.c.subject).where(table.c.id == notice_id)
+        ).scalar_one_or_none()
+    assert subject == "kept"

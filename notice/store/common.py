@@ -173,6 +173,10 @@ class Prepared:
         execution context and result object (most of its cost for a one-row INSERT);
         a driver error comes out as SQLAlchemy's, the connection invalidated when it is
         gone, as ``execute`` would leave them."""
+        if not conn.in_transaction():
+            # as execute() would: begun, so conn.commit() commits what runs here (the
+            # driver has begun its own transaction either way)
+            conn.begin()
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
         dialect = conn.dialect
