@@ -200,18 +200,18 @@ class Prepared:
             cursor.close()
 
 
-def prepared(table: sa.Table, key: str, dialect: Any, build: Callable[[], Any]) -> Prepared | None:
+def prepared(
+    table: sa.Table, key: str, dialect: Any, build: Callable[[], Any]
+) -> Prepared | None:
     """:class:`Prepared` of the statement ``build()`` makes, once per table, ``key`` and
     dialect (with its driver: their parameter styles differ); None when ``build()``
-    gives None ("no such statement here")."""
-    store: dict[tuple[str, str], Any] = table.info.setdefault(_STATEMENTS, {})
-    slot = ("prepared:" + key, f"{dialect.name}+{dialect.driver}")
-    try:
-        return store[slot]  # type: ignore[no-any-return]
-    except KeyError:
+    gives None ("no such statement here"). Kept as :func:`cached` keeps statements."""
+
+    def compile_once() -> Prepared | None:
         stmt = build()
-        store[slot] = None if stmt is None else Prepared(stmt, dialect)
-        return store[slot]  # type: ignore[no-any-return]
+        return None if stmt is None else Prepared(stmt, dialect)
+
+    return cached(table, "prepared:" + key, f"{dialect.name}+{dialect.driver}", compile_once)
 
 
 def visible(notice: Any, now: datetime) -> sa.ColumnElement[bool]:
